@@ -1,0 +1,247 @@
+"""Configuration: typed dataclasses, loaded once from TOML and validated.
+
+Lookup order (SPEC): ``--config``, ``$HSTSYNC_CONFIG``, the user config dir
+(platformdirs), ``/etc/hstsync/config.toml``. Unknown keys and wrong types are
+refused with the key's dotted name, so a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from hstsync.errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/hstsync/config.toml")
+DEFAULT_SERVER = "https://mast.stsci.edu"
+
+
+@dataclass(frozen=True, slots=True)
+class PathsConfig:
+    requests: Path
+    mirror: Path
+    database: Path
+
+
+@dataclass(frozen=True, slots=True)
+class MastConfig:
+    server: str = DEFAULT_SERVER
+    token_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadConfig:
+    concurrency: int = 8
+    retries: int = 5
+    timeout: float = 600.0
+    #: first retry delay in seconds; doubles each attempt, with jitter
+    backoff: float = 1.0
+    #: longest wait between two attempts (a server's Retry-After may ask for more)
+    backoff_max: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    #: seconds between re-resolutions of a finished request
+    resync_every: float = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    paths: PathsConfig
+    mast: MastConfig = field(default_factory=MastConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    #: the file this configuration came from, if any
+    source: Path | None = None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: str | int | float, key: str) -> float:
+    """``"24h"``, ``"90m"``, ``"2d"``, ``"30s"`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f'{key}: expected a duration like "24h", got {value!r}')
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ConfigError(f'{key}: expected a duration like "24h" or "90m", got {value!r}')
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{key}: must be longer than zero")
+    return seconds
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else key
+            known = ", ".join(sorted(allowed))
+            raise ConfigError(f"unknown key {name!r} (known here: {known})")
+
+
+def _table(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a table [{name}]")
+    return value
+
+
+def _path(table: Mapping[str, Any], key: str, where: str, base: Path) -> Path:
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}.{key}: expected a path (a non-empty string), got {value!r}")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _int(table: Mapping[str, Any], key: str, where: str, default: int, minimum: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}.{key}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{where}.{key}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _number(table: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}.{key}: expected a number of seconds, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{where}.{key}: must be greater than zero, got {value}")
+    return float(value)
+
+
+def _server(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"mast.server: expected a URL string, got {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(
+            f"mast.server: expected an http(s) URL like {DEFAULT_SERVER!r}, got {value!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError("mast.server: a base URL takes no query or fragment")
+    return value.rstrip("/")
+
+
+def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
+    """Validate a parsed TOML document into a :class:`Config`.
+
+    Relative paths are taken relative to ``base`` (the config file's directory).
+    """
+    _check_keys(doc, {"paths", "mast", "download", "schedule"}, "")
+
+    paths = _table(doc, "paths")
+    _check_keys(paths, {"requests", "mirror", "database"}, "paths")
+    for key in ("requests", "mirror", "database"):
+        if key not in paths:
+            raise ConfigError(f"paths.{key}: missing (every [paths] key must be set)")
+    paths_cfg = PathsConfig(
+        requests=_path(paths, "requests", "paths", base),
+        mirror=_path(paths, "mirror", "paths", base),
+        database=_path(paths, "database", "paths", base),
+    )
+
+    mast = _table(doc, "mast")
+    _check_keys(mast, {"server", "token_file"}, "mast")
+    token_file: Path | None = None
+    if mast.get("token_file", ""):
+        token_file = _path(mast, "token_file", "mast", base)
+    elif not isinstance(mast.get("token_file", ""), str):
+        raise ConfigError(f"mast.token_file: expected a path string, got {mast['token_file']!r}")
+    mast_cfg = MastConfig(server=_server(mast.get("server", DEFAULT_SERVER)), token_file=token_file)
+
+    dl = _table(doc, "download")
+    defaults = DownloadConfig()
+    _check_keys(dl, {f.name for f in fields(DownloadConfig)}, "download")
+    download_cfg = DownloadConfig(
+        concurrency=_int(dl, "concurrency", "download", defaults.concurrency, 1),
+        retries=_int(dl, "retries", "download", defaults.retries, 0),
+        timeout=_number(dl, "timeout", "download", defaults.timeout),
+        backoff=_number(dl, "backoff", "download", defaults.backoff),
+        backoff_max=_number(dl, "backoff_max", "download", defaults.backoff_max),
+    )
+
+    sched = _table(doc, "schedule")
+    _check_keys(sched, {"resync_every"}, "schedule")
+    schedule_cfg = ScheduleConfig()
+    if "resync_every" in sched:
+        schedule_cfg = ScheduleConfig(
+            resync_every=parse_duration(sched["resync_every"], "schedule.resync_every")
+        )
+
+    return Config(
+        paths=paths_cfg,
+        mast=mast_cfg,
+        download=download_cfg,
+        schedule=schedule_cfg,
+        source=source,
+    )
+
+
+def candidate_paths(explicit: Path | None, env: Mapping[str, str]) -> list[Path]:
+    """Where a configuration is looked for, first found wins."""
+    if explicit is not None:
+        return [explicit]
+    if env.get("HSTSYNC_CONFIG"):
+        return [Path(env["HSTSYNC_CONFIG"])]
+    return [Path(platformdirs.user_config_dir("hstsync")) / "config.toml", SYSTEM_CONFIG]
+
+
+def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Find, read and validate the configuration. Raises :class:`ConfigError`."""
+    env = os.environ if env is None else env
+    candidates = candidate_paths(explicit, env)
+    for path in candidates:
+        if explicit is None and not env.get("HSTSYNC_CONFIG") and not path.exists():
+            continue
+        return read_config(path)
+    looked = ", ".join(str(p) for p in candidates)
+    raise ConfigError(
+        f"no configuration found (looked in {looked}); "
+        "pass --config FILE or copy config.example.toml there"
+    )
+
+
+def read_config(path: Path) -> Config:
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        doc = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return parse_config(doc, base=path.parent.resolve(), source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def for_directory(root: Path, *, server: str, **download: Any) -> Config:
+    """A configuration keeping everything under ``root`` (demo, tests, benchmarks)."""
+    return Config(
+        paths=PathsConfig(
+            requests=root / "requests", mirror=root / "mirror", database=root / "hstsync.db"
+        ),
+        mast=MastConfig(server=server.rstrip("/")),
+        download=replace(DownloadConfig(), **download),
+    )

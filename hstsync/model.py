@@ -1,0 +1,147 @@
+"""Values shared by every layer: requests, products, their states, and where files go.
+
+Pure: no I/O. An astropy Row becomes a :class:`Product` in ``resolve.py`` and
+goes no further; everything below works with these dataclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Any
+
+from hstsync.errors import UnsafePathError
+
+#: The top directory of astroquery's own layout, kept so either tool re-uses the other's tree.
+MIRROR_TOP = "mastDownload"
+
+
+class ProductState(StrEnum):
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    FAILED = "failed"
+    AUTH_REQUIRED = "auth_required"
+
+
+class RequestState(StrEnum):
+    QUEUED = "queued"
+    RESOLVING = "resolving"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    INCOMPLETE = "incomplete"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A validated manifest: which proposals, which observations, which products.
+
+    ``criteria`` are extra ``Observations.query_criteria`` keywords (``obs_collection``
+    is always ``"HST"``); ``filters`` are ``Observations.filter_products`` keywords,
+    including ``mrp_only`` and ``extension``.
+    """
+
+    name: str
+    proposal_ids: tuple[str, ...]
+    criteria: Mapping[str, Any] = field(default_factory=dict)
+    filters: Mapping[str, Any] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        """A stable fingerprint of what the request asks for (not of its name)."""
+        body = json.dumps(
+            {
+                "proposal_ids": list(self.proposal_ids),
+                "criteria": dict(self.criteria),
+                "filters": dict(self.filters),
+            },
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One file of the archive, as the catalogue describes it."""
+
+    data_uri: str
+    obs_collection: str
+    obs_id: str
+    filename: str
+    size: int
+    obsid: str = ""
+    product_type: str = ""
+    calib_level: int | None = None
+    data_rights: str = "PUBLIC"
+    description: str = ""
+
+    @property
+    def is_public(self) -> bool:
+        return self.data_rights.upper() == "PUBLIC"
+
+    def relpath(self) -> PurePosixPath:
+        """``mastDownload/<obs_collection>/<obs_id>/<productFilename>``, checked.
+
+        Raises :class:`UnsafePathError` when catalogue data would escape the tree.
+        """
+        parts = (
+            safe_component(self.obs_collection, "obs_collection"),
+            safe_component(self.obs_id, "obs_id"),
+            safe_component(self.filename, "productFilename"),
+        )
+        return PurePosixPath(MIRROR_TOP, *parts)
+
+
+def safe_component(value: str, what: str) -> str:
+    """Return ``value`` if it is a single, harmless path component.
+
+    Catalogue strings are data, not paths: separators, ``..``, absolute paths,
+    NUL and control characters are refused rather than "cleaned", so a hostile
+    or broken row can never write outside the mirror.
+    """
+    if not value or value in {".", ".."}:
+        raise UnsafePathError(f"{what} {value!r} is not a usable file name")
+    if "/" in value or "\\" in value:
+        raise UnsafePathError(f"{what} {value!r} contains a path separator")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise UnsafePathError(f"{what} {value!r} contains a control character")
+    if len(value.encode("utf-8", "surrogateescape")) > 255:
+        raise UnsafePathError(f"{what} is longer than a file name may be")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """How a request's products stand."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    auth_required: int = 0
+
+
+def counts_of(states: Iterable[ProductState]) -> Counts:
+    tally = dict.fromkeys(ProductState, 0)
+    for state in states:
+        tally[state] += 1
+    return Counts(
+        total=sum(tally.values()),
+        done=tally[ProductState.DONE],
+        failed=tally[ProductState.FAILED],
+        # a transfer in flight is still something the user is waiting for
+        pending=tally[ProductState.PENDING] + tally[ProductState.DOWNLOADING],
+        auth_required=tally[ProductState.AUTH_REQUIRED],
+    )
+
+
+def settled_request_state(counts: Counts) -> RequestState:
+    """The state a request ends a pass in, once no transfer is in flight."""
+    if counts.failed or counts.auth_required or counts.pending:
+        return RequestState.INCOMPLETE
+    return RequestState.DONE
