@@ -1,0 +1,501 @@
+"""The SQLite record: real database files in tmp_path, other processes, no mocks."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import hstsync
+from hstsync.errors import StoreError
+from hstsync.model import Product, ProductState, Request, RequestState, counts_of
+from hstsync.store import SCHEMA_VERSION, PlanDiff, Store
+
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+REPO = Path(hstsync.__file__).resolve().parent.parent
+
+
+def product(n: int, *, size: int = 1000, rights: str = "PUBLIC", obs: str = "o1") -> Product:
+    return Product(
+        data_uri=f"mast:HST/product/f{n}.fits",
+        obs_collection="HST",
+        obs_id=obs,
+        filename=f"f{n}.fits",
+        size=size,
+        obsid=str(2000 + n),
+        product_type="SCIENCE",
+        calib_level=2,
+        data_rights=rights,
+    )
+
+
+def uri(n: int) -> str:
+    return f"mast:HST/product/f{n}.fits"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "hstsync.sqlite"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    with Store(db) as s:
+        yield s
+
+
+def seeded(store: Store, name: str = "7291", count: int = 3) -> list[Product]:
+    store.upsert_request(Request(name, ("7291",)), f"/requests/{name}.toml")
+    products = [product(n) for n in range(count)]
+    store.replace_products(name, products)
+    return products
+
+
+def state_of(store: Store, name: str, data_uri: str) -> ProductState:
+    return next(r.state for r in store.products(name) if r.product.data_uri == data_uri)
+
+
+# -- the file ---------------------------------------------------------------------------
+
+
+def test_schema_is_created_with_its_version_in_missing_directories(db: Path) -> None:
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.list_requests() == []
+    conn = sqlite3.connect(db)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert {"requests", "products"} <= tables
+    assert {"products_request_uri", "products_request_state"} <= indexes
+
+
+def test_reopening_keeps_rows(db: Path) -> None:
+    with Store(db) as store:
+        seeded(store)
+    with Store(db) as store:
+        assert [r.name for r in store.list_requests()] == ["7291"]
+        assert len(store.products("7291")) == 3
+
+
+def test_database_and_wal_files_are_private_whatever_the_umask(db: Path) -> None:
+    old = os.umask(0)
+    try:
+        with Store(db) as store:
+            seeded(store)
+            for suffix in ("", "-wal", "-shm"):
+                mode = stat.S_IMODE(os.stat(f"{db}{suffix}").st_mode)
+                assert mode == 0o600, (suffix, oct(mode))
+    finally:
+        os.umask(old)
+
+
+def test_a_database_from_a_newer_hstsync_is_refused(db: Path) -> None:
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(db)
+    with pytest.raises(StoreError, match="newer"):
+        Store.open_readonly(db)
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+def test_new_request_is_queued(store: Store) -> None:
+    row = store.upsert_request(Request("7291", ("7291", "8000")), "/r/7291.toml")
+    assert row.state is RequestState.QUEUED
+    assert row.proposal_ids == ("7291", "8000")
+    assert row.manifest == "/r/7291.toml"
+    assert row.last_error is None and row.resolved_at is None
+    assert TIMESTAMP.match(row.created) and row.updated == row.created
+    assert store.get_request("7291") == row
+
+
+def test_same_digest_keeps_the_row_and_its_state(store: Store) -> None:
+    request = Request("7291", ("7291",))
+    store.upsert_request(request, "/r/7291.toml")
+    store.set_request_state("7291", RequestState.DONE, resolved=True)
+    before = store.get_request("7291")
+    after = store.upsert_request(request, "/r/7291.toml")
+    assert after == before
+    assert after.state is RequestState.DONE
+
+
+def test_changed_digest_queues_again_and_clears_the_error(store: Store) -> None:
+    store.upsert_request(Request("7291", ("7291",)), "/r/7291.toml")
+    store.set_request_state("7291", RequestState.INCOMPLETE, "2 failed", resolved=True)
+    changed = Request("7291", ("7291", "9000"), filters={"extension": "fits"})
+    row = store.upsert_request(changed, "/r/7291.toml")
+    assert row.state is RequestState.QUEUED
+    assert row.last_error is None
+    assert row.digest == changed.digest()
+    assert row.proposal_ids == ("7291", "9000")
+
+
+def test_set_request_state_stamps_resolved_only_when_asked(store: Store) -> None:
+    store.upsert_request(Request("7291", ("7291",)), "/r/7291.toml")
+    store.set_request_state("7291", RequestState.RESOLVING)
+    assert store.get_request("7291").resolved_at is None  # type: ignore[union-attr]
+    store.set_request_state("7291", RequestState.INCOMPLETE, "1 failed", resolved=True)
+    row = store.get_request("7291")
+    assert row is not None
+    assert row.state is RequestState.INCOMPLETE and row.last_error == "1 failed"
+    assert row.resolved_at is not None and TIMESTAMP.match(row.resolved_at)
+    with pytest.raises(StoreError, match="no request named"):
+        store.set_request_state("nope", RequestState.DONE)
+
+
+def test_record_invalid_then_a_fixed_manifest_is_queued(store: Store) -> None:
+    store.record_invalid("typo", "/r/typo.toml.invalid", "line 2: expected '='")
+    row = store.get_request("typo")
+    assert row is not None
+    assert row.state is RequestState.INVALID and row.last_error == "line 2: expected '='"
+    fixed = store.upsert_request(Request("typo", ("7291",)), "/r/typo.toml")
+    assert fixed.state is RequestState.QUEUED and fixed.last_error is None
+
+
+def test_a_manifest_broken_then_restored_unchanged_is_queued_again(store: Store) -> None:
+    products = seeded(store)
+    store.set_request_state("7291", RequestState.DONE, resolved=True)
+    store.record_invalid("7291", "/r/7291.toml.invalid", "not TOML")
+    assert store.get_request("7291").state is RequestState.INVALID  # type: ignore[union-attr]
+    assert len(store.products("7291")) == len(products)
+    again = store.upsert_request(Request("7291", ("7291",)), "/r/7291.toml")
+    assert again.state is RequestState.QUEUED and again.last_error is None
+
+
+def test_remove_request_takes_its_products(store: Store) -> None:
+    seeded(store, "a")
+    seeded(store, "b")
+    store.remove_request("a")
+    assert [r.name for r in store.list_requests()] == ["b"]
+    assert store.products("a") == []
+    assert len(store.products("b")) == 3
+
+
+# -- products ---------------------------------------------------------------------------
+
+
+def test_replace_products_diff(store: Store) -> None:
+    store.upsert_request(Request("7291", ("7291",)), "/r/7291.toml")
+    first = store.replace_products("7291", [product(n) for n in range(5)])
+    assert first == PlanDiff(new=5, changed=0, unchanged=0, removed=0)
+    assert {r.state for r in store.products("7291")} == {ProductState.PENDING}
+
+    store.mark("7291", uri(0), ProductState.DONE, attempts=1)  # unchanged: stays done
+    store.mark("7291", uri(1), ProductState.DONE, attempts=1)  # size changes
+    store.mark("7291", uri(2), ProductState.AUTH_REQUIRED, error="401", attempts=1)
+    diff = store.replace_products(
+        "7291",
+        [
+            product(0),
+            product(1, size=2000),
+            product(2, rights="EXCLUSIVE_ACCESS"),
+            product(3),
+            product(9),
+        ],
+    )
+    assert diff == PlanDiff(new=1, changed=2, unchanged=2, removed=1)
+    rows = {r.product.data_uri: r for r in store.products("7291")}
+    assert set(rows) == {uri(0), uri(1), uri(2), uri(3), uri(9)}
+    assert rows[uri(0)].state is ProductState.DONE and rows[uri(0)].attempts == 1
+    for changed in (uri(1), uri(2)):
+        row = rows[changed]
+        assert (row.state, row.bytes_done, row.attempts, row.last_error) == (
+            ProductState.PENDING,
+            0,
+            0,
+            None,
+        )
+    assert rows[uri(1)].product.size == 2000
+    assert rows[uri(2)].product.data_rights == "EXCLUSIVE_ACCESS"
+    assert rows[uri(9)].state is ProductState.PENDING
+
+
+def test_replace_products_round_trips_every_field(store: Store) -> None:
+    store.upsert_request(Request("7291", ("7291",)), "/r/7291.toml")
+    original = Product(
+        "mast:HST/product/x.fits", "HST", "o5", "x.fits", 42, "99", "PREVIEW", None, "PUBLIC", "d"
+    )
+    store.replace_products("7291", [original, original])  # listed twice: taken once
+    [row] = store.products("7291")
+    assert row.product == original and row.request == "7291"
+
+
+def test_unsafe_catalogue_names_are_stored_not_refused(store: Store) -> None:
+    store.upsert_request(Request("7291", ("7291",)), "/r/7291.toml")
+    hostile = Product("mast:HST/product/evil", "HST", "..", "../../etc/passwd", 10)
+    assert store.replace_products("7291", [hostile]).new == 1
+    assert store.products("7291")[0].product == hostile
+
+
+def test_replace_products_for_an_unknown_request_is_an_error(store: Store) -> None:
+    with pytest.raises(StoreError, match="no request named"):
+        store.replace_products("ghost", [product(1)])
+
+
+def test_products_are_ordered_and_filtered_by_state(store: Store) -> None:
+    store.upsert_request(Request("7291", ("7291",)), "/r/7291.toml")
+    store.replace_products("7291", [product(3, obs="o2"), product(2, obs="o1"), product(1)])
+    store.mark("7291", uri(2), ProductState.FAILED, error="boom")
+    assert [r.product.filename for r in store.products("7291")] == [
+        "f1.fits",
+        "f2.fits",
+        "f3.fits",
+    ]
+    failed = store.products("7291", {ProductState.FAILED, ProductState.AUTH_REQUIRED})
+    assert [r.product.filename for r in failed] == ["f2.fits"]
+    assert store.products("7291", []) == []
+
+
+def test_mark_counts_attempts_keeps_and_clears_errors_and_stamps_done(store: Store) -> None:
+    seeded(store)
+    store.mark("7291", uri(0), ProductState.DOWNLOADING)
+    store.mark("7291", uri(0), ProductState.FAILED, bytes_done=300, error="reset", attempts=1)
+    store.mark("7291", uri(0), ProductState.DOWNLOADING)  # a retry in flight keeps the error
+    [row] = [r for r in store.products("7291") if r.product.data_uri == uri(0)]
+    assert (row.state, row.bytes_done, row.attempts, row.last_error) == (
+        ProductState.DOWNLOADING,
+        300,
+        1,
+        "reset",
+    )
+    store.mark("7291", uri(0), ProductState.DONE, attempts=1)
+    [row] = [r for r in store.products("7291") if r.product.data_uri == uri(0)]
+    assert (row.state, row.bytes_done, row.attempts, row.last_error) == (
+        ProductState.DONE,
+        1000,
+        2,
+        None,
+    )
+    conn = sqlite3.connect(store.path)
+    done_at = conn.execute("SELECT done_at FROM products WHERE data_uri = ?", [uri(0)]).fetchone()
+    conn.close()
+    assert TIMESTAMP.match(done_at[0])
+    with pytest.raises(StoreError, match="no product"):
+        store.mark("7291", "mast:HST/product/none", ProductState.DONE)
+
+
+def test_record_progress_writes_a_batch_and_spares_done_products(store: Store) -> None:
+    seeded(store, count=4)
+    store.mark("7291", uri(3), ProductState.DONE)
+    store.record_progress(
+        {
+            ("7291", uri(0)): 10,
+            ("7291", uri(1)): 20,
+            ("7291", uri(3)): 5,
+            ("7291", "mast:HST/product/gone"): 7,
+        }
+    )
+    done = {r.product.data_uri: r.bytes_done for r in store.products("7291")}
+    assert done == {uri(0): 10, uri(1): 20, uri(2): 0, uri(3): 1000}
+    store.record_progress({})
+
+
+def test_summaries_count_and_add_up_like_the_rows(store: Store) -> None:
+    seeded(store, "a", count=6)
+    seeded(store, "b", count=2)
+    store.upsert_request(Request("empty", ("1",)), "/r/empty.toml")
+    store.mark("a", uri(0), ProductState.DONE)
+    store.mark("a", uri(1), ProductState.FAILED, bytes_done=100, error="x")
+    store.mark("a", uri(2), ProductState.AUTH_REQUIRED, error="401")
+    store.mark("a", uri(3), ProductState.DOWNLOADING)
+    store.record_progress({("a", uri(3)): 250})
+    summaries = {s.request.name: s for s in store.summaries()}
+    assert list(summaries) == ["a", "b", "empty"]
+    a = summaries["a"]
+    assert a.counts == counts_of(r.state for r in store.products("a"))
+    assert (a.counts.total, a.counts.done, a.counts.failed) == (6, 1, 1)
+    assert (a.counts.pending, a.counts.auth_required) == (3, 1)
+    assert a.bytes_total == 6000
+    assert a.bytes_done == 1000 + 100 + 250
+    assert summaries["b"].counts.pending == 2 and summaries["b"].bytes_done == 0
+    assert summaries["empty"].counts.total == 0 and summaries["empty"].bytes_total == 0
+    [only] = store.summaries("b")
+    assert only == summaries["b"]
+    assert store.summaries("nope") == []
+
+
+def test_recover_interrupted_resets_work_in_flight(store: Store) -> None:
+    seeded(store, "a")
+    seeded(store, "b")
+    store.upsert_request(Request("c", ("1",)), "/r/c.toml")
+    store.set_request_state("a", RequestState.DOWNLOADING)
+    store.set_request_state("b", RequestState.RESOLVING)
+    store.set_request_state("c", RequestState.DONE)
+    store.mark("a", uri(0), ProductState.DOWNLOADING)
+    store.mark("a", uri(1), ProductState.DOWNLOADING)
+    store.record_progress({("a", uri(1)): 400})
+    store.mark("a", uri(2), ProductState.DONE)
+    assert store.recover_interrupted() == (2, 2)
+    assert [r.state for r in store.products("a")] == [
+        ProductState.PENDING,
+        ProductState.PENDING,
+        ProductState.DONE,
+    ]
+    assert store.products("a")[1].bytes_done == 400  # the .part file is resumed
+    states = {r.name: r.state for r in store.list_requests()}
+    assert states == {"a": RequestState.QUEUED, "b": RequestState.QUEUED, "c": RequestState.DONE}
+    assert store.recover_interrupted() == (0, 0)
+
+
+def test_retry_puts_failed_and_auth_required_back(store: Store) -> None:
+    seeded(store, "a")
+    seeded(store, "b")
+    for name in ("a", "b"):
+        store.mark(name, uri(0), ProductState.FAILED, error="reset", attempts=1)
+        store.mark(name, uri(1), ProductState.AUTH_REQUIRED, error="401")
+        store.mark(name, uri(2), ProductState.DONE)
+        store.set_request_state(name, RequestState.INCOMPLETE, "1 failed", resolved=True)
+    assert store.retry("a") == 2
+    a = {r.product.data_uri: r for r in store.products("a")}
+    assert a[uri(0)].state is ProductState.PENDING and a[uri(0)].last_error is None
+    assert a[uri(1)].state is ProductState.PENDING
+    assert a[uri(2)].state is ProductState.DONE
+    request = store.get_request("a")
+    assert request is not None and request.state is RequestState.QUEUED
+    assert request.last_error is None
+    assert store.get_request("b").state is RequestState.INCOMPLETE  # type: ignore[union-attr]
+    assert store.retry() == 2
+    assert store.get_request("b").state is RequestState.QUEUED  # type: ignore[union-attr]
+    assert store.retry() == 0
+
+
+# -- reading and writing side by side ---------------------------------------------------
+
+
+def test_open_readonly_on_a_missing_file_says_to_run_first(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "hstsync.sqlite"
+    with pytest.raises(StoreError, match=r"no database at .* yet — run `hstsync run` first"):
+        Store.open_readonly(missing)
+    assert not missing.parent.exists()
+
+
+def test_open_readonly_on_something_else_is_a_clear_error(tmp_path: Path) -> None:
+    junk = tmp_path / "hstsync.sqlite"
+    junk.write_bytes(b"this is not sqlite, just some bytes " * 100)
+    with pytest.raises(StoreError, match="not an hstsync database"):
+        Store.open_readonly(junk)
+    with pytest.raises(StoreError, match=str(junk)):
+        Store(junk)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes whatever it likes")
+def test_open_readonly_explains_missing_permissions(db: Path) -> None:
+    Store(db).close()
+    db.chmod(0)
+    try:
+        with pytest.raises(StoreError, match="permission denied"):
+            Store.open_readonly(db)
+    finally:
+        db.chmod(0o600)
+    db.parent.chmod(0o500)  # the daemon is stopped: no -shm, and none can be created
+    try:
+        with pytest.raises(StoreError, match="-shm"):
+            Store.open_readonly(db)
+    finally:
+        db.parent.chmod(0o700)
+
+
+def test_readonly_store_reads_when_the_daemon_is_stopped_and_refuses_writes(db: Path) -> None:
+    with Store(db) as store:
+        seeded(store)
+    with Store.open_readonly(db) as reader:
+        [summary] = reader.summaries()
+        assert summary.counts.total == 3
+        with pytest.raises(StoreError, match="read-only"):
+            reader.mark("7291", uri(0), ProductState.DONE)
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from hstsync.model import ProductState
+from hstsync.store import Store
+
+store = Store(Path(sys.argv[1]))
+print("ready", flush=True)
+writes, deadline = 0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    n = writes % 50
+    uri = f"mast:HST/product/f{n}.fits"
+    store.mark("7291", uri, ProductState.DOWNLOADING, attempts=1)
+    store.record_progress({("7291", uri): writes})
+    store.mark("7291", uri, ProductState.DONE)
+    writes += 1
+    time.sleep(0.001)  # a downloader writes often, but not back to back
+store.close()
+print(writes, flush=True)
+"""
+
+
+def test_readonly_store_reads_while_another_process_writes(db: Path) -> None:
+    with Store(db) as store:
+        seeded(store, count=50)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db), "1.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    reads = 0
+    with Store.open_readonly(db) as reader, Store(db) as other_writer:
+        while child.poll() is None:
+            [summary] = reader.summaries()
+            assert summary.counts.total == 50
+            assert len(reader.products("7291")) == 50
+            other_writer.mark("7291", uri(reads % 50), ProductState.PENDING)
+            reads += 1
+    out, err = child.communicate(timeout=10)
+    assert child.returncode == 0, err
+    assert int(out.strip()) > 10
+    assert reads > 10
+
+
+def test_two_writers_on_one_file_interleave_without_locking_errors(db: Path) -> None:
+    with Store(db) as store:
+        seeded(store, count=20)
+    errors: list[BaseException] = []
+    start = threading.Barrier(2, timeout=10)
+
+    def write(offset: int) -> None:
+        try:
+            with Store(db) as store:  # its own connection, as another process would have
+                start.wait()
+                for i in range(150):
+                    n = (i + offset) % 20
+                    store.mark("7291", uri(n), ProductState.DOWNLOADING, attempts=1)
+                    store.record_progress({("7291", uri(n)): i})
+                    store.set_request_state("7291", RequestState.DOWNLOADING)
+                    store.summaries()
+        except BaseException as exc:
+            start.abort()  # never leave the other thread waiting
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k * 10,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Store(db) as store:
+        assert sum(r.attempts for r in store.products("7291")) == 300
