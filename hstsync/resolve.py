@@ -1,0 +1,200 @@
+"""Resolution through astroquery.mast: a Request becomes a list of Products.
+
+The steps are the tutorial's, unchanged: ``Observations.query_criteria`` →
+``get_product_list`` → ``filter_products``, then astroquery's own de-duplication
+by ``dataURI``. astroquery is synchronous (requests), so :meth:`Resolver.resolve`
+blocks; callers run it with ``asyncio.to_thread`` and downloads never wait for it.
+
+The trap this module exists to close: ``astroquery.mast`` computes its endpoint
+URLs from ``conf.server`` when it is imported, so changing the config afterwards
+changes nothing. We build a private ``ObservationsClass`` and rewrite every URL
+attribute of its portal, service and auth objects to the configured server, then
+check that none is left pointing anywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from hstsync.errors import ManifestError, ResolveError
+from hstsync.model import Product, Request
+
+log = logging.getLogger(__name__)
+
+#: obsids per Mast.Caom.Products call, so a program of thousands of observations
+#: does not become one enormous form body.
+OBSID_BATCH = 500
+
+_ENDPOINT_SUFFIX = "/api/v0/invoke"
+
+
+class Resolver:
+    """Resolves requests against one MAST server; one instance per thread at a time."""
+
+    def __init__(self, server: str, token: str | None = None) -> None:
+        # Imported here: astroquery pulls in astropy (~0.5 s), which commands like
+        # `status` never need.
+        from astroquery.mast import ObservationsClass
+
+        self.server = server.rstrip("/")
+        self._obs = ObservationsClass()
+        self._repoint(self._obs)
+        if token:
+            self._set_token(token)
+
+    # -- pointing astroquery at the configured server -------------------------------
+
+    def _repoint(self, obs: Any) -> None:
+        portal = obs._portal_api_connection
+        import_time_server = type(portal).MAST_REQUEST_URL.removesuffix(_ENDPOINT_SUFFIX)
+        for holder in self._url_holders(obs):
+            for name in _url_attributes(holder):
+                value: str = getattr(holder, name)
+                if value.startswith(import_time_server):
+                    setattr(holder, name, self.server + value[len(import_time_server) :])
+        # The token page is only ever printed by astroquery, but it must not name
+        # another host either.
+        obs._auth_obj.AUTH_URL = self.server + "/token"
+        stray = [
+            f"{type(holder).__name__}.{name}={getattr(holder, name)}"
+            for holder in self._url_holders(obs)
+            for name in _url_attributes(holder)
+            if not getattr(holder, name).startswith(self.server)
+        ]
+        if stray:
+            # A newer astroquery grew an endpoint we do not know how to move.
+            raise ResolveError(
+                "astroquery has endpoints that hstsync cannot point at the configured "
+                f"server: {', '.join(stray)}"
+            )
+
+    @staticmethod
+    def _url_holders(obs: Any) -> list[Any]:
+        return [obs._portal_api_connection, obs._service_api_connection, obs._auth_obj]
+
+    def _set_token(self, token: str) -> None:
+        # astroquery authenticates with a `mast_token` cookie. Scoping it to the
+        # configured host keeps requests from sending it anywhere else.
+        host = urlsplit(self.server).hostname or ""
+        self._obs._session.cookies.set("mast_token", token, domain=host, path="/")
+
+    # -- resolution -------------------------------------------------------------------
+
+    def resolve(self, request: Request) -> list[Product]:
+        """The products a request names today. Blocking.
+
+        Raises :class:`ManifestError` for what the user must fix (an unknown
+        criterion, a proposal with no observations) and :class:`ResolveError`
+        for archive or network trouble worth trying again later.
+        """
+        from astroquery.exceptions import InvalidQueryError, RemoteServiceError
+        from requests import RequestException
+
+        try:
+            return self._resolve(request)
+        except InvalidQueryError as exc:
+            raise ManifestError(f"the archive refused the query: {exc}") from None
+        except RemoteServiceError as exc:
+            raise ResolveError(f"the archive answered with an error: {exc}") from None
+        except RequestException as exc:
+            raise ResolveError(
+                f"cannot reach the archive at {self.server}: {_reason(exc)}"
+            ) from None
+        except (TimeoutError, ValueError, KeyError) as exc:
+            raise ResolveError(
+                f"unexpected answer from the archive: {type(exc).__name__}"
+            ) from None
+
+    def _resolve(self, request: Request) -> list[Product]:
+        from astropy.table import vstack
+        from astroquery.mast import utils
+
+        ids = ", ".join(request.proposal_ids)
+        with warnings.catch_warnings():
+            # NoResultsWarning and friends: we report emptiness ourselves.
+            warnings.simplefilter("ignore")
+            observations = self._obs.query_criteria(
+                proposal_id=list(request.proposal_ids),
+                obs_collection="HST",
+                **dict(request.criteria),
+            )
+            if len(observations) == 0:
+                raise ManifestError(f"proposal {ids} has no HST observations matching the request")
+            obsids = [str(o) for o in observations["obsid"] if str(o)]
+            tables = [self._obs.get_product_list(batch) for batch in _batches(obsids)]
+            products = (
+                vstack([t for t in tables if len(t)]) if any(len(t) for t in tables) else None
+            )
+            if products is None:
+                log.info("request %s: proposal %s lists no products", request.name, ids)
+                return []
+            filtered = self._obs.filter_products(products, **dict(request.filters))
+            unique = utils.remove_duplicate_products(filtered, "dataURI")
+        result = [product_from_row(row) for row in unique]
+        log.info(
+            "request %s: %d observations, %d products, %d selected",
+            request.name,
+            len(observations),
+            len(products),
+            len(result),
+        )
+        return result
+
+    def session_info(self) -> dict[str, Any]:
+        """The archive's view of the current token (``Observations.session_info``)."""
+        info: dict[str, Any] = self._obs.session_info(verbose=False)
+        return info
+
+
+def _url_attributes(holder: Any) -> Iterator[str]:
+    for name in dir(holder):
+        if name.isupper() and name.endswith("_URL") and isinstance(getattr(holder, name), str):
+            yield name
+
+
+def _batches(items: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), OBSID_BATCH):
+        yield items[start : start + OBSID_BATCH]
+
+
+def _reason(exc: Exception) -> str:
+    # requests' messages can repeat the URL with its query; the class name and
+    # HTTP status (if any) say enough without risking a token in a log.
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return f"HTTP {status}" if status else type(exc).__name__
+
+
+def _text(row: Any, column: str) -> str:
+    if column not in row.colnames:
+        return ""
+    value = row[column]
+    if value is None or getattr(value, "mask", False) is True:
+        return ""
+    return str(value)
+
+
+def product_from_row(row: Any) -> Product:
+    """An astropy Row of a products table → :class:`Product` (the boundary)."""
+    size_text = _text(row, "size")
+    try:
+        size = int(size_text)
+    except ValueError:
+        size = -1
+    level_text = _text(row, "calib_level")
+    return Product(
+        data_uri=_text(row, "dataURI"),
+        obs_collection=_text(row, "obs_collection"),
+        obs_id=_text(row, "obs_id"),
+        filename=_text(row, "productFilename"),
+        size=size,
+        obsid=_text(row, "obsID"),
+        product_type=_text(row, "productType"),
+        calib_level=int(level_text) if level_text.lstrip("-").isdigit() else None,
+        data_rights=_text(row, "dataRights") or "PUBLIC",
+        description=_text(row, "description"),
+    )
