@@ -7,6 +7,8 @@ refused with the key's dotted name, so a typo never silently becomes a default.
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
 import tomllib
@@ -73,14 +75,16 @@ def parse_duration(value: str | int | float, key: str) -> float:
     if isinstance(value, bool):
         raise ConfigError(f'{key}: expected a duration like "24h", got {value!r}')
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _float(value)
+    elif not isinstance(value, str):
+        raise ConfigError(f'{key}: expected a duration like "24h" or "90m", got {value!r}')
     else:
         match = _DURATION.match(value)
         if not match:
             raise ConfigError(f'{key}: expected a duration like "24h" or "90m", got {value!r}')
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ConfigError(f"{key}: must be longer than zero")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{key}: must be longer than zero and finite, got {value!r}")
     return seconds
 
 
@@ -89,7 +93,9 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
         if key not in allowed:
             name = f"{where}.{key}" if where else key
             known = ", ".join(sorted(allowed))
-            raise ConfigError(f"unknown key {name!r} (known here: {known})")
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown key {name!r} (known here: {known}){hint}")
 
 
 def _table(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -103,7 +109,12 @@ def _path(table: Mapping[str, Any], key: str, where: str, base: Path) -> Path:
     value = table[key]
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}.{key}: expected a path (a non-empty string), got {value!r}")
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~someone" with no such user, or no home directory
+        raise ConfigError(
+            f"{where}.{key}: cannot expand {value!r} (no such home directory)"
+        ) from None
     return path if path.is_absolute() else (base / path)
 
 
@@ -120,15 +131,30 @@ def _number(table: Mapping[str, Any], key: str, where: str, default: float) -> f
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}.{key}: expected a number of seconds, got {value!r}")
-    if value <= 0:
-        raise ConfigError(f"{where}.{key}: must be greater than zero, got {value}")
-    return float(value)
+    seconds = _float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{where}.{key}: must be greater than zero and finite, got {value}")
+    return seconds
+
+
+def _float(value: int | float) -> float:
+    # TOML hex integers have no size limit; one too large for a float means "never"
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _server(value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"mast.server: expected a URL string, got {value!r}")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigError(
+            f"mast.server: expected an http(s) URL like {DEFAULT_SERVER!r}, got {value!r}"
+        ) from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ConfigError(
             f"mast.server: expected an http(s) URL like {DEFAULT_SERVER!r}, got {value!r}"
@@ -207,7 +233,7 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = No
     env = os.environ if env is None else env
     candidates = candidate_paths(explicit, env)
     for path in candidates:
-        if explicit is None and not env.get("HSTSYNC_CONFIG") and not path.exists():
+        if explicit is None and not env.get("HSTSYNC_CONFIG") and not _present(path):
             continue
         return read_config(path)
     looked = ", ".join(str(p) for p in candidates)
@@ -215,6 +241,16 @@ def load_config(explicit: Path | None = None, env: Mapping[str, str] | None = No
         f"no configuration found (looked in {looked}); "
         "pass --config FILE or copy config.example.toml there"
     )
+
+
+def _present(path: Path) -> bool:
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # there but unreadable: read_config says why
+    return True
 
 
 def read_config(path: Path) -> Config:
@@ -230,6 +266,10 @@ def read_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except ValueError:  # tomllib's int() refuses numbers of thousands of digits
+        raise ConfigError(f"{path}: not valid TOML (a number is far too long)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
     try:
         return parse_config(doc, base=path.parent.resolve(), source=path)
     except ConfigError as exc:

@@ -40,6 +40,10 @@ class Resolver:
         # `status` never need.
         from astroquery.mast import ObservationsClass
 
+        # astroquery narrates every request at INFO on its own handler; our log
+        # lines say what happened once, per request and product.
+        for name in ("astroquery", "astropy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.server = server.rstrip("/")
         self._obs = ObservationsClass()
         self._repoint(self._obs)

@@ -1,0 +1,389 @@
+"""The service: take manifests from the request directory and keep them mirrored.
+
+``run_once`` is one pass (``hstsync run --once``); ``run_forever`` is the daemon.
+Manifests are standing requests: they stay in the request directory and are
+re-synced; an invalid one is moved to ``failed/`` beside a ``NAME.error.txt``
+that says why in plain language, and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from watchfiles import awatch
+
+from hstsync.auth import find_token
+from hstsync.config import Config
+from hstsync.errors import ManifestError
+from hstsync.manifest import is_manifest_name, parse_manifest, request_name
+from hstsync.mirror import Mirror, exit_code, sync_requests
+from hstsync.model import Request, RequestState
+from hstsync.notify import sd_notify
+from hstsync.store import RequestRow, Store
+
+log = logging.getLogger(__name__)
+
+FAILED_DIR = "failed"
+#: a manifest is taken once unchanged for this long (writers that skip the .tmp rename)
+SETTLE_SECONDS = 0.5
+#: the listing is re-read this often even without file events
+RESCAN_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What the request directory holds right now."""
+
+    requests: list[tuple[Request, Path]]
+    invalid: list[tuple[str, Path, str]]  # name, where it was moved, why
+
+
+def prepare_directories(config: Config) -> None:
+    for path in (config.paths.requests, config.paths.mirror, config.paths.database.parent):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Move an invalid manifest to ``failed/`` with ``NAME.error.txt`` beside it."""
+    failed = path.parent / FAILED_DIR
+    failed.mkdir(exist_ok=True)
+    target = failed / path.name
+    os.replace(path, target)
+    note = failed / f"{request_name(path)}.error.txt"
+    note.write_text(
+        f"{path.name} was not taken: {reason}\n"
+        f"Fix it and move it back to {path.parent}/ to try again.\n",
+        encoding="utf-8",
+    )
+    return target
+
+
+def scan(directory: Path) -> Scan:
+    """Parse every manifest present; set aside the ones that cannot be taken."""
+    requests: list[tuple[Request, Path]] = []
+    invalid: list[tuple[str, Path, str]] = []
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except FileNotFoundError:
+        return Scan([], [])
+    for entry in entries:
+        if not entry.is_file() or not is_manifest_name(entry.name):
+            continue
+        path = Path(entry.path)
+        try:
+            requests.append((parse_manifest(path), path))
+        except ManifestError as exc:
+            reason = str(exc)
+            moved = set_aside(path, reason)
+            log.warning("manifest %s set aside: %s", path.name, reason)
+            invalid.append((request_name(path), moved, reason))
+    return Scan(requests, invalid)
+
+
+async def run_once(config: Config) -> int:
+    """Take every manifest present, mirror it, and return SPEC's exit code.
+
+    SIGTERM and SIGINT cancel the pass: partial files stay for resume and rows
+    go back to pending, so the next pass (or the daemon) carries on.
+    """
+    loop = asyncio.get_running_loop()
+    this = asyncio.current_task()
+    assert this is not None
+    signalled: list[int] = []
+
+    def interrupt(signum: int) -> None:
+        signalled.append(signum)
+        this.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, interrupt, signum)
+    try:
+        return await _one_pass(config)
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        this.uncancel()
+        log.warning("interrupted: partial files are kept and resume on the next run")
+        return 1
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _one_pass(config: Config) -> int:
+    prepare_directories(config)
+    token = find_token(config.mast.token_file)
+    with Store(config.paths.database) as store:
+        store.recover_interrupted()
+        found = scan(config.paths.requests)
+        for name, moved, reason in found.invalid:
+            store.record_invalid(name, str(moved), reason)
+        present = {request.name for request, _ in found.requests}
+        for row in store.list_requests():
+            if row.name not in present and row.state != "invalid":
+                log.info("request %s: manifest removed, request stopped", row.name)
+                store.remove_request(row.name)
+        for request, path in found.requests:
+            store.upsert_request(request, str(path))
+        async with Mirror(config, store, token=token.value if token else None) as mirror:
+            states = await sync_requests(mirror, [request for request, _ in found.requests])
+    if found.invalid:
+        return 1
+    return exit_code(states.values())
+
+
+class Daemon:
+    """The long-running service: watch, schedule, mirror, re-sync, shut down cleanly.
+
+    The request directory's listing is the truth; watchfiles events only wake the
+    scheduler early. A manifest is taken once its mtime is ``settle`` seconds old
+    and its size and mtime held still between two looks, so a writer that ignores
+    the ``.tmp``-then-rename convention is not read half-way.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        settle: float = SETTLE_SECONDS,
+        rescan_every: float = RESCAN_SECONDS,
+    ) -> None:
+        self.config = config
+        self.settle = settle
+        self.rescan_every = rescan_every
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._seen: dict[str, tuple[int, int]] = {}  # file name -> (size, mtime_ns)
+        self._taken: dict[str, tuple[int, int]] = {}  # file name -> stat of the version taken
+        self._manifests: dict[str, Request] = {}  # request name -> its current request
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._unsettled = False
+        self._signals = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking work; in-flight transfers are cancelled and left resumable."""
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting at once (partial files stay resumable)")
+            os._exit(1)
+        log.info("stopping: finishing in-flight writes")
+        sd_notify("STOPPING=1")
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> int:
+        prepare_directories(self.config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        token = find_token(self.config.mast.token_file)
+        try:
+            with Store(self.config.paths.database) as store:
+                products, requests = store.recover_interrupted()
+                if products or requests:
+                    log.info(
+                        "recovered %d transfers and %d requests from an interrupted run",
+                        products,
+                        requests,
+                    )
+                async with Mirror(
+                    self.config, store, token=token.value if token else None
+                ) as mirror:
+                    await self._serve(store, mirror)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        log.info("stopped")
+        return 0
+
+    async def _serve(self, store: Store, mirror: Mirror) -> None:
+        async with asyncio.TaskGroup() as group:
+            watcher = group.create_task(self._watch())
+            flusher = group.create_task(mirror.flush_progress_forever())
+            await self._rescan(store, first=True)
+            sd_notify("READY=1", f"STATUS=watching {self.config.paths.requests}")
+            log.info(
+                "watching %s, mirroring into %s",
+                self.config.paths.requests,
+                self.config.paths.mirror,
+            )
+            while not self._stop.is_set():
+                self._start_due(store, mirror, group)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_for(store))
+                self._wake.clear()
+                if not self._stop.is_set():
+                    await self._rescan(store)
+            # Shutdown travels as cancellation: downloads close their .part files,
+            # rows go back to pending, and the group waits for every task.
+            for task in self._tasks.values():
+                task.cancel()
+            watcher.cancel()
+            flusher.cancel()
+
+    def _sleep_for(self, store: Store) -> float:
+        if self._unsettled:
+            return min(self.settle, 0.25)
+        wait = self.rescan_every
+        now = datetime.now(UTC)
+        for name in self._manifests:
+            if name in self._tasks:
+                continue
+            row = store.get_request(name)
+            if row is not None and row.state in RESYNCED:
+                due = _last_pass(row) + timedelta(seconds=self.config.schedule.resync_every)
+                wait = min(wait, max((due - now).total_seconds(), 0.05))
+        return wait
+
+    async def _watch(self) -> None:
+        """Turn file events into wake-ups; a crashed watcher is restarted."""
+        while not self._stop.is_set():
+            try:
+                async for _ in awatch(
+                    self.config.paths.requests,
+                    watch_filter=None,
+                    debounce=100,
+                    step=50,
+                    recursive=False,
+                    stop_event=self._stop,
+                ):
+                    self._wake.set()
+            except Exception as exc:
+                log.warning("directory watcher failed (%s); restarting", type(exc).__name__)
+            if not self._stop.is_set():
+                await asyncio.sleep(1.0)
+
+    # -- the request directory -----------------------------------------------------------
+
+    async def _rescan(self, store: Store, *, first: bool = False) -> None:
+        directory = self.config.paths.requests
+        present: set[str] = set()
+        self._unsettled = False
+        now = time.time()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("cannot list %s (%s)", directory, exc.strerror)
+            return
+        for entry in entries:
+            try:
+                if not entry.is_file() or not is_manifest_name(entry.name):
+                    continue
+                info = entry.stat()
+            except (OSError, UnicodeError):
+                continue
+            path = Path(entry.path)
+            name = request_name(path)
+            present.add(name)
+            stat = (info.st_size, info.st_mtime_ns)
+            previous = self._seen.get(entry.name)
+            self._seen[entry.name] = stat
+            if self._taken.get(entry.name) == stat:
+                continue
+            settled = now - info.st_mtime >= self.settle and (first or previous == stat)
+            if not settled:
+                self._unsettled = True
+                continue
+            self._taken[entry.name] = stat
+            await self._take(store, path, name)
+        for name in list(self._manifests):
+            if name not in present:
+                await self._cancel(name)
+                del self._manifests[name]
+                log.info("request %s: manifest removed, request stopped", name)
+                store.remove_request(name)
+        if first:
+            for row in store.list_requests():
+                if row.name not in present and row.state is not RequestState.INVALID:
+                    log.info("request %s: manifest gone while stopped, request removed", row.name)
+                    store.remove_request(row.name)
+
+    async def _take(self, store: Store, path: Path, name: str) -> None:
+        try:
+            request = parse_manifest(path)
+        except ManifestError as exc:
+            await self._cancel(name)
+            self._manifests.pop(name, None)
+            moved = set_aside(path, str(exc))
+            self._seen.pop(path.name, None)
+            self._taken.pop(path.name, None)
+            log.warning("manifest %s set aside: %s", path.name, exc)
+            store.record_invalid(name, str(moved), str(exc))
+            return
+        before = store.get_request(name)
+        row = store.upsert_request(request, str(path))
+        if before is not None and before.digest != row.digest:
+            log.info("request %s: manifest changed, re-planning", name)
+            await self._cancel(name)
+            store.set_request_state(name, RequestState.QUEUED)
+        elif before is None:
+            log.info("request %s: queued (proposal %s)", name, ", ".join(request.proposal_ids))
+        self._manifests[name] = request
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _start_due(self, store: Store, mirror: Mirror, group: asyncio.TaskGroup) -> None:
+        now = datetime.now(UTC)
+        every = timedelta(seconds=self.config.schedule.resync_every)
+        for name, request in self._manifests.items():
+            if name in self._tasks:
+                continue
+            row = store.get_request(name)
+            if row is None:
+                continue
+            waiting = row.state in (
+                RequestState.QUEUED,
+                RequestState.RESOLVING,
+                RequestState.DOWNLOADING,
+            )
+            resync = row.state in RESYNCED and now - _last_pass(row) >= every
+            if waiting or resync:
+                if resync:
+                    log.info("request %s: re-sync", name)
+                self._tasks[name] = group.create_task(self._sync(store, mirror, request))
+
+    async def _sync(self, store: Store, mirror: Mirror, request: Request) -> None:
+        try:
+            await mirror.sync(request)
+        except Exception:
+            # A bug must not take the daemon down with it; the request says so.
+            log.exception("request %s: unexpected error", request.name)
+            store.set_request_state(
+                request.name, RequestState.INCOMPLETE, "internal error; see the service log"
+            )
+        finally:
+            self._tasks.pop(request.name, None)
+            self._wake.set()
+
+    async def _cancel(self, name: str) -> None:
+        task = self._tasks.get(name)
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+#: request states that are re-resolved every ``resync_every``
+RESYNCED = (RequestState.DONE, RequestState.INCOMPLETE, RequestState.INVALID)
+
+
+def _last_pass(row: RequestRow) -> datetime:
+    stamp = row.resolved_at or row.updated
+    moment = datetime.fromisoformat(stamp)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def run_forever(config: Config) -> int:
+    """``hstsync run``: serve until SIGTERM or SIGINT."""
+    return asyncio.run(Daemon(config).run())

@@ -1,0 +1,176 @@
+"""``python -m hstsync.emulator`` / ``hstsync emulator``: the MAST stand-in as a process.
+
+Owns argument parsing for the emulator only: which programs to add to the default
+catalogue, which faults to inject, pacing, tokens. Prints one line,
+``MAST emulator listening on http://HOST:PORT``, then serves until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass
+
+from hstsync.emulator.catalogue import EXCLUSIVE_ACCESS, PUBLIC, default_catalogue
+from hstsync.emulator.faults import Fault, FaultKind
+from hstsync.emulator.server import Emulator
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramSpec:
+    proposal_id: str
+    files: int
+    size: int
+    data_rights: str = PUBLIC
+
+
+def parse_program(text: str) -> ProgramSpec:
+    """``PROPOSAL:FILES:SIZE[:exclusive]`` -> a synthetic program of FILES files of SIZE bytes."""
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not parts[0]:
+        raise argparse.ArgumentTypeError(f"expected PROPOSAL:FILES:SIZE[:exclusive], got {text!r}")
+    try:
+        files, size = int(parts[1]), int(float(parts[2]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"FILES and SIZE must be numbers in {text!r}") from None
+    if files < 0 or size < 0:
+        raise argparse.ArgumentTypeError(f"FILES and SIZE must not be negative in {text!r}")
+    rights = PUBLIC
+    if len(parts) == 4:
+        if parts[3].lower() not in ("exclusive", "exclusive_access", "public"):
+            raise argparse.ArgumentTypeError(f"the 4th field must be 'exclusive' in {text!r}")
+        rights = PUBLIC if parts[3].lower() == "public" else EXCLUSIVE_ACCESS
+    return ProgramSpec(parts[0], files, size, rights)
+
+
+def parse_fault(text: str) -> Fault:
+    """``KIND[:MATCH[:AFTER]][:key=value...]``, e.g. ``reset:*x2d*:5000000`` or
+    ``status:*:status=503:retry_after=2:times=forever``.
+
+    Keys: times (a number or ``forever``), after, status, retry_after, delay,
+    message, endpoint (download, invoke, any).
+    """
+    kind_text, *rest = text.split(":")
+    try:
+        kind = FaultKind(kind_text.strip().lower().replace("-", "_"))
+    except ValueError:
+        names = ", ".join(k.value for k in FaultKind)
+        raise argparse.ArgumentTypeError(
+            f"unknown fault kind {kind_text!r} (one of {names})"
+        ) from None
+    positional = [p for p in rest if "=" not in p]
+    options = dict(p.split("=", 1) for p in rest if "=" in p)
+    if len(positional) > 2:
+        raise argparse.ArgumentTypeError(f"too many fields in fault {text!r}")
+    try:
+        fault = Fault(
+            kind,
+            match=positional[0] if positional else "*",
+            after=int(float(options.pop("after", positional[1] if len(positional) > 1 else 0))),
+            times=_times(options.pop("times", "1")),
+            status=int(options.pop("status", 503)),
+            retry_after=float(options["retry_after"]) if "retry_after" in options else None,
+            delay=float(options.pop("delay", 0.0)),
+            message=options.pop("message", "Emulated MAST service error"),
+            endpoint=options.pop("endpoint", None),
+        )
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad fault {text!r}: {exc}") from None
+    options.pop("retry_after", None)
+    if options:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault option(s) {', '.join(options)} in {text!r}"
+        )
+    return fault
+
+
+def _times(text: str) -> int | None:
+    return None if text.lower() in ("forever", "inf", "none") else int(text)
+
+
+def _token(text: str) -> tuple[str, str]:
+    token, sep, user = text.partition("=")
+    if not sep or not token or not user:
+        raise argparse.ArgumentTypeError(f"expected TOKEN=USER, got {text!r}")
+    return token, user
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hstsync emulator",
+        description="Serve a MAST stand-in (portal queries, downloads, whoami) on this machine. "
+        "It holds proposal 7291 as MAST's 'Downloading HST Data by Proposal' tutorial shows it.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free port)")
+    parser.add_argument("--rate", type=float, default=None, help="bytes/second per response")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each response")
+    parser.add_argument(
+        "--program",
+        type=parse_program,
+        action="append",
+        default=[],
+        metavar="PROPOSAL:FILES:SIZE[:exclusive]",
+        help="add a synthetic program of FILES products of SIZE bytes each (repeatable)",
+    )
+    parser.add_argument(
+        "--fault",
+        type=parse_fault,
+        action="append",
+        default=[],
+        metavar="KIND[:MATCH[:AFTER]][:key=value...]",
+        help="inject a fault, e.g. reset:*x2d*:5000000 or status:*:status=429:retry_after=2 "
+        f"(kinds: {', '.join(k.value for k in FaultKind)})",
+    )
+    parser.add_argument(
+        "--token",
+        type=_token,
+        action="append",
+        default=[],
+        metavar="TOKEN=USER",
+        help="accept TOKEN for exclusive-access data, as USER (repeatable)",
+    )
+    return parser
+
+
+async def _serve(emulator: Emulator) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with emulator:
+        print(f"MAST emulator listening on {emulator.url}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    catalogue = default_catalogue()
+    for program in args.program:
+        catalogue.add_program(
+            program.proposal_id,
+            files=program.files,
+            size=program.size,
+            data_rights=program.data_rights,
+        )
+    emulator = Emulator(
+        catalogue,
+        host=args.host,
+        port=args.port,
+        rate=args.rate,
+        latency=args.latency,
+        tokens=dict(args.token),
+    )
+    for fault in args.fault:
+        emulator.faults.add(fault)
+    try:
+        asyncio.run(_serve(emulator))
+    except OSError as exc:
+        print(
+            f"hstsync emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    return 0

@@ -1,0 +1,148 @@
+"""Injected failures: what can go wrong between a client and MAST, on demand.
+
+Owns :class:`Fault` (one failure to inject, how often, and for which file or
+service) and :class:`Faults` (the live set the server consults on every request).
+The server decides *how* each kind misbehaves; this module decides *whether* a
+request gets a fault, and counts down ``times``. Thread-safe: a test thread may
+add or clear faults while the server's loop consumes them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FaultKind(StrEnum):
+    #: drop the connection after ``after`` body bytes of the response
+    RESET = "reset"
+    #: answer ``status`` (with ``Retry-After: retry_after`` when given)
+    STATUS = "status"
+    #: answer a ranged request with 200 and the whole body
+    IGNORE_RANGE = "ignore_range"
+    #: promise the full Content-Length, send ``after`` bytes, close cleanly
+    SHORT_BODY = "short_body"
+    #: serve a body of catalogue size + ``after`` bytes, consistently in the headers
+    WRONG_SIZE = "wrong_size"
+    #: send ``after`` bytes, then nothing for ``delay`` seconds, then the rest
+    STALL = "stall"
+    #: wait ``delay`` seconds before sending the headers
+    SLOW_FIRST_BYTE = "slow_first_byte"
+    #: flip one byte (XOR 0xFF) at file offset ``after``
+    CORRUPT = "corrupt"
+    #: the portal answers ``{"status": "EXECUTING"}`` instead of the result
+    INVOKE_EXECUTING = "invoke_executing"
+    #: the portal answers ``{"status": "ERROR", "msg": message}``
+    INVOKE_ERROR = "invoke_error"
+
+
+class Endpoint(StrEnum):
+    DOWNLOAD = "download"
+    INVOKE = "invoke"
+
+
+_INVOKE_KINDS = frozenset({FaultKind.INVOKE_EXECUTING, FaultKind.INVOKE_ERROR})
+#: kinds that may also be aimed at the portal with ``endpoint="invoke"``
+_EITHER_KINDS = frozenset({FaultKind.STATUS, FaultKind.SLOW_FIRST_BYTE})
+#: kinds that shape a body, so a HEAD request neither triggers nor consumes them
+BODY_KINDS = frozenset(
+    {
+        FaultKind.RESET,
+        FaultKind.SHORT_BODY,
+        FaultKind.STALL,
+        FaultKind.CORRUPT,
+        FaultKind.IGNORE_RANGE,
+    }
+)
+
+
+@dataclass(slots=True)
+class Fault:
+    """One failure to inject.
+
+    ``match`` is an fnmatch pattern on the productFilename (downloads) or the service
+    name (portal invokes). ``times=None`` means forever. ``endpoint`` aims STATUS and
+    SLOW_FIRST_BYTE at ``"invoke"`` or ``"any"``; by default they hit downloads only,
+    so a catch-all ``Fault(FaultKind.STATUS)`` does not also break resolution.
+    """
+
+    kind: FaultKind
+    match: str = "*"
+    times: int | None = 1
+    after: int = 0
+    status: int = 503
+    retry_after: float | None = None
+    delay: float = 0.0
+    message: str = "Emulated MAST service error"
+    endpoint: str | None = None
+    #: how many requests this fault has hit so far
+    hits: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        self.kind = FaultKind(self.kind)
+        if self.endpoint not in (None, "download", "invoke", "any"):
+            raise ValueError(
+                f"endpoint must be 'download', 'invoke' or 'any', not {self.endpoint!r}"
+            )
+        if self.times is not None and self.times < 0:
+            raise ValueError("times must be >= 0 or None")
+
+    def aims_at(self, endpoint: Endpoint) -> bool:
+        if self.kind in _INVOKE_KINDS:
+            return endpoint is Endpoint.INVOKE
+        if self.kind in _EITHER_KINDS and self.endpoint is not None:
+            return self.endpoint in ("any", endpoint.value)
+        return endpoint is Endpoint.DOWNLOAD
+
+    @property
+    def spent(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+
+class Faults:
+    """The live set of faults, consulted (and counted down) by the server."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def __iter__(self) -> Iterator[Fault]:
+        with self._lock:
+            return iter(list(self._faults))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    def take(self, endpoint: Endpoint, name: str, *, head: bool = False) -> dict[FaultKind, Fault]:
+        """The faults this request gets — at most one per kind — each counted as used.
+
+        A HEAD request skips the body kinds and only *looks* at WRONG_SIZE and
+        SLOW_FIRST_BYTE (so the GET that follows still gets them); a STATUS fault
+        answers (and is used up by) a HEAD like any other request.
+        """
+        taken: dict[FaultKind, Fault] = {}
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in taken or fault.spent or not fault.aims_at(endpoint):
+                    continue
+                if head and fault.kind in BODY_KINDS:
+                    continue
+                if not fnmatch.fnmatchcase(name, fault.match):
+                    continue
+                if not head or fault.kind is FaultKind.STATUS:
+                    fault.hits += 1
+                taken[fault.kind] = fault
+        return taken

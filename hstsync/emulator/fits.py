@@ -1,0 +1,202 @@
+"""File bodies the emulator serves: deterministic, random-access, valid FITS.
+
+Owns the bytes of every product. A body is a pure function of ``(dataURI, size)``:
+any byte range can be computed without generating the file, so the server streams
+files of hundreds of megabytes with bounded memory, and a test can ask for the exact
+bytes it should have received.
+
+When ``size`` is a multiple of 2880 and at least 5760, the body is a valid FITS file:
+one 2880-byte primary header (BITPIX=8, NAXIS=1, NAXIS1=size-2880, FILENAME, ORIGIN,
+DATASUM, CHECKSUM) and then the data. Other sizes get the data pattern alone.
+
+The data repeat a pseudo-random pattern of :data:`PATTERN_LENGTH` bytes, a prime, so
+the pattern never lines up with FITS blocks or power-of-two chunk sizes: a body
+shifted by any number of bytes no longer compares equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import numpy as np
+
+BLOCK = 2880
+#: A prime: not a multiple of 2880, nor of any power of two.
+PATTERN_LENGTH = 65521
+#: Bytes of one "super period": the pattern repeated until it realigns with 32-bit words.
+_WORD_PERIOD = 4 * PATTERN_LENGTH
+#: The longest slice served from the pre-tiled buffer in one copy.
+_TILE_SPAN = 1 << 20
+ORIGIN = "hstsync MAST emulator"
+_EXCLUDE = frozenset([*range(0x3A, 0x41), *range(0x5B, 0x61)])
+
+
+def is_fits_size(size: int) -> bool:
+    """Whether a body of ``size`` bytes is laid out as a FITS file."""
+    return size >= 2 * BLOCK and size % BLOCK == 0
+
+
+def fold32(total: int) -> int:
+    """A big sum folded into 32 bits with end-around carry (ones' complement)."""
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def word_sum(data: bytes) -> int:
+    """The plain sum of big-endian 32-bit words (``len(data)`` a multiple of 4)."""
+    return int(np.frombuffer(data, dtype=">u4").sum(dtype=np.uint64))
+
+
+def encode_checksum(value: int) -> str:
+    """The 16-character ASCII encoding of a FITS checksum (SPR A.7.2)."""
+    asc = [0] * 16
+    for i in range(4):
+        byte = (value >> (24 - 8 * i)) & 0xFF
+        quotient, remainder = byte // 4 + ord("0"), byte % 4
+        ch = [quotient + remainder, quotient, quotient, quotient]
+        changed = True
+        while changed:
+            changed = False
+            for j in (0, 2):
+                while ch[j] in _EXCLUDE or ch[j + 1] in _EXCLUDE:
+                    ch[j] += 1
+                    ch[j + 1] -= 1
+                    changed = True
+        for j in range(4):
+            asc[4 * j + i] = ch[j]
+    return bytes(asc[15:] + asc[:15]).decode("ascii")
+
+
+def _card(key: str, value: str) -> bytes:
+    return f"{key:<8}= {value}".ljust(80)[:80].encode("ascii")
+
+
+def _int(value: int) -> str:
+    return f"{value:>20}"
+
+
+def _str(value: str) -> str:
+    text = value.replace("'", "''")[:66]
+    return f"'{text:<8}'"
+
+
+def _filename(data_uri: str) -> str:
+    name = PurePosixPath(data_uri.split(":", 1)[-1]).name or data_uri
+    return "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in name)
+
+
+class Pattern:
+    """The data of one product: a pattern repeated forever, addressable by offset."""
+
+    __slots__ = ("_prefix", "_tile", "_word_total")
+
+    def __init__(self, data_uri: str) -> None:
+        pattern = hashlib.shake_256(b"hstsync-emulator\0" + data_uri.encode()).digest(
+            PATTERN_LENGTH
+        )
+        reps = -(-(PATTERN_LENGTH + _TILE_SPAN) // PATTERN_LENGTH)
+        self._tile = pattern * max(reps, 4)
+        # Word sums of every prefix of one super period, for O(1) DATASUMs.
+        words = np.frombuffer(self._tile[:_WORD_PERIOD], dtype=">u4").astype(np.uint64)
+        self._prefix = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(words)])
+        self._word_total = int(self._prefix[-1])
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes of the endless data stream from ``offset``."""
+        pieces = []
+        while length > 0:
+            start = offset % PATTERN_LENGTH
+            n = min(length, _TILE_SPAN)
+            pieces.append(self._tile[start : start + n])
+            offset += n
+            length -= n
+        return b"".join(pieces) if len(pieces) != 1 else pieces[0]
+
+    def datasum(self, length: int) -> int:
+        """The FITS DATASUM of the first ``length`` bytes (``length`` % 4 == 0)."""
+        full, rest = divmod(length, _WORD_PERIOD)
+        return fold32(full * self._word_total + int(self._prefix[rest // 4]))
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """The bytes of one product at one size."""
+
+    data_uri: str
+    size: int
+    header: bytes
+    pattern: Pattern
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Bytes ``offset`` .. ``offset+length`` (past ``size`` the data continue)."""
+        head = b""
+        if offset < len(self.header):
+            head = self.header[offset : offset + length]
+            length -= len(head)
+            offset += len(head)
+        if length <= 0:
+            return head
+        tail = self.pattern.read(offset - len(self.header), length)
+        return head + tail if head else tail
+
+    def all(self) -> bytes:
+        return self.read(0, self.size)
+
+
+def _header(data_uri: str, size: int, pattern: Pattern) -> bytes:
+    datasum = pattern.datasum(size - BLOCK)
+
+    def cards(checksum: str) -> bytes:
+        raw = b"".join(
+            [
+                _card("SIMPLE", f"{'T':>20}"),
+                _card("BITPIX", _int(8)),
+                _card("NAXIS", _int(1)),
+                _card("NAXIS1", _int(size - BLOCK)),
+                _card("ORIGIN", _str(ORIGIN)),
+                _card("FILENAME", _str(_filename(data_uri))),
+                _card("CHECKSUM", _str(checksum)),
+                _card("DATASUM", _str(str(datasum))),
+                b"END".ljust(80),
+            ]
+        )
+        return raw.ljust(BLOCK, b" ")
+
+    blank = cards("0" * 16)
+    total = fold32(word_sum(blank) + datasum)
+    return cards(encode_checksum(~total & 0xFFFFFFFF))
+
+
+class Bodies:
+    """A cache of bodies; computing a pattern and a header costs a few milliseconds."""
+
+    def __init__(self, capacity: int = 32) -> None:
+        self._capacity = capacity
+        self._patterns: OrderedDict[str, Pattern] = OrderedDict()
+        self._headers: dict[tuple[str, int], bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, data_uri: str, size: int) -> Body:
+        with self._lock:
+            pattern = self._patterns.get(data_uri)
+            if pattern is None:
+                pattern = Pattern(data_uri)
+                self._patterns[data_uri] = pattern
+                while len(self._patterns) > self._capacity:
+                    old, _ = self._patterns.popitem(last=False)
+                    for key in [k for k in self._headers if k[0] == old]:
+                        del self._headers[key]
+            else:
+                self._patterns.move_to_end(data_uri)
+            header = b""
+            if is_fits_size(size):
+                header = self._headers.get((data_uri, size), b"")
+                if not header:
+                    header = _header(data_uri, size, pattern)
+                    self._headers[(data_uri, size)] = header
+        return Body(data_uri, size, header, pattern)

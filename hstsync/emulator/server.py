@@ -1,0 +1,487 @@
+"""The MAST stand-in itself: a real aiohttp server on 127.0.0.1.
+
+Owns the HTTP protocol, exactly as far as astroquery.mast and our downloader use it:
+``columnsconfig``, the portal's ``invoke`` (with EXECUTING polling and paging),
+``Download/file`` (HEAD, GET, Range, ETag/If-Range, token-guarded exclusive data),
+``Download/bundle.sh`` and ``whoami``. Every request is recorded; faults from
+:mod:`hstsync.emulator.faults` are applied here; bodies come from
+:mod:`hstsync.emulator.fits` and are streamed in large chunks with bounded memory,
+paced by ``rate`` (bytes/s per response) after ``latency`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from types import TracebackType
+
+from aiohttp import web
+
+from hstsync.emulator.catalogue import Catalogue, CatalogueProduct, default_catalogue
+from hstsync.emulator.columns import CAOM_FIELDS, DISTANCE_FIELD, PRODUCT_FIELDS, columns_config
+from hstsync.emulator.faults import Endpoint, Fault, FaultKind, Faults
+from hstsync.emulator.fits import Bodies
+
+log = logging.getLogger(__name__)
+
+#: Bytes per write when no rate limit applies (NOTES: large chunks, not 1 KiB).
+CHUNK = 512 * 1024
+_MIN_PACED_CHUNK = 16 * 1024
+DEFAULT_PAGESIZE = 50000
+
+INVOKE_PATH = "/api/v0/invoke"
+COLUMNS_CONFIG_PATH = "/portal/Mashup/Mashup.asmx/columnsconfig"
+DOWNLOAD_PATH = "/api/v0.1/Download/file"
+BUNDLE_PATH = "/api/v0.1/Download/bundle"
+WHOAMI_PATH = "/whoami"
+
+
+@dataclass(slots=True)
+class RecordedRequest:
+    """One HTTP request as the emulator received it; ``body_bytes_sent`` grows as it streams."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body_bytes_sent: int = 0
+    #: the request's own body (the portal's form data), decoded for assertions
+    body: str = ""
+
+
+@dataclass(slots=True)
+class _Window:
+    status: int
+    start: int
+    length: int
+    total: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Emulator:
+    """An async context manager serving ``catalogue`` on ``host:port`` (0: a free port)."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate: float | None = None,
+        latency: float = 0.0,
+        tokens: dict[str, str] | None = None,
+    ) -> None:
+        self.catalogue = catalogue if catalogue is not None else default_catalogue()
+        self.host = host
+        self.port = port
+        #: bytes/second per response, None for as fast as possible; may change while running
+        self.rate = rate
+        #: seconds before the first byte of each response; may change while running
+        self.latency = latency
+        #: token -> user name, for exclusive-access data and ``whoami``
+        self.tokens: dict[str, str] = dict(tokens or {})
+        self.faults = Faults()
+        self.requests: list[RecordedRequest] = []
+        #: body bytes written for downloads so far, over all requests
+        self.bytes_sent = 0
+        self._bodies = Bodies()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        if self._runner is None:
+            raise RuntimeError("the emulator is not running")
+        return f"http://{self.host}:{self.port}"
+
+    def body(self, data_uri: str) -> bytes:
+        """The exact bytes served (with no fault) for the product with this dataURI."""
+        product = self.catalogue.product(data_uri)
+        if product is None:
+            raise KeyError(f"no product {data_uri!r}")
+        return self._bodies.get(product.data_uri, product.size).all()
+
+    def user_for(self, token: str | None) -> str | None:
+        return self.tokens.get(token) if token else None
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[_record])
+        app[EMULATOR] = self
+        app.router.add_post(COLUMNS_CONFIG_PATH, _columns_config)
+        app.router.add_post(INVOKE_PATH, _invoke)
+        app.router.add_get(DOWNLOAD_PATH, _download)  # aiohttp adds HEAD for GET routes
+        app.router.add_post(BUNDLE_PATH + ".sh", _bundle)
+        app.router.add_get(WHOAMI_PATH, _whoami)
+        # A stalled or rate-limited transfer must not hold up shutdown for a minute.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self.port = int(runner.addresses[0][1])
+        self._runner = runner
+        log.info("MAST emulator listening on %s", self.url)
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+EMULATOR = web.AppKey("emulator", Emulator)
+RECORD = web.RequestKey("record", RecordedRequest)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
+    emu = request.app[EMULATOR]
+    record = RecordedRequest(
+        request.method, request.path, request.query_string, dict(request.headers)
+    )
+    if request.method == "POST" and request.can_read_body:
+        # aiohttp keeps the bytes read here, so handlers still parse the form.
+        record.body = (await request.read()).decode("utf-8", "replace")
+    emu.requests.append(record)
+    request[RECORD] = record
+    if emu.latency > 0:
+        await asyncio.sleep(emu.latency)
+    return await handler(request)
+
+
+def _token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip()
+    return request.cookies.get("mast_token") or None
+
+
+async def _status_fault(fault: Fault) -> web.Response:
+    headers = {}
+    if fault.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(fault.retry_after))
+    return web.Response(
+        status=fault.status, headers=headers, text=f"Emulated HTTP {fault.status}\n"
+    )
+
+
+# -- the portal --------------------------------------------------------------------------
+
+
+async def _columns_config(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    return web.json_response(columns_config(str(form.get("colConfigId", ""))))
+
+
+def _mashup_error(msg: str) -> web.Response:
+    return web.json_response({"status": "ERROR", "msg": msg, "data": [], "fields": []})
+
+
+async def _invoke(request: web.Request) -> web.StreamResponse:
+    emu = request.app[EMULATOR]
+    form = await request.post()
+    try:
+        mashup = json.loads(str(form["request"]))
+        if not isinstance(mashup, dict):
+            raise TypeError
+        service = str(mashup.get("service", ""))
+        params = mashup.get("params") or {}
+        page = int(mashup.get("page") or 1)
+        pagesize = int(mashup.get("pagesize") or DEFAULT_PAGESIZE)
+        if page < 1 or pagesize < 1 or not isinstance(params, dict):
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        return _mashup_error("Malformed request: expected form field 'request' with a JSON object")
+
+    faults = emu.faults.take(Endpoint.INVOKE, service)
+    if slow := faults.get(FaultKind.SLOW_FIRST_BYTE):
+        await asyncio.sleep(slow.delay)
+    if status := faults.get(FaultKind.STATUS):
+        return await _status_fault(status)
+    if FaultKind.INVOKE_EXECUTING in faults:
+        return web.json_response({"status": "EXECUTING", "msg": ""})
+    if error := faults.get(FaultKind.INVOKE_ERROR):
+        return _mashup_error(error.message)
+
+    fields: list[dict[str, str]]
+    if service in ("Mast.Caom.Filtered", "Mast.Caom.Filtered.Position"):
+        position = None
+        if service.endswith(".Position"):
+            try:
+                ra, dec, radius = (float(x) for x in str(params.get("position", "")).split(","))
+            except ValueError:
+                return _mashup_error("Malformed position: expected 'ra, dec, radius'")
+            position = (ra, dec, radius)
+        filters = params.get("filters") or []
+        if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
+            return _mashup_error("Malformed filters: expected a list of objects")
+        rows = emu.catalogue.query(filters, position)
+        fields = [*CAOM_FIELDS, DISTANCE_FIELD] if position else list(CAOM_FIELDS)
+        if str(params.get("columns", "")).upper() == "COUNT_BIG(*)":
+            rows, fields = [{"Column1": len(rows)}], [{"name": "Column1", "type": "int"}]
+    elif service == "Mast.Caom.Products":
+        rows = emu.catalogue.product_rows(str(params.get("obsid", "")).split(","))
+        fields = list(PRODUCT_FIELDS)
+    else:
+        return _mashup_error(f"Unknown service: {service!r}")
+
+    # Real paging: astroquery asks for page 1, reads pagesFiltered, then asks again
+    # with the page number edited in its request string; the reply must echo both.
+    pages = max(1, math.ceil(len(rows) / pagesize))
+    chunk = rows[(page - 1) * pagesize : page * pagesize]
+    return web.json_response(
+        {
+            "status": "COMPLETE",
+            "msg": "",
+            "data": chunk,
+            "fields": fields,
+            "paging": {
+                "page": page,
+                "pageSize": pagesize,
+                "pagesFiltered": pages,
+                "rows": len(chunk),
+                "rowsFiltered": len(rows),
+                "rowsTotal": len(rows),
+            },
+        }
+    )
+
+
+# -- sessions and bundles ------------------------------------------------------------------
+
+
+async def _whoami(request: web.Request) -> web.StreamResponse:
+    emu = request.app[EMULATOR]
+    token = _token(request)
+    user = emu.user_for(token)
+    if user is None or token is None:
+        return web.json_response(
+            {"anon": True, "ezid": None, "attrib": {}, "scopes": [], "session": None, "token": None}
+        )
+    return web.json_response(
+        {
+            "anon": False,
+            "ezid": user,
+            "eppn": f"{user}@stsci.edu",
+            "attrib": {"display_name": user, "email": f"{user}@example.org", "internal": "0"},
+            "scopes": ["mast:user:info", "mast:exclusive_access"],
+            "session": None,
+            "token": token[:8] + "...",
+        }
+    )
+
+
+async def _bundle(request: web.Request) -> web.StreamResponse:
+    emu = request.app[EMULATOR]
+    form = await request.post()
+    lines = ["#!/bin/sh", "# cURL script written by the hstsync MAST emulator", "set -e"]
+    for uri in form.getall("uri", []):
+        product = emu.catalogue.product(str(uri))
+        if product is None:
+            continue
+        rel = f"mastDownload/{product.obs_collection}/{product.obs_id}/{product.filename}"
+        lines.append(
+            f"curl --globoff --create-dirs -sSf -o '{rel}' "
+            f"'{emu.url}{DOWNLOAD_PATH}?uri={product.data_uri}'"
+        )
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/x-shellscript")
+
+
+# -- downloads -----------------------------------------------------------------------------
+
+
+def _validators(product: CatalogueProduct, total: int) -> tuple[str, str]:
+    tag = hashlib.sha1(f"{product.data_uri}|{total}|{product.version}".encode()).hexdigest()
+    return f'"{tag[:20]}"', formatdate(product.modified, usegmt=True)
+
+
+def _window(request: web.Request, total: int, etag: str, modified: str, ranged: bool) -> _Window:
+    """Which bytes to send: the whole body (200), one range (206) or none (416)."""
+    header = request.headers.get("Range", "")
+    if_range = request.headers.get("If-Range")
+    if not ranged or not header or (if_range is not None and if_range not in (etag, modified)):
+        return _Window(200, 0, total, total)
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return _Window(200, 0, total, total)  # not a form we serve: the whole body
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first:
+            start = int(first)
+            end = int(last) if last else total - 1
+        else:  # suffix range: the last N bytes
+            start, end = max(0, total - int(last)), total - 1
+    except ValueError:
+        return _Window(200, 0, total, total)
+    if start >= total or end < start:
+        return _Window(416, 0, 0, total, {"Content-Range": f"bytes */{total}"})
+    end = min(end, total - 1)
+    return _Window(
+        206, start, end - start + 1, total, {"Content-Range": f"bytes {start}-{end}/{total}"}
+    )
+
+
+async def _flush(request: web.Request) -> None:
+    """Wait (up to 2 s) until what we wrote has left the process, so a cut comes at a
+    known byte rather than wherever the transport's buffer happened to be."""
+    transport = request.transport
+    for _ in range(1000):
+        if transport is None or not transport.get_write_buffer_size():
+            return
+        await asyncio.sleep(0.002)
+
+
+async def _download(request: web.Request) -> web.StreamResponse:
+    emu = request.app[EMULATOR]
+    record = request[RECORD]
+    head = request.method == "HEAD"
+    product = emu.catalogue.product(request.query.get("uri", ""))
+    if product is None or product.data_uri != request.query.get("uri"):
+        return web.Response(status=404, text="File not found\n")
+    faults = emu.faults.take(Endpoint.DOWNLOAD, product.filename, head=head)
+
+    if slow := faults.get(FaultKind.SLOW_FIRST_BYTE):
+        await asyncio.sleep(slow.delay)
+    if status := faults.get(FaultKind.STATUS):
+        return await _status_fault(status)
+    if product.exclusive and emu.user_for(_token(request)) is None:
+        return web.Response(
+            status=401, text="This file is under exclusive access: a valid MAST token is needed\n"
+        )
+
+    body = emu._bodies.get(product.data_uri, product.size)
+    wrong = faults.get(FaultKind.WRONG_SIZE)
+    total = max(0, product.size + (wrong.after if wrong else 0))
+    etag, modified = _validators(product, total)
+    window = _window(request, total, etag, modified, FaultKind.IGNORE_RANGE not in faults)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Last-Modified": modified,
+        "Content-Disposition": f"attachment; filename={product.filename}",
+        "Content-Type": "application/octet-stream",
+        **window.headers,
+    }
+    response = web.StreamResponse(status=window.status, headers=headers)
+    response.content_length = window.length
+    await response.prepare(request)
+    if head or window.status == 416:
+        await response.write_eof()
+        return response
+
+    cut_fault = faults.get(FaultKind.RESET) or faults.get(FaultKind.SHORT_BODY)
+    limit = min(window.length, cut_fault.after) if cut_fault else window.length
+    stall = faults.get(FaultKind.STALL)
+    stall_at = stall.after if stall else None
+    corrupt = faults.get(FaultKind.CORRUPT)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    sent = 0
+    try:
+        while sent < limit:
+            if stall is not None and stall_at is not None and sent >= stall_at:
+                await _flush(request)
+                await asyncio.sleep(stall.delay)
+                stall_at = None
+            rate = emu.rate
+            size = CHUNK if not rate else int(min(CHUNK, max(_MIN_PACED_CHUNK, rate / 10)))
+            n = min(size, limit - sent)
+            if stall_at is not None:
+                n = min(n, stall_at - sent)
+            offset = window.start + sent
+            data = body.read(offset, n)
+            if corrupt is not None and offset <= corrupt.after < offset + n:
+                flipped = bytearray(data)
+                flipped[corrupt.after - offset] ^= 0xFF
+                data = bytes(flipped)
+            await response.write(data)
+            sent += n
+            record.body_bytes_sent += n
+            emu.bytes_sent += n
+            if rate:
+                ahead = sent / rate - (loop.time() - began)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+    except ConnectionError:
+        # The client went away; that is its business, not a server error.
+        return response
+    if sent < window.length:
+        await _flush(request)
+        if request.transport is not None:
+            if cut_fault is not None and cut_fault.kind is FaultKind.RESET:
+                request.transport.abort()
+            else:
+                request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+# -- serving from a thread -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def run_in_thread(
+    catalogue: Catalogue | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    rate: float | None = None,
+    latency: float = 0.0,
+    tokens: dict[str, str] | None = None,
+) -> Iterator[Emulator]:
+    """The same :class:`Emulator`, served by a background thread's loop (for sync callers)."""
+    emu = Emulator(catalogue, host=host, port=port, rate=rate, latency=latency, tokens=tokens)
+    ready = threading.Event()
+    failure: list[BaseException] = []
+    stopper: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        stopper.append((asyncio.get_running_loop(), stop))
+        try:
+            async with emu:
+                ready.set()
+                await stop.wait()
+        except BaseException as exc:
+            failure.append(exc)
+            raise
+        finally:
+            ready.set()
+
+    def main() -> None:
+        with contextlib.suppress(BaseException):
+            asyncio.run(serve())
+
+    thread = threading.Thread(target=main, name="mast-emulator", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if failure or not stopper:
+        thread.join(5)
+        raise RuntimeError("the MAST emulator did not start") from (failure[0] if failure else None)
+    try:
+        yield emu
+    finally:
+        loop, stop = stopper[0]
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)

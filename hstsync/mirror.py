@@ -1,0 +1,354 @@
+"""One pass of mirroring: resolve requests, decide what to fetch, fetch it, record it.
+
+:class:`Mirror` owns the process's HTTP session and downloader; the daemon and
+``run --once`` both drive it. Deciding (which products need a transfer, which
+state a request ends in) is plain functions; doing (HTTP, SQL, files) is the
+methods around them. Every state change is written to the store before the
+step that depends on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from hstsync.config import Config
+from hstsync.download import Downloader, Outcome, Transfer, open_session
+from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
+from hstsync.model import Product, ProductState, Request, RequestState, counts_of
+from hstsync.resolve import Resolver
+from hstsync.store import ProductRow, Store
+
+log = logging.getLogger(__name__)
+
+#: how often bytes-done counters reach the database while transfers run
+PROGRESS_FLUSH_SECONDS = 1.0
+
+DOWNLOAD_PATH = "/api/v0.1/Download/file"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A product row that needs a transfer in this pass, with where it goes."""
+
+    request: str
+    product: Product
+    dest: Path
+
+
+def download_url(server: str, data_uri: str) -> str:
+    # astroquery's own form (download_file): quote everything but ':' and '/'.
+    from urllib.parse import quote
+
+    return f"{server}{DOWNLOAD_PATH}?uri={quote(data_uri, safe=':/')}"
+
+
+def needs_transfer(row: ProductRow, on_disk: int | None, *, have_token: bool) -> bool:
+    """Whether a product must be fetched in this pass.
+
+    ``on_disk`` is the size of the file under its final name, or None.
+    A done product whose file is intact is left alone; a done product whose file
+    vanished or changed is fetched again (a mirror, not a log). A product the
+    archive refused for want of a token is only tried again once a token exists.
+    """
+    if row.state is ProductState.DONE:
+        return on_disk != row.product.size
+    if row.state is ProductState.AUTH_REQUIRED:
+        return have_token
+    return True
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _invalid_reason(product: Product) -> str | None:
+    """Why a catalogue row cannot be fetched at all, or None."""
+    try:
+        product.relpath()
+    except UnsafePathError as exc:
+        return f"refused: {exc}"
+    if product.size < 0:
+        return "the catalogue gives no size for this file"
+    if not product.data_uri:
+        return "the catalogue gives no dataURI for this file"
+    return None
+
+
+class Mirror:
+    """The downloading half of hstsync for one process: session, downloader, store."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        token: str | None = None,
+        on_bytes: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.token = token
+        self._on_bytes = on_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self._downloader: Downloader | None = None
+        self._slots = asyncio.Semaphore(config.download.concurrency)
+        # Two requests may name the same file: one transfer serves both.
+        self._inflight: dict[Path, asyncio.Future[Outcome]] = {}
+        self._progress: dict[tuple[str, str], int] = {}
+        self._progress_keys: dict[Path, list[tuple[str, str]]] = {}
+        self._resolver: Resolver | None = None
+        self._resolver_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Mirror:
+        self._session = open_session(self.config.download)
+        self._downloader = Downloader(
+            self._session, self.config.download, on_progress=self._count_bytes
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._flush_progress()
+        if self._session is not None:
+            await self._session.close()
+
+    # -- resolving ----------------------------------------------------------------------
+
+    async def _get_resolver(self) -> Resolver:
+        async with self._resolver_lock:
+            if self._resolver is None:
+                self._resolver = await asyncio.to_thread(
+                    Resolver, self.config.mast.server, self.token
+                )
+            return self._resolver
+
+    async def resolve(self, request: Request) -> list[Product] | None:
+        """Resolve and record; None when the request could not be resolved."""
+        name = request.name
+        self.store.set_request_state(name, RequestState.RESOLVING)
+        try:
+            resolver = await self._get_resolver()
+            # astroquery blocks on requests; a worker thread keeps the loop (and the
+            # transfers of other requests) running meanwhile. One resolution at a
+            # time: astroquery's session and lazy imports are not thread-safe.
+            async with self._resolver_lock:
+                products = await asyncio.to_thread(resolver.resolve, request)
+        except ManifestError as exc:
+            log.warning("request %s: invalid: %s", name, exc)
+            self.store.set_request_state(name, RequestState.INVALID, str(exc))
+            return None
+        except HstsyncError as exc:
+            log.warning("request %s: cannot resolve: %s", name, exc)
+            self.store.set_request_state(name, RequestState.INCOMPLETE, str(exc))
+            return None
+        diff = self.store.replace_products(name, products)
+        log.info(
+            "request %s: resolved %d products (%d new, %d changed, %d removed)",
+            name,
+            len(products),
+            diff.new,
+            diff.changed,
+            diff.removed,
+        )
+        return products
+
+    # -- planning -------------------------------------------------------------------------
+
+    def plan(self, name: str) -> list[Job]:
+        """The transfers a request needs now; rows that can never be fetched are failed."""
+        jobs: list[Job] = []
+        mirror = self.config.paths.mirror
+        for row in self.store.products(name):
+            reason = _invalid_reason(row.product)
+            if reason is not None:
+                if row.state is not ProductState.FAILED or row.last_error != reason:
+                    log.warning("request %s: %s: %s", name, row.product.filename, reason)
+                    self.store.mark(name, row.product.data_uri, ProductState.FAILED, error=reason)
+                continue
+            dest = mirror / row.product.relpath()
+            if needs_transfer(row, _file_size(dest), have_token=self.token is not None):
+                jobs.append(Job(name, row.product, dest))
+        return jobs
+
+    # -- downloading ------------------------------------------------------------------------
+
+    async def sync(self, request: Request) -> RequestState:
+        """Resolve one request, fetch what it lacks, and settle its state."""
+        try:
+            return await self._sync(request)
+        except asyncio.CancelledError:
+            with contextlib.suppress(StoreError):  # removed while running
+                self.store.set_request_state(request.name, RequestState.QUEUED)
+            raise
+
+    async def _sync(self, request: Request) -> RequestState:
+        products = await self.resolve(request)
+        name = request.name
+        current = self.store.get_request(name)
+        if products is None and current is not None and current.state is RequestState.INVALID:
+            return RequestState.INVALID
+        # Even when resolution failed we still fetch what an earlier pass resolved.
+        jobs = self.plan(name)
+        if jobs:
+            self.store.set_request_state(name, RequestState.DOWNLOADING, resolved=True)
+            log.info(
+                "request %s: %d files to fetch, %d bytes",
+                name,
+                len(jobs),
+                sum(j.product.size for j in jobs),
+            )
+            async with asyncio.TaskGroup() as group:
+                for job in jobs:
+                    group.create_task(self.fetch(job))
+        return self.settle(name, resolution_error=products is None)
+
+    def settle(self, name: str, *, resolution_error: bool = False) -> RequestState:
+        counts = counts_of(row.state for row in self.store.products(name))
+        current = self.store.get_request(name)
+        if resolution_error and current is not None:
+            # keep the resolution error visible; the request is not complete
+            self.store.set_request_state(name, RequestState.INCOMPLETE, current.last_error)
+            return RequestState.INCOMPLETE
+        if counts.failed or counts.auth_required or counts.pending:
+            state = RequestState.INCOMPLETE
+            parts = []
+            if counts.failed:
+                parts.append(f"{counts.failed} failed")
+            if counts.auth_required:
+                parts.append(f"{counts.auth_required} need a MAST token")
+            if counts.pending:
+                parts.append(f"{counts.pending} not fetched")
+            error: str | None = ", ".join(parts)
+        else:
+            state, error = RequestState.DONE, None
+        self.store.set_request_state(name, state, error, resolved=True)
+        log.info(
+            "request %s: %s (%d/%d done)",
+            name,
+            state,
+            counts.done,
+            counts.total,
+        )
+        return state
+
+    async def fetch(self, job: Job) -> Outcome:
+        key = (job.request, job.product.data_uri)
+        shared = self._inflight.get(job.dest)
+        if shared is not None:
+            self._progress_keys[job.dest].append(key)
+            outcome = await asyncio.shield(shared)
+            self._record(key, job, outcome)
+            return outcome
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._inflight[job.dest] = future
+        self._progress_keys[job.dest] = [key]
+        try:
+            async with self._slots:
+                assert self._downloader is not None, "Mirror used outside 'async with'"
+                self.store.mark(job.request, job.product.data_uri, ProductState.DOWNLOADING)
+                self._progress[key] = _file_size(_part(job.dest)) or 0
+                headers = {"Authorization": f"token {self.token}"} if self.token else {}
+                transfer = Transfer(
+                    url=download_url(self.config.mast.server, job.product.data_uri),
+                    dest=job.dest,
+                    size=job.product.size,
+                    label=f"{job.request}:{job.product.filename}",
+                    headers=headers,
+                )
+                try:
+                    outcome = await self._downloader.fetch(transfer)
+                except asyncio.CancelledError:
+                    # Shutdown or a re-plan: the .part stays for resume, and the row
+                    # says so, so a later start needs no recovery for it.
+                    self._interrupted(job)
+                    raise
+            future.set_result(outcome)
+            for other in self._progress_keys[job.dest]:
+                self._record(other, job, outcome)
+            return outcome
+        except BaseException:
+            if not future.done():
+                future.cancel()
+            raise
+        finally:
+            self._inflight.pop(job.dest, None)
+            for other in self._progress_keys.pop(job.dest, []):
+                self._progress.pop(other, None)
+
+    def _interrupted(self, job: Job) -> None:
+        on_disk = _file_size(_part(job.dest)) or 0
+        for request, uri in self._progress_keys.get(
+            job.dest, [(job.request, job.product.data_uri)]
+        ):
+            self._progress.pop((request, uri), None)
+            with contextlib.suppress(StoreError):  # the request may be gone already
+                self.store.mark(request, uri, ProductState.PENDING, bytes_done=on_disk)
+
+    def _record(self, key: tuple[str, str], job: Job, outcome: Outcome) -> None:
+        request, uri = key
+        bytes_done = job.product.size if outcome.state is ProductState.DONE else None
+        if bytes_done is None:
+            bytes_done = _file_size(_part(job.dest)) or 0
+        self.store.mark(
+            request,
+            uri,
+            outcome.state,
+            bytes_done=bytes_done,
+            error=outcome.error,
+            attempts=outcome.attempts,
+        )
+
+    # -- progress -----------------------------------------------------------------------------
+
+    def _count_bytes(self, transfer: Transfer, delta: int) -> None:
+        for key in self._progress_keys.get(transfer.dest, ()):
+            self._progress[key] = self._progress.get(key, 0) + delta
+        if self._on_bytes is not None:
+            self._on_bytes(transfer.label, delta)
+
+    def _flush_progress(self) -> None:
+        if self._progress:
+            self.store.record_progress(dict(self._progress))
+
+    async def flush_progress_forever(self) -> None:
+        """Write byte counters to the database periodically, batched in one transaction."""
+        while True:
+            await asyncio.sleep(PROGRESS_FLUSH_SECONDS)
+            self._flush_progress()
+
+
+def _part(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+async def sync_requests(mirror: Mirror, requests: Sequence[Request]) -> dict[str, RequestState]:
+    """Mirror several requests at once; transfers share the concurrency budget."""
+    results: dict[str, RequestState] = {}
+
+    async def one(request: Request) -> None:
+        results[request.name] = await mirror.sync(request)
+
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as group:
+        flusher = group.create_task(mirror.flush_progress_forever())
+        async with asyncio.TaskGroup() as work:
+            for request in requests:
+                work.create_task(one(request))
+        flusher.cancel()
+    log.info("pass over %d requests took %.1f s", len(requests), time.monotonic() - started)
+    return results
+
+
+def exit_code(states: Iterable[RequestState]) -> int:
+    """SPEC's codes: 0 when every request is done, 1 otherwise."""
+    return 0 if all(state is RequestState.DONE for state in states) else 1

@@ -1,0 +1,134 @@
+"""What ``hstsync status`` shows: the JSON document of SPEC and the tables people read.
+
+Pure formatting over store rows; the CLI decides where it goes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import IO, Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from hstsync.store import ProductRow, RequestSummary
+
+
+def human_bytes(n: int) -> str:
+    """Decimal units, as the tutorial prints them (50.18 MB)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def request_document(summary: RequestSummary) -> dict[str, Any]:
+    row, counts = summary.request, summary.counts
+    return {
+        "name": row.name,
+        "state": str(row.state),
+        "proposal_ids": list(row.proposal_ids),
+        "products": {
+            "total": counts.total,
+            "done": counts.done,
+            "failed": counts.failed,
+            "pending": counts.pending,
+            "auth_required": counts.auth_required,
+        },
+        "bytes": {"total": summary.bytes_total, "done": summary.bytes_done},
+        "last_error": row.last_error,
+        "updated": row.updated,
+    }
+
+
+def product_document(row: ProductRow) -> dict[str, Any]:
+    p = row.product
+    return {
+        "obs_id": p.obs_id,
+        "filename": p.filename,
+        "data_uri": p.data_uri,
+        "path": str(p.relpath()) if _safe(row) else None,
+        "size": p.size,
+        "state": str(row.state),
+        "bytes_done": row.bytes_done,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "updated": row.updated,
+    }
+
+
+def _safe(row: ProductRow) -> bool:
+    try:
+        row.product.relpath()
+    except Exception:
+        return False
+    return True
+
+
+def status_document(
+    summaries: Sequence[RequestSummary], products: Sequence[ProductRow] | None = None
+) -> dict[str, Any]:
+    """SPEC's ``status --json`` object; with one request, its products too."""
+    doc: dict[str, Any] = {"requests": [request_document(s) for s in summaries]}
+    if products is not None:
+        doc["products"] = [product_document(p) for p in products]
+    return doc
+
+
+def _console(file: IO[str] | None) -> Console:
+    out = file or sys.stdout
+    # Off a terminal (pipes, logs, tests) nothing is wrapped or coloured.
+    tty = out.isatty()
+    return Console(file=out, width=None if tty else 200, no_color=not tty, highlight=False)
+
+
+def print_status(
+    summaries: Sequence[RequestSummary],
+    products: Sequence[ProductRow] | None = None,
+    *,
+    file: IO[str] | None = None,
+) -> None:
+    console = _console(file)
+    if not summaries:
+        console.print("no requests yet: drop a manifest into the request directory")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("REQUEST", "STATE", "FILES", "FAILED", "PENDING", "AUTH", "BYTES", "UPDATED"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("LAST ERROR", overflow="fold")
+    for s in summaries:
+        c = s.counts
+        table.add_row(
+            s.request.name,
+            str(s.request.state),
+            f"{c.done}/{c.total} done",
+            str(c.failed),
+            str(c.pending),
+            str(c.auth_required),
+            f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}",
+            s.request.updated,
+            s.request.last_error or "",
+        )
+    console.print(table)
+    if products is None:
+        return
+    detail = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("OBS_ID", "FILE", "SIZE", "STATE", "DONE", "ATTEMPTS"):
+        detail.add_column(column, no_wrap=True)
+    detail.add_column("LAST ERROR", overflow="fold")
+    for row in products:
+        p = row.product
+        detail.add_row(
+            p.obs_id,
+            p.filename,
+            human_bytes(p.size),
+            str(row.state),
+            human_bytes(row.bytes_done),
+            str(row.attempts),
+            row.last_error or "",
+        )
+    console.print(detail)

@@ -1,0 +1,257 @@
+"""The daemon as users run it: a real ``hstsync run`` process, the emulator, real files.
+
+Each test starts the daemon with ``python -m hstsync run``, drops manifests into its
+request directory the way people and scripts do, and watches the database and the
+mirror from outside, as ``hstsync status`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from hstsync.demo import TUTORIAL_MANIFEST
+from hstsync.emulator import Emulator, default_catalogue
+from hstsync.errors import StoreError
+from hstsync.model import ProductState, RequestState
+from hstsync.store import Store
+
+HST = Path("mastDownload/HST")
+TOTAL = 50_175_360
+
+
+def write_config(root: Path, server: str, **schedule: str) -> Path:
+    (root / "requests").mkdir(exist_ok=True)
+    config = root / "config.toml"
+    text = (
+        '[paths]\nrequests = "requests"\nmirror = "mirror"\ndatabase = "hstsync.db"\n'
+        f'[mast]\nserver = "{server}"\n'
+        "[download]\nbackoff = 0.05\nbackoff_max = 0.5\ntimeout = 10\n"
+    )
+    if schedule:
+        text += "[schedule]\n" + "".join(f'{k} = "{v}"\n' for k, v in schedule.items())
+    config.write_text(text)
+    return config
+
+
+class Daemon:
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@asynccontextmanager
+async def daemon(root: Path, config: Path) -> AsyncIterator[Daemon]:
+    log = root / f"daemon-{len(list(root.glob('daemon-*.log')))}.log"
+    with log.open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hstsync",
+            "run",
+            "--config",
+            str(config),
+            stdout=sink,
+            stderr=sink,
+            env=dict(os.environ, HSTSYNC_NO_KEYRING="1"),
+        )
+    d = Daemon(proc, log)
+    try:
+        await until(lambda: "watching" in d.output(), what="the daemon to start", daemon=d)
+        yield d
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def until(
+    condition: Callable[[], bool], *, what: str, timeout: float = 60, daemon: Daemon | None = None
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if daemon is not None and daemon.proc.returncode is not None:
+            raise AssertionError(f"daemon exited while waiting for {what}:\n{daemon.output()}")
+        if loop.time() > deadline:
+            tail = daemon.output()[-3000:] if daemon else ""
+            raise AssertionError(f"timed out waiting for {what}\n{tail}")
+        await asyncio.sleep(0.1)
+
+
+def request_state(root: Path, name: str) -> RequestState | None:
+    try:
+        with Store.open_readonly(root / "hstsync.db") as store:
+            row = store.get_request(name)
+    except StoreError:
+        return None
+    return row.state if row else None
+
+
+def drop(root: Path, name: str, text: str) -> None:
+    """The convention: write NAME.toml.tmp, then rename."""
+    tmp = root / "requests" / f"{name}.tmp"
+    tmp.write_text(text)
+    tmp.rename(root / "requests" / name)
+
+
+def assert_tree_identical(root: Path, emulator: Emulator, names: list[str]) -> None:
+    for name in names:
+        obs_id = name.split("_")[0]
+        path = root / "mirror" / HST / obs_id / name
+        assert path.read_bytes() == emulator.body(f"mast:HST/product/{name}"), name
+    leftovers = list((root / "mirror").rglob("*.part"))
+    assert leftovers == []
+
+
+TUTORIAL_NAMES = [
+    f"{obs}_{kind}.fits" for obs in ("o58701010", "o58701030") for kind in ("x1d", "x2d", "flt")
+]
+
+
+async def test_manifest_dropped_into_running_daemon_is_mirrored(tmp_path: Path, emulator: Emulator):
+    config = write_config(tmp_path, emulator.url)
+    async with daemon(tmp_path, config) as d:
+        drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
+        await until(
+            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
+            what="7291 to be mirrored",
+            daemon=d,
+        )
+        d.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(d.proc.wait(), 10) == 0
+    assert_tree_identical(tmp_path, emulator, TUTORIAL_NAMES)
+
+
+async def test_manifest_half_written_is_not_taken(tmp_path: Path, emulator: Emulator):
+    config = write_config(tmp_path, emulator.url)
+    async with daemon(tmp_path, config) as d:
+        # A writer that ignores the .tmp convention: the first half is already valid
+        # TOML naming the whole program; the daemon must wait for the rest.
+        path = tmp_path / "requests" / "7291.toml"
+        half = TUTORIAL_MANIFEST.index("[criteria]")
+        with path.open("w") as f:
+            f.write(TUTORIAL_MANIFEST[:half])
+            f.flush()
+            await asyncio.sleep(0.3)
+            f.write(TUTORIAL_MANIFEST[half:])
+        # A .tmp file is never a manifest, however long it sits there.
+        (tmp_path / "requests" / "other.toml.tmp").write_text("proposal_id = 7291\n")
+        await until(
+            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
+            what="7291 to be mirrored",
+            daemon=d,
+        )
+        await asyncio.sleep(1.0)
+        assert request_state(tmp_path, "other") is None
+        assert request_state(tmp_path, "other.toml") is None
+    with Store.open_readonly(tmp_path / "hstsync.db") as store:
+        assert len(store.products("7291")) == 6
+    # the whole program (no obs_id criterion) was never asked for
+    invokes = [r for r in emulator.requests if r.path == "/api/v0/invoke"]
+    assert invokes
+    products_calls = [r for r in invokes if "24454469" in r.body]
+    assert products_calls == []
+
+
+async def test_sigkill_mid_transfer_then_restart_resumes_byte_identical(tmp_path: Path):
+    # 3 MB/s per connection: the 14 MB files take about 5 s, time enough to kill.
+    async with Emulator(default_catalogue(), rate=3e6) as emulator:
+        config = write_config(tmp_path, emulator.url)
+        async with daemon(tmp_path, config) as d:
+            drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
+            parts = lambda: sum(p.stat().st_size for p in (tmp_path / "mirror").rglob("*.part"))  # noqa: E731
+            await until(lambda: parts() > 4_000_000, what="transfers under way", daemon=d)
+            d.proc.kill()
+            await d.proc.wait()
+        sent_before = emulator.bytes_sent
+        assert sent_before < TOTAL
+        assert request_state(tmp_path, "7291") in {
+            RequestState.DOWNLOADING,
+            RequestState.RESOLVING,
+        }
+
+        async with daemon(tmp_path, config) as d:
+            await until(
+                lambda: request_state(tmp_path, "7291") is RequestState.DONE,
+                what="7291 to finish after restart",
+                daemon=d,
+            )
+        fetched_after_restart = emulator.bytes_sent - sent_before
+        assert fetched_after_restart < TOTAL
+        ranged = [r for r in emulator.requests if "range" in {k.lower() for k in r.headers}]
+        assert ranged, "the restart resumed nothing"
+        assert_tree_identical(tmp_path, emulator, TUTORIAL_NAMES)
+
+
+async def test_sigterm_exits_cleanly_with_database_consistent(tmp_path: Path):
+    async with Emulator(default_catalogue(), rate=3e6) as emulator:
+        config = write_config(tmp_path, emulator.url)
+        async with daemon(tmp_path, config) as d:
+            drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
+            parts = lambda: sum(p.stat().st_size for p in (tmp_path / "mirror").rglob("*.part"))  # noqa: E731
+            await until(lambda: parts() > 4_000_000, what="transfers under way", daemon=d)
+            d.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(d.proc.wait(), 5) == 0, d.output()
+
+    with Store.open_readonly(tmp_path / "hstsync.db") as store:
+        request = store.get_request("7291")
+        assert request is not None and request.state is RequestState.QUEUED
+        for row in store.products("7291"):
+            assert row.state in {ProductState.PENDING, ProductState.DONE}
+            path = tmp_path / "mirror" / row.product.relpath()
+            if row.state is ProductState.DONE:
+                assert path.stat().st_size == row.product.size
+            else:
+                part = path.with_name(path.name + ".part")
+                on_disk = part.stat().st_size if part.exists() else 0
+                assert row.bytes_done == on_disk
+                assert not path.exists()
+
+
+async def test_resync_fetches_exactly_the_new_product(tmp_path: Path, emulator: Emulator):
+    config = write_config(tmp_path, emulator.url, resync_every="2s")
+    async with daemon(tmp_path, config) as d:
+        drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
+        await until(
+            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
+            what="7291 to be mirrored",
+            daemon=d,
+        )
+        before = len(emulator.requests)
+        emulator.catalogue.add_product(
+            "o58701010",
+            "o58701010_sx1.fits",
+            2880 * 40,
+            product_type="SCIENCE",
+            calib_level=2,
+        )
+
+        def has_new() -> bool:
+            try:
+                with Store.open_readonly(tmp_path / "hstsync.db") as store:
+                    rows = store.products("7291")
+            except StoreError:
+                return False
+            return any(
+                r.product.filename == "o58701010_sx1.fits" and r.state is ProductState.DONE
+                for r in rows
+            )
+
+        await until(has_new, what="the new product to arrive", daemon=d)
+    fetched = [
+        r.query
+        for r in emulator.requests[before:]
+        if r.method == "GET" and r.path == "/api/v0.1/Download/file"
+    ]
+    assert fetched == [q for q in fetched if "o58701010_sx1.fits" in q]
+    assert len(fetched) == 1
+    assert_tree_identical(tmp_path, emulator, [*TUTORIAL_NAMES, "o58701010_sx1.fits"])
