@@ -49,7 +49,9 @@ class Daemon:
 
 
 @asynccontextmanager
-async def daemon(root: Path, config: Path) -> AsyncIterator[Daemon]:
+async def daemon(
+    root: Path, config: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[Daemon]:
     log = root / f"daemon-{len(list(root.glob('daemon-*.log')))}.log"
     with log.open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(
@@ -61,7 +63,7 @@ async def daemon(root: Path, config: Path) -> AsyncIterator[Daemon]:
             str(config),
             stdout=sink,
             stderr=sink,
-            env=dict(os.environ, HSTSYNC_NO_KEYRING="1"),
+            env=dict(os.environ, HSTSYNC_NO_KEYRING="1", **(env or {})),
         )
     d = Daemon(proc, log)
     try:
@@ -255,3 +257,76 @@ async def test_resync_fetches_exactly_the_new_product(tmp_path: Path, emulator: 
     assert fetched == [q for q in fetched if "o58701010_sx1.fits" in q]
     assert len(fetched) == 1
     assert_tree_identical(tmp_path, emulator, [*TUTORIAL_NAMES, "o58701010_sx1.fits"])
+
+
+async def test_editing_a_manifest_replans_its_request(tmp_path: Path, emulator: Emulator):
+    config = write_config(tmp_path, emulator.url)
+    async with daemon(tmp_path, config) as d:
+        drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
+        await until(
+            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
+            what="7291 to be mirrored",
+            daemon=d,
+        )
+        drop(
+            tmp_path,
+            "7291.toml",
+            TUTORIAL_MANIFEST.replace('"o58701010", "o58701030"', '"o58701020"'),
+        )
+
+        def replanned() -> bool:
+            if request_state(tmp_path, "7291") is not RequestState.DONE:
+                return False
+            with Store.open_readonly(tmp_path / "hstsync.db") as store:
+                return {r.product.obs_id for r in store.products("7291")} == {"o58701020"}
+
+        await until(replanned, what="the edited request to be re-planned", daemon=d)
+    # files of the earlier selection stay: a mirror does not delete what it fetched
+    assert_tree_identical(tmp_path, emulator, TUTORIAL_NAMES)
+    assert_tree_identical(
+        tmp_path, emulator, [f"o58701020_{kind}.fits" for kind in ("x1d", "x2d", "flt")]
+    )
+
+
+async def test_removing_a_manifest_stops_its_request(tmp_path: Path):
+    async with Emulator(default_catalogue(), rate=2e6) as emulator:
+        config = write_config(tmp_path, emulator.url)
+        async with daemon(tmp_path, config) as d:
+            drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
+            await until(
+                lambda: request_state(tmp_path, "7291") is RequestState.DOWNLOADING,
+                what="transfers to start",
+                daemon=d,
+            )
+            (tmp_path / "requests" / "7291.toml").unlink()
+            await until(
+                lambda: request_state(tmp_path, "7291") is None,
+                what="the request to stop",
+                daemon=d,
+            )
+            sent = emulator.bytes_sent
+            await asyncio.sleep(1.0)
+            # nothing more is fetched for a stopped request
+            assert emulator.bytes_sent - sent < 100_000
+            assert "Traceback" not in d.output()
+
+
+async def test_daemon_tells_systemd_it_is_ready_and_stopping(tmp_path: Path, emulator: Emulator):
+    import socket
+
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    config = write_config(tmp_path, emulator.url)
+    try:
+        async with daemon(tmp_path, config, env={"NOTIFY_SOCKET": address}) as d:
+            ready = await asyncio.wait_for(loop.sock_recv(sock, 4096), 10)
+            assert b"READY=1" in ready.split(b"\n")
+            d.proc.send_signal(signal.SIGTERM)
+            stopping = await asyncio.wait_for(loop.sock_recv(sock, 4096), 10)
+            assert b"STOPPING=1" in stopping.split(b"\n")
+            assert await asyncio.wait_for(d.proc.wait(), 10) == 0
+    finally:
+        sock.close()
