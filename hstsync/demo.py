@@ -15,7 +15,8 @@ from pathlib import Path
 from hstsync.config import for_directory
 from hstsync.daemon import run_once
 from hstsync.emulator import Emulator
-from hstsync.report import human_bytes, print_status
+from hstsync.model import human_bytes
+from hstsync.report import print_status
 from hstsync.store import Store
 
 #: The tutorial's selection as a manifest: the first two observations of

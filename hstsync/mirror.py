@@ -22,8 +22,10 @@ import aiohttp
 from hstsync.config import Config
 from hstsync.download import Downloader, Outcome, Transfer, open_session
 from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
-from hstsync.model import Product, ProductState, Request, RequestState, counts_of
+from hstsync.model import Product, ProductState, Request, RequestState, counts_of, human_bytes
+from hstsync.planner import free_space, room_for
 from hstsync.resolve import Resolver
+from hstsync.results import results_path, write_results
 from hstsync.store import ProductRow, Store
 
 log = logging.getLogger(__name__)
@@ -199,6 +201,11 @@ class Mirror:
             return RequestState.INVALID
         # Even when resolution failed we still fetch what an earlier pass resolved.
         jobs = self.plan(name)
+        shortfall = self._shortfall(jobs)
+        if shortfall is not None:
+            log.warning("request %s: %s", name, shortfall)
+            self.store.set_request_state(name, RequestState.INCOMPLETE, shortfall, resolved=True)
+            return RequestState.INCOMPLETE
         if jobs:
             self.store.set_request_state(name, RequestState.DOWNLOADING, resolved=True)
             log.info(
@@ -212,8 +219,21 @@ class Mirror:
                     group.create_task(self.fetch(job))
         return self.settle(name, resolution_error=products is None)
 
+    def _shortfall(self, jobs: Sequence[Job]) -> str | None:
+        """Why the mirror cannot hold these transfers, or None when it can."""
+        needed = sum(max(job.product.size - (_file_size(_part(job.dest)) or 0), 0) for job in jobs)
+        free = free_space(self.config.paths.mirror)
+        if room_for(needed, free):
+            return None
+        return (
+            f"not enough room: {human_bytes(needed)} to fetch, "
+            f"{human_bytes(free)} free on the mirror's filesystem"
+        )
+
     def settle(self, name: str, *, resolution_error: bool = False) -> RequestState:
-        counts = counts_of(row.state for row in self.store.products(name))
+        rows = self.store.products(name)
+        self._write_results(name, rows)
+        counts = counts_of(row.state for row in rows)
         current = self.store.get_request(name)
         if resolution_error and current is not None:
             # keep the resolution error visible; the request is not complete
@@ -223,7 +243,7 @@ class Mirror:
             state = RequestState.INCOMPLETE
             parts = []
             if counts.failed:
-                parts.append(f"{counts.failed} failed")
+                parts.append(f"{counts.failed} failed{_first_failure(rows)}")
             if counts.auth_required:
                 parts.append(f"{counts.auth_required} need a MAST token")
             if counts.pending:
@@ -240,6 +260,17 @@ class Mirror:
             counts.total,
         )
         return state
+
+    def _write_results(self, name: str, rows: Sequence[ProductRow]) -> None:
+        """astroquery's manifest table for the request, as ECSV beside the mirror."""
+        server = self.config.mast.server
+        urls = {row.product.data_uri: download_url(server, row.product.data_uri) for row in rows}
+        try:
+            write_results(
+                results_path(self.config.paths.mirror, name), rows, self.config.paths.mirror, urls
+            )
+        except OSError as exc:
+            log.warning("request %s: cannot write the results table (%s)", name, exc.strerror)
 
     async def fetch(self, job: Job) -> Outcome:
         key = (job.request, job.product.data_uri)
@@ -325,6 +356,14 @@ class Mirror:
         while True:
             await asyncio.sleep(PROGRESS_FLUSH_SECONDS)
             self._flush_progress()
+
+
+def _first_failure(rows: Iterable[ProductRow]) -> str:
+    """`` (first: FILE: why)``: the request's error says why, not only how many."""
+    for row in rows:
+        if row.state is ProductState.FAILED and row.last_error:
+            return f" (first: {row.product.filename}: {row.last_error})"
+    return ""
 
 
 def _part(dest: Path) -> Path:

@@ -145,3 +145,13 @@ def settled_request_state(counts: Counts) -> RequestState:
     if counts.failed or counts.auth_required or counts.pending:
         return RequestState.INCOMPLETE
     return RequestState.DONE
+
+
+def human_bytes(n: int) -> str:
+    """Decimal units, as the tutorial prints them (50.18 MB)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")

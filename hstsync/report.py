@@ -13,17 +13,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from hstsync.model import human_bytes
 from hstsync.store import ProductRow, RequestSummary
-
-
-def human_bytes(n: int) -> str:
-    """Decimal units, as the tutorial prints them (50.18 MB)."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 def request_document(summary: RequestSummary) -> dict[str, Any]:

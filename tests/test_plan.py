@@ -1,0 +1,130 @@
+"""Planning (what would be fetched, is there room), the ECSV results table, and the
+curl export — each against the emulator and real files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from astropy.table import Table
+
+from hstsync.config import Config, for_directory
+from hstsync.curl import curl_script
+from hstsync.daemon import run_once
+from hstsync.demo import TUTORIAL_MANIFEST
+from hstsync.emulator import Emulator, run_in_thread
+from hstsync.mirror import download_url
+from hstsync.model import Product, RequestState
+from hstsync.planner import HEADROOM, plan_files, room_for
+from hstsync.results import results_path
+from hstsync.store import Store
+
+
+@pytest.fixture
+def config(tmp_path: Path, emulator: Emulator) -> Config:
+    cfg = for_directory(tmp_path, server=emulator.url, backoff=0.01, backoff_max=0.02, retries=1)
+    cfg.paths.requests.mkdir()
+    return cfg
+
+
+def product(name: str, size: int, obs_id: str = "o58701010") -> Product:
+    return Product(
+        data_uri=f"mast:HST/product/{name}",
+        obs_collection="HST",
+        obs_id=obs_id,
+        filename=name,
+        size=size,
+    )
+
+
+def test_plan_counts_present_partial_missing_and_refused(tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    present = product("a_flt.fits", 2880)
+    partial = product("b_flt.fits", 5760)
+    missing = product("c_flt.fits", 2880 * 3)
+    hostile = product("../../etc/passwd", 10)
+    base = mirror / "mastDownload/HST/o58701010"
+    base.mkdir(parents=True)
+    (base / "a_flt.fits").write_bytes(b"x" * 2880)
+    (base / "b_flt.fits.part").write_bytes(b"x" * 1000)
+
+    plan = plan_files([present, partial, missing, hostile], mirror)
+
+    assert plan.present == 1
+    assert plan.to_fetch == 2
+    assert plan.total == 2880 + 5760 + 2880 * 3
+    assert plan.missing_bytes == (5760 - 1000) + 2880 * 3
+    [refused] = [f for f in plan.files if f.refused]
+    assert refused.product is hostile and "separator" in refused.refused
+    assert plan.fits
+
+
+def test_room_needs_headroom():
+    assert room_for(0, 0)
+    assert room_for(100, 100 + HEADROOM)
+    assert not room_for(100, 99 + HEADROOM)
+
+
+async def test_request_that_cannot_fit_is_refused_with_the_numbers(
+    config: Config, emulator: Emulator
+):
+    # a catalogue file no disk here can hold: nothing is fetched, the request says why
+    emulator.catalogue.add_product("o58701010", "o58701010_huge.fits", 2880 * 10**12)
+    (config.paths.requests / "7291.toml").write_text(TUTORIAL_MANIFEST)
+
+    assert await run_once(config) == 1
+
+    with Store.open_readonly(config.paths.database) as store:
+        row = store.get_request("7291")
+        assert row is not None and row.state is RequestState.INCOMPLETE
+        assert row.last_error and "not enough room" in row.last_error
+        assert "2880.00 TB" in row.last_error
+    assert [r for r in emulator.requests if r.path.endswith("/Download/file")] == []
+
+
+async def test_results_table_is_astroquerys_manifest_as_ecsv(config: Config, emulator: Emulator):
+    (config.paths.requests / "7291.toml").write_text(TUTORIAL_MANIFEST)
+    assert await run_once(config) == 0
+
+    table = Table.read(results_path(config.paths.mirror, "7291"), format="ascii.ecsv")
+
+    assert table.colnames == ["Local Path", "Status", "Message", "URL"]
+    assert len(table) == 6
+    assert set(table["Status"]) == {"COMPLETE"}
+    for path in table["Local Path"]:
+        assert Path(path).is_file()
+        assert "/mastDownload/HST/" in path
+
+
+def test_exported_curl_script_fetches_and_resumes_byte_identical(tmp_path: Path):
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    # curl runs as a blocking subprocess: the emulator serves from its own thread
+    with run_in_thread() as emulator:
+        _fetch_with_curl(emulator, tmp_path)
+
+
+def _fetch_with_curl(emulator: Emulator, tmp_path: Path) -> None:
+    names = ["o58701010_x1d.fits", "o58701010_flt.fits"]
+    products = [product(n, len(emulator.body(f"mast:HST/product/{n}"))) for n in names]
+    script = tmp_path / "fetch.sh"
+    script.write_text(
+        curl_script("7291", [(p, download_url(emulator.url, p.data_uri)) for p in products])
+    )
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    # a partial file from an earlier, interrupted run of the script
+    first = out / "mastDownload/HST/o58701010/o58701010_flt.fits"
+    first.parent.mkdir(parents=True)
+    first.write_bytes(emulator.body("mast:HST/product/o58701010_flt.fits")[:1_000_000])
+
+    proc = subprocess.run(["sh", str(script)], cwd=out, capture_output=True, timeout=120)
+
+    assert proc.returncode == 0, proc.stderr
+    for n in names:
+        got = (out / "mastDownload/HST/o58701010" / n).read_bytes()
+        assert got == emulator.body(f"mast:HST/product/{n}")
+    ranged = [r for r in emulator.requests if "o58701010_flt.fits" in r.query]
+    assert ranged[-1].headers.get("Range") == "bytes=1000000-"
