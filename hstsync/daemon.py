@@ -27,6 +27,7 @@ from hstsync.manifest import is_manifest_name, parse_manifest, request_name
 from hstsync.mirror import Mirror, exit_code, sync_requests
 from hstsync.model import Request, RequestState
 from hstsync.notify import sd_notify
+from hstsync.progress import Progress
 from hstsync.store import RequestRow, Store
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def scan(directory: Path) -> Scan:
     return Scan(requests, invalid)
 
 
-async def run_once(config: Config) -> int:
+async def run_once(config: Config, progress: Progress | None = None) -> int:
     """Take every manifest present, mirror it, and return SPEC's exit code.
 
     SIGTERM and SIGINT cancel the pass: partial files stay for resume and rows
@@ -106,7 +107,7 @@ async def run_once(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, interrupt, signum)
     try:
-        return await _one_pass(config)
+        return await _one_pass(config, progress)
     except asyncio.CancelledError:
         if not signalled:
             raise
@@ -118,7 +119,7 @@ async def run_once(config: Config) -> int:
             loop.remove_signal_handler(signum)
 
 
-async def _one_pass(config: Config) -> int:
+async def _one_pass(config: Config, progress: Progress | None) -> int:
     prepare_directories(config)
     token = find_token(config.mast.token_file)
     with Store(config.paths.database) as store:
@@ -133,7 +134,9 @@ async def _one_pass(config: Config) -> int:
                 store.remove_request(row.name)
         for request, path in found.requests:
             store.upsert_request(request, str(path))
-        async with Mirror(config, store, token=token.value if token else None) as mirror:
+        async with Mirror(
+            config, store, token=token.value if token else None, progress=progress
+        ) as mirror:
             states = await sync_requests(mirror, [request for request, _ in found.requests])
     if found.invalid:
         return 1

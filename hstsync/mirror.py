@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from hstsync.download import Downloader, Outcome, Transfer, open_session
 from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
 from hstsync.model import Product, ProductState, Request, RequestState, counts_of, human_bytes
 from hstsync.planner import free_space, room_for
+from hstsync.progress import Progress
 from hstsync.resolve import Resolver
 from hstsync.results import results_path, write_results
 from hstsync.store import ProductRow, Store
@@ -96,12 +97,12 @@ class Mirror:
         store: Store,
         *,
         token: str | None = None,
-        on_bytes: Callable[[str, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.token = token
-        self._on_bytes = on_bytes
+        self._display = progress
         self._session: aiohttp.ClientSession | None = None
         self._downloader: Downloader | None = None
         self._slots = asyncio.Semaphore(config.download.concurrency)
@@ -207,6 +208,8 @@ class Mirror:
             self.store.set_request_state(name, RequestState.INCOMPLETE, shortfall, resolved=True)
             return RequestState.INCOMPLETE
         if jobs:
+            if self._display is not None:
+                self._display.planned(name, len(jobs), sum(j.product.size for j in jobs))
             self.store.set_request_state(name, RequestState.DOWNLOADING, resolved=True)
             log.info(
                 "request %s: %d files to fetch, %d bytes",
@@ -327,6 +330,8 @@ class Mirror:
 
     def _record(self, key: tuple[str, str], job: Job, outcome: Outcome) -> None:
         request, uri = key
+        if self._display is not None and outcome.state is ProductState.DONE:
+            self._display.file_done(request)
         bytes_done = job.product.size if outcome.state is ProductState.DONE else None
         if bytes_done is None:
             bytes_done = _file_size(_part(job.dest)) or 0
@@ -344,8 +349,8 @@ class Mirror:
     def _count_bytes(self, transfer: Transfer, delta: int) -> None:
         for key in self._progress_keys.get(transfer.dest, ()):
             self._progress[key] = self._progress.get(key, 0) + delta
-        if self._on_bytes is not None:
-            self._on_bytes(transfer.label, delta)
+            if self._display is not None:
+                self._display.advanced(key[0], delta)
 
     def _flush_progress(self) -> None:
         if self._progress:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hstsync.model import human_bytes
+from hstsync.planner import Plan
 from hstsync.store import ProductRow, RequestSummary
 
 
@@ -123,3 +124,37 @@ def print_status(
             row.last_error or "",
         )
     console.print(detail)
+
+
+def print_plan(name: str, plan: Plan, *, file: IO[str] | None = None) -> None:
+    """``hstsync plan``: the tutorial's columns, what is mirrored, and whether it fits."""
+    console = _console(file)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("obs_id", "productFilename", "productType", "calib_level", "size", "mirror"):
+        table.add_column(column, no_wrap=True)
+    for f in plan.files:
+        p = f.product
+        if f.refused:
+            where = f"refused: {f.refused}"
+        elif f.present:
+            where = "present"
+        elif f.on_disk:
+            where = f"partial ({human_bytes(f.on_disk)})"
+        else:
+            where = "to fetch"
+        table.add_row(
+            p.obs_id,
+            p.filename,
+            p.product_type,
+            "" if p.calib_level is None else str(p.calib_level),
+            str(p.size),
+            where,
+        )
+    console.print(table)
+    console.print(
+        f"{name}: {len(plan.files)} products, {human_bytes(plan.total)}; "
+        f"{plan.present} already mirrored; {plan.to_fetch} to fetch, "
+        f"{human_bytes(plan.missing_bytes)}"
+    )
+    verdict = "fits" if plan.fits else "DOES NOT FIT"
+    console.print(f"free on the mirror's filesystem: {human_bytes(plan.free)} — {verdict}")

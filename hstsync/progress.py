@@ -1,0 +1,94 @@
+"""Live progress for people at a terminal (``run --once`` on a TTY).
+
+Only the CLI creates one, and only when stderr is a terminal: the daemon and
+anything logged stay one line per event. :class:`Mirror` reports through the small
+:class:`Progress` protocol, so it never knows how progress is drawn.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import (
+    Progress as RichBar,
+)
+
+
+class Progress(Protocol):
+    def planned(self, request: str, files: int, size: int) -> None: ...
+
+    def advanced(self, request: str, delta: int) -> None: ...
+
+    def file_done(self, request: str) -> None: ...
+
+
+class TerminalProgress:
+    """One bar per request and one overall: files, bytes, rate, ETA."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._bar = RichBar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[files]}"),
+            DownloadColumn(binary_units=False),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=False,
+        )
+        self._overall: TaskID | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._files: dict[str, tuple[int, int]] = {}
+
+    def __enter__(self) -> TerminalProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bar.stop()
+
+    def _label(self, key: str) -> str:
+        done, total = self._files[key]
+        return f"{done}/{total} files"
+
+    def planned(self, request: str, files: int, size: int) -> None:
+        self._files[request] = (0, files)
+        self._tasks[request] = self._bar.add_task(request, total=size, files=self._label(request))
+        if self._overall is None:
+            self._files["all"] = (0, 0)
+            self._overall = self._bar.add_task("all", total=0, files="")
+        done, total = self._files["all"]
+        self._files["all"] = (done, total + files)
+        overall = self._bar.tasks[self._overall]
+        self._bar.update(self._overall, total=(overall.total or 0) + size, files=self._label("all"))
+
+    def advanced(self, request: str, delta: int) -> None:
+        if request in self._tasks:
+            self._bar.advance(self._tasks[request], delta)
+        if self._overall is not None:
+            self._bar.advance(self._overall, delta)
+
+    def file_done(self, request: str) -> None:
+        for key in (request, "all"):
+            if key in self._files:
+                done, total = self._files[key]
+                self._files[key] = (done + 1, total)
+        if request in self._tasks:
+            self._bar.update(self._tasks[request], files=self._label(request))
+        if self._overall is not None:
+            self._bar.update(self._overall, files=self._label("all"))
