@@ -53,10 +53,12 @@ class CatalogueProduct:
     #: bumped on every change; part of the ETag
     version: int = 0
     modified: float = _EPOCH
+    #: a dataURI that is not derived from the filename (hostile-catalogue tests)
+    uri: str | None = None
 
     @property
     def data_uri(self) -> str:
-        return f"mast:{self.obs_collection}/product/{self.filename}"
+        return self.uri or f"mast:{self.obs_collection}/product/{self.filename}"
 
     @property
     def exclusive(self) -> bool:
@@ -198,8 +200,13 @@ class Catalogue:
         description: str | None = None,
         group: str | None = None,
         subgroup: str | None = None,
+        data_uri: str | None = None,
     ) -> CatalogueProduct:
-        """Add a product to observation ``obs_id``; rights default to the observation's."""
+        """Add a product to observation ``obs_id``; rights default to the observation's.
+
+        ``data_uri`` replaces the usual ``mast:HST/product/<filename>`` (for tests
+        of catalogue rows whose URI and filename disagree).
+        """
         with self._lock:
             obs = self._by_obs_id.get(obs_id)
             if obs is None:
@@ -221,6 +228,7 @@ class Catalogue:
                 proposal_id=str(f["proposal_id"] or ""),
                 filters=str(f["filters"] or ""),
                 prvversion=str(f["provenance_name"]) if f["provenance_name"] else None,
+                uri=data_uri,
             )
             if product.data_uri in self._by_uri:
                 raise ValueError(f"product {product.data_uri} already exists")
