@@ -1,25 +1,47 @@
-"""Where the MAST API token comes from, in SPEC's order.
+"""The MAST API token: where it comes from, where it may go, where it is kept.
 
-``[mast] token_file`` (a systemd credential, say), then ``$MAST_API_TOKEN``, then
-the keyring entry astroquery's ``Observations.login(store_token=True)`` writes.
-The token is a secret: it is returned to the caller and never logged.
+Sources, first found wins (SPEC "Auth"): ``[mast] token_file`` (a systemd
+credential, say), then ``$MAST_API_TOKEN``, then the keyring entry astroquery's
+``Observations.login(store_token=True)`` writes — ``hstsync login`` writes the same
+entry, so either tool's login serves both.
+
+The token is a secret: it is handed to the code that sends it and to nothing else.
+No message built here or by callers contains it; :class:`Token`'s repr hides it;
+:func:`check_transport` refuses to let it travel in clear text to another machine.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from hstsync.errors import ConfigError
+from hstsync.errors import ConfigError, HstsyncError
 
 log = logging.getLogger(__name__)
 
 #: astroquery's keyring service and user names (astroquery/mast/auth.py)
 KEYRING_SERVICE = "astroquery:mast.stsci.edu.token"
 KEYRING_USER = "masttoken"
+#: where MAST users create tokens (the tutorial's "Logging In/Out")
+TOKEN_PAGE = "https://auth.mast.stsci.edu/tokens"
+#: keys of the archive's session info that hold (part of) the token itself
+SECRET_KEYS = frozenset({"token", "mast_token", "access_token"})
+
+# Printable ASCII without spaces: anything else would be a header-injection risk, and
+# aiohttp's complaint about a bad header value would quote the value in a traceback.
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+class AuthError(HstsyncError):
+    """A token cannot be checked, stored or removed; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -30,20 +52,46 @@ class Token:
     def __repr__(self) -> str:  # never show the secret, even in a traceback
         return f"Token(source={self.source!r})"
 
+    def describe(self) -> str:
+        """Where the token came from, for people: never the token itself."""
+        return {
+            "token_file": "[mast] token_file",
+            "environment": "$MAST_API_TOKEN",
+            "keyring": f"the keyring ({KEYRING_SERVICE})",
+        }.get(self.source, self.source)
+
+
+def checked(token: str, where: str) -> str:
+    """``token`` stripped, or ConfigError if it cannot be a MAST token."""
+    value = token.strip()
+    if not value:
+        raise ConfigError(f"{where}: the MAST token is empty")
+    if not _TOKEN_CHARS.fullmatch(value):
+        raise ConfigError(
+            f"{where}: the MAST token contains spaces, line breaks or other characters "
+            "a token never has (is it the whole file of something else?)"
+        )
+    return value
+
 
 def from_file(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"mast.token_file: cannot read {path} ({exc.strerror})") from None
-    token = text.strip()
-    if not token:
+    except UnicodeDecodeError:
+        raise ConfigError(f"mast.token_file: {path} is not UTF-8 text") from None
+    if not text.strip():
         raise ConfigError(f"mast.token_file: {path} is empty")
-    return token
+    return checked(text, f"mast.token_file {path}")
+
+
+def keyring_disabled() -> bool:
+    return bool(os.environ.get("HSTSYNC_NO_KEYRING"))
 
 
 def from_keyring() -> str | None:
-    if os.environ.get("HSTSYNC_NO_KEYRING"):
+    if keyring_disabled():
         return None
     try:
         import keyring
@@ -56,7 +104,9 @@ def from_keyring() -> str | None:
     except Exception:  # a broken backend must not stop a public mirror
         log.debug("keyring unavailable", exc_info=False)
         return None
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return checked(value, f"the keyring entry {KEYRING_SERVICE}")
 
 
 def find_token(token_file: Path | None, env: Mapping[str, str] | None = None) -> Token | None:
@@ -65,6 +115,194 @@ def find_token(token_file: Path | None, env: Mapping[str, str] | None = None) ->
     if token_file is not None:
         return Token(from_file(token_file), "token_file")
     if env.get("MAST_API_TOKEN", "").strip():
-        return Token(env["MAST_API_TOKEN"].strip(), "environment")
+        return Token(checked(env["MAST_API_TOKEN"], "$MAST_API_TOKEN"), "environment")
     value = from_keyring()
     return Token(value, "keyring") if value else None
+
+
+# -- where the token may go -------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
+        ".localhost"
+    ):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(server: str) -> None:
+    """Refuse to send a token in clear text to another machine.
+
+    Call it whenever a token is about to be used with ``server``. Loopback
+    ``http://`` stays allowed: the emulator, an SSH tunnel, a local proxy.
+    """
+    parts = urlsplit(server)
+    if parts.scheme == "https" or is_loopback(parts.hostname or ""):
+        return
+    raise ConfigError(
+        f"mast.server is {parts.scheme}://{parts.hostname}: hstsync sends a MAST token only "
+        "over https (or to this machine); use an https:// server, or mirror public data "
+        "without a token (hstsync logout; unset MAST_API_TOKEN; drop mast.token_file)"
+    )
+
+
+def token_domain(server: str) -> str:
+    """The cookie domain that matches ``server``'s host and no other.
+
+    The standard library's cookie jar calls a host without a dot ``HOST.local``
+    (``localhost`` → ``localhost.local``), so scoping a cookie to the bare name
+    would silently keep it from being sent at all.
+    """
+    # http.cookiejar.eff_request_host, which typeshed does not list
+    host = re.sub(r":\d+$", "", urlsplit(server).netloc.rpartition("@")[2]).lower()
+    return host if "." in host else host + ".local"
+
+
+# -- the archive's session info ------------------------------------------------------------
+
+
+def session_lines(info: Mapping[str, Any], token: str | None) -> list[str]:
+    """``Observations.session_info(verbose=True)``'s lines, without the token.
+
+    Keys that hold the token (or part of it) are left out, and so is any value that
+    contains the token: an archive echoing it back must not make us print it.
+    """
+    lines: list[str] = []
+    for key, value in info.items():
+        if key.lower() in SECRET_KEYS:
+            continue
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, item in items:
+            if sub is not None and str(sub).lower() in SECRET_KEYS:
+                continue
+            if token and token in str(item):
+                continue
+            lines.append(f"{key}.{sub}: {item}" if sub is not None else f"{key}: {item}")
+    return lines
+
+
+def user_of(info: Mapping[str, Any]) -> str:
+    attrib = info.get("attrib")
+    name = attrib.get("display_name") if isinstance(attrib, dict) else None
+    return str(name or info.get("ezid") or info.get("eppn") or "an unnamed MAST user")
+
+
+def is_anonymous(info: Mapping[str, Any]) -> bool:
+    return bool(info.get("anon", True))
+
+
+# -- the keyring entry ------------------------------------------------------------------------
+
+
+def require_keyring() -> Any:
+    """The keyring module, once a real backend is known to be there (ConfigError if not)."""
+    if keyring_disabled():
+        raise ConfigError(
+            "the keyring is disabled (HSTSYNC_NO_KEYRING is set); give the token with "
+            "MAST_API_TOKEN or [mast] token_file instead"
+        )
+    import keyring
+    from keyring.backends import fail
+
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring):
+        raise ConfigError(
+            "no keyring backend is available here (a server without a desktop session?); "
+            "give the token with MAST_API_TOKEN or [mast] token_file instead"
+        )
+    return keyring
+
+
+def store_in_keyring(token: str) -> None:
+    """Write astroquery's keyring entry (``Observations.login(store_token=True)``'s)."""
+    keyring = require_keyring()
+    from keyring.errors import KeyringError
+
+    try:
+        keyring.set_password(KEYRING_SERVICE, KEYRING_USER, token)
+    except KeyringError as exc:
+        raise AuthError(f"the keyring refused to store the token ({type(exc).__name__})") from None
+
+
+def remove_from_keyring() -> bool:
+    """Delete the entry; False when there was none."""
+    keyring = require_keyring()
+    from keyring.errors import KeyringError, PasswordDeleteError
+
+    try:
+        if keyring.get_password(KEYRING_SERVICE, KEYRING_USER) is None:
+            return False
+        keyring.delete_password(KEYRING_SERVICE, KEYRING_USER)
+    except PasswordDeleteError:
+        return False
+    except KeyringError as exc:
+        raise AuthError(f"the keyring refused to remove the token ({type(exc).__name__})") from None
+    return True
+
+
+#: warn this long before the archive says a token expires (tokens live 10 days unused,
+#: 60 days at most: a week's notice leaves time to make a new one)
+EXPIRY_WARNING_DAYS = 7
+_EXPIRY_KEYS = ("expires", "expires_at", "expiration", "expiry")
+
+
+def expiry_of(info: Mapping[str, Any]) -> datetime | None:
+    """When the archive says the token expires, if its session info says so."""
+    holders = [info]
+    if isinstance(info.get("session"), dict):
+        holders.append(info["session"])
+    for holder in holders:
+        for key in _EXPIRY_KEYS:
+            value = holder.get(key)
+            if not isinstance(value, str) or not value:
+                continue
+            try:
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None
+
+
+def session_warning(info: Mapping[str, Any], now: datetime | None = None) -> str | None:
+    """What a long-running mirror should tell its operator about its token, if anything."""
+    if is_anonymous(info):
+        return (
+            "the archive does not accept the MAST token (expired or revoked?): "
+            f"exclusive-access files wait as auth_required; make a new token at {TOKEN_PAGE} "
+            "and run `hstsync login` (or update MAST_API_TOKEN / mast.token_file)"
+        )
+    expires = expiry_of(info)
+    if expires is None:
+        return None
+    left = expires - (now or datetime.now(UTC))
+    if left > timedelta(days=EXPIRY_WARNING_DAYS):
+        return None
+    when = expires.strftime("%Y-%m-%d %H:%M UTC")
+    if left.total_seconds() <= 0:
+        return f"the MAST token of {user_of(info)} expired at {when}; run `hstsync login`"
+    return (
+        f"the MAST token of {user_of(info)} expires at {when}: make a new one at "
+        f"{TOKEN_PAGE} and run `hstsync login`"
+    )
+
+
+def auth_required_message(proposals: Sequence[str], *, have_token: bool, refusal: str) -> str:
+    """The ``last_error`` of a product the archive refused: what happened, what to do."""
+    ids = ", ".join(proposals) or "this program"
+    status = re.search(r"HTTP \d+", refusal)
+    code = f" ({status.group(0)})" if status else ""
+    if have_token:
+        return (
+            f"the archive refused the MAST token{code}: it needs a token with access to "
+            f"proposal {ids}, and this one has none or has expired; run `hstsync login` "
+            "with a new token or set MAST_API_TOKEN"
+        )
+    return (
+        f"needs a MAST token with access to proposal {ids}{code}: "
+        "run `hstsync login` or set MAST_API_TOKEN"
+    )

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hstsync import __version__
-from hstsync.config import Config, load_config
+from hstsync.auth import TOKEN_PAGE, checked
+from hstsync.config import Config, MastConfig, candidate_paths, load_config
 from hstsync.errors import ConfigError, HstsyncError, StoreError
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
@@ -87,6 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="mirror into DIR and keep it (default: a temporary directory, removed)",
     )
 
+    login = sub.add_parser(
+        "login",
+        help="check a MAST API token and store it in the keyring",
+        description="Read a MAST API token (typed without echo, or from stdin when it is "
+        "not a terminal), check it against the configured server's session info, and "
+        "store it in the keyring entry astroquery's Observations.login(store_token=True) "
+        f"uses. Tokens are made at {TOKEN_PAGE}.",
+    )
+    _add_config(login)
+    logout = sub.add_parser(
+        "logout",
+        help="remove the MAST API token from the keyring",
+        description="Remove the keyring entry `hstsync login` (and astroquery) wrote.",
+    )
+    _add_config(logout)
+    whoami = sub.add_parser(
+        "whoami",
+        help="whom the archive takes the MAST token for (never prints the token)",
+        description="Ask the configured server who the current MAST token belongs to, as "
+        "Observations.session_info() shows it, and say where the token came from. "
+        "Exit 1 when there is no token or the archive does not accept it.",
+    )
+    _add_config(whoami)
+
     emulator = sub.add_parser(
         "emulator",
         help="run the bundled MAST emulator on 127.0.0.1",
@@ -140,6 +167,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from hstsync.demo import run_demo
 
         return run_demo(args.dir)
+    if args.command in ("login", "logout", "whoami"):
+        mast = _mast_config(args.config)
+        if args.command == "login":
+            return _login(mast)
+        if args.command == "logout":
+            return _logout(mast)
+        return _whoami(mast)
     config = load_config(args.config)
     if args.command == "run":
         return _run(config, once=args.once)
@@ -186,3 +220,102 @@ def _status(config: Config, request: str | None, *, as_json: bool) -> int:
     else:
         report.print_status(summaries, products)
     return EXIT_OK if all(s.request.state == "done" for s in summaries) else EXIT_INCOMPLETE
+
+
+# -- the MAST token ------------------------------------------------------------------------
+
+
+def _mast_config(explicit: Path | None) -> MastConfig:
+    """The [mast] table; without any configuration file, the real archive."""
+    if explicit is None and not any(p.exists() for p in candidate_paths(None, os.environ)):
+        return MastConfig()
+    return load_config(explicit).mast
+
+
+def _read_token() -> str:
+    if sys.stdin.isatty():
+        print(f"A MAST API token can be made at {TOKEN_PAGE}", file=sys.stderr)
+        text = getpass.getpass("MAST API token: ")  # no echo
+    else:
+        text = sys.stdin.read(4096)  # scripts: `hstsync login < file`
+    if not text.strip():
+        raise ConfigError("no token given")
+    return checked(text, "the token given")
+
+
+def _session(server: str, token: str | None) -> dict[str, Any]:
+    from hstsync.resolve import Resolver
+
+    return Resolver(server, token).session_info()
+
+
+def _login(mast: MastConfig) -> int:
+    from hstsync import auth
+
+    auth.require_keyring()  # before the token is typed, not after
+    token = _read_token()
+    info = _session(mast.server, token)
+    if auth.is_anonymous(info):
+        print(
+            f"hstsync: {mast.server} does not accept this token (mistyped, expired or "
+            f"revoked?); make a new one at {TOKEN_PAGE}",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    auth.store_in_keyring(token)
+    print(f"MAST token accepted for {auth.user_of(info)}; stored in the keyring")
+    shadow = _shadowing(mast)
+    if shadow:
+        print(f"note: {shadow} comes first, so hstsync uses that token, not this one")
+    return EXIT_OK
+
+
+def _shadowing(mast: MastConfig) -> str | None:
+    """A token source that takes precedence over the keyring, if one is set."""
+    if mast.token_file is not None:
+        return f"mast.token_file ({mast.token_file})"
+    if os.environ.get("MAST_API_TOKEN", "").strip():
+        return "$MAST_API_TOKEN"
+    return None
+
+
+def _logout(mast: MastConfig) -> int:
+    from hstsync import auth
+
+    if auth.remove_from_keyring():
+        print("MAST token removed from the keyring")
+    else:
+        print("no MAST token was stored in the keyring")
+    shadow = _shadowing(mast)
+    if shadow:
+        print(f"note: {shadow} still provides a token")
+    return EXIT_OK
+
+
+def _whoami(mast: MastConfig) -> int:
+    from hstsync import auth
+
+    token = auth.find_token(mast.token_file)
+    if token is None:
+        print(
+            "hstsync: no MAST token (looked in mast.token_file, $MAST_API_TOKEN and the "
+            "keyring): public data only; run `hstsync login` for exclusive-access data",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    info = _session(mast.server, token.value)
+    print(f"token from: {token.describe()}")
+    print(f"server: {mast.server}")
+    for line in auth.session_lines(info, token.value):
+        print(line)
+    if auth.is_anonymous(info):
+        print(
+            f"hstsync: {mast.server} does not accept the token from {token.describe()} "
+            f"(expired or revoked?); make a new one at {TOKEN_PAGE} and run `hstsync login`",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    warning = auth.session_warning(info)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK

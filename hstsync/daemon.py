@@ -29,6 +29,7 @@ from hstsync.model import Request, RequestState
 from hstsync.notify import sd_notify
 from hstsync.progress import Progress
 from hstsync.store import RequestRow, Store
+from hstsync.web import serving_status
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,13 @@ class Daemon:
                         products,
                         requests,
                     )
+                # The token is looked up again at each pass: a token installed or
+                # renewed while the daemon runs is used without a restart.
                 async with Mirror(
-                    self.config, store, token=token.value if token else None
+                    self.config,
+                    store,
+                    token=token.value if token else None,
+                    token_source=lambda: find_token(self.config.mast.token_file),
                 ) as mirror:
                     await self._serve(store, mirror)
         finally:
@@ -210,7 +216,9 @@ class Daemon:
         return 0
 
     async def _serve(self, store: Store, mirror: Mirror) -> None:
-        async with asyncio.TaskGroup() as group:
+        # The status endpoint (if configured) is up before the first scan and stays up
+        # until every task of the group has finished.
+        async with serving_status(self.config), asyncio.TaskGroup() as group:
             watcher = group.create_task(self._watch())
             flusher = group.create_task(mirror.flush_progress_forever())
             await self._rescan(store, first=True)

@@ -1,7 +1,9 @@
-"""Transfers of one file over HTTP: Range resume, retries, size verification.
+"""Transfers of one file over HTTP: Range resume, retries, size and content verification.
 
 A file is written as ``FILE.part`` beside its final name and renamed only once its
-size matches the catalogue's, so a file under its final name is always complete.
+size matches the catalogue's and its content passes :mod:`hstsync.verify` (FITS
+CHECKSUM/DATASUM), so a file under its final name is always complete and sound.
+A part that fails verification is deleted and fetched again, within the retries.
 An interrupted transfer resumes from the bytes on disk; a server that ignores Range
 (or answers with the wrong range) makes the transfer start again from zero.
 
@@ -19,11 +21,12 @@ request's headers (``Authorization``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,6 +35,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -44,6 +48,7 @@ from hstsync import __version__
 from hstsync.config import DownloadConfig
 from hstsync.errors import AuthRequiredError, HstsyncError, SizeMismatchError, TransferError
 from hstsync.model import ProductState
+from hstsync.verify import CorruptFileError, verify_file
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,8 @@ class Transfer:
     dest: Path
     size: int
     label: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # repr=False: a Transfer in a log line or a traceback must not show the token
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +184,47 @@ def _network_error(exc: BaseException, url: str, cfg: DownloadConfig) -> str:
     if isinstance(exc, OSError) and exc.errno is not None and exc.errno in errno.errorcode:
         return f"network error ({errno.errorcode[exc.errno]})"
     return f"network error ({type(exc).__name__})"
+
+
+#: redirects followed for one request
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: headers that carry credentials: sent to the first URL's origin only
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+@contextlib.asynccontextmanager
+async def _get(
+    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """GET ``url``, following redirects here rather than inside aiohttp.
+
+    The token goes to the configured MAST host only: a redirect to another origin
+    (host, port or scheme, so https -> http too) is followed without Authorization
+    or Cookie, and a later hop back does not get them again. aiohttp 3.14 strips
+    them on its own; doing it here keeps that promise whatever aiohttp does.
+    """
+    origin = yarl.URL(url).origin()
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = await session.get(url, headers=headers, allow_redirects=False)
+        location = resp.headers.get("Location")
+        if resp.status not in _REDIRECT_STATUSES or not location:
+            try:
+                yield resp
+            finally:
+                resp.release()
+            return
+        resp.release()
+        try:
+            target = resp.url.join(yarl.URL(location))
+        except ValueError:
+            raise _Refused("the server redirected to something that is not a URL") from None
+        if target.scheme not in ("http", "https") or not target.host:
+            raise _Refused(f"the server redirected to a {target.scheme or 'relative'} URL")
+        if target.origin() != origin:
+            headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+        url = str(target)
+    raise _Refused(f"the server redirected more than {MAX_REDIRECTS} times")
 
 
 def _status_text(status: int) -> str:
@@ -399,7 +446,7 @@ class Downloader:
                 # the server sends the whole file (200) if it changed since we saw it
                 headers["If-Range"] = progress.validator
         try:
-            async with self._session.get(transfer.url, headers=headers) as resp:
+            async with _get(self._session, transfer.url, headers) as resp:
                 start = body_start(resp.status, resp.headers, offset, transfer.size)
                 if start == 0 and offset:
                     log.info("%s: the server sent the whole file", transfer.label)
@@ -414,8 +461,27 @@ class Downloader:
                     await self._receive(resp, transfer, part, progress, start, held)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise TransferError(_network_error(exc, transfer.url, self._cfg)) from None
-        _commit(part, transfer.dest, transfer.size)
+        await self._finish(transfer, part)
         return None
+
+    async def _finish(self, transfer: Transfer, part: Path) -> None:
+        """Verify a complete part's content, then give it its final name.
+
+        Verification reads the whole file, so it runs in a worker thread. A part that
+        fails it is deleted (its bytes are wrong, resuming from them cannot help) and
+        the failure is a :class:`TransferError`, so the retry policy fetches it again.
+        """
+        try:
+            await asyncio.to_thread(verify_file, part, transfer.dest.name)
+        except CorruptFileError as exc:
+            held = _held(part)
+            _remove(part)
+            self._report(transfer, -held)
+            log.warning("%s: %s; fetching it again", transfer.label, exc)
+            raise
+        except OSError as exc:
+            raise _Refused(_disk_error(exc, "reading", part)) from None
+        _commit(part, transfer.dest, transfer.size)
 
     async def _receive(
         self,

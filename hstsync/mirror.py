@@ -13,12 +13,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
+from hstsync.auth import (
+    Token,
+    auth_required_message,
+    check_transport,
+    session_warning,
+    user_of,
+)
 from hstsync.config import Config
 from hstsync.download import Downloader, Outcome, Transfer, open_session
 from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
@@ -97,11 +104,22 @@ class Mirror:
         store: Store,
         *,
         token: str | None = None,
+        token_source: Callable[[], Token | None] | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        # The token goes to config.mast.server only: queries (a host-scoped cookie) and
+        # downloads (download_url is always on that server; download.py drops it on a
+        # redirect elsewhere). It is sent for every product, public ones included: the
+        # same host already gets it with every query, and a product's rights can change
+        # between resolution and transfer.
         self.token = token
+        if token:
+            check_transport(config.mast.server)
+        #: looked up again at each request's pass, so a daemon picks up a new token
+        self._token_source = token_source
+        self._proposals: dict[str, tuple[str, ...]] = {}
         self._display = progress
         self._session: aiohttp.ClientSession | None = None
         self._downloader: Downloader | None = None
@@ -133,7 +151,46 @@ class Mirror:
                 self._resolver = await asyncio.to_thread(
                     Resolver, self.config.mast.server, self.token
                 )
+                if self.token:
+                    await self._check_session(self._resolver)
             return self._resolver
+
+    async def _check_session(self, resolver: Resolver) -> None:
+        """Say early, once per token, when it is refused or about to expire."""
+        try:
+            info = await asyncio.to_thread(resolver.session_info)
+        except HstsyncError as exc:
+            log.warning("cannot check the MAST token: %s", exc)
+            return
+        warning = session_warning(info)
+        if warning is not None:
+            log.warning("%s", warning)
+        else:
+            log.info("MAST token accepted for %s", user_of(info))
+
+    def _refresh_token(self) -> None:
+        if self._token_source is None:
+            return
+        try:
+            found = self._token_source()
+        except HstsyncError as exc:
+            log.warning("cannot read the MAST token (%s); keeping the previous one", exc)
+            return
+        value = found.value if found else None
+        if value == self.token:
+            return
+        if found is not None:
+            try:
+                check_transport(self.config.mast.server)
+            except HstsyncError as exc:
+                log.error("new MAST token not used: %s", exc)
+                return
+            changed = "changed" if self.token else "found"
+            log.info("MAST token %s (from %s)", changed, found.describe())
+        else:
+            log.info("MAST token removed: public data only from now on")
+        self.token = value
+        self._resolver = None  # its session carries the old token
 
     async def resolve(self, request: Request) -> list[Product] | None:
         """Resolve and record; None when the request could not be resolved."""
@@ -175,7 +232,8 @@ class Mirror:
             reason = _invalid_reason(row.product)
             if reason is not None:
                 if row.state is not ProductState.FAILED or row.last_error != reason:
-                    log.warning("request %s: %s: %s", name, row.product.filename, reason)
+                    # %r: a hostile name must not forge log lines (newlines, NUL)
+                    log.warning("request %s: %r: %s", name, row.product.filename, reason)
                     self.store.mark(name, row.product.data_uri, ProductState.FAILED, error=reason)
                 continue
             dest = mirror / row.product.relpath()
@@ -187,6 +245,8 @@ class Mirror:
 
     async def sync(self, request: Request) -> RequestState:
         """Resolve one request, fetch what it lacks, and settle its state."""
+        self._refresh_token()
+        self._proposals[request.name] = request.proposal_ids
         try:
             return await self._sync(request)
         except asyncio.CancelledError:
@@ -340,8 +400,17 @@ class Mirror:
             uri,
             outcome.state,
             bytes_done=bytes_done,
-            error=outcome.error,
+            error=self._explain(request, outcome),
             attempts=outcome.attempts,
+        )
+
+    def _explain(self, request: str, outcome: Outcome) -> str | None:
+        if outcome.state is not ProductState.AUTH_REQUIRED:
+            return outcome.error
+        return auth_required_message(
+            self._proposals.get(request, ()),
+            have_token=self.token is not None,
+            refusal=outcome.error or "",
         )
 
     # -- progress -----------------------------------------------------------------------------

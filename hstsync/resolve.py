@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from hstsync.auth import check_transport, token_domain
 from hstsync.errors import ManifestError, ResolveError
 from hstsync.model import Product, Request
 
@@ -82,9 +83,20 @@ class Resolver:
 
     def _set_token(self, token: str) -> None:
         # astroquery authenticates with a `mast_token` cookie. Scoping it to the
-        # configured host keeps requests from sending it anywhere else.
-        host = urlsplit(self.server).hostname or ""
-        self._obs._session.cookies.set("mast_token", token, domain=host, path="/")
+        # configured host keeps requests from sending it anywhere else, a redirect
+        # included; `secure` keeps an https server's token off a redirect to http.
+        # Cookies ignore ports unless told: an explicit port in the server URL scopes
+        # it to that port too (another service on the same machine gets nothing).
+        check_transport(self.server)
+        parts = urlsplit(self.server)
+        self._obs._session.cookies.set(
+            "mast_token",
+            token,
+            domain=token_domain(self.server),
+            path="/",
+            secure=parts.scheme == "https",
+            port=str(parts.port) if parts.port is not None else None,
+        )
 
     # -- resolution -------------------------------------------------------------------
 
@@ -149,8 +161,27 @@ class Resolver:
         return result
 
     def session_info(self) -> dict[str, Any]:
-        """The archive's view of the current token (``Observations.session_info``)."""
-        info: dict[str, Any] = self._obs.session_info(verbose=False)
+        """The archive's view of the current token (``Observations.session_info``).
+
+        Asked through astroquery's auth helper, whose session-info URL points at the
+        configured server like every other endpoint. Blocking. Raises
+        :class:`ResolveError` with a reason that never quotes the request.
+        """
+        from requests import RequestException
+
+        try:
+            info = self._obs.session_info(verbose=False)
+        except ValueError:  # not JSON (requests' JSONDecodeError is a ValueError too)
+            raise ResolveError(
+                f"the archive at {self.server} answered the session-info request "
+                "with something other than JSON"
+            ) from None
+        except RequestException as exc:
+            raise ResolveError(
+                f"cannot reach the archive at {self.server}: {_reason(exc)}"
+            ) from None
+        if not isinstance(info, dict):
+            raise ResolveError(f"unexpected session info from the archive at {self.server}")
         return info
 
 

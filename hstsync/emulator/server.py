@@ -88,6 +88,11 @@ class Emulator:
         self.latency = latency
         #: token -> user name, for exclusive-access data and ``whoami``
         self.tokens: dict[str, str] = dict(tokens or {})
+        #: token -> when it expires (ISO 8601), shown by ``whoami`` as ``expires``
+        self.token_expiry: dict[str, str] = {}
+        #: product filename -> another server's base URL: downloads of that file answer
+        #: 302 to the same path there (once: the redirected URL carries ``hop=1``)
+        self.redirects: dict[str, str] = {}
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
         #: body bytes written for downloads so far, over all requests
@@ -287,6 +292,7 @@ async def _whoami(request: web.Request) -> web.StreamResponse:
             "scopes": ["mast:user:info", "mast:exclusive_access"],
             "session": None,
             "token": token[:8] + "...",
+            **({"expires": emu.token_expiry[token]} if token in emu.token_expiry else {}),
         }
     )
 
@@ -358,6 +364,10 @@ async def _download(request: web.Request) -> web.StreamResponse:
     product = emu.catalogue.product(request.query.get("uri", ""))
     if product is None or product.data_uri != request.query.get("uri"):
         return web.Response(status=404, text="File not found\n")
+    target = emu.redirects.get(product.filename)
+    if target is not None and "hop" not in request.query:
+        # an archive handing the transfer to another host (a CDN, a cloud bucket)
+        raise web.HTTPFound(f"{target}{DOWNLOAD_PATH}?uri={product.data_uri}&hop=1")
     faults = emu.faults.take(Endpoint.DOWNLOAD, product.filename, head=head)
 
     if slow := faults.get(FaultKind.SLOW_FIRST_BYTE):
