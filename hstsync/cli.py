@@ -68,6 +68,44 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("request", nargs="?", metavar="REQUEST", help="show one request's products")
 
+    plan = sub.add_parser(
+        "plan",
+        help="resolve a manifest and show what would be fetched (downloads nothing)",
+        description="Resolve MANIFEST through the archive and print the products that would "
+        "be fetched (obs_id, productFilename, productType, calib_level, size), how many are "
+        "already mirrored, the total to fetch, and whether the mirror's filesystem has room. "
+        "Exit 1 when it would not fit.",
+    )
+    _add_config(plan)
+    plan.add_argument("manifest", type=Path, metavar="MANIFEST")
+
+    add = sub.add_parser(
+        "add",
+        help="write a manifest into the request directory (atomically)",
+        description="Write NAME.toml for PROPOSAL_ID into the request directory, through a "
+        ".tmp file and a rename, so a running daemon takes it whole.",
+    )
+    _add_config(add)
+    add.add_argument("proposal_id", nargs="+", metavar="PROPOSAL_ID")
+    add.add_argument("--name", help="request name (default: the first proposal id)")
+    add.add_argument("--calib-level", type=int, action="append", metavar="N")
+    add.add_argument("--product-type", action="append", metavar="TYPE", help="e.g. SCIENCE")
+    add.add_argument("--extension", action="append", metavar="EXT", help="e.g. fits")
+    add.add_argument("--instrument", action="append", metavar="NAME", help="e.g. STIS/CCD")
+    add.add_argument("--obs-id", action="append", metavar="OBS_ID")
+    add.add_argument("--mrp-only", action="store_true", help="minimum recommended products")
+    add.add_argument("--replace", action="store_true", help="overwrite an existing manifest")
+
+    export = sub.add_parser(
+        "export-curl",
+        help="print a resumable curl script for a request's files",
+        description="Print a shell script of curl commands (resuming with -C -) that fetch "
+        "REQUEST's files into ./mastDownload/, for machines where hstsync does not run. "
+        "Exclusive-access files read $MAST_API_TOKEN when the script runs.",
+    )
+    _add_config(export)
+    export.add_argument("request", metavar="REQUEST")
+
     retry = sub.add_parser(
         "retry",
         help="put failed products back in the queue",
@@ -181,6 +219,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _status(config, args.request, as_json=args.json)
     if args.command == "retry":
         return _retry(config, args.request)
+    if args.command == "plan":
+        return _plan(config, args.manifest)
+    if args.command == "add":
+        return _add(config, args)
+    if args.command == "export-curl":
+        return _export_curl(config, args.request)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -188,8 +232,76 @@ def _run(config: Config, *, once: bool) -> int:
     from hstsync import daemon
 
     if once:
-        return asyncio.run(daemon.run_once(config))
+        if not sys.stderr.isatty():
+            return asyncio.run(daemon.run_once(config))
+        from hstsync.progress import TerminalProgress
+
+        with TerminalProgress() as progress:
+            return asyncio.run(daemon.run_once(config, progress))
     return daemon.run_forever(config)
+
+
+def _plan(config: Config, manifest: Path) -> int:
+    from hstsync.auth import find_token
+    from hstsync.manifest import parse_manifest
+    from hstsync.planner import plan_files
+    from hstsync.report import print_plan
+    from hstsync.resolve import Resolver
+
+    request = parse_manifest(manifest)
+    token = find_token(config.mast.token_file)
+    resolver = Resolver(config.mast.server, token.value if token else None)
+    plan = plan_files(resolver.resolve(request), config.paths.mirror)
+    print_plan(request.name, plan)
+    return EXIT_OK if plan.fits else EXIT_INCOMPLETE
+
+
+def _add(config: Config, args: argparse.Namespace) -> int:
+    from hstsync.manifest import write_manifest
+    from hstsync.model import Request
+
+    criteria: dict[str, Any] = {}
+    if args.instrument:
+        criteria["instrument_name"] = args.instrument
+    if args.obs_id:
+        criteria["obs_id"] = args.obs_id
+    filters: dict[str, Any] = {}
+    if args.calib_level:
+        filters["calib_level"] = args.calib_level
+    if args.product_type:
+        filters["productType"] = args.product_type
+    if args.extension:
+        filters["extension"] = args.extension
+    if args.mrp_only:
+        filters["mrp_only"] = True
+    name = args.name or args.proposal_id[0]
+    # render_manifest checks its text with the manifest parser itself, so `add`
+    # never writes a manifest the daemon would refuse.
+    request = Request(name, tuple(args.proposal_id), criteria, filters)
+    path = write_manifest(config.paths.requests, request, replace=args.replace)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _export_curl(config: Config, request: str) -> int:
+    from hstsync.curl import curl_script
+    from hstsync.mirror import download_url
+    from hstsync.store import Store
+
+    with Store.open_readonly(config.paths.database) as store:
+        if store.get_request(request) is None:
+            print(f"hstsync: no request named {request!r}", file=sys.stderr)
+            return EXIT_USAGE
+        rows = store.products(request)
+    safe = []
+    for row in rows:
+        try:
+            row.product.relpath()
+        except HstsyncError:
+            continue
+        safe.append((row.product, download_url(config.mast.server, row.product.data_uri)))
+    sys.stdout.write(curl_script(request, safe))
+    return EXIT_OK
 
 
 def _retry(config: Config, request: str | None) -> int:

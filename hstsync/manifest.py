@@ -11,6 +11,7 @@ daemon moves such a manifest aside with that message next to it and keeps runnin
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import math
@@ -156,6 +157,32 @@ def render_manifest(request: Request) -> str:
     # surrogatepass: a lone surrogate becomes undecodable bytes, refused as such
     parse_manifest_bytes(request.name, text.encode("utf-8", "surrogatepass"), ".toml")
     return text
+
+
+def write_manifest(directory: Path, request: Request, *, replace: bool = False) -> Path:
+    """Write ``NAME.toml`` into the request directory atomically.
+
+    The text goes to ``NAME.toml.tmp`` first (never a manifest, by the naming rule)
+    and is renamed into place, so a watching daemon never reads half of it. An
+    existing manifest of that name is only replaced when ``replace`` is true.
+    """
+    text = render_manifest(request)
+    target = directory / f"{request.name}.toml"
+    if not replace and (target.exists() or target.with_suffix(".json").exists()):
+        raise ManifestError(f"{target.name}: a request of that name exists already")
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{request.name}.toml.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ManifestError(f"{target}: cannot write ({exc.strerror})") from None
+    return target
 
 
 # -- reading -------------------------------------------------------------------------

@@ -174,3 +174,84 @@ def test_help_lists_the_commands():
     assert proc.returncode == 0
     for command in ("run", "status", "retry", "demo", "emulator"):
         assert command in proc.stdout
+
+
+def test_plan_prints_the_tutorial_columns_and_room_without_downloading(
+    tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
+):
+    config = make_config(tmp_path, served.url)
+    manifest = tmp_path / "7291.toml"
+    manifest.write_text(TUTORIAL_MANIFEST)
+
+    assert main(["plan", str(manifest), "--config", str(config)]) == 0
+
+    out = capsys.readouterr().out
+    for column in ("obs_id", "productFilename", "productType", "calib_level", "size"):
+        assert column in out
+    assert "o58701010_x2d.fits" in out and "14474880" in out
+    assert "6 products, 50.18 MB; 0 already mirrored; 6 to fetch, 50.18 MB" in out
+    assert "fits" in out.splitlines()[-1]
+    assert [r for r in served.requests if r.path.endswith("/Download/file")] == []
+    assert not (tmp_path / "hstsync.db").exists()
+
+
+def test_plan_counts_what_is_already_mirrored(
+    tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
+):
+    config = make_config(tmp_path, served.url)
+    (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    assert main(["plan", str(tmp_path / "requests" / "7291.toml"), "--config", str(config)]) == 0
+
+    assert "6 already mirrored; 0 to fetch, 0 B" in capsys.readouterr().out
+
+
+def test_add_writes_a_manifest_the_daemon_takes(
+    tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
+):
+    config = make_config(tmp_path, served.url)
+    argv = [
+        "add", "7291", "--name", "tutorial", "--obs-id", "o58701010", "--obs-id", "o58701030",
+        "--calib-level", "2", "--product-type", "SCIENCE", "--config", str(config),
+    ]  # fmt: skip
+
+    assert main(argv) == 0
+    assert "tutorial.toml" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "requests").iterdir()) == ["tutorial.toml"]
+    # a second add of the same name is refused rather than silently replacing it
+    assert main(argv) == 1
+    assert "exists already" in capsys.readouterr().err
+
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    assert main(["status", "--json", "--config", str(config)]) == 0
+    [request] = json.loads(capsys.readouterr().out)["requests"]
+    assert request["name"] == "tutorial"
+    assert request["products"]["done"] == 6
+
+
+def test_add_refuses_a_bad_proposal_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    config = make_config(tmp_path, "http://127.0.0.1:9")
+    assert main(["add", "abc", "--config", str(config)]) == 1
+    assert "proposal_id" in capsys.readouterr().err
+    assert list((tmp_path / "requests").iterdir()) == []
+
+
+def test_export_curl_prints_a_resumable_script(
+    tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
+):
+    config = make_config(tmp_path, served.url)
+    (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    assert main(["export-curl", "7291", "--config", str(config)]) == 0
+
+    script = capsys.readouterr().out
+    assert script.startswith("#!/bin/sh")
+    lines = [line for line in script.splitlines() if line.startswith("curl ")]
+    assert len(lines) == 6
+    assert all(" -C - " in line for line in lines)
+    assert "mastDownload/HST/o58701010/o58701010_x2d.fits" in script
+    assert f"{served.url}/api/v0.1/Download/file?uri=mast:HST/product/o58701010_x2d.fits" in script
