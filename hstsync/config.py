@@ -8,6 +8,7 @@ refused with the key's dotted name, so a typo never silently becomes a default.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -57,11 +58,23 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusConfig:
+    #: "host:port" of the read-only status endpoint (IPv6 as "[::1]:8470"); "" = off
+    listen: str = ""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """The validated ``(host, port)`` to bind, or None when the endpoint is off."""
+        return parse_listen(self.listen, "status.listen") if self.listen else None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     paths: PathsConfig
     mast: MastConfig = field(default_factory=MastConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
     #: the file this configuration came from, if any
     source: Path | None = None
 
@@ -86,6 +99,41 @@ def parse_duration(value: str | int | float, key: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{key}: must be longer than zero and finite, got {value!r}")
     return seconds
+
+
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})$")
+
+
+def parse_listen(value: str, key: str) -> tuple[str, int]:
+    """``"127.0.0.1:8470"``, ``"[::1]:8470"`` or ``"localhost:8470"`` → (host, port).
+
+    The host is an IP address or ``localhost``: a name that resolves to several
+    addresses would bind wherever the resolver says. Port 0 takes a free port (the
+    daemon logs which).
+    """
+    example = 'like "127.0.0.1:8470" or "[::1]:8470"'
+    match = _LISTEN.match(value)
+    if not match:
+        raise ConfigError(f"{key}: expected host:port {example}, got {value!r}")
+    host = match.group("v6") or match.group("host")
+    port = int(match.group("port"))
+    if port > 65535:
+        raise ConfigError(f"{key}: port must be 0-65535, got {port}")
+    if host == "localhost":
+        return host, port
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            f"{key}: the host must be an IP address or localhost, {example}, got {value!r}"
+        ) from None
+    if (address.version == 6) != bool(match.group("v6")):
+        raise ConfigError(f"{key}: an IPv6 address goes in brackets, {example}, got {value!r}")
+    return str(address), port
+
+
+def is_loopback(host: str) -> bool:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -169,7 +217,7 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
 
     Relative paths are taken relative to ``base`` (the config file's directory).
     """
-    _check_keys(doc, {"paths", "mast", "download", "schedule"}, "")
+    _check_keys(doc, {"paths", "mast", "download", "schedule", "status"}, "")
 
     paths = _table(doc, "paths")
     _check_keys(paths, {"requests", "mirror", "database"}, "paths")
@@ -210,11 +258,20 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
             resync_every=parse_duration(sched["resync_every"], "schedule.resync_every")
         )
 
+    status = _table(doc, "status")
+    _check_keys(status, {"listen"}, "status")
+    listen = status.get("listen", "")
+    if not isinstance(listen, str):
+        raise ConfigError(f'status.listen: expected a string like "127.0.0.1:8470", got {listen!r}')
+    status_cfg = StatusConfig(listen=listen.strip())
+    _ = status_cfg.address  # validate now, so a bad address is refused at load time
+
     return Config(
         paths=paths_cfg,
         mast=mast_cfg,
         download=download_cfg,
         schedule=schedule_cfg,
+        status=status_cfg,
         source=source,
     )
 

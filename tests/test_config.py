@@ -73,12 +73,13 @@ def test_example_file_parses_to_specs_values():
     assert cfg.download.backoff == 1.0
     assert cfg.download.backoff_max == 120
     assert cfg.schedule.resync_every == 24 * 3600
+    assert cfg.status.listen == "" and cfg.status.address is None
     assert cfg.source == EXAMPLE
 
 
 def test_example_documents_every_key_of_every_config_dataclass():
     doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    assert set(sections()) == {"paths", "mast", "download", "schedule"}
+    assert set(sections()) == {"paths", "mast", "download", "schedule", "status"}
     for table, cls in sections().items():
         assert table in doc, f"[{table}] missing from config.example.toml"
         names = {f.name for f in dataclasses.fields(cls)}
@@ -96,7 +97,7 @@ def test_example_defaults_are_the_dataclass_defaults():
     """A value the example shows for an optional key is what leaving it out gives."""
     example = read_config(EXAMPLE)
     defaults = parse(MINIMAL)
-    for table in ("mast", "download", "schedule"):
+    for table in ("mast", "download", "schedule", "status"):
         assert getattr(example, table) == getattr(defaults, table)
 
 
@@ -182,6 +183,52 @@ def test_bad_server_url_is_refused(server: str):
 def test_server_keeps_host_port_and_path_without_trailing_slash():
     cfg = parse(MINIMAL + '[mast]\nserver = "http://127.0.0.1:8123/mast/"\n')
     assert cfg.mast.server == "http://127.0.0.1:8123/mast"
+
+
+# -- the status endpoint ---------------------------------------------------------------
+
+
+def test_status_endpoint_is_off_by_default():
+    assert parse(MINIMAL).status.address is None
+    assert parse(MINIMAL + '[status]\nlisten = ""\n').status.address is None
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("127.0.0.1:8470", ("127.0.0.1", 8470)),
+        ("[::1]:8470", ("::1", 8470)),
+        ("localhost:9000", ("localhost", 9000)),
+        ("0.0.0.0:8470", ("0.0.0.0", 8470)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ],
+)
+def test_status_listen_is_host_and_port(listen: str, address: tuple[str, int]):
+    assert parse(MINIMAL + f'[status]\nlisten = "{listen}"\n').status.address == address
+
+
+@pytest.mark.parametrize(
+    ("listen", "match"),
+    [
+        ("8470", "expected host:port"),
+        ("127.0.0.1", "expected host:port"),
+        ("127.0.0.1:", "expected host:port"),
+        ("127.0.0.1:http", "expected host:port"),
+        ("127.0.0.1:70000", "port must be 0-65535"),
+        ("::1:8470", "expected host:port"),
+        ("[127.0.0.1]:8470", "an IPv6 address goes in brackets"),
+        ("[::1:8470", "expected host:port"),
+        ("status.example.org:8470", "the host must be an IP address or localhost"),
+        ("http://127.0.0.1:8470", "expected host:port"),
+    ],
+)
+def test_bad_status_listen_names_the_key(listen: str, match: str):
+    refused(MINIMAL + f'[status]\nlisten = "{listen}"\n', f"status.listen: {match}")
+
+
+def test_status_listen_must_be_a_string():
+    refused(MINIMAL + "[status]\nlisten = 8470\n", "status.listen: expected a string")
+    refused(MINIMAL + "[status]\nport = 8470\n", "unknown key 'status.port'")
 
 
 # -- durations ---------------------------------------------------------------------------
@@ -352,6 +399,7 @@ LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_s
 LEAVES |= st.integers(min_value=-(2**2000), max_value=2**2000)
 KNOWN_KEYS = ["paths", "mast", "download", "schedule", "requests", "mirror", "database"]
 KNOWN_KEYS += ["server", "token_file", "concurrency", "retries", "timeout", "resync_every"]
+KNOWN_KEYS += ["status", "listen"]
 KEYS = st.sampled_from(KNOWN_KEYS) | st.text(max_size=6)
 DOCS = st.recursive(
     LEAVES,

@@ -1,0 +1,305 @@
+"""The daemon's read-only status endpoint: JSON, Prometheus metrics and an HTML page.
+
+Owns the aiohttp application and its listening socket (``[status] listen``). Routes:
+
+- ``GET /status.json``: exactly ``hstsync status --json`` (SPEC's object);
+- ``GET /status/NAME.json``: ``hstsync status --json NAME``, that request and its products;
+- ``GET /metrics``: Prometheus text, read from the database at scrape time;
+- ``GET /``: a plain HTML page (no script) with a table of requests and their progress.
+
+Every HTTP request opens the database read-only in a worker thread and closes it before
+answering: the event loop the daemon downloads on never waits for SQLite, and a reader
+holds no lock the daemon's writer needs (WAL readers do not block the writer). Nothing
+here writes, and only GET and HEAD are routed (anything else is 405).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hstsync.config import Config, is_loopback
+from hstsync.errors import ConfigError, StoreError
+from hstsync.model import RequestState, human_bytes
+from hstsync.report import status_document
+from hstsync.store import RequestSummary, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DATABASE = web.AppKey("database", Path)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+#: seconds the page waits before reloading itself
+REFRESH_SECONDS = 5
+#: seconds in-flight HTTP requests get to finish when the daemon stops
+SHUTDOWN_SECONDS = 2.0
+#: the product counts of SPEC's status object, in the order the page shows them
+PRODUCT_COUNTS = ("done", "failed", "pending", "auth_required")
+
+_dumps = partial(json.dumps, indent=2)
+
+
+# -- the application -----------------------------------------------------------------------
+
+
+def create_app(database: Path) -> web.Application:
+    """The status application over the database file at ``database``."""
+    app = web.Application()
+    app[DATABASE] = database
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(database))
+    app[REGISTRY] = registry
+    app.router.add_get("/", page)
+    app.router.add_get("/status.json", status_json)
+    app.router.add_get("/status/{name}.json", request_json)
+    app.router.add_get("/metrics", metrics)
+    app.on_response_prepare.append(_common_headers)
+    return app
+
+
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # The page runs no script: forbid it outright, so escaped user data stays inert even
+    # if an escape were ever missed.
+    response.headers.setdefault(
+        "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"
+    )
+
+
+async def _read(request: web.Request, read: Callable[[Store], T]) -> T:
+    """Run ``read`` over a short-lived read-only connection, in a worker thread."""
+    database = request.app[DATABASE]
+
+    def work() -> T:
+        with Store.open_readonly(database) as store:
+            return read(store)
+
+    try:
+        return await asyncio.to_thread(work)
+    except StoreError as exc:
+        log.warning("status endpoint: %s", exc)
+        raise web.HTTPServiceUnavailable(
+            text="the database cannot be read right now; see the service log\n"
+        ) from None
+
+
+async def status_json(request: web.Request) -> web.Response:
+    summaries = await _read(request, lambda store: store.summaries())
+    return web.json_response(status_document(summaries), dumps=_dumps)
+
+
+async def request_json(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+
+    def read(store: Store) -> dict[str, object] | None:
+        summaries = store.summaries(name)
+        if not summaries:
+            return None
+        return status_document(summaries, store.products(name))
+
+    doc = await _read(request, read)
+    if doc is None:
+        return web.json_response({"error": f"no request named {name!r}"}, status=404)
+    return web.json_response(doc, dumps=_dumps)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = await asyncio.to_thread(generate_latest, request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def page(request: web.Request) -> web.Response:
+    summaries = await _read(request, lambda store: store.summaries())
+    return web.Response(text=render_page(summaries), content_type="text/html", charset="utf-8")
+
+
+# -- Prometheus ------------------------------------------------------------------------------
+
+
+class StoreCollector(Collector):
+    """Reads the store at every scrape; nothing is cached between scrapes."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("hstsync_up", "1 if the status endpoint could read the database")
+        try:
+            with Store.open_readonly(self.database) as store:
+                summaries = store.summaries()
+        except StoreError as exc:
+            log.warning("metrics: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from request_metrics(summaries)
+
+
+def request_metrics(summaries: Sequence[RequestSummary]) -> list[Metric]:
+    """Per-request gauges: products by state, bytes done and in all, the request's state."""
+    products = GaugeMetricFamily(
+        "hstsync_request_products",
+        "Products of a request by state (pending includes transfers in flight)",
+        labels=["request", "state"],
+    )
+    done_bytes = GaugeMetricFamily(
+        "hstsync_request_done_bytes", "Bytes of a request's products on disk", labels=["request"]
+    )
+    size_bytes = GaugeMetricFamily(
+        "hstsync_request_size_bytes", "Bytes of all of a request's products", labels=["request"]
+    )
+    state = GaugeMetricFamily(
+        "hstsync_request_state",
+        "1 for the state a request is in, 0 for the others",
+        labels=["request", "state"],
+    )
+    for s in summaries:
+        name = s.request.name
+        for count in PRODUCT_COUNTS:
+            products.add_metric([name, count], getattr(s.counts, count))
+        done_bytes.add_metric([name], s.bytes_done)
+        size_bytes.add_metric([name], s.bytes_total)
+        for value in RequestState:
+            state.add_metric([name, str(value)], 1 if s.request.state is value else 0)
+    return [products, done_bytes, size_bytes, state]
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; }
+th, td { text-align: left; padding: 0.3em 0.8em; border-bottom: 1px solid #ddd; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.error { color: #a00; max-width: 40em; }
+.state-done { color: #060; } .state-incomplete, .state-invalid { color: #a00; }
+"""
+
+
+def render_page(summaries: Sequence[RequestSummary], now: datetime | None = None) -> str:
+    """The HTML page: one row per request. Names and errors are user data: all escaped."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    empty = "no requests yet: drop a manifest into the request directory"
+    rows = [_row(s) for s in summaries] or [f'<tr><td colspan="5">{empty}</td></tr>']
+    body = "\n".join(rows)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
+<title>hstsync status</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>hstsync</h1>
+<p>{len(summaries)} request(s) at {stamp} ·
+<a href="status.json">JSON</a> · <a href="metrics">metrics</a></p>
+<table id="requests">
+<thead>
+<tr><th>request</th><th>state</th><th>files</th><th>bytes</th><th>last error</th></tr>
+</thead>
+<tbody>
+{body}
+</tbody>
+</table>
+</body>
+</html>
+"""
+
+
+def _row(s: RequestSummary) -> str:
+    name, state, c = s.request.name, str(s.request.state), s.counts
+    files = f"{c.done}/{c.total}"
+    notes = []
+    if c.failed:
+        notes.append(f"{c.failed} failed")
+    if c.auth_required:
+        notes.append(f"{c.auth_required} need a token")
+    if notes:
+        files += f" ({', '.join(notes)})"
+    # <progress> wants max > 0; an unresolved request shows an empty bar
+    value, top = (s.bytes_done, s.bytes_total) if s.bytes_total > 0 else (0, 1)
+    percent = 100.0 * value / top
+    link = f"status/{quote(name, safe='')}.json"
+    return (
+        f'<tr data-request="{_e(name)}" class="state-{_e(state)}">'
+        f'<td><a href="{_e(link)}">{_e(name)}</a></td>'
+        f"<td>{_e(state)}</td>"
+        f'<td class="num">{_e(files)}</td>'
+        f'<td class="num"><progress value="{value}" max="{top}">{percent:.0f}%</progress> '
+        f"{_e(human_bytes(s.bytes_done))} / {_e(human_bytes(s.bytes_total))}</td>"
+        f'<td class="error">{_e(s.request.last_error or "")}</td>'
+        "</tr>"
+    )
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+# -- serving -----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def serving_status(config: Config) -> AsyncIterator[str | None]:
+    """Serve the endpoint on ``[status] listen`` while the block runs; yields its URL.
+
+    Yields None when the endpoint is off. An address that cannot be bound is a
+    :class:`ConfigError` naming the key, raised before the block starts.
+    """
+    address = config.status.address
+    if address is None:
+        yield None
+        return
+    host, port = address
+    runner = web.AppRunner(
+        create_app(config.paths.database),
+        access_log=None,  # a scrape every few seconds is not an event worth a log line
+        shutdown_timeout=SHUTDOWN_SECONDS,
+    )
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            raise ConfigError(
+                f"status.listen: cannot listen on {config.status.listen}: {exc.strerror or exc}"
+            ) from None
+        url = _url(runner.addresses)
+        log.info("status endpoint on %s", url)
+        if not is_loopback(host):
+            log.warning(
+                "status endpoint listens beyond this machine (%s): it shows request names "
+                "and errors to anyone who can reach it",
+                config.status.listen,
+            )
+        yield url
+    finally:
+        await runner.cleanup()
+
+
+def _url(addresses: Sequence[object]) -> str:
+    # the bound address, not the configured one: port 0 becomes the port chosen
+    sockname = addresses[0]
+    assert isinstance(sockname, tuple)
+    host, port = str(sockname[0]), int(sockname[1])
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
