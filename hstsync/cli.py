@@ -22,7 +22,7 @@ from typing import Any
 from hstsync import __version__
 from hstsync.auth import TOKEN_PAGE, checked
 from hstsync.config import Config, MastConfig, candidate_paths, load_config
-from hstsync.errors import ConfigError, HstsyncError, StoreError
+from hstsync.errors import AlreadyRunningError, ConfigError, HstsyncError, StoreError
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 
@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hstsync: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StoreError as exc:
+    except (StoreError, AlreadyRunningError) as exc:
         print(f"hstsync: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except HstsyncError as exc:

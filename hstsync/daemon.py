@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,7 @@ from watchfiles import awatch
 
 from hstsync.auth import find_token
 from hstsync.config import Config
-from hstsync.errors import ManifestError
+from hstsync.errors import AlreadyRunningError, ManifestError
 from hstsync.manifest import is_manifest_name, parse_manifest, request_name
 from hstsync.mirror import Mirror, exit_code, sync_requests
 from hstsync.model import Request, RequestState
@@ -51,6 +53,33 @@ class Scan:
 def prepare_directories(config: Config) -> None:
     for path in (config.paths.requests, config.paths.mirror, config.paths.database.parent):
         path.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def run_lock(config: Config) -> Iterator[None]:
+    """One ``hstsync run`` per database at a time.
+
+    Two passes over one mirror would resume each other's ``.part`` files and reset
+    each other's rows at start; a second run is refused instead. The lock is a
+    ``flock`` on ``DATABASE.lock``, released by the kernel when the process dies,
+    so a ``kill -9`` never leaves a stale lock behind.
+    """
+    path = config.paths.database.with_name(config.paths.database.name + ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise AlreadyRunningError(
+                f"another `hstsync run` (pid {holder}) is mirroring with "
+                f"{config.paths.database}; stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def set_aside(path: Path, reason: str) -> Path:
@@ -123,7 +152,7 @@ async def run_once(config: Config, progress: Progress | None = None) -> int:
 async def _one_pass(config: Config, progress: Progress | None) -> int:
     prepare_directories(config)
     token = find_token(config.mast.token_file)
-    with Store(config.paths.database) as store:
+    with run_lock(config), Store(config.paths.database) as store:
         store.recover_interrupted()
         found = scan(config.paths.requests)
         for name, moved, reason in found.invalid:
@@ -192,7 +221,7 @@ class Daemon:
             loop.add_signal_handler(signum, self.stop)
         token = find_token(self.config.mast.token_file)
         try:
-            with Store(self.config.paths.database) as store:
+            with run_lock(self.config), Store(self.config.paths.database) as store:
                 products, requests = store.recover_interrupted()
                 if products or requests:
                     log.info(

@@ -40,3 +40,7 @@ class AuthRequiredError(HstsyncError):
 
 class StoreError(HstsyncError):
     """The database cannot be opened or written."""
+
+
+class AlreadyRunningError(HstsyncError):
+    """Another ``hstsync run`` works on the same database (exit 2)."""

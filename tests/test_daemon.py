@@ -330,3 +330,23 @@ async def test_daemon_tells_systemd_it_is_ready_and_stopping(tmp_path: Path, emu
             assert await asyncio.wait_for(d.proc.wait(), 10) == 0
     finally:
         sock.close()
+
+
+async def test_a_second_run_on_the_same_database_is_refused(tmp_path: Path, emulator: Emulator):
+    config = write_config(tmp_path, emulator.url)
+    async with daemon(tmp_path, config) as d:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hstsync",
+            "run",
+            "--once",
+            "--config",
+            str(config),
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(os.environ, HSTSYNC_NO_KEYRING="1"),
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 2
+        assert f"pid {d.proc.pid}" in err.decode()
+        assert "Traceback" not in err.decode()
