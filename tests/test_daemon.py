@@ -89,6 +89,12 @@ async def until(
         await asyncio.sleep(0.1)
 
 
+async def until_done(
+    root: Path, d: Daemon, name: str = "7291", what: str = "7291 to be mirrored"
+) -> None:
+    await until(lambda: request_state(root, name) is RequestState.DONE, what=what, daemon=d)
+
+
 def request_state(root: Path, name: str) -> RequestState | None:
     try:
         with Store.open_readonly(root / "hstsync.db") as store:
@@ -123,11 +129,7 @@ async def test_manifest_dropped_into_running_daemon_is_mirrored(tmp_path: Path, 
     config = write_config(tmp_path, emulator.url)
     async with daemon(tmp_path, config) as d:
         drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
-        await until(
-            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
-            what="7291 to be mirrored",
-            daemon=d,
-        )
+        await until_done(tmp_path, d)
         d.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(d.proc.wait(), 10) == 0
     assert_tree_identical(tmp_path, emulator, TUTORIAL_NAMES)
@@ -147,11 +149,7 @@ async def test_manifest_half_written_is_not_taken(tmp_path: Path, emulator: Emul
             f.write(TUTORIAL_MANIFEST[half:])
         # A .tmp file is never a manifest, however long it sits there.
         (tmp_path / "requests" / "other.toml.tmp").write_text("proposal_id = 7291\n")
-        await until(
-            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
-            what="7291 to be mirrored",
-            daemon=d,
-        )
+        await until_done(tmp_path, d)
         await asyncio.sleep(1.0)
         assert request_state(tmp_path, "other") is None
         assert request_state(tmp_path, "other.toml") is None
@@ -182,11 +180,7 @@ async def test_sigkill_mid_transfer_then_restart_resumes_byte_identical(tmp_path
         }
 
         async with daemon(tmp_path, config) as d:
-            await until(
-                lambda: request_state(tmp_path, "7291") is RequestState.DONE,
-                what="7291 to finish after restart",
-                daemon=d,
-            )
+            await until_done(tmp_path, d, what="7291 to finish after restart")
         fetched_after_restart = emulator.bytes_sent - sent_before
         assert fetched_after_restart < TOTAL
         ranged = [r for r in emulator.requests if "range" in {k.lower() for k in r.headers}]
@@ -223,11 +217,7 @@ async def test_resync_fetches_exactly_the_new_product(tmp_path: Path, emulator: 
     config = write_config(tmp_path, emulator.url, resync_every="2s")
     async with daemon(tmp_path, config) as d:
         drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
-        await until(
-            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
-            what="7291 to be mirrored",
-            daemon=d,
-        )
+        await until_done(tmp_path, d)
         before = len(emulator.requests)
         emulator.catalogue.add_product(
             "o58701010",
@@ -263,11 +253,7 @@ async def test_editing_a_manifest_replans_its_request(tmp_path: Path, emulator: 
     config = write_config(tmp_path, emulator.url)
     async with daemon(tmp_path, config) as d:
         drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
-        await until(
-            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
-            what="7291 to be mirrored",
-            daemon=d,
-        )
+        await until_done(tmp_path, d)
         drop(
             tmp_path,
             "7291.toml",
