@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ from hstsync.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/hstsync/config.toml")
 DEFAULT_SERVER = "https://mast.stsci.edu"
+#: the public ``stpubdata`` bucket (public HST files), virtual-hosted S3 over HTTPS
+DEFAULT_CLOUD_BASE = "https://stpubdata.s3.amazonaws.com"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,13 @@ class MastConfig:
     token_file: Path | None = None
 
 
+class DownloadSource(StrEnum):
+    """Where files come from: MAST only, or the cloud copy first for public files."""
+
+    MAST = "mast"
+    AUTO = "auto"
+
+
 @dataclass(frozen=True, slots=True)
 class DownloadConfig:
     concurrency: int = 8
@@ -49,6 +59,17 @@ class DownloadConfig:
     backoff: float = 1.0
     #: longest wait between two attempts (a server's Retry-After may ask for more)
     backoff_max: float = 120.0
+    #: HTTP connections open at once, over all files and hosts (files and their segments)
+    connections: int = 16
+    #: HTTP connections open at once to any one host
+    per_host: int = 8
+    #: files larger than this (bytes) are fetched as several Range segments at once;
+    #: 0 = never split a file
+    segment_min: int = 8 << 20
+    #: "auto": public HST files from the cloud copy first, MAST when that fails
+    source: DownloadSource = DownloadSource.MAST
+    #: base URL of the cloud copy's bucket (no credentials are ever sent there)
+    cloud_base: str = DEFAULT_CLOUD_BASE
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,23 +214,31 @@ def _float(value: int | float) -> float:
         return math.inf
 
 
-def _server(value: Any) -> str:
+def _server(value: Any, key: str = "mast.server", example: str = DEFAULT_SERVER) -> str:
     if not isinstance(value, str):
-        raise ConfigError(f"mast.server: expected a URL string, got {value!r}")
+        raise ConfigError(f"{key}: expected a URL string, got {value!r}")
     try:
         parts = urlsplit(value)
         _ = parts.port  # raises ValueError for a port that is not a number in range
     except ValueError:
         raise ConfigError(
-            f"mast.server: expected an http(s) URL like {DEFAULT_SERVER!r}, got {value!r}"
+            f"{key}: expected an http(s) URL like {example!r}, got {value!r}"
         ) from None
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(
-            f"mast.server: expected an http(s) URL like {DEFAULT_SERVER!r}, got {value!r}"
-        )
+        raise ConfigError(f"{key}: expected an http(s) URL like {example!r}, got {value!r}")
     if parts.query or parts.fragment:
-        raise ConfigError("mast.server: a base URL takes no query or fragment")
+        raise ConfigError(f"{key}: a base URL takes no query or fragment")
     return value.rstrip("/")
+
+
+def _source(value: Any) -> DownloadSource:
+    choices = " or ".join(f'"{s.value}"' for s in DownloadSource)
+    if isinstance(value, str):
+        try:
+            return DownloadSource(value.strip().lower())
+        except ValueError:
+            pass
+    raise ConfigError(f"download.source: expected {choices}, got {value!r}")
 
 
 def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
@@ -248,6 +277,13 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
         timeout=_number(dl, "timeout", "download", defaults.timeout),
         backoff=_number(dl, "backoff", "download", defaults.backoff),
         backoff_max=_number(dl, "backoff_max", "download", defaults.backoff_max),
+        connections=_int(dl, "connections", "download", defaults.connections, 1),
+        per_host=_int(dl, "per_host", "download", defaults.per_host, 1),
+        segment_min=_int(dl, "segment_min", "download", defaults.segment_min, 0),
+        source=_source(dl.get("source", defaults.source)),
+        cloud_base=_server(
+            dl.get("cloud_base", defaults.cloud_base), "download.cloud_base", DEFAULT_CLOUD_BASE
+        ),
     )
 
     sched = _table(doc, "schedule")

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +26,7 @@ from hstsync.auth import (
     session_warning,
     user_of,
 )
+from hstsync.cloud import after_fallback, cloud_source
 from hstsync.config import Config
 from hstsync.download import Downloader, Outcome, Transfer, open_session
 from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
@@ -34,6 +35,7 @@ from hstsync.planner import free_space, room_for
 from hstsync.progress import Progress
 from hstsync.resolve import Resolver
 from hstsync.results import results_path, write_results
+from hstsync.segments import held_bytes
 from hstsync.store import ProductRow, Store
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,8 @@ class Mirror:
         self.store = store
         # The token goes to config.mast.server only: queries (a host-scoped cookie) and
         # downloads (download_url is always on that server; download.py drops it on a
-        # redirect elsewhere). It is sent for every product, public ones included: the
+        # redirect elsewhere), never to the cloud copy (``_download``, no headers).
+        # It is sent for every MAST product, public ones included: the
         # same host already gets it with every query, and a product's rights can change
         # between resolution and transfer.
         self.token = token
@@ -123,6 +126,9 @@ class Mirror:
         self._display = progress
         self._session: aiohttp.ClientSession | None = None
         self._downloader: Downloader | None = None
+        #: the same session, one attempt per file: a failing cloud copy hands over to
+        #: MAST at once rather than after the whole retry policy
+        self._cloud_downloader: Downloader | None = None
         self._slots = asyncio.Semaphore(config.download.concurrency)
         # Two requests may name the same file: one transfer serves both.
         self._inflight: dict[Path, asyncio.Future[Outcome]] = {}
@@ -135,6 +141,9 @@ class Mirror:
         self._session = open_session(self.config.download)
         self._downloader = Downloader(
             self._session, self.config.download, on_progress=self._count_bytes
+        )
+        self._cloud_downloader = Downloader(
+            self._session, replace(self.config.download, retries=0), on_progress=self._count_bytes
         )
         return self
 
@@ -284,7 +293,7 @@ class Mirror:
 
     def _shortfall(self, jobs: Sequence[Job]) -> str | None:
         """Why the mirror cannot hold these transfers, or None when it can."""
-        needed = sum(max(job.product.size - (_file_size(_part(job.dest)) or 0), 0) for job in jobs)
+        needed = sum(max(job.product.size - (held_bytes(job.dest)), 0) for job in jobs)
         free = free_space(self.config.paths.mirror)
         if room_for(needed, free):
             return None
@@ -350,17 +359,9 @@ class Mirror:
             async with self._slots:
                 assert self._downloader is not None, "Mirror used outside 'async with'"
                 self.store.mark(job.request, job.product.data_uri, ProductState.DOWNLOADING)
-                self._progress[key] = _file_size(_part(job.dest)) or 0
-                headers = {"Authorization": f"token {self.token}"} if self.token else {}
-                transfer = Transfer(
-                    url=download_url(self.config.mast.server, job.product.data_uri),
-                    dest=job.dest,
-                    size=job.product.size,
-                    label=f"{job.request}:{job.product.filename}",
-                    headers=headers,
-                )
+                self._progress[key] = held_bytes(job.dest)
                 try:
-                    outcome = await self._downloader.fetch(transfer)
+                    outcome = await self._download(job)
                 except asyncio.CancelledError:
                     # Shutdown or a re-plan: the .part stays for resume, and the row
                     # says so, so a later start needs no recovery for it.
@@ -379,8 +380,41 @@ class Mirror:
             for other in self._progress_keys.pop(job.dest, []):
                 self._progress.pop(other, None)
 
+    async def _download(self, job: Job) -> Outcome:
+        """The cloud copy first when it may serve this file, then MAST if need be.
+
+        The cloud gets one attempt and never a credential. On any failure MAST takes
+        over from the same ``.part``: a cloud body whose size disagreed with the
+        catalogue left none, so the bytes kept belong to a file of the right size,
+        and size and FITS checksums are checked again at the end.
+        """
+        assert self._downloader is not None and self._cloud_downloader is not None
+        label = f"{job.request}:{job.product.filename}"
+        cloud_url = cloud_source(self.config.download, job.product)
+        first: Outcome | None = None
+        if cloud_url is not None:
+            first = await self._cloud_downloader.fetch(
+                Transfer(
+                    url=cloud_url, dest=job.dest, size=job.product.size, label=f"{label} (cloud)"
+                )
+            )
+            if first.state is ProductState.DONE:
+                return first
+            log.info("%s: the cloud copy failed (%s); fetching from MAST", label, first.error)
+        headers = {"Authorization": f"token {self.token}"} if self.token else {}
+        outcome = await self._downloader.fetch(
+            Transfer(
+                url=download_url(self.config.mast.server, job.product.data_uri),
+                dest=job.dest,
+                size=job.product.size,
+                label=label,
+                headers=headers,
+            )
+        )
+        return outcome if first is None else after_fallback(first, outcome)
+
     def _interrupted(self, job: Job) -> None:
-        on_disk = _file_size(_part(job.dest)) or 0
+        on_disk = held_bytes(job.dest)
         for request, uri in self._progress_keys.get(
             job.dest, [(job.request, job.product.data_uri)]
         ):
@@ -394,7 +428,7 @@ class Mirror:
             self._display.file_done(request)
         bytes_done = job.product.size if outcome.state is ProductState.DONE else None
         if bytes_done is None:
-            bytes_done = _file_size(_part(job.dest)) or 0
+            bytes_done = held_bytes(job.dest)
         self.store.mark(
             request,
             uri,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hstsync.errors import UnsafePathError
 from hstsync.model import Product
+from hstsync.segments import held_bytes
 
 #: room kept free on the mirror's filesystem beyond what a request needs
 HEADROOM = 64 * 1024 * 1024
@@ -92,6 +93,6 @@ def plan_files(products: Sequence[Product], mirror: Path) -> Plan:
         if whole == product.size:
             files.append(PlannedFile(product, whole, True))
             continue
-        part = _size(dest.with_name(dest.name + ".part")) or 0
+        part = held_bytes(dest)
         files.append(PlannedFile(product, min(part, product.size), False))
     return Plan(tuple(files), free_space(mirror))

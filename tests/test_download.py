@@ -40,7 +40,10 @@ FLT = "o58701010_flt.fits"
 SIZES = {X1D: 77760, X2D: 14474880, FLT: 10535040}
 SECRET = "s3cret-token-value"
 
-CFG = DownloadConfig(concurrency=4, retries=3, timeout=1.0, backoff=0.01, backoff_max=0.05)
+# one request per file: these tests are about a single stream (segments: test_segments.py)
+CFG = DownloadConfig(
+    concurrency=4, retries=3, timeout=1.0, backoff=0.01, backoff_max=0.05, segment_min=0
+)
 
 
 class Naps:

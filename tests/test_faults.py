@@ -43,6 +43,9 @@ def config(tmp_path: Path, emulator: Emulator) -> Config:
         backoff=0.01,
         backoff_max=0.05,
         timeout=TIMEOUT,
+        # one request per file: these faults hit a single stream (in segments:
+        # test_segments.py)
+        segment_min=0,
     )
     cfg.paths.requests.mkdir()
     (cfg.paths.requests / "7291.toml").write_text(TUTORIAL_MANIFEST)

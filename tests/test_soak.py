@@ -42,7 +42,11 @@ def _drop(root: Path, name: str, text: str) -> None:
 
 def final_files(root: Path) -> list[Path]:
     top = root / "mirror" / "mastDownload"
-    return [p for p in top.rglob("*") if p.is_file() and not p.name.endswith(".part")]
+    return [
+        p
+        for p in top.rglob("*")
+        if p.is_file() and not p.name.endswith((".part", ".part.segments"))
+    ]
 
 
 def assert_consistent(root: Path, emulator: Emulator, when: str) -> None:
@@ -113,7 +117,7 @@ async def soak(
         for path, product in expected.items():
             assert path.read_bytes() == emulator.body(product.data_uri), path.name
             assert product.size == path.stat().st_size
-        assert list((root / "mirror").rglob("*.part")) == []
+        assert list((root / "mirror").rglob("*.part*")) == []  # parts and their records
         assert_consistent(root, emulator, f"at the end (seed {seed})")
         return emulator.requests
 

@@ -64,6 +64,15 @@ class CatalogueProduct:
     def exclusive(self) -> bool:
         return self.data_rights.upper() != PUBLIC
 
+    @property
+    def cloud_key(self) -> str | None:
+        """Where the ``stpubdata`` bucket keeps this file (HST only), rights aside:
+        ``hst/public/<obs_id[:4]>/<obs_id>/<productFilename>``, lower-case directories."""
+        if self.obs_collection.upper() != "HST" or self.uri is not None:
+            return None
+        dataset = self.obs_id.lower()
+        return f"hst/public/{dataset[:4]}/{dataset}/{self.filename}"
+
     def row(self) -> Row:
         """The product as ``Mast.Caom.Products`` sends it."""
         return {
@@ -137,6 +146,13 @@ class Catalogue:
             if found is None:
                 found = next((p for p in self._by_uri.values() if p.filename == key), None)
             return found
+
+    def cloud_product(self, key: str) -> CatalogueProduct | None:
+        """The product the bucket keeps under ``key``, whatever its rights, or None."""
+        filename = key.rpartition("/")[2]
+        with self._lock:
+            found = self._by_uri.get(f"mast:HST/product/{filename}")
+        return found if found is not None and found.cloud_key == key else None
 
     def query(
         self, filters: Sequence[Mapping[str, Any]], position: tuple[float, float, float] | None

@@ -50,7 +50,7 @@ def parse_fault(text: str) -> Fault:
     ``status:*:status=503:retry_after=2:times=forever``.
 
     Keys: times (a number or ``forever``), after, status, retry_after, delay,
-    message, endpoint (download, invoke, any).
+    message, endpoint (download, invoke, cloud = the public bucket, any).
     """
     kind_text, *rest = text.split(":")
     try:

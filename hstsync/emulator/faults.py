@@ -42,6 +42,8 @@ class FaultKind(StrEnum):
 class Endpoint(StrEnum):
     DOWNLOAD = "download"
     INVOKE = "invoke"
+    #: the S3-like bucket of public files (``Emulator.cloud_url``)
+    CLOUD = "cloud"
 
 
 _INVOKE_KINDS = frozenset({FaultKind.INVOKE_EXECUTING, FaultKind.INVOKE_ERROR})
@@ -63,10 +65,13 @@ BODY_KINDS = frozenset(
 class Fault:
     """One failure to inject.
 
-    ``match`` is an fnmatch pattern on the productFilename (downloads) or the service
-    name (portal invokes). ``times=None`` means forever. ``endpoint`` aims STATUS and
-    SLOW_FIRST_BYTE at ``"invoke"`` or ``"any"``; by default they hit downloads only,
-    so a catch-all ``Fault(FaultKind.STATUS)`` does not also break resolution.
+    ``match`` is an fnmatch pattern on the productFilename (downloads, the bucket) or
+    the service name (portal invokes). ``times=None`` means forever. ``endpoint`` aims
+    STATUS and SLOW_FIRST_BYTE at ``"invoke"`` or ``"any"``; by default they hit
+    downloads only, so a catch-all ``Fault(FaultKind.STATUS)`` does not also break
+    resolution. ``endpoint="cloud"`` aims any download kind at the bucket instead of
+    MAST's ``Download/file``; a STATUS or SLOW_FIRST_BYTE fault aimed at ``"any"`` hits
+    the bucket too.
     """
 
     kind: FaultKind
@@ -83,16 +88,20 @@ class Fault:
 
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
-        if self.endpoint not in (None, "download", "invoke", "any"):
+        if self.endpoint not in (None, "download", "invoke", "cloud", "any"):
             raise ValueError(
-                f"endpoint must be 'download', 'invoke' or 'any', not {self.endpoint!r}"
+                f"endpoint must be 'download', 'invoke', 'cloud' or 'any', not {self.endpoint!r}"
             )
+        if self.endpoint == "cloud" and self.kind in _INVOKE_KINDS:
+            raise ValueError(f"a {self.kind} fault cannot be aimed at the cloud bucket")
         if self.times is not None and self.times < 0:
             raise ValueError("times must be >= 0 or None")
 
     def aims_at(self, endpoint: Endpoint) -> bool:
         if self.kind in _INVOKE_KINDS:
             return endpoint is Endpoint.INVOKE
+        if self.endpoint == "cloud":
+            return endpoint is Endpoint.CLOUD
         if self.kind in _EITHER_KINDS and self.endpoint is not None:
             return self.endpoint in ("any", endpoint.value)
         return endpoint is Endpoint.DOWNLOAD

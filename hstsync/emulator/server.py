@@ -3,7 +3,9 @@
 Owns the HTTP protocol, exactly as far as astroquery.mast and our downloader use it:
 ``columnsconfig``, the portal's ``invoke`` (with EXECUTING polling and paging),
 ``Download/file`` (HEAD, GET, Range, ETag/If-Range, token-guarded exclusive data),
-``Download/bundle.sh`` and ``whoami``. Every request is recorded; faults from
+``Download/bundle.sh`` and ``whoami``; and, path-style under ``/stpubdata/``, the
+S3 bucket of public files (the same bytes, anonymous, exclusive data absent).
+Every request is recorded; faults from
 :mod:`hstsync.emulator.faults` are applied here; bodies come from
 :mod:`hstsync.emulator.fits` and are streamed in large chunks with bounded memory,
 paced by ``rate`` (bytes/s per response) after ``latency`` seconds.
@@ -42,6 +44,8 @@ COLUMNS_CONFIG_PATH = "/portal/Mashup/Mashup.asmx/columnsconfig"
 DOWNLOAD_PATH = "/api/v0.1/Download/file"
 BUNDLE_PATH = "/api/v0.1/Download/bundle"
 WHOAMI_PATH = "/whoami"
+#: the public bucket, path-style (``s3.amazonaws.com/stpubdata/KEY``): ``Emulator.cloud_url``
+CLOUD_BUCKET = "stpubdata"
 
 
 @dataclass(slots=True)
@@ -97,6 +101,10 @@ class Emulator:
         self.requests: list[RecordedRequest] = []
         #: body bytes written for downloads so far, over all requests
         self.bytes_sent = 0
+        #: the most download bodies ever being sent at once: each counts from its
+        #: headers until its last byte is handed to the socket or the client hangs up
+        self.peak_downloads = 0
+        self._downloading: dict[int, web.Request] = {}
         self._bodies = Bodies()
         self._runner: web.AppRunner | None = None
 
@@ -105,6 +113,11 @@ class Emulator:
         if self._runner is None:
             raise RuntimeError("the emulator is not running")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def cloud_url(self) -> str:
+        """The bucket's base URL, what ``[download] cloud_base`` points at in tests."""
+        return f"{self.url}/{CLOUD_BUCKET}"
 
     def body(self, data_uri: str) -> bytes:
         """The exact bytes served (with no fault) for the product with this dataURI."""
@@ -124,6 +137,7 @@ class Emulator:
         app.router.add_get(DOWNLOAD_PATH, _download)  # aiohttp adds HEAD for GET routes
         app.router.add_post(BUNDLE_PATH + ".sh", _bundle)
         app.router.add_get(WHOAMI_PATH, _whoami)
+        app.router.add_get(f"/{CLOUD_BUCKET}/{{key:.+}}", _cloud)
         # A stalled or rate-limited transfer must not hold up shutdown for a minute.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -359,7 +373,6 @@ async def _flush(request: web.Request) -> None:
 
 async def _download(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
-    record = request[RECORD]
     head = request.method == "HEAD"
     product = emu.catalogue.product(request.query.get("uri", ""))
     if product is None or product.data_uri != request.query.get("uri"):
@@ -379,6 +392,62 @@ async def _download(request: web.Request) -> web.StreamResponse:
             status=401, text="This file is under exclusive access: a valid MAST token is needed\n"
         )
 
+    return await _send(
+        request,
+        product,
+        faults,
+        {"Content-Disposition": f"attachment; filename={product.filename}"},
+    )
+
+
+async def _cloud(request: web.Request) -> web.StreamResponse:
+    """An anonymous S3 GET/HEAD: public files only, the bytes ``Download/file`` serves."""
+    emu = request.app[EMULATOR]
+    product = emu.catalogue.cloud_product(request.match_info["key"])
+    if product is None:
+        return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+    faults = emu.faults.take(Endpoint.CLOUD, product.filename, head=request.method == "HEAD")
+    if slow := faults.get(FaultKind.SLOW_FIRST_BYTE):
+        await asyncio.sleep(slow.delay)
+    if status := faults.get(FaultKind.STATUS):
+        return await _status_fault(status)
+    if product.exclusive:
+        # exclusive-access data is never in the public bucket; S3 says 403 to anonymous
+        # readers of a key they may not see
+        return _s3_error(403, "AccessDenied", "Access Denied")
+    return await _send(request, product, faults, {"Server": "AmazonS3"})
+
+
+def _s3_error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        content_type="application/xml",
+        text=f'<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>",
+    )
+
+
+def _count_download(emu: Emulator, request: web.Request) -> None:
+    # a connection the client has closed no longer counts, noticed by the handler or not
+    emu._downloading = {
+        key: r
+        for key, r in emu._downloading.items()
+        if r.transport is not None and not r.transport.is_closing()
+    }
+    emu._downloading[id(request)] = request
+    emu.peak_downloads = max(emu.peak_downloads, len(emu._downloading))
+
+
+async def _send(
+    request: web.Request,
+    product: CatalogueProduct,
+    faults: dict[FaultKind, Fault],
+    extra: dict[str, str],
+) -> web.StreamResponse:
+    """Answer a GET or HEAD for ``product``'s body: Range, validators, body faults, pacing."""
+    emu = request.app[EMULATOR]
+    record = request[RECORD]
+    head = request.method == "HEAD"
     body = emu._bodies.get(product.data_uri, product.size)
     wrong = faults.get(FaultKind.WRONG_SIZE)
     total = max(0, product.size + (wrong.after if wrong else 0))
@@ -388,7 +457,7 @@ async def _download(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "ETag": etag,
         "Last-Modified": modified,
-        "Content-Disposition": f"attachment; filename={product.filename}",
+        **extra,
         "Content-Type": "application/octet-stream",
         **window.headers,
     }
@@ -398,6 +467,7 @@ async def _download(request: web.Request) -> web.StreamResponse:
     if head or window.status == 416:
         await response.write_eof()
         return response
+    _count_download(emu, request)
 
     cut_fault = faults.get(FaultKind.RESET) or faults.get(FaultKind.SHORT_BODY)
     limit = min(window.length, cut_fault.after) if cut_fault else window.length
@@ -424,6 +494,9 @@ async def _download(request: web.Request) -> web.StreamResponse:
                 flipped = bytearray(data)
                 flipped[corrupt.after - offset] ^= 0xFF
                 data = bytes(flipped)
+            if sent + n >= window.length:
+                # the client may read the last byte and open its next request at once
+                emu._downloading.pop(id(request), None)
             await response.write(data)
             sent += n
             record.body_bytes_sent += n

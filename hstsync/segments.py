@@ -1,0 +1,211 @@
+"""Segmented transfers, the deciding half: which byte ranges remain, how to split them,
+and the ``FILE.part.segments`` record that makes every segment resumable on its own.
+
+Ranges are half-open ``(start, end)`` byte offsets. Everything here is plain functions
+over tuples, except the few file operations at the bottom (reading and atomically
+writing the record), which sit beside the pure parsing and rendering they wrap.
+
+Why a sidecar file and not the store: the record must live and die with the ``.part``
+it describes. It sits in the same directory, is written atomically (temporary file,
+fsync, rename) after the part's bytes are fsynced, and is removed only once the part
+is whole or gone. :mod:`hstsync.download` needs no database to resume, and a part
+copied, moved or cleaned up by hand takes its record with it or leaves an orphan that
+is plainly stale, never a database row that describes bytes no longer there.
+
+The rule that keeps a crash from making a file look complete: **a part without a
+record is a prefix** (bytes 0..size of the part are the file's first bytes, as a
+single stream writes them). A segmented part is preallocated to its full size, so it
+always has a record: the record is written before the part grows and removed only
+after the part is complete (or deleted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Range = tuple[int, int]
+
+#: the smallest piece a split creates: below this, a request's first-byte latency
+#: costs more than the parallelism gains
+MIN_PIECE = 1 << 20
+SIDECAR_SUFFIX = ".segments"
+_FORMAT = 1
+
+
+def merge(ranges: Iterable[Range]) -> list[Range]:
+    """Sorted, non-empty, non-overlapping ranges covering the same bytes."""
+    merged: list[Range] = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def covered(ranges: Iterable[Range]) -> int:
+    """How many bytes the ranges cover (overlaps counted once)."""
+    return sum(end - start for start, end in merge(ranges))
+
+
+def missing(size: int, done: Iterable[Range]) -> list[Range]:
+    """The ranges of a ``size``-byte file not covered by ``done``."""
+    gaps: list[Range] = []
+    position = 0
+    for start, end in merge(done):
+        start, end = max(start, 0), min(end, size)
+        if start > position:
+            gaps.append((position, start))
+        position = max(position, end)
+    if position < size:
+        gaps.append((position, size))
+    return gaps
+
+
+def split_point(position: int, end: int, min_piece: int = MIN_PIECE) -> int | None:
+    """Where to cut the unfetched ``[position, end)`` of a running segment, or None.
+
+    The running request keeps the first half (its connection is already streaming);
+    a new request takes the second. None when either half would be under ``min_piece``.
+    """
+    if end - position < 2 * min_piece:
+        return None
+    return position + (end - position) // 2
+
+
+def largest(remaining: Sequence[Range], min_piece: int = MIN_PIECE) -> int | None:
+    """Index of the range with the most bytes left that can still be split, or None."""
+    best: int | None = None
+    for index, (position, end) in enumerate(remaining):
+        if split_point(position, end, min_piece) is None:
+            continue
+        if best is None or end - position > remaining[best][1] - remaining[best][0]:
+            best = index
+    return best
+
+
+def share(remaining_bytes: int, connections: int) -> float:
+    """Bytes each of a file's connections still has to carry: the file with the largest
+    share finishes last, so a spare connection goes there."""
+    return remaining_bytes / max(connections, 1)
+
+
+def should_segment(size: int, segment_min: int, accept_ranges: str | None) -> bool:
+    """Whether a file is worth several connections, on a server that takes ranges."""
+    if segment_min <= 0 or size <= segment_min:
+        return False
+    return (accept_ranges or "").strip().lower() == "bytes"
+
+
+# -- the record beside the part -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRecord:
+    """What a ``.part.segments`` file says: the bytes of the part that are in place."""
+
+    size: int
+    done: tuple[Range, ...]
+    #: the strong ETag or Last-Modified of the answers the bytes came from (If-Range)
+    validator: str | None = None
+
+    @property
+    def held(self) -> int:
+        return covered(self.done)
+
+    def remaining(self) -> list[Range]:
+        return missing(self.size, self.done)
+
+
+def render_record(record: SegmentRecord) -> str:
+    return json.dumps(
+        {
+            "format": _FORMAT,
+            "size": record.size,
+            "validator": record.validator,
+            "done": [list(r) for r in merge(record.done)],
+        },
+        separators=(",", ":"),
+    )
+
+
+def parse_record(text: str | bytes) -> SegmentRecord | None:
+    """The record, or None for anything that is not one we wrote (then the part is
+    not trusted: it is fetched again from zero)."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+        return None
+    size, validator, done = doc.get("size"), doc.get("validator"), doc.get("done")
+    if not isinstance(size, int) or not _count(size) or not isinstance(done, list):
+        return None
+    if validator is not None and not isinstance(validator, str):
+        return None
+    ranges: list[Range] = []
+    for item in done:
+        if not (isinstance(item, list) and len(item) == 2 and all(_count(x) for x in item)):
+            return None
+        start, end = item
+        if not start < end <= size:
+            return None
+        ranges.append((start, end))
+    return SegmentRecord(size, tuple(merge(ranges)), validator)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def sidecar_path(part: Path) -> Path:
+    return part.with_name(part.name + SIDECAR_SUFFIX)
+
+
+def read_record(part: Path) -> SegmentRecord | None:
+    """The record beside ``part``, None when there is none or it is unreadable."""
+    try:
+        return parse_record(sidecar_path(part).read_bytes())
+    except OSError:
+        return None
+
+
+def has_record(part: Path) -> bool:
+    return sidecar_path(part).exists()
+
+
+def write_record(part: Path, record: SegmentRecord) -> None:
+    """Replace the record atomically and durably. The caller fsyncs the part first:
+    the record must never claim bytes that a power cut could take back."""
+    path = sidecar_path(part)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write(render_record(record))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def remove_record(part: Path) -> None:
+    path = sidecar_path(part)
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+
+
+def held_bytes(dest: Path) -> int:
+    """Bytes of ``dest`` already fetched into its ``.part``: the record's count for a
+    segmented part (preallocated to full size), the part's size otherwise."""
+    part = dest.with_name(dest.name + ".part")
+    if has_record(part):
+        record = read_record(part)
+        return record.held if record is not None else 0
+    try:
+        return part.stat().st_size
+    except OSError:
+        return 0

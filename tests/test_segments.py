@@ -1,0 +1,425 @@
+"""Segmented transfers: the pure planning, the connection budget, and whole transfers
+against the emulator — several Range requests at once, resume of only what is missing,
+a server that ignores Range, a reset inside one segment, and the connection cap.
+
+Nothing here times anything: a transfer is stopped when the record beside its part
+says enough is held, and concurrency is read from the emulator's own count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hstsync.budget import ConnectionBudget
+from hstsync.config import DownloadConfig
+from hstsync.download import Downloader, Outcome, Transfer, open_session, part_path
+from hstsync.emulator import Emulator, Fault, FaultKind
+from hstsync.model import ProductState
+from hstsync.segments import (
+    MIN_PIECE,
+    SegmentRecord,
+    covered,
+    held_bytes,
+    largest,
+    merge,
+    missing,
+    parse_record,
+    read_record,
+    render_record,
+    share,
+    should_segment,
+    sidecar_path,
+    split_point,
+    write_record,
+)
+
+X1D = "o58701010_x1d.fits"
+X2D = "o58701010_x2d.fits"
+FLT = "o58701010_flt.fits"
+SIZES = {
+    X1D: 77760,
+    X2D: 14474880,
+    FLT: 10535040,
+    "o58701030_x1d.fits": 77760,
+    "o58701030_x2d.fits": 14474880,
+    "o58701030_flt.fits": 10535040,
+}
+
+# -- pure planning -----------------------------------------------------------------------
+
+
+def test_merge_sorts_and_joins_touching_and_overlapping_ranges():
+    assert merge([(10, 20), (0, 5), (5, 8), (15, 30), (40, 40)]) == [(0, 8), (10, 30)]
+    assert covered([(0, 10), (5, 15)]) == 15
+
+
+def test_missing_is_the_complement_of_what_is_done():
+    assert missing(100, []) == [(0, 100)]
+    assert missing(100, [(0, 100)]) == []
+    assert missing(100, [(10, 20), (50, 60)]) == [(0, 10), (20, 50), (60, 100)]
+    assert missing(100, [(30, 40), (0, 10), (35, 100)]) == [(10, 30)]
+
+
+def test_split_point_halves_only_what_is_worth_a_request():
+    assert split_point(0, 2 * MIN_PIECE - 1) is None
+    assert split_point(0, 2 * MIN_PIECE) == MIN_PIECE
+    assert split_point(100, 100 + 10 * MIN_PIECE) == 100 + 5 * MIN_PIECE
+    assert split_point(0, 10, min_piece=1) == 5
+
+
+def test_largest_picks_the_range_with_most_left_that_can_split():
+    ranges = [(0, MIN_PIECE), (0, 3 * MIN_PIECE), (10, 10 + 5 * MIN_PIECE)]
+    assert largest(ranges) == 2
+    assert largest([(0, MIN_PIECE)]) is None
+    assert largest([]) is None
+
+
+def test_share_is_bytes_per_connection():
+    assert share(100, 4) == 25
+    assert share(100, 0) == 100
+
+
+def test_should_segment_needs_size_and_accept_ranges():
+    big = 9 << 20
+    assert should_segment(big, 8 << 20, "bytes")
+    assert should_segment(big, 8 << 20, " Bytes ")
+    assert not should_segment(big, 8 << 20, None)
+    assert not should_segment(big, 8 << 20, "none")
+    assert not should_segment(8 << 20, 8 << 20, "bytes")  # small files stay one request
+    assert not should_segment(big, 0, "bytes")  # 0 = never
+
+
+def test_record_round_trips_and_counts_what_is_held():
+    record = SegmentRecord(1000, ((0, 100), (500, 600)), '"etag"')
+    again = parse_record(render_record(record))
+    assert again == record
+    assert again is not None and again.held == 200
+    assert again.remaining() == [(100, 500), (600, 1000)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not json",
+        "[]",
+        '{"format": 2, "size": 10, "done": []}',
+        '{"format": 1, "size": -1, "done": []}',
+        '{"format": 1, "size": 10, "done": [[5, 20]]}',
+        '{"format": 1, "size": 10, "done": [[5, 5]]}',
+        '{"format": 1, "size": 10, "done": [[1, 2, 3]]}',
+        '{"format": 1, "size": 10, "done": [[true, 2]]}',
+        '{"format": 1, "size": 10, "done": [], "validator": 3}',
+        "[" * 100_000,
+    ],
+)
+def test_a_record_we_did_not_write_is_not_trusted(text: str):
+    assert parse_record(text) is None
+
+
+def test_held_bytes_reads_the_record_of_a_segmented_part(tmp_path: Path):
+    dest = tmp_path / "f.fits"
+    part = part_path(dest)
+    assert held_bytes(dest) == 0
+    part.write_bytes(b"x" * 300)
+    assert held_bytes(dest) == 300  # a plain part: its size
+    write_record(part, SegmentRecord(300, ((0, 10), (100, 150)), None))
+    assert held_bytes(dest) == 60  # preallocated: the record says what is in place
+    sidecar_path(part).write_text("garbage")
+    assert held_bytes(dest) == 0
+
+
+# -- the budget ------------------------------------------------------------------------------
+
+
+async def test_budget_caps_total_and_per_host_and_serves_waiters_in_turn():
+    budget = ConnectionBudget(connections=3, per_host=2)
+    await budget.take("a")
+    await budget.take("a")
+    assert not budget.try_take("a")  # a's two are out
+    assert budget.try_take("b")
+    assert not budget.try_take("c")  # three in all
+    waiter = asyncio.create_task(budget.take("c"))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    budget.give_back("a")
+    await asyncio.wait_for(waiter, 1)
+    assert budget.in_use == 3
+
+
+async def test_spare_tokens_go_to_waiting_files_first_then_to_the_best_candidate():
+    budget = ConnectionBudget(connections=2, per_host=2)
+    await budget.take("h")
+    await budget.take("h")
+    waiter = asyncio.create_task(budget.take("h"))
+    await asyncio.sleep(0)
+    budget.give_back("h")
+    assert not budget.try_take("h")  # the freed token went to the waiting file
+    await asyncio.wait_for(waiter, 1)
+
+    left = {"small": 10.0, "large": 99.0}
+    with (
+        budget.candidate("h", lambda: left["small"]) as small,
+        budget.candidate("h", lambda: left["large"]) as large,
+    ):
+        budget.give_back("h")
+        assert not budget.try_take("h", small)
+        assert budget.try_take("h", large)
+        budget.give_back("h")
+        left["large"] = None  # type: ignore[assignment]  # nothing left to split
+        assert budget.try_take("h", small)
+
+
+# -- transfers against the emulator ---------------------------------------------------------
+
+
+def cfg(**changes: Any) -> DownloadConfig:
+    base: dict[str, Any] = dict(
+        concurrency=8,
+        connections=4,
+        per_host=4,
+        segment_min=1 << 20,
+        retries=3,
+        timeout=2.0,
+        backoff=0.01,
+        backoff_max=0.05,
+    )
+    return DownloadConfig(**{**base, **changes})
+
+
+class Harness:
+    def __init__(self, emu: Emulator, session: aiohttp.ClientSession, root: Path, c: Any) -> None:
+        self.emu = emu
+        self.root = root
+        self.downloader = Downloader(session, c)
+
+    def transfer(self, name: str) -> Transfer:
+        return Transfer(
+            url=f"{self.emu.url}/api/v0.1/Download/file?uri=mast:HST/product/{name}",
+            dest=self.root / "mastDownload" / "HST" / name[:9] / name,
+            size=SIZES[name],
+            label=f"test:{name}",
+        )
+
+    async def fetch(self, name: str) -> Outcome:
+        return await self.downloader.fetch(self.transfer(name))
+
+    def body(self, name: str) -> bytes:
+        return self.emu.body(f"mast:HST/product/{name}")
+
+    def gets(self, name: str, since: int = 0) -> list[Any]:
+        return [r for r in self.emu.requests[since:] if r.method == "GET" and name in r.query]
+
+    def on_disk(self, name: str) -> bytes:
+        return self.transfer(name).dest.read_bytes()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
+    """``await make(rate=…, **config)``: an emulator, a session, a downloader."""
+    stack: list[Any] = []
+
+    async def make(rate: float | None = None, **changes: Any) -> Harness:
+        c = cfg(**changes)
+        emu = Emulator(rate=rate)
+        await emu.start()
+        session = open_session(c)
+        stack.append((emu, session))
+        return Harness(emu, session, tmp_path, c)
+
+    yield make
+    for emu, session in stack:
+        await session.close()
+        await emu.close()
+
+
+def header(request: Any, name: str) -> str | None:
+    return next((v for k, v in request.headers.items() if k.lower() == name.lower()), None)
+
+
+def requested(request: Any, size: int) -> tuple[int, int]:
+    """The half-open byte range a GET asked for (the whole file without Range)."""
+    value = header(request, "Range")
+    if value is None:
+        return 0, size
+    first, _, last = value.removeprefix("bytes=").partition("-")
+    return int(first), (int(last) + 1 if last else size)
+
+
+def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+async def test_large_file_is_fetched_in_concurrent_ranges_and_is_byte_identical(harness):
+    h = await harness(rate=20e6)
+
+    outcome = await h.fetch(X2D)
+
+    assert outcome.state is ProductState.DONE and outcome.error is None
+    assert outcome.attempts == 1 and outcome.fetched == SIZES[X2D]
+    assert h.on_disk(X2D) == h.body(X2D)
+    dest = h.transfer(X2D).dest
+    assert not part_path(dest).exists() and not sidecar_path(part_path(dest)).exists()
+    gets = h.gets(X2D)
+    ranged = [r for r in gets if header(r, "Range")]
+    assert len(ranged) >= 2
+    assert h.emu.peak_downloads >= 2  # at once, not one after another
+    # the first request was the plain one: no HEAD, no probe before it
+    assert header(gets[0], "Range") is None
+    assert [r for r in h.emu.requests if r.method == "HEAD"] == []
+    # every segment is conditional on the file the first answer came from
+    assert all(header(r, "If-Range") for r in ranged)
+
+
+async def test_small_file_stays_one_request(harness):
+    h = await harness()
+
+    assert (await h.fetch(X1D)).state is ProductState.DONE
+
+    [request] = h.gets(X1D)
+    assert header(request, "Range") is None
+    assert h.on_disk(X1D) == h.body(X1D)
+
+
+async def test_cancelled_segmented_transfer_resumes_only_what_is_missing(harness):
+    h = await harness(rate=4e6)
+    part = part_path(h.transfer(X2D).dest)
+
+    task = asyncio.create_task(h.fetch(X2D))
+    await until(
+        lambda: (r := read_record(part)) is not None and r.held > 4_000_000 and len(r.done) >= 2,
+        "several segments under way",
+    )
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    record = read_record(part)
+    assert record is not None and 0 < record.held < SIZES[X2D]
+    assert part.stat().st_size == SIZES[X2D]  # preallocated, and the record says what is in
+    assert not h.transfer(X2D).dest.exists()
+    body = h.body(X2D)
+    data = part.read_bytes()
+    for start, end in record.done:  # what the record claims is really there
+        assert data[start:end] == body[start:end]
+
+    before = len(h.emu.requests)
+    outcome = await h.fetch(X2D)
+
+    assert outcome.state is ProductState.DONE
+    assert outcome.resumed_from == record.held
+    assert h.on_disk(X2D) == body
+    again = h.gets(X2D, before)
+    assert again and all(header(r, "Range") for r in again)
+    for request in again:
+        wanted = requested(request, SIZES[X2D])
+        assert not any(overlaps(wanted, done) for done in record.done), (wanted, record.done)
+
+
+async def test_server_ignoring_range_falls_back_to_one_whole_transfer(harness):
+    h = await harness(rate=20e6)
+    h.emu.faults.add(Fault(FaultKind.IGNORE_RANGE, match=X2D, times=None))
+
+    outcome = await h.fetch(X2D)
+
+    assert outcome.state is ProductState.DONE
+    assert h.on_disk(X2D) == h.body(X2D)
+    part = part_path(h.transfer(X2D).dest)
+    assert not part.exists() and not sidecar_path(part).exists()
+    last = h.gets(X2D)[-1]
+    assert header(last, "Range") is None and last.body_bytes_sent == SIZES[X2D]
+
+
+async def test_a_record_that_does_not_match_the_part_is_not_trusted(harness):
+    h = await harness()
+    part = part_path(h.transfer(X2D).dest)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\0" * 1000)  # not preallocated: the record cannot describe it
+    write_record(part, SegmentRecord(SIZES[X2D], ((0, SIZES[X2D] - 10),), None))
+
+    assert (await h.fetch(X2D)).state is ProductState.DONE
+    assert h.on_disk(X2D) == h.body(X2D)
+    assert header(h.gets(X2D)[0], "Range") is None  # started again from zero
+
+
+def prepare_gaps(h: Harness, name: str, gaps: list[tuple[int, int]]) -> Path:
+    """A preallocated part holding the true bytes except zeros in ``gaps``, recorded."""
+    body = bytearray(h.body(name))
+    for start, end in gaps:
+        body[start:end] = bytes(end - start)
+    part = part_path(h.transfer(name).dest)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(bytes(body))
+    write_record(part, SegmentRecord(len(body), tuple(missing_complement(len(body), gaps)), None))
+    return part
+
+
+def missing_complement(size: int, gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return missing(size, gaps)
+
+
+async def test_reset_inside_one_segment_retries_only_that_segment(harness):
+    h = await harness(rate=20e6)
+    piece = MIN_PIECE + MIN_PIECE // 2  # too small to split: one request per gap
+    gaps = [(1_000_000, 1_000_000 + piece), (6_000_000, 6_000_000 + piece)]
+    gaps.append((12_000_000, 12_000_000 + piece))
+    prepare_gaps(h, X2D, gaps)
+    h.emu.faults.add(Fault(FaultKind.RESET, match=X2D, after=300_000, times=1))
+
+    outcome = await h.fetch(X2D)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 2
+    assert outcome.resumed_from == SIZES[X2D] - 3 * piece
+    assert h.on_disk(X2D) == h.body(X2D)
+    gets = h.gets(X2D)
+    assert len(gets) == 4  # three segments, and one retry
+    first_three = sorted(requested(r, SIZES[X2D]) for r in gets[:3])
+    assert first_three == gaps
+    cut = next(r for r in gets[:3] if r.body_bytes_sent < piece)
+    cut_start, cut_end = requested(cut, SIZES[X2D])
+    retry_start, retry_end = requested(gets[3], SIZES[X2D])
+    assert cut_start < retry_start <= cut_start + 300_000 and retry_end == cut_end
+
+
+async def test_connection_budget_is_never_exceeded(harness):
+    h = await harness(rate=8e6, connections=4, per_host=4)
+
+    outcomes = await asyncio.gather(*(h.fetch(name) for name in SIZES))
+
+    assert all(o.state is ProductState.DONE for o in outcomes)
+    for name in SIZES:
+        assert h.on_disk(name) == h.body(name)
+    assert 2 <= h.emu.peak_downloads <= 4
+    # the large files used the spare connections once the small ones were done
+    assert any(header(r, "Range") for r in h.gets("x2d"))
+
+
+async def test_per_host_cap_holds_below_the_total(harness):
+    h = await harness(rate=8e6, connections=16, per_host=3)
+
+    outcomes = await asyncio.gather(h.fetch(X2D), h.fetch(FLT))
+
+    assert all(o.state is ProductState.DONE for o in outcomes)
+    assert h.emu.peak_downloads <= 3
+
+
+def test_record_is_json_a_person_can_read(tmp_path: Path):
+    part = tmp_path / "f.fits.part"
+    write_record(part, SegmentRecord(10, ((0, 4),), '"e"'))
+    doc = json.loads(sidecar_path(part).read_text())
+    assert doc == {"format": 1, "size": 10, "validator": '"e"', "done": [[0, 4]]}
