@@ -1,0 +1,368 @@
+"""What the benchmarks share: the emulator as a process, workloads, tool runners, checks.
+
+Every tool runs as a whole process in a directory of its own, so a time includes
+interpreter start, imports and (for astroquery and hstsync) resolving the program.
+Nothing here imports hstsync proper except ``hstsync.config`` (to learn which
+``[download]`` keys the installed hstsync takes) and the emulator's body generator
+(to check every byte a tool wrote).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PYTHON = sys.executable
+BLOCK = 2880
+#: No single tool run may take longer than this.
+RUN_TIMEOUT = 900.0
+
+
+def fits_size(target: float) -> int:
+    """The multiple of 2880 nearest ``target`` bytes (and at least two blocks: valid FITS)."""
+    return max(2, round(target / BLOCK)) * BLOCK
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+# -- workloads ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A selection to mirror: one proposal, query criteria and product filters."""
+
+    key: str
+    title: str
+    proposal_id: int
+    criteria: Mapping[str, Any] = field(default_factory=dict)
+    filters: Mapping[str, Any] = field(default_factory=dict)
+    #: ``--program`` specs the emulator needs for this workload
+    programs: tuple[str, ...] = ()
+
+    def manifest(self) -> str:
+        """The same selection as an hstsync manifest (TOML)."""
+        lines = [f"proposal_id = {self.proposal_id}"]
+        for table, values in (("criteria", self.criteria), ("filters", self.filters)):
+            if values:
+                lines.append(f"[{table}]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        return "\n".join(lines) + "\n"
+
+    def query(self) -> dict[str, Any]:
+        """What the astroquery scripts need: ``query_criteria`` and ``filter_products`` kwargs."""
+        criteria = {"proposal_id": self.proposal_id, "obs_collection": "HST", **self.criteria}
+        return {"criteria": criteria, "filters": dict(self.filters)}
+
+
+def synthetic(key: str, title: str, proposal_id: int, files: int, size: int) -> Workload:
+    return Workload(key, title, proposal_id, programs=(f"{proposal_id}:{files}:{size}",))
+
+
+TUTORIAL = Workload(
+    "7291",
+    "proposal 7291, the tutorial's selection",
+    7291,
+    criteria={"obs_id": ["o58701010", "o58701030"]},
+    filters={"calib_level": [2], "productType": ["SCIENCE"]},
+)
+
+
+# -- the emulator ------------------------------------------------------------------------
+
+
+@contextmanager
+def emulator(
+    rate: float | None, latency: float, programs: Sequence[str] = (), log: Path | None = None
+) -> Iterator[str]:
+    """``python -m hstsync.emulator`` in a subprocess; yields its base URL.
+
+    Its stderr goes to ``log`` when given; :func:`emulator_errors` summarises it.
+    """
+    command = [PYTHON, "-m", "hstsync.emulator", "--port", "0", "--latency", str(latency)]
+    if rate:
+        command += ["--rate", str(rate)]
+    for spec in programs:
+        command += ["--program", spec]
+    stderr = log.open("ab") if log else None
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "http://" not in line:
+            raise SystemExit(f"emulator did not start: {line!r}")
+        yield line[line.index("http://") :].strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if stderr:
+            stderr.close()
+
+
+def emulator_errors(log: Path) -> str:
+    """A one-line summary of the tracebacks in an emulator's log ("" if none)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    count = sum(line.startswith("Traceback") for line in lines)
+    if not count:
+        return ""
+    last = next(line for line in reversed(lines) if line and not line.startswith(" "))
+    return f"the emulator logged {count} traceback(s), the last: {last}"
+
+
+# -- scripts the tools run as ------------------------------------------------------------
+
+_REPOINT = """
+import json, sys
+from astroquery.mast import Observations
+server, query = sys.argv[1], json.loads(sys.argv[2])
+portal = Observations._portal_api_connection
+portal.MAST_REQUEST_URL = server + "/api/v0/invoke"
+portal.COLUMNS_CONFIG_URL = server + "/portal/Mashup/Mashup.asmx/columnsconfig"
+portal.MAST_DOWNLOAD_URL = server + "/api/v0.1/Download/file"
+portal.MAST_BUNDLE_URL = server + "/api/v0.1/Download/bundle"
+Observations._auth_obj.SESSION_INFO_URL = server + "/whoami"
+obs = Observations.query_criteria(**query["criteria"])
+products = Observations.get_product_list(obs)
+selected = Observations.filter_products(products, **query["filters"])
+"""
+
+#: The tutorial's steps, unmodified astroquery pointed at the emulator.
+ASTROQUERY_SCRIPT = _REPOINT + textwrap.dedent(
+    """
+    manifest = Observations.download_products(selected, verbose=False)
+    assert all(manifest["Status"] == "COMPLETE"), manifest
+    """
+)
+
+#: The same resolution, writing the product list (with download URLs) as JSON.
+RESOLVE_SCRIPT = _REPOINT + textwrap.dedent(
+    """
+    from astropy.table import unique
+    selected = unique(selected, keys="dataURI")
+    rows = [
+        {
+            "url": portal.MAST_DOWNLOAD_URL + "?uri=" + str(row["dataURI"]),
+            "data_uri": str(row["dataURI"]),
+            "relpath": "/".join(
+                ["mastDownload", str(row["obs_collection"]), str(row["obs_id"]),
+                 str(row["productFilename"])]
+            ),
+            "size": int(row["size"]),
+        }
+        for row in selected
+    ]
+    json.dump(rows, open(sys.argv[3], "w"))
+    """
+)
+
+PARFIVE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from parfive import Downloader
+    jobs, max_conn, max_splits = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
+    dl = Downloader(max_conn=max_conn, max_splits=max_splits, progress=False)
+    for job in jobs:
+        dl.enqueue_file(job["url"], path=job["dir"], filename=job["name"])
+    result = dl.download()
+    if result.errors:
+        sys.exit(f"parfive failed: {result.errors}")
+    """
+)
+
+
+# -- resolution and checks -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A workload's product list as astroquery resolved it, and how long that took."""
+
+    products: list[dict[str, Any]]
+    seconds: float
+    digest: str
+
+    @property
+    def bytes(self) -> int:
+        return sum(p["size"] for p in self.products)
+
+
+def resolve(server: str, workload: Workload, work: Path) -> Resolved:
+    """Resolve once, as its own process (interpreter, astroquery import, queries)."""
+    script, out = work / "resolve.py", work / "products.json"
+    script.write_text(RESOLVE_SCRIPT)
+    started = time.perf_counter()
+    subprocess.run(
+        [PYTHON, str(script), server, json.dumps(workload.query()), str(out)],
+        check=True,
+        timeout=RUN_TIMEOUT,
+    )
+    seconds = time.perf_counter() - started
+    products = json.loads(out.read_text())
+    return Resolved(products, seconds, expected_digest(products))
+
+
+def expected_digest(products: Sequence[Mapping[str, Any]]) -> str:
+    """The digest :func:`tree_digest` must give: the emulator's bodies, byte for byte."""
+    from hstsync.emulator.fits import Bodies
+
+    bodies = Bodies()
+    digest = hashlib.sha256()
+    for product in sorted(products, key=lambda p: p["relpath"]):
+        body, size = bodies.get(product["data_uri"], product["size"]), product["size"]
+        one = hashlib.sha256()
+        for offset in range(0, size, 1 << 22):
+            one.update(body.read(offset, min(1 << 22, size - offset)))
+        digest.update(product["relpath"].encode() + b"\0" + one.digest())
+    return digest.hexdigest()[:16]
+
+
+def tree_digest(root: Path) -> str:
+    """Every file under ``root`` (its ``mastDownload`` tree), names and bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(root.joinpath("mastDownload").rglob("*"), key=str):
+        if path.is_file():
+            one = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 22):
+                    one.update(chunk)
+            rel = path.relative_to(root).as_posix()
+            digest.update(rel.encode() + b"\0" + one.digest())
+    return digest.hexdigest()[:16]
+
+
+# -- running a tool ---------------------------------------------------------------------
+
+
+class ToolFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    seconds: float
+    cpu: float  # user + sys seconds of the tool's process tree
+    root: Path  # where its mastDownload tree is
+
+
+def timed(command: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> Run:
+    """Run ``command`` to completion; wall seconds and CPU seconds of its process tree."""
+    log = cwd / "tool.log"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        try:
+            proc = subprocess.run(
+                command, cwd=cwd, env=env, stdout=out, stderr=out, timeout=RUN_TIMEOUT
+            )
+        except subprocess.TimeoutExpired:
+            raise ToolFailed(f"timed out after {RUN_TIMEOUT:.0f} s") from None
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise ToolFailed(f"exit status {proc.returncode}: {' | '.join(tail)}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(seconds, cpu, cwd)
+
+
+def hstsync_download_keys() -> set[str]:
+    """The ``[download]`` keys the installed hstsync accepts."""
+    from hstsync.config import DownloadConfig
+
+    return {f.name for f in dataclasses.fields(DownloadConfig)}
+
+
+def hstsync_budget(budget: int) -> dict[str, int]:
+    """``[download]`` settings capping hstsync at ``budget`` connections."""
+    keys = hstsync_download_keys()
+    settings = {"concurrency": budget}
+    settings |= {k: budget for k in ("connections", "per_host") if k in keys}
+    return settings
+
+
+def run_hstsync(server: str, workload: Workload, work: Path, budget: int) -> Run:
+    (work / "requests").mkdir()
+    (work / "requests" / f"w{workload.key}.toml").write_text(workload.manifest())
+    download = "".join(f"{k} = {v}\n" for k, v in hstsync_budget(budget).items())
+    (work / "config.toml").write_text(
+        f'[paths]\nrequests = "requests"\nmirror = "mirror"\ndatabase = "hstsync.db"\n'
+        f'[mast]\nserver = "{server}"\n[download]\n{download}'
+    )
+    env = dict(os.environ, HSTSYNC_NO_KEYRING="1")
+    command = [PYTHON, "-m", "hstsync", "run", "--once", "--config", "config.toml"]
+    run = timed(command, work, env)
+    return dataclasses.replace(run, root=work / "mirror")
+
+
+def run_astroquery(server: str, workload: Workload, work: Path) -> Run:
+    (work / "tutorial.py").write_text(ASTROQUERY_SCRIPT)
+    return timed([PYTHON, "tutorial.py", server, json.dumps(workload.query())], work)
+
+
+def _jobs(resolved: Resolved, work: Path) -> list[dict[str, str]]:
+    jobs = []
+    for product in resolved.products:
+        dest = work / product["relpath"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        jobs.append({"url": product["url"], "dir": str(dest.parent), "name": dest.name})
+    return jobs
+
+
+def run_aria2c(resolved: Resolved, work: Path, files: int, splits: int) -> Run:
+    lines = [f"{j['url']}\n  dir={j['dir']}\n  out={j['name']}\n" for j in _jobs(resolved, work)]
+    (work / "urls.txt").write_text("".join(lines))
+    command = [
+        "aria2c",
+        "--input-file=urls.txt",
+        f"--max-concurrent-downloads={files}",
+        f"--max-connection-per-server={splits}",
+        f"--split={splits}",
+        "--min-split-size=1M",
+        "--file-allocation=none",
+        "--auto-file-renaming=false",
+        "--allow-overwrite=true",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--quiet=true",
+    ]
+    return timed(command, work)
+
+
+def run_parfive(resolved: Resolved, work: Path, files: int, splits: int) -> Run:
+    (work / "jobs.json").write_text(json.dumps(_jobs(resolved, work)))
+    (work / "parfive_get.py").write_text(PARFIVE_SCRIPT)
+    return timed([PYTHON, "parfive_get.py", "jobs.json", str(files), str(splits)], work)
+
+
+def have_parfive() -> bool:
+    try:
+        import parfive  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def have_aria2c() -> bool:
+    return shutil.which("aria2c") is not None
+
+
+def fresh(root: Path, name: str) -> Path:
+    path = root / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
