@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.errors import ManifestError
 from hstsync.manifest import (
     MAX_MANIFEST_BYTES,
@@ -44,17 +45,8 @@ SPEC_JSON = """\
 }
 """
 
-TUTORIAL_TOML = """\
-# The selection of MAST's "Downloading HST Data by Proposal" tutorial.
-proposal_id = 7291
-
-[criteria]
-obs_id = ["o58701010", "o58701030"]
-
-[filters]
-calib_level = [2]
-productType = ["SCIENCE"]
-"""
+# The demo's manifest is the tutorial's selection: it must parse to exactly that.
+TUTORIAL_TOML = TUTORIAL_MANIFEST
 
 
 def toml(text: str, name: str = "7291") -> Request:
