@@ -108,22 +108,35 @@ def print_status(
     console.print(table)
     if products is None:
         return
-    detail = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("OBS_ID", "FILE", "SIZE", "STATE", "DONE", "ATTEMPTS"):
-        detail.add_column(column, no_wrap=True)
-    detail.add_column("LAST ERROR", overflow="fold")
-    for row in products:
-        p = row.product
-        detail.add_row(
-            p.obs_id,
-            p.filename,
-            human_bytes(p.size),
+    # One line per product, laid out by hand: rich lays out every cell of every row
+    # and took seconds for a request of 20,000 products.
+    header = ("OBS_ID", "FILE", "SIZE", "STATE", "DONE", "ATTEMPTS", "LAST ERROR")
+    lines = [
+        (
+            row.product.obs_id,
+            row.product.filename,
+            human_bytes(row.product.size),
             str(row.state),
             human_bytes(row.bytes_done),
             str(row.attempts),
-            row.last_error or "",
+            " ".join((row.last_error or "").split()),
         )
-    console.print(detail)
+        for row in products
+    ]
+    out = file or sys.stdout
+    out.write(plain_table(header, lines))
+
+
+def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, the last one left ragged."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.ljust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True)]
+        return "  ".join([*padded, cells[-1]]).rstrip() + "\n"
+
+    rule = "  ".join("-" * w for w in widths[:-1]) + "  " + "-" * len(header[-1])
+    return "\n" + line(header) + rule + "\n" + "".join(line(r) for r in rows)
 
 
 def print_plan(name: str, plan: Plan, *, file: IO[str] | None = None) -> None:

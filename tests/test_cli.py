@@ -255,3 +255,14 @@ def test_export_curl_prints_a_resumable_script(
     assert all(" -C - " in line for line in lines)
     assert "mastDownload/HST/o58701010/o58701010_x2d.fits" in script
     assert f"{served.url}/api/v0.1/Download/file?uri=mast:HST/product/o58701010_x2d.fits" in script
+
+
+def test_plain_table_pads_columns_and_handles_no_rows():
+    from hstsync.report import plain_table
+
+    text = plain_table(("A", "LONGER", "LAST"), [("xx", "y", "free text"), ("x", "yyyyyyy", "")])
+    lines = text.strip("\n").splitlines()
+    assert lines[0] == "A   LONGER   LAST"
+    assert lines[2] == "xx  y        free text"
+    assert lines[3] == "x   yyyyyyy"
+    assert plain_table(("A", "B"), []).strip().splitlines()[0] == "A  B"
