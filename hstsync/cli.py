@@ -312,6 +312,10 @@ def _retry(config: Config, request: str | None) -> int:
             print(f"hstsync: no request named {request!r}", file=sys.stderr)
             return EXIT_USAGE
         count = store.retry(request)
+    if count:
+        from hstsync.daemon import wake
+
+        wake(config.paths.requests)
     print(f"{count} product(s) put back in the queue")
     return EXIT_OK
 

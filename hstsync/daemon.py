@@ -82,6 +82,18 @@ def run_lock(config: Config) -> Iterator[None]:
         os.close(fd)
 
 
+def wake(directory: Path) -> None:
+    """Nudge a running daemon to look at the database now (after ``hstsync retry``).
+
+    A dot file is never a manifest, but creating it is a file event, and file events
+    wake the daemon's scheduler; without one it would look at its next rescan.
+    """
+    nudge = directory / f".hstsync-wake-{os.getpid()}"
+    with contextlib.suppress(OSError):
+        nudge.touch()
+        nudge.unlink()
+
+
 def set_aside(path: Path, reason: str) -> Path:
     """Move an invalid manifest to ``failed/`` with ``NAME.error.txt`` beside it."""
     failed = path.parent / FAILED_DIR

@@ -97,9 +97,18 @@ async def until(
 
 
 async def until_done(
-    root: Path, d: Daemon, name: str = "7291", what: str = "7291 to be mirrored"
+    root: Path,
+    d: Daemon,
+    name: str = "7291",
+    what: str = "7291 to be mirrored",
+    timeout: float = 60,
 ) -> None:
-    await until(lambda: request_state(root, name) is RequestState.DONE, what=what, daemon=d)
+    await until(
+        lambda: request_state(root, name) is RequestState.DONE,
+        what=what,
+        daemon=d,
+        timeout=timeout,
+    )
 
 
 def request_state(root: Path, name: str) -> RequestState | None:
@@ -343,3 +352,28 @@ async def test_a_second_run_on_the_same_database_is_refused(tmp_path: Path, emul
         assert proc.returncode == 2
         assert f"pid {d.proc.pid}" in err.decode()
         assert "Traceback" not in err.decode()
+
+
+async def test_retry_wakes_a_running_daemon(tmp_path: Path, emulator: Emulator):
+    from hstsync.emulator import Fault, FaultKind
+
+    config = write_config(tmp_path, emulator.url)
+    emulator.faults.add(Fault(FaultKind.STATUS, match="o58701030_x1d.fits", status=404, times=None))
+    async with daemon(tmp_path, config) as d:
+        drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
+        await until(
+            lambda: request_state(tmp_path, "7291") is RequestState.INCOMPLETE,
+            what="the 404 to leave 7291 incomplete",
+            daemon=d,
+        )
+        emulator.faults.clear()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hstsync", "retry", "7291", "--config", str(config),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        assert b"1 product(s) put back" in out
+        # the daemon rescans on its own only every 30 s; the retry's nudge is what
+        # gets the file fetched well before that
+        await until_done(tmp_path, d, what="the retried file", timeout=15)
+    assert_tree_identical(tmp_path, emulator, TUTORIAL_NAMES)
