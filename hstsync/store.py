@@ -1,17 +1,19 @@
-"""The SQLite record of requests and products: the only module that speaks SQL.
+"""The SQLite record of requests and products: the :class:`Store` and its row dataclasses.
 
-Owns the database file (created 0600, WAL, ``user_version`` as schema version), its
-one connection per :class:`Store`, every transaction, and the conversion between
-rows and the values of ``model.py``. Callers see frozen dataclasses, never dicts.
+With ``schema.py`` (tables, migrations, opening the file, column values), the only
+modules that speak SQL; this module imports that one, never the reverse. Owns the one
+connection per :class:`Store`, every transaction, the statements behind each read and
+write, and the conversion from rows to the values of ``model.py``. Callers see frozen
+dataclasses, never dicts.
 
 Transactions: every public write runs in ``BEGIN IMMEDIATE`` … ``COMMIT`` and has
 committed when it returns; reads run in one deferred transaction so they see a single
 snapshot. The connection is in driver autocommit mode (``isolation_level=None``), so
 sqlite-utils' own ``atomic()`` blocks nest inside ours as savepoints.
 
-sqlite-utils creates the schema, inserts, and updates or deletes rows it can name;
-statements that change many rows by a condition, and the aggregate behind
-:meth:`Store.summaries`, are written out here because sqlite-utils has no API for them.
+sqlite-utils inserts, and updates or deletes rows it can name; statements that change
+many rows by a condition, and the aggregate behind :meth:`Store.summaries`, are written
+out here because sqlite-utils has no API for them.
 """
 
 from __future__ import annotations
@@ -19,37 +21,50 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from hstsync.errors import StoreError, UnsafePathError
+from hstsync.errors import StoreError
 from hstsync.model import Counts, Product, ProductState, Request, RequestState, counts_of
+from hstsync.schema import (
+    BUSY_TIMEOUT_SECONDS,
+    PRODUCTS,
+    REQUESTS,
+    SCHEMA_VERSION,
+    catalogue_columns,
+    configure,
+    connect_readonly,
+    connect_readwrite,
+    first_row,
+    migrate,
+    too_new,
+    utc_now,
+    write_failure,
+)
+
+# Names other modules import from here, including those defined in schema.py.
+__all__ = [
+    "BUSY_TIMEOUT_SECONDS",
+    "SCHEMA_VERSION",
+    "PlanDiff",
+    "ProductRow",
+    "RequestRow",
+    "RequestSummary",
+    "Store",
+    "utc_now",
+]
 
 log = logging.getLogger(__name__)
 
-#: ``PRAGMA user_version`` of the schema this module creates and reads.
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_SECONDS = 10.0
-
-_REQUESTS = "requests"
-_PRODUCTS = "products"
 # Bound parameters per statement stay well under SQLite's limit (32766 since 3.32).
 _CHUNK = 500
-
-
-def utc_now() -> str:
-    """The timestamp format of every row: ISO-8601 UTC to the second, ``…Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +118,14 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         """Open ``path`` for reading and writing, creating it and its schema if needed."""
-        conn = _connect_readwrite(path)
+        conn = connect_readwrite(path)
         try:
             self._setup(path, conn, readonly=False)
             self._db.enable_wal()
             self._migrate()
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(_write_failure(path, exc)) from exc
+            raise StoreError(write_failure(path, exc)) from exc
         except BaseException:
             conn.close()
             raise
@@ -119,7 +134,7 @@ class Store:
     def open_readonly(cls, path: Path) -> Store:
         """Open an existing database without writing to it (``hstsync status``)."""
         store = cls.__new__(cls)
-        store._setup(path, _connect_readonly(path), readonly=True)
+        store._setup(path, connect_readonly(path), readonly=True)
         try:
             version = store.schema_version
         except StoreError:
@@ -130,20 +145,13 @@ class Store:
             raise StoreError(f"{path} holds no hstsync data yet — run `hstsync run` first")
         if version > SCHEMA_VERSION:
             store.close()
-            raise StoreError(_too_new(path, version))
+            raise StoreError(too_new(path, version))
         return store
 
     def _setup(self, path: Path, conn: sqlite3.Connection, *, readonly: bool) -> None:
         self.path = path
         self.readonly = readonly
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        if readonly:
-            conn.execute("PRAGMA query_only = ON")
-        else:
-            # NORMAL is durable across application crashes in WAL mode; only a power
-            # loss can drop the last commits, which a re-sync repairs.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
+        configure(conn, readonly=readonly)
         self._db = Database(conn, execute_plugins=False)
 
     def close(self) -> None:
@@ -208,12 +216,7 @@ class Store:
 
     def _migrate(self) -> None:
         with self._writing("create the schema") as db:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise StoreError(_too_new(self.path, version))
-            if version == 0:
-                _create_schema(db)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            migrate(db, self.path)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -221,8 +224,8 @@ class Store:
         """Record a parsed manifest; a request whose digest changed is queued afresh."""
         digest, now = request.digest(), utc_now()
         with self._writing(f"record request {request.name}") as db:
-            table = db.table(_REQUESTS)
-            old = _one(table.rows_where("name = ?", [request.name]))
+            table = db.table(REQUESTS)
+            old = first_row(table.rows_where("name = ?", [request.name]))
             if old is None:
                 table.insert(
                     {
@@ -264,7 +267,7 @@ class Store:
         """
         now = utc_now()
         with self._writing(f"record invalid request {name}") as db:
-            table = db.table(_REQUESTS)
+            table = db.table(REQUESTS)
             changes = {
                 "digest": "",
                 "manifest": manifest,
@@ -272,7 +275,7 @@ class Store:
                 "last_error": reason,
                 "updated": now,
             }
-            if _one(table.rows_where("name = ?", [name])) is None:
+            if first_row(table.rows_where("name = ?", [name])) is None:
                 table.insert(
                     {"name": name, "proposal_ids": "[]", "created": now}
                     | changes
@@ -295,25 +298,25 @@ class Store:
         if resolved:
             changes["resolved_at"] = now
         with self._writing(f"set the state of request {name}") as db:
-            table = db.table(_REQUESTS)
-            if _one(table.rows_where("name = ?", [name])) is None:
+            table = db.table(REQUESTS)
+            if first_row(table.rows_where("name = ?", [name])) is None:
                 raise StoreError(f"no request named {name!r} in {self.path}")
             table.update(name, changes)
 
     def get_request(self, name: str) -> RequestRow | None:
         with self._reading(f"read request {name}") as db:
-            row = _one(db.table(_REQUESTS).rows_where("name = ?", [name]))
+            row = first_row(db.table(REQUESTS).rows_where("name = ?", [name]))
         return None if row is None else _request_row(row)
 
     def list_requests(self) -> list[RequestRow]:
         with self._reading("list requests") as db:
-            return [_request_row(r) for r in db.table(_REQUESTS).rows_where(order_by="name")]
+            return [_request_row(r) for r in db.table(REQUESTS).rows_where(order_by="name")]
 
     def remove_request(self, name: str) -> None:
         """Forget a request and its products (files on disk are left to the caller)."""
         with self._writing(f"remove request {name}") as db:
-            db.table(_PRODUCTS).delete_where("request = ?", [name])
-            db.table(_REQUESTS).delete_where("name = ?", [name])
+            db.table(PRODUCTS).delete_where("request = ?", [name])
+            db.table(REQUESTS).delete_where("name = ?", [name])
 
     # -- products ----------------------------------------------------------------------
 
@@ -340,12 +343,12 @@ class Store:
         new: list[dict[str, Any]] = []
         changed = unchanged = 0
         with self._writing(f"record the products of {request}") as db:
-            if _one(db.table(_REQUESTS).rows_where("name = ?", [request])) is None:
+            if first_row(db.table(REQUESTS).rows_where("name = ?", [request])) is None:
                 raise StoreError(f"no request named {request!r} in {self.path}")
-            table = db.table(_PRODUCTS)
+            table = db.table(PRODUCTS)
             stored = {r["data_uri"]: r for r in table.rows_where("request = ?", [request])}
             for uri, product in fresh.items():
-                columns = _catalogue_columns(product)
+                columns = catalogue_columns(product)
                 old = stored.get(uri)
                 if old is None:
                     new.append({"request": request, **columns, **restart})
@@ -376,9 +379,7 @@ class Store:
             where += f" AND state IN ({', '.join('?' * len(states))})"
             args += [str(s) for s in states]
         with self._reading(f"read the products of {request}") as db:
-            rows = db.table(_PRODUCTS).rows_where(
-                where, args, order_by="obs_id, filename, data_uri"
-            )
+            rows = db.table(PRODUCTS).rows_where(where, args, order_by="obs_id, filename, data_uri")
             return [_product_row(r) for r in rows]
 
     def mark(
@@ -400,8 +401,8 @@ class Store:
         """
         now = utc_now()
         with self._writing(f"record product {data_uri} of {request}") as db:
-            table = db.table(_PRODUCTS)
-            row = _one(table.rows_where("request = ? AND data_uri = ?", [request, data_uri]))
+            table = db.table(PRODUCTS)
+            row = first_row(table.rows_where("request = ? AND data_uri = ?", [request, data_uri]))
             if row is None:
                 raise StoreError(f"no product {data_uri} in request {request!r} in {self.path}")
             changes: dict[str, Any] = {"state": str(state), "updated": now}
@@ -507,7 +508,7 @@ class Store:
         with self._writing("put failed products back in the queue") as db:
             names = [
                 r["request"]
-                for r in db.table(_PRODUCTS).rows_where(where, args, select="DISTINCT request")
+                for r in db.table(PRODUCTS).rows_where(where, args, select="DISTINCT request")
             ]
             count = db.execute(
                 f"UPDATE products SET state = ?, last_error = NULL, updated = ? WHERE {where}",
@@ -523,163 +524,7 @@ class Store:
         return int(count)
 
 
-# -- schema ------------------------------------------------------------------------------
-
-
-def _create_schema(db: Any) -> None:
-    db.table(_REQUESTS).create(
-        {
-            "name": str,
-            "proposal_ids": str,  # JSON list
-            "digest": str,
-            "manifest": str,
-            "state": str,
-            "last_error": str,
-            "created": str,
-            "updated": str,
-            "resolved_at": str,
-        },
-        pk="name",
-        not_null=["proposal_ids", "digest", "manifest", "state", "created", "updated"],
-    )
-    db.table(_PRODUCTS).create(
-        {
-            "id": int,
-            "request": str,
-            "data_uri": str,
-            "obs_collection": str,
-            "obs_id": str,
-            "filename": str,
-            "relpath": str,  # NULL when catalogue data would escape the mirror
-            "size": int,
-            "obsid": str,
-            "product_type": str,
-            "calib_level": int,
-            "data_rights": str,
-            "description": str,
-            "state": str,
-            "bytes_done": int,
-            "attempts": int,
-            "last_error": str,
-            "updated": str,
-            "done_at": str,
-        },
-        pk="id",
-        foreign_keys=[("request", _REQUESTS, "name")],
-        not_null=[
-            "request",
-            "data_uri",
-            "obs_collection",
-            "obs_id",
-            "filename",
-            "size",
-            "obsid",
-            "product_type",
-            "data_rights",
-            "description",
-            "state",
-            "bytes_done",
-            "attempts",
-            "updated",
-        ],
-    )
-    products = db.table(_PRODUCTS)
-    products.create_index(["request", "data_uri"], "products_request_uri", unique=True)
-    # (request, state) leads, so per-state lookups use it; size and bytes_done make it
-    # cover the summary aggregate, which then never touches the table itself.
-    products.create_index(["request", "state", "size", "bytes_done"], "products_request_state")
-
-
-# -- connections -------------------------------------------------------------------------
-
-
-def _connect_readwrite(path: Path) -> sqlite3.Connection:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _create_private(path)
-        if not os.access(path, os.R_OK | os.W_OK):
-            raise StoreError(f"cannot write the database {path}: permission denied")
-        return sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-    except OSError as exc:
-        raise StoreError(f"cannot create database {path}: {exc.strerror or exc}") from exc
-    except sqlite3.Error as exc:
-        raise StoreError(_write_failure(path, exc)) from exc
-
-
-def _create_private(path: Path) -> None:
-    """Create an empty database file readable by its owner only, if there is none.
-
-    An existing file keeps its mode: an operator may have opened it to a group on
-    purpose (``hstsync status`` as another user). SQLite gives the -wal and -shm files
-    the mode of the database file, so they are private too.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, 0o600)  # the umask can only take bits away; make it exact
-    finally:
-        os.close(fd)
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    if not path.exists():
-        raise StoreError(f"no database at {path} yet — run `hstsync run` first")
-    if not os.access(path, os.R_OK):
-        raise StoreError(f"cannot read the database {path}: permission denied")
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        # Opening is lazy: read the schema now so a failure surfaces here, explained.
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.Error as exc:
-        raise StoreError(_readonly_failure(path, exc)) from exc
-    return conn
-
-
-def _readonly_failure(path: Path, exc: sqlite3.Error) -> str:
-    message = str(exc)
-    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in message:
-        return f"{path} is not an hstsync database: {message}"
-    shm = path.with_name(path.name + "-shm")
-    if not shm.exists() and not os.access(path.parent, os.W_OK):
-        # A WAL database is read through its -shm index; with the daemon stopped that
-        # file is gone, and a reader must be able to create it next to the database.
-        return (
-            f"cannot open {path} read-only: SQLite needs to create {shm.name} in "
-            f"{path.parent}, which this user may not write; run this as the daemon's "
-            "user, or while the daemon is running"
-        )
-    if shm.exists() and not os.access(shm, os.R_OK):
-        return f"cannot open {path} read-only: {shm} is not readable by this user"
-    return f"cannot open {path} read-only: {message}"
-
-
-def _write_failure(path: Path, exc: sqlite3.Error) -> str:
-    message = str(exc)
-    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in message:
-        return f"{path} is not an hstsync database: {message}"
-    if not os.access(path.parent, os.W_OK):
-        return (
-            f"cannot write the database {path}: SQLite keeps its -wal and -shm files in "
-            f"{path.parent}, which this user may not write"
-        )
-    return f"cannot open the database {path}: {message}"
-
-
-def _too_new(path: Path, version: int) -> str:
-    return (
-        f"{path} has schema version {version}, newer than this hstsync knows "
-        f"({SCHEMA_VERSION}); upgrade hstsync"
-    )
-
-
-# -- rows <-> values -----------------------------------------------------------------------
-
-
-def _one(rows: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
-    return next(iter(rows), None)
+# -- rows -> values ----------------------------------------------------------------------
 
 
 def _request_row(row: Mapping[str, Any]) -> RequestRow:
@@ -694,26 +539,6 @@ def _request_row(row: Mapping[str, Any]) -> RequestRow:
         updated=str(row["updated"]),
         resolved_at=row["resolved_at"],
     )
-
-
-def _catalogue_columns(product: Product) -> dict[str, Any]:
-    try:
-        relpath: str | None = str(product.relpath())
-    except UnsafePathError:
-        relpath = None
-    return {
-        "data_uri": product.data_uri,
-        "obs_collection": product.obs_collection,
-        "obs_id": product.obs_id,
-        "filename": product.filename,
-        "relpath": relpath,
-        "size": product.size,
-        "obsid": product.obsid,
-        "product_type": product.product_type,
-        "calib_level": product.calib_level,
-        "data_rights": product.data_rights,
-        "description": product.description,
-    }
 
 
 def _product_row(row: Mapping[str, Any]) -> ProductRow:

@@ -1,0 +1,237 @@
+"""The store's side of the SQLite file: schema, migrations, connections, column values.
+
+Part of the store: with ``store.py``, the only modules that speak SQL; ``store.py``
+imports this module and nothing here imports ``store.py``. Owns the database file
+(created 0600, WAL, ``PRAGMA user_version`` as the schema version), the tables and
+indexes, the migration to :data:`SCHEMA_VERSION`, opening a connection read-write or
+read-only (``mode=ro`` URI) with clear messages when that fails, the per-connection
+pragmas, and the helpers that turn values into columns and timestamps. The
+:class:`~hstsync.store.Store` built on it, its transactions and its row dataclasses are
+in ``store.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from hstsync.errors import StoreError, UnsafePathError
+from hstsync.model import Product
+
+#: ``PRAGMA user_version`` of the schema this module creates and reads.
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 10.0
+
+REQUESTS = "requests"
+PRODUCTS = "products"
+
+
+def utc_now() -> str:
+    """The timestamp format of every row: ISO-8601 UTC to the second, ``…Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- connections -------------------------------------------------------------------------
+
+
+def connect_readwrite(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StoreError(f"cannot write the database {path}: permission denied")
+        return sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror or exc}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(write_failure(path, exc)) from exc
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by its owner only, if there is none.
+
+    An existing file keeps its mode: an operator may have opened it to a group on
+    purpose (``hstsync status`` as another user). SQLite gives the -wal and -shm files
+    the mode of the database file, so they are private too.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # the umask can only take bits away; make it exact
+    finally:
+        os.close(fd)
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        raise StoreError(f"no database at {path} yet — run `hstsync run` first")
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot read the database {path}: permission denied")
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        # Opening is lazy: read the schema now so a failure surfaces here, explained.
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise StoreError(_readonly_failure(path, exc)) from exc
+    return conn
+
+
+def configure(conn: sqlite3.Connection, *, readonly: bool) -> None:
+    """Set the per-connection pragmas of a connection the store is about to use."""
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        # NORMAL is durable across application crashes in WAL mode; only a power
+        # loss can drop the last commits, which a re-sync repairs.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _readonly_failure(path: Path, exc: sqlite3.Error) -> str:
+    message = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in message:
+        return f"{path} is not an hstsync database: {message}"
+    shm = path.with_name(path.name + "-shm")
+    if not shm.exists() and not os.access(path.parent, os.W_OK):
+        # A WAL database is read through its -shm index; with the daemon stopped that
+        # file is gone, and a reader must be able to create it next to the database.
+        return (
+            f"cannot open {path} read-only: SQLite needs to create {shm.name} in "
+            f"{path.parent}, which this user may not write; run this as the daemon's "
+            "user, or while the daemon is running"
+        )
+    if shm.exists() and not os.access(shm, os.R_OK):
+        return f"cannot open {path} read-only: {shm} is not readable by this user"
+    return f"cannot open {path} read-only: {message}"
+
+
+def write_failure(path: Path, exc: sqlite3.Error) -> str:
+    message = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in message:
+        return f"{path} is not an hstsync database: {message}"
+    if not os.access(path.parent, os.W_OK):
+        return (
+            f"cannot write the database {path}: SQLite keeps its -wal and -shm files in "
+            f"{path.parent}, which this user may not write"
+        )
+    return f"cannot open the database {path}: {message}"
+
+
+def too_new(path: Path, version: int) -> str:
+    return (
+        f"{path} has schema version {version}, newer than this hstsync knows "
+        f"({SCHEMA_VERSION}); upgrade hstsync"
+    )
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+def migrate(db: Any, path: Path) -> None:
+    """Bring the database ``db`` (inside a write transaction) to :data:`SCHEMA_VERSION`."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StoreError(too_new(path, version))
+    if version == 0:
+        _create_schema(db)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _create_schema(db: Any) -> None:
+    db.table(REQUESTS).create(
+        {
+            "name": str,
+            "proposal_ids": str,  # JSON list
+            "digest": str,
+            "manifest": str,
+            "state": str,
+            "last_error": str,
+            "created": str,
+            "updated": str,
+            "resolved_at": str,
+        },
+        pk="name",
+        not_null=["proposal_ids", "digest", "manifest", "state", "created", "updated"],
+    )
+    db.table(PRODUCTS).create(
+        {
+            "id": int,
+            "request": str,
+            "data_uri": str,
+            "obs_collection": str,
+            "obs_id": str,
+            "filename": str,
+            "relpath": str,  # NULL when catalogue data would escape the mirror
+            "size": int,
+            "obsid": str,
+            "product_type": str,
+            "calib_level": int,
+            "data_rights": str,
+            "description": str,
+            "state": str,
+            "bytes_done": int,
+            "attempts": int,
+            "last_error": str,
+            "updated": str,
+            "done_at": str,
+        },
+        pk="id",
+        foreign_keys=[("request", REQUESTS, "name")],
+        not_null=[
+            "request",
+            "data_uri",
+            "obs_collection",
+            "obs_id",
+            "filename",
+            "size",
+            "obsid",
+            "product_type",
+            "data_rights",
+            "description",
+            "state",
+            "bytes_done",
+            "attempts",
+            "updated",
+        ],
+    )
+    products = db.table(PRODUCTS)
+    products.create_index(["request", "data_uri"], "products_request_uri", unique=True)
+    # (request, state) leads, so per-state lookups use it; size and bytes_done make it
+    # cover the summary aggregate, which then never touches the table itself.
+    products.create_index(["request", "state", "size", "bytes_done"], "products_request_state")
+
+
+# -- values -> columns -------------------------------------------------------------------
+
+
+def first_row(rows: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
+    return next(iter(rows), None)
+
+
+def catalogue_columns(product: Product) -> dict[str, Any]:
+    try:
+        relpath: str | None = str(product.relpath())
+    except UnsafePathError:
+        relpath = None
+    return {
+        "data_uri": product.data_uri,
+        "obs_collection": product.obs_collection,
+        "obs_id": product.obs_id,
+        "filename": product.filename,
+        "relpath": relpath,
+        "size": product.size,
+        "obsid": product.obsid,
+        "product_type": product.product_type,
+        "calib_level": product.calib_level,
+        "data_rights": product.data_rights,
+        "description": product.description,
+    }
