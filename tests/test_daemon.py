@@ -111,6 +111,11 @@ async def until_done(
     )
 
 
+async def until_transferring(root: Path, d: Daemon, held: int = 4_000_000) -> None:
+    """Until ``held`` bytes sit in partial files: a moment to interrupt transfers."""
+    await until(lambda: held_under(root / "mirror") > held, what="transfers under way", daemon=d)
+
+
 def request_state(root: Path, name: str) -> RequestState | None:
     try:
         with Store.open_readonly(root / "hstsync.db") as store:
@@ -184,8 +189,7 @@ async def test_sigkill_mid_transfer_then_restart_resumes_byte_identical(tmp_path
         config = write_config(tmp_path, emulator.url)
         async with daemon(tmp_path, config) as d:
             drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
-            parts = lambda: held_under(tmp_path / "mirror")  # noqa: E731
-            await until(lambda: parts() > 4_000_000, what="transfers under way", daemon=d)
+            await until_transferring(tmp_path, d)
             d.proc.kill()
             await d.proc.wait()
         sent_before = emulator.bytes_sent
@@ -209,8 +213,7 @@ async def test_sigterm_exits_cleanly_with_database_consistent(tmp_path: Path):
         config = write_config(tmp_path, emulator.url)
         async with daemon(tmp_path, config) as d:
             drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
-            parts = lambda: held_under(tmp_path / "mirror")  # noqa: E731
-            await until(lambda: parts() > 4_000_000, what="transfers under way", daemon=d)
+            await until_transferring(tmp_path, d)
             d.proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(d.proc.wait(), 5) == 0, d.output()
 
