@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from tutorial import TUTORIAL_BYTES, TUTORIAL_NAMES
+
 from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, default_catalogue
 from hstsync.errors import StoreError
@@ -23,7 +25,6 @@ from hstsync.segments import held_bytes
 from hstsync.store import Store
 
 HST = Path("mastDownload/HST")
-TOTAL = 50_175_360
 
 
 def held_under(mirror: Path) -> int:
@@ -141,11 +142,6 @@ def assert_tree_identical(root: Path, emulator: Emulator, names: list[str]) -> N
     assert leftovers == []
 
 
-TUTORIAL_NAMES = [
-    f"{obs}_{kind}.fits" for obs in ("o58701010", "o58701030") for kind in ("x1d", "x2d", "flt")
-]
-
-
 async def test_manifest_dropped_into_running_daemon_is_mirrored(tmp_path: Path, emulator: Emulator):
     config = write_config(tmp_path, emulator.url)
     async with daemon(tmp_path, config) as d:
@@ -193,7 +189,7 @@ async def test_sigkill_mid_transfer_then_restart_resumes_byte_identical(tmp_path
             d.proc.kill()
             await d.proc.wait()
         sent_before = emulator.bytes_sent
-        assert sent_before < TOTAL
+        assert sent_before < TUTORIAL_BYTES
         assert request_state(tmp_path, "7291") in {
             RequestState.DOWNLOADING,
             RequestState.RESOLVING,
@@ -202,7 +198,7 @@ async def test_sigkill_mid_transfer_then_restart_resumes_byte_identical(tmp_path
         async with daemon(tmp_path, config) as d:
             await until_done(tmp_path, d, what="7291 to finish after restart")
         fetched_after_restart = emulator.bytes_sent - sent_before
-        assert fetched_after_restart < TOTAL
+        assert fetched_after_restart < TUTORIAL_BYTES
         ranged = [r for r in emulator.requests if "range" in {k.lower() for k in r.headers}]
         assert ranged, "the restart resumed nothing"
         assert_tree_identical(tmp_path, emulator, TUTORIAL_NAMES)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tutorial import TUTORIAL_BYTES, TUTORIAL_FILES
 
 from hstsync.config import Config, for_directory
 from hstsync.daemon import run_once
@@ -15,14 +16,6 @@ from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState, RequestState
 from hstsync.store import Store
 
-TUTORIAL_FILES = {
-    "o58701010/o58701010_x1d.fits": 77760,
-    "o58701010/o58701010_x2d.fits": 14474880,
-    "o58701010/o58701010_flt.fits": 10535040,
-    "o58701030/o58701030_x1d.fits": 77760,
-    "o58701030/o58701030_x2d.fits": 14474880,
-    "o58701030/o58701030_flt.fits": 10535040,
-}
 HST = Path("mastDownload/HST")
 
 
@@ -73,7 +66,7 @@ async def test_tutorial_manifest_yields_exactly_the_six_files(config: Config, em
         assert summary.request.name == "7291"
         assert summary.request.state is RequestState.DONE
         assert summary.counts.done == summary.counts.total == 6
-        assert summary.bytes_total == summary.bytes_done == 50_175_360
+        assert summary.bytes_total == summary.bytes_done == TUTORIAL_BYTES
         assert {row.state for row in store.products("7291")} == {ProductState.DONE}
 
 

@@ -24,6 +24,7 @@ from typing import TypeVar
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tutorial import TUTORIAL_BYTES
 
 from hstsync.config import Config, StatusConfig, for_directory
 from hstsync.daemon import run_once
@@ -36,7 +37,6 @@ from hstsync.store import Store
 from hstsync.web import serving_status
 
 T = TypeVar("T")
-TOTAL = 50_175_360
 HOSTILE = 'x<script>alert("name")</script>&amp;'
 HOSTILE_ERROR = "<img src=x onerror=alert(1)> & \"quoted\" 'too'"
 
@@ -149,7 +149,7 @@ async def test_status_json_is_status_document_of_the_same_store(
     [tutorial] = [r for r in doc["requests"] if r["name"] == "7291"]
     assert tutorial["state"] == "done"
     assert tutorial["products"]["done"] == tutorial["products"]["total"] == 6
-    assert tutorial["bytes"] == {"total": TOTAL, "done": TOTAL}
+    assert tutorial["bytes"] == {"total": TUTORIAL_BYTES, "done": TUTORIAL_BYTES}
 
 
 async def test_request_json_carries_its_products(
@@ -239,8 +239,8 @@ async def test_metrics_parse_and_carry_the_stores_numbers(
     assert value("hstsync_up") == 1
     assert value("hstsync_request_products", request="7291", state="done") == 6
     assert value("hstsync_request_products", request="7291", state="failed") == 0
-    assert value("hstsync_request_done_bytes", request="7291") == TOTAL
-    assert value("hstsync_request_size_bytes", request="7291") == TOTAL
+    assert value("hstsync_request_done_bytes", request="7291") == TUTORIAL_BYTES
+    assert value("hstsync_request_size_bytes", request="7291") == TUTORIAL_BYTES
     assert value("hstsync_request_state", request="7291", state="done") == 1
     assert value("hstsync_request_state", request="7291", state="downloading") == 0
 
@@ -290,7 +290,7 @@ async def test_page_lists_requests_with_progress(url: str, http: aiohttp.ClientS
     name, state, files, size, error = table.rows["7291"]
     assert (name, state, files, error) == ("7291", "done", "6/6", "")
     assert "50.18 MB / 50.18 MB" in size
-    assert table.progress["7291"] == (str(TOTAL), str(TOTAL))
+    assert table.progress["7291"] == (str(TUTORIAL_BYTES), str(TUTORIAL_BYTES))
     assert table.progress[HOSTILE] == ("1500", "4000")
     assert "1/2 (1 failed)" in table.rows[HOSTILE][2]
 
@@ -399,7 +399,7 @@ async def test_running_daemon_serves_status(tmp_path: Path, emulator: Emulator):
                 raise AssertionError(f"7291 never done\n{log.read_text()[-3000:]}")
             async with http.get(base + "status/7291.json") as response:
                 doc = await response.json()
-            assert doc["requests"][0]["bytes"] == {"total": TOTAL, "done": TOTAL}
+            assert doc["requests"][0]["bytes"] == {"total": TUTORIAL_BYTES, "done": TUTORIAL_BYTES}
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0, log.read_text()
             with pytest.raises(aiohttp.ClientConnectionError):
@@ -465,7 +465,7 @@ async def test_headless_chromium_renders_the_requests_table(tmp_path: Path, url:
     table = parse_page(dom)
     assert table.found, dom[:2000]
     assert table.rows["7291"][:3] == ["7291", "done", "6/6"]
-    assert table.progress["7291"] == (str(TOTAL), str(TOTAL))
+    assert table.progress["7291"] == (str(TUTORIAL_BYTES), str(TUTORIAL_BYTES))
     # the hostile name is text in the rendered DOM, never an element
     assert table.rows[HOSTILE][0] == HOSTILE
     assert "script" not in table.tags and "img" not in table.tags
