@@ -286,6 +286,7 @@ def _add(config: Config, args: argparse.Namespace) -> int:
 def _export_curl(config: Config, request: str) -> int:
     from hstsync.curl import curl_script
     from hstsync.mirror import download_url
+    from hstsync.model import relpath_or_none
     from hstsync.store import Store
 
     with Store.open_readonly(config.paths.database) as store:
@@ -293,13 +294,11 @@ def _export_curl(config: Config, request: str) -> int:
             print(f"hstsync: no request named {request!r}", file=sys.stderr)
             return EXIT_USAGE
         rows = store.products(request)
-    safe = []
-    for row in rows:
-        try:
-            row.product.relpath()
-        except HstsyncError:
-            continue
-        safe.append((row.product, download_url(config.mast.server, row.product.data_uri)))
+    safe = [
+        (row.product, download_url(config.mast.server, row.product.data_uri))
+        for row in rows
+        if relpath_or_none(row.product) is not None
+    ]
     sys.stdout.write(curl_script(request, safe))
     return EXIT_OK
 

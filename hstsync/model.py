@@ -97,6 +97,14 @@ class Product:
         return PurePosixPath(MIRROR_TOP, *parts)
 
 
+def relpath_or_none(product: Product) -> PurePosixPath | None:
+    """``product.relpath()``, or None for a catalogue row that is refused."""
+    try:
+        return product.relpath()
+    except UnsafePathError:
+        return None
+
+
 def safe_component(value: str, what: str) -> str:
     """Return ``value`` if it is a single, harmless path component.
 

@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from hstsync.model import human_bytes
+from hstsync.model import human_bytes, relpath_or_none
 from hstsync.planner import Plan
 from hstsync.store import ProductRow, RequestSummary
 
@@ -43,7 +43,7 @@ def product_document(row: ProductRow) -> dict[str, Any]:
         "obs_id": p.obs_id,
         "filename": p.filename,
         "data_uri": p.data_uri,
-        "path": str(p.relpath()) if _safe(row) else None,
+        "path": str(path) if (path := relpath_or_none(p)) is not None else None,
         "size": p.size,
         "state": str(row.state),
         "bytes_done": row.bytes_done,
@@ -51,14 +51,6 @@ def product_document(row: ProductRow) -> dict[str, Any]:
         "last_error": row.last_error,
         "updated": row.updated,
     }
-
-
-def _safe(row: ProductRow) -> bool:
-    try:
-        row.product.relpath()
-    except Exception:
-        return False
-    return True
 
 
 def status_document(

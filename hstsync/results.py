@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from hstsync.model import ProductState
+from hstsync.model import ProductState, relpath_or_none
 from hstsync.store import ProductRow
 
 RESULTS_DIR = "results"
@@ -41,11 +41,8 @@ def write_results(
     local, status, message, url = [], [], [], []
     for row in rows:
         state, text = _status(row)
-        try:
-            where = str(mirror / row.product.relpath())
-        except Exception:
-            where = ""
-        local.append(where)
+        rel = relpath_or_none(row.product)
+        local.append("" if rel is None else str(mirror / rel))
         status.append(state)
         message.append(text or "None")
         url.append("None" if state == "COMPLETE" else url_of.get(row.product.data_uri, "None"))
