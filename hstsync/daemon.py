@@ -82,6 +82,30 @@ def run_lock(config: Config) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def opened_store(config: Config) -> Iterator[Store]:
+    """What every run starts with: its directories, the run lock, and the store with
+    the work of an interrupted run (rows left ``resolving``/``downloading``) requeued."""
+    prepare_directories(config)
+    with run_lock(config), Store(config.paths.database) as store:
+        products, requests = store.recover_interrupted()
+        if products or requests:
+            log.info(
+                "recovered %d transfers and %d requests from an interrupted run",
+                products,
+                requests,
+            )
+        yield store
+
+
+def forget_removed(store: Store, present: set[str]) -> None:
+    """Stop the requests whose manifests are gone (their files stay in the mirror)."""
+    for row in store.list_requests():
+        if row.name not in present and row.state is not RequestState.INVALID:
+            log.info("request %s: manifest removed, request stopped", row.name)
+            store.remove_request(row.name)
+
+
 def wake(directory: Path) -> None:
     """Nudge a running daemon to look at the database now (after ``hstsync retry``).
 
@@ -162,18 +186,12 @@ async def run_once(config: Config, progress: Progress | None = None) -> int:
 
 
 async def _one_pass(config: Config, progress: Progress | None) -> int:
-    prepare_directories(config)
     token = find_token(config.mast.token_file)
-    with run_lock(config), Store(config.paths.database) as store:
-        store.recover_interrupted()
+    with opened_store(config) as store:
         found = scan(config.paths.requests)
         for name, moved, reason in found.invalid:
             store.record_invalid(name, str(moved), reason)
-        present = {request.name for request, _ in found.requests}
-        for row in store.list_requests():
-            if row.name not in present and row.state != "invalid":
-                log.info("request %s: manifest removed, request stopped", row.name)
-                store.remove_request(row.name)
+        forget_removed(store, {request.name for request, _ in found.requests})
         for request, path in found.requests:
             store.upsert_request(request, str(path))
         async with Mirror(
@@ -227,20 +245,12 @@ class Daemon:
         self._wake.set()
 
     async def run(self) -> int:
-        prepare_directories(self.config)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         token = find_token(self.config.mast.token_file)
         try:
-            with run_lock(self.config), Store(self.config.paths.database) as store:
-                products, requests = store.recover_interrupted()
-                if products or requests:
-                    log.info(
-                        "recovered %d transfers and %d requests from an interrupted run",
-                        products,
-                        requests,
-                    )
+            with opened_store(self.config) as store:
                 # The token is looked up again at each pass: a token installed or
                 # renewed while the daemon runs is used without a restart.
                 async with Mirror(
@@ -355,10 +365,8 @@ class Daemon:
                 log.info("request %s: manifest removed, request stopped", name)
                 store.remove_request(name)
         if first:
-            for row in store.list_requests():
-                if row.name not in present and row.state is not RequestState.INVALID:
-                    log.info("request %s: manifest gone while stopped, request removed", row.name)
-                    store.remove_request(row.name)
+            # manifests removed while the daemon was down
+            forget_removed(store, present)
 
     async def _take(self, store: Store, path: Path, name: str) -> None:
         try:
