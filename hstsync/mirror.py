@@ -277,15 +277,11 @@ class Mirror:
             self.store.set_request_state(name, RequestState.INCOMPLETE, shortfall, resolved=True)
             return RequestState.INCOMPLETE
         if jobs:
+            size = sum(j.product.size for j in jobs)
             if self._display is not None:
-                self._display.planned(name, len(jobs), sum(j.product.size for j in jobs))
+                self._display.planned(name, len(jobs), size)
             self.store.set_request_state(name, RequestState.DOWNLOADING, resolved=True)
-            log.info(
-                "request %s: %d files to fetch, %d bytes",
-                name,
-                len(jobs),
-                sum(j.product.size for j in jobs),
-            )
+            log.info("request %s: %d files to fetch, %d bytes", name, len(jobs), size)
             async with asyncio.TaskGroup() as group:
                 for job in jobs:
                     group.create_task(self.fetch(job))
