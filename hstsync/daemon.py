@@ -36,7 +36,8 @@ from hstsync.web import serving_status
 log = logging.getLogger(__name__)
 
 FAILED_DIR = "failed"
-#: a manifest is taken once unchanged for this long (writers that skip the .tmp rename)
+#: a manifest written in place is taken once unchanged for this long (writers that
+#: skip the .tmp rename); one renamed into place is taken at once (see ``finished``)
 SETTLE_SECONDS = 0.5
 #: the listing is re-read this often even without file events
 RESCAN_SECONDS = 30.0
@@ -116,6 +117,26 @@ def wake(directory: Path) -> None:
     with contextlib.suppress(OSError):
         nudge.touch()
         nudge.unlink()
+
+
+def finished(info: os.stat_result) -> bool:
+    """Whether a file's writer is known to be done with it.
+
+    Its metadata changed after its contents last did (ctime later than mtime): it was
+    renamed into place after being written (the ``.tmp`` convention, ``mv``, rsync,
+    ``hstsync add``), or its times were set after writing (``cp -p``, ``touch``).
+    Every write sets both times to the same instant, so a file still being written in
+    place never passes; a rename within the same clock tick as the last write does not
+    either, and merely waits for the settle delay like an in-place write.
+    """
+    return info.st_ctime_ns > info.st_mtime_ns
+
+
+def settled(info: os.stat_result, now: float, *, settle: float, steady: bool) -> bool:
+    """Whether a manifest may be read now without catching its writer half-way:
+    finished, or last written ``settle`` seconds ago and ``steady`` (the same size and
+    mtime at the previous look)."""
+    return finished(info) or (now - info.st_mtime >= settle and steady)
 
 
 def set_aside(path: Path, reason: str) -> Path:
@@ -207,9 +228,10 @@ class Daemon:
     """The long-running service: watch, schedule, mirror, re-sync, shut down cleanly.
 
     The request directory's listing is the truth; watchfiles events only wake the
-    scheduler early. A manifest is taken once its mtime is ``settle`` seconds old
-    and its size and mtime held still between two looks, so a writer that ignores
-    the ``.tmp``-then-rename convention is not read half-way.
+    scheduler early. A manifest renamed into place is taken at once; one written in
+    place once its mtime is ``settle`` seconds old and its size and mtime held still
+    between two looks, so a writer that ignores the ``.tmp``-then-rename convention is
+    not read half-way (:func:`settled`).
     """
 
     def __init__(
@@ -272,6 +294,7 @@ class Daemon:
         async with serving_status(self.config), asyncio.TaskGroup() as group:
             watcher = group.create_task(self._watch())
             flusher = group.create_task(mirror.flush_progress_forever())
+            group.create_task(mirror.warm_up())
             await self._rescan(store, first=True)
             sd_notify("READY=1", f"STATUS=watching {self.config.paths.requests}")
             log.info(
@@ -352,8 +375,7 @@ class Daemon:
             self._seen[entry.name] = stat
             if self._taken.get(entry.name) == stat:
                 continue
-            settled = now - info.st_mtime >= self.settle and (first or previous == stat)
-            if not settled:
+            if not settled(info, now, settle=self.settle, steady=first or previous == stat):
                 self._unsettled = True
                 continue
             self._taken[entry.name] = stat

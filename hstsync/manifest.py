@@ -163,8 +163,9 @@ def write_manifest(directory: Path, request: Request, *, replace: bool = False) 
     """Write ``NAME.toml`` into the request directory atomically.
 
     The text goes to ``NAME.toml.tmp`` first (never a manifest, by the naming rule)
-    and is renamed into place, so a watching daemon never reads half of it. An
-    existing manifest of that name is only replaced when ``replace`` is true.
+    and is renamed into place, so a watching daemon never reads half of it and takes
+    it without waiting for it to settle. An existing manifest of that name is only
+    replaced when ``replace`` is true.
     """
     text = render_manifest(request)
     target = directory / f"{request.name}.toml"
@@ -177,6 +178,11 @@ def write_manifest(directory: Path, request: Request, *, replace: bool = False) 
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+            # Finished, for a watching daemon: ctime later than mtime (its rule for
+            # "renamed into place", read at once). A rename in the clock tick of the
+            # write would leave them equal, so the mtime goes back one nanosecond.
+            written = os.fstat(f.fileno())
+            os.utime(f.fileno(), ns=(written.st_atime_ns, written.st_mtime_ns - 1))
         os.replace(tmp, target)
     except OSError as exc:
         with contextlib.suppress(OSError):

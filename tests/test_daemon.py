@@ -11,15 +11,20 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tutorial import TUTORIAL_BYTES, TUTORIAL_NAMES
 
+from hstsync.config import load_config
+from hstsync.daemon import Daemon as Service
+from hstsync.daemon import settled
 from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, default_catalogue
 from hstsync.errors import StoreError
+from hstsync.manifest import parse_manifest_bytes, write_manifest
 from hstsync.model import ProductState, RequestState
 from hstsync.segments import held_bytes
 from hstsync.store import Store
@@ -58,7 +63,7 @@ class Daemon:
 
 @asynccontextmanager
 async def daemon(
-    root: Path, config: Path, env: dict[str, str] | None = None
+    root: Path, config: Path, env: dict[str, str] | None = None, *, verbose: bool = False
 ) -> AsyncIterator[Daemon]:
     log = root / f"daemon-{len(list(root.glob('daemon-*.log')))}.log"
     with log.open("wb") as sink:
@@ -66,6 +71,7 @@ async def daemon(
             sys.executable,
             "-m",
             "hstsync",
+            *(["--verbose"] if verbose else []),
             "run",
             "--config",
             str(config),
@@ -177,6 +183,54 @@ async def test_manifest_half_written_is_not_taken(tmp_path: Path, emulator: Emul
     assert invokes
     products_calls = [r for r in invokes if "24454469" in r.body]
     assert products_calls == []
+
+
+def test_settled_tells_a_finished_manifest_from_one_being_written(tmp_path: Path):
+    path = tmp_path / "m.toml"
+    path.write_text("proposal_id = 7291\n")
+    written = path.stat()
+    now = time.time()
+    # written in place: read only once it has been still for the settle delay
+    assert not settled(written, now, settle=0.5, steady=True)
+    assert settled(written, now + 1, settle=0.5, steady=True)
+    assert not settled(written, now + 1, settle=0.5, steady=False)
+    # its times set after the write, as a rename into place, cp -p or touch leave them
+    os.utime(path, ns=(written.st_atime_ns, written.st_mtime_ns - 10**9))
+    assert settled(path.stat(), now, settle=0.5, steady=False)
+    # written to again in place: both times move together, and it must settle again
+    with path.open("a") as f:
+        f.write("# more\n")
+    assert not settled(path.stat(), time.time(), settle=0.5, steady=False)
+
+
+async def test_a_manifest_renamed_into_place_is_taken_without_settling(
+    tmp_path: Path, emulator: Emulator
+):
+    # A settle delay of an hour: only a manifest known to be finished can be taken.
+    config = load_config(write_config(tmp_path, emulator.url))
+    service = Service(config, settle=3600)
+    running = asyncio.create_task(service.run())
+    try:
+        (tmp_path / "requests" / "in-place.toml").write_text(TUTORIAL_MANIFEST)
+        # how `hstsync add` writes: NAME.toml.tmp, renamed into place
+        request = parse_manifest_bytes("7291", TUTORIAL_MANIFEST.encode(), ".toml")
+        write_manifest(config.paths.requests, request)
+        await until(
+            lambda: request_state(tmp_path, "7291") is RequestState.DONE,
+            what="the renamed manifest mirrored",
+        )
+        assert request_state(tmp_path, "in-place") is None
+    finally:
+        service.stop()
+        assert await asyncio.wait_for(running, 30) == 0
+    assert_tree_identical(tmp_path, emulator, TUTORIAL_NAMES)
+
+
+async def test_daemon_loads_astroquery_before_the_first_request(tmp_path: Path, emulator: Emulator):
+    config = write_config(tmp_path, emulator.url)
+    async with daemon(tmp_path, config, verbose=True) as d:
+        await until(lambda: "astroquery loaded" in d.output(), what="the warm-up", daemon=d)
+    assert emulator.requests == []  # loading asks nothing of the archive
 
 
 async def test_sigkill_mid_transfer_then_restart_resumes_byte_identical(tmp_path: Path):
