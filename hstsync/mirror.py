@@ -33,7 +33,7 @@ from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathEr
 from hstsync.model import Product, ProductState, Request, RequestState, counts_of, human_bytes
 from hstsync.planner import free_space, room_for
 from hstsync.progress import Progress
-from hstsync.resolve import Resolver
+from hstsync.resolve import Resolver, preload
 from hstsync.results import results_path, write_results
 from hstsync.segments import held_bytes
 from hstsync.store import ProductRow, Store
@@ -153,6 +153,15 @@ class Mirror:
             await self._session.close()
 
     # -- resolving ----------------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        """Load astroquery in a worker thread, so the first request resolves at once."""
+        try:
+            seconds = await asyncio.to_thread(preload)
+        except Exception as exc:  # the first resolution will say what is wrong
+            log.warning("cannot load astroquery: %s", exc)
+            return
+        log.debug("astroquery loaded in %.2f s", seconds)
 
     async def _get_resolver(self) -> Resolver:
         async with self._resolver_lock:

@@ -15,6 +15,7 @@ check that none is left pointing anywhere else.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -33,6 +34,27 @@ OBSID_BATCH = 500
 _ENDPOINT_SUFFIX = "/api/v0/invoke"
 
 
+def preload() -> float:
+    """Import astroquery.mast (and astropy under it) now; the seconds it took. Blocking.
+
+    About half a second of a request's first resolution otherwise: a daemon pays it at
+    start instead. Nothing is asked of the archive.
+    """
+    started = time.monotonic()
+    import astroquery.mast  # noqa: F401
+
+    _quieten()
+    return time.monotonic() - started
+
+
+def _quieten() -> None:
+    # astroquery narrates every request at INFO on its own handler; our log lines say
+    # what happened once, per request and product. Only once imported: a logger made
+    # before astropy's import breaks astropy's own logger setup.
+    for name in ("astroquery", "astropy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 class Resolver:
     """Resolves requests against one MAST server; one instance per thread at a time."""
 
@@ -41,10 +63,7 @@ class Resolver:
         # `status` never need.
         from astroquery.mast import ObservationsClass
 
-        # astroquery narrates every request at INFO on its own handler; our log
-        # lines say what happened once, per request and product.
-        for name in ("astroquery", "astropy"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        _quieten()
         self.server = server.rstrip("/")
         self._obs = ObservationsClass()
         self._repoint(self._obs)
