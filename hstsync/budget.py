@@ -13,6 +13,13 @@ Two ways to take a token, and that is the scheduling policy:
   registered as candidates, the one whose connections each have the most bytes left to
   carry (it would finish last). Candidates wait on :meth:`changed`, woken whenever a
   token comes back or the candidates change.
+
+A file large enough to be segmented is an *expected* candidate from the moment its
+first request goes out (:meth:`ConnectionBudget.expect`) until its transfer registers
+or turns out to be a single stream. Without that, the first of several large files to
+be answered took every spare token, the others' answers arriving milliseconds later
+found none, and the files ended far apart. An expected candidate holds spare tokens
+back for at most ``grace`` seconds, so one slow answer cannot idle them for long.
 """
 
 from __future__ import annotations
@@ -31,19 +38,43 @@ def host_of(url: str) -> str:
     return str(yarl.URL(url).origin())
 
 
+#: how long an expected candidate holds spare tokens back (seconds)
+EXPECT_GRACE = 0.5
+
+
 @dataclass(eq=False, slots=True)
 class Candidate:
     """A transfer that could use more connections. ``share()`` says how much it
-    would gain (bytes per connection still to carry), or None when it cannot split."""
+    would gain (bytes per connection still to carry), or None when it cannot split.
+    An expected one (its first answer not back yet) counts until ``until``."""
 
     host: str
     share: Callable[[], float | None] = field(repr=False)
+    until: float | None = None
+
+    def counts(self, now: float) -> bool:
+        return self.until is None or now < self.until
+
+
+class Expected:
+    """A large file's first request in flight: a candidate until :meth:`close`."""
+
+    def __init__(self, budget: ConnectionBudget, candidate: Candidate) -> None:
+        self._budget = budget
+        self._candidate: Candidate | None = candidate
+
+    def close(self) -> None:
+        """Its answer is here (and its transfer registered, if segmented). Idempotent."""
+        if self._candidate is not None:
+            self._budget._drop(self._candidate)
+            self._candidate = None
 
 
 class ConnectionBudget:
-    def __init__(self, connections: int, per_host: int) -> None:
+    def __init__(self, connections: int, per_host: int, grace: float = EXPECT_GRACE) -> None:
         self.connections = connections
         self.per_host = per_host
+        self.grace = grace
         self._used = 0
         self._used_by: dict[str, int] = {}
         self._waiters: deque[tuple[str, asyncio.Future[None]]] = deque()
@@ -119,8 +150,9 @@ class ConnectionBudget:
     def best(self, host: str) -> Candidate | None:
         best: Candidate | None = None
         best_share = 0.0
+        now = asyncio.get_running_loop().time()
         for candidate in self._candidates:
-            if candidate.host != host:
+            if candidate.host != host or not candidate.counts(now):
                 continue
             share = candidate.share()
             if share is not None and (best is None or share > best_share):
@@ -135,8 +167,21 @@ class ConnectionBudget:
         try:
             yield entry
         finally:
-            self._candidates.remove(entry)
-            self.poke()
+            self._drop(entry)
+
+    def expect(self, host: str, size: int) -> Expected:
+        """A file of ``size`` bytes whose first request is going out and may be
+        segmented: it is the candidate it would be (all its bytes on one connection)
+        until closed, or for ``grace`` seconds."""
+        loop = asyncio.get_running_loop()
+        entry = Candidate(host, lambda: float(size), until=loop.time() + self.grace)
+        self._candidates.append(entry)
+        loop.call_later(self.grace, self.poke)  # when it stops counting, look again
+        return Expected(self, entry)
+
+    def _drop(self, entry: Candidate) -> None:
+        self._candidates.remove(entry)
+        self.poke()
 
     def poke(self) -> None:
         """Wake every candidate to look again (a token came back, the field changed)."""

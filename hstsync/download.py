@@ -50,7 +50,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from hstsync.budget import ConnectionBudget, host_of
+from hstsync.budget import ConnectionBudget, Expected, host_of
 from hstsync.config import DownloadConfig
 from hstsync.errors import AuthRequiredError, SizeMismatchError, TransferError
 from hstsync.model import ProductState
@@ -340,6 +340,12 @@ class Downloader:
             if progress.validator:
                 # the server sends the whole file (200) if it changed since we saw it
                 headers["If-Range"] = progress.validator
+        # a file that may be segmented holds spare connections back for its answer
+        expected = (
+            self.budget.expect(host_of(transfer.url), transfer.size)
+            if segments and offset == 0 and 0 < self._cfg.segment_min < transfer.size
+            else None
+        )
         try:
             async with get(self._session, transfer.url, headers) as resp:
                 start = body_start(resp.status, resp.headers, offset, transfer.size)
@@ -354,19 +360,23 @@ class Downloader:
                 else:
                     progress.validator = validator_of(resp) or progress.validator
                     if (
-                        segments
-                        and offset == 0
+                        expected is not None
                         and resp.status == HTTPStatus.OK
                         and should_segment(
                             transfer.size, self._cfg.segment_min, resp.headers.get("Accept-Ranges")
                         )
                     ):
                         work = Work(transfer.size, (), progress.validator)
-                        await self._segmented(transfer, part, progress, work, resp, held)
+                        await self._segmented(transfer, part, progress, work, resp, held, expected)
                         return None
+                    if expected is not None:
+                        expected.close()  # one stream: the spare connections are for others
                     await self._receive(resp, transfer, part, progress, start, held)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise TransferError(network_error(exc, transfer.url, self._cfg)) from None
+        finally:
+            if expected is not None:
+                expected.close()
         await self._finish(transfer, part)
         return None
 
@@ -445,12 +455,15 @@ class Downloader:
         work: Work,
         first: aiohttp.ClientResponse | None = None,
         held: int = 0,
+        expected: Expected | None = None,
     ) -> None:
         """Fetch ``work``'s ranges into ``part``, several at once, then finish the file.
 
         ``first`` is an open whole-file answer (a fresh part): it streams the first
-        segment while spare connections split off the rest. Without it the part and its
-        record exist already (a resume). The segments themselves are
+        segment while spare connections split off the rest; ``expected`` is the file's
+        place among the candidates for them, kept until the transfer registers its own.
+        Without ``first`` the part and its record exist already (a resume). The
+        segments themselves are
         :class:`~hstsync.segmented.SegmentedTransfer`'s; retries and counting stay here.
         """
         if first is not None:
@@ -480,7 +493,7 @@ class Downloader:
             received=received,
         )
         try:
-            await segments.run(first)
+            await segments.run(first, expected)
         except RangesRefused:
             self._report(transfer, -work.held())
             _remove(part)

@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 from tenacity import AsyncRetrying
 
-from hstsync.budget import ConnectionBudget, host_of
+from hstsync.budget import ConnectionBudget, Expected, host_of
 from hstsync.config import DownloadConfig
 from hstsync.errors import AuthRequiredError, HstsyncError, SizeMismatchError, TransferError
 from hstsync.parts import disk_error, fsync, pwrite
@@ -218,10 +218,13 @@ class SegmentedTransfer:
         self._received = received
         self._keeper = _Checkpoints(part, work)
 
-    async def run(self, first: aiohttp.ClientResponse | None = None) -> None:
+    async def run(
+        self, first: aiohttp.ClientResponse | None = None, expected: Expected | None = None
+    ) -> None:
         """Fetch every remaining range; ``first`` (an open whole-file answer) streams
         the first segment. This call's own segments run on the connection its caller
-        holds; extra ones on spare tokens (see :meth:`_recruit`)."""
+        holds; extra ones on spare tokens (see :meth:`_recruit`), ``expected`` closed
+        once this transfer is a candidate for them."""
         host = host_of(self._url)
         work, keeper = self._work, self._keeper
         try:
@@ -229,7 +232,7 @@ class SegmentedTransfer:
                 async with asyncio.TaskGroup() as group:
                     background = [
                         group.create_task(keeper.run()),
-                        group.create_task(self._recruit(group, host)),
+                        group.create_task(self._recruit(group, host, expected)),
                     ]
                     segment = work.claim()
                     while segment is not None:
@@ -251,10 +254,14 @@ class SegmentedTransfer:
         if work.remaining():  # every segment ended well, so this is a bug
             raise TransferError(f"segments left {work.remaining()} bytes unfetched")
 
-    async def _recruit(self, group: asyncio.TaskGroup, host: str) -> None:
+    async def _recruit(
+        self, group: asyncio.TaskGroup, host: str, expected: Expected | None
+    ) -> None:
         """Put spare connections to work on this file while it is their best use."""
         work = self._work
         with self.budget.candidate(host, work.share) as me:
+            if expected is not None:
+                expected.close()
             while True:
                 took = False
                 while self.budget.try_take(host, me):

@@ -177,6 +177,33 @@ async def test_spare_tokens_go_to_waiting_files_first_then_to_the_best_candidate
         assert budget.try_take("h", small)
 
 
+async def test_a_large_file_awaiting_its_first_answer_holds_spare_tokens_back():
+    # Two large files' first requests are out; the smaller one is answered first. It
+    # must not take every spare token before the larger one's answer arrives.
+    budget = ConnectionBudget(connections=6, per_host=6, grace=60)
+    answers = {"small": budget.expect("h", 10_000_000), "large": budget.expect("h", 14_000_000)}
+    await budget.take("h")
+    await budget.take("h")
+    with budget.candidate("h", lambda: 10_000_000.0) as small:
+        answers["small"].close()
+        assert not budget.try_take("h", small)  # the larger file would need them more
+        with budget.candidate("h", lambda: 14_000_000.0) as large:
+            answers["large"].close()
+            assert not budget.try_take("h", small)
+            assert budget.try_take("h", large)
+
+
+async def test_an_awaited_answer_holds_spare_tokens_back_for_the_grace_only():
+    budget = ConnectionBudget(connections=4, per_host=4, grace=0.05)
+    slow = budget.expect("h", 14_000_000)
+    with budget.candidate("h", lambda: 1_000_000.0) as me:
+        assert not budget.try_take("h", me)
+        await asyncio.wait_for(budget.changed(), 10)  # the grace's end wakes candidates
+        assert budget.try_take("h", me)
+    slow.close()
+    slow.close()  # closing twice is harmless
+
+
 # -- transfers against the emulator ---------------------------------------------------------
 
 
