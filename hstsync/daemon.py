@@ -15,12 +15,12 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from watchfiles import awatch
+from watchfiles import Change, awatch
 
 from hstsync.auth import find_token
 from hstsync.config import Config
@@ -119,6 +119,24 @@ def wake(directory: Path) -> None:
         nudge.unlink()
 
 
+def renamed_in(changes: Iterable[tuple[Change, str]]) -> set[str]:
+    """The manifests a batch of file events shows renamed into place from a temporary
+    name: ``NAME.tmp`` (the convention) or rsync's ``.NAME.XXXXXX``.
+
+    A rename is one event pair, the temporary name deleted and the manifest's added,
+    so they arrive in one batch; a file written in place is only ever added or
+    modified. Names only: the caller checks the file is the one that was renamed.
+    """
+    gone = {os.path.basename(path) for change, path in changes if change == Change.deleted}
+    added = {os.path.basename(path) for change, path in changes if change == Change.added}
+    return {
+        name
+        for name in added
+        if is_manifest_name(name)
+        and (f"{name}.tmp" in gone or any(g.startswith(f".{name}.") for g in gone))
+    }
+
+
 def finished(info: os.stat_result) -> bool:
     """Whether a file's writer is known to be done with it.
 
@@ -126,8 +144,9 @@ def finished(info: os.stat_result) -> bool:
     renamed into place after being written (the ``.tmp`` convention, ``mv``, rsync,
     ``hstsync add``), or its times were set after writing (``cp -p``, ``touch``).
     Every write sets both times to the same instant, so a file still being written in
-    place never passes; a rename within the same clock tick as the last write does not
-    either, and merely waits for the settle delay like an in-place write.
+    place never passes; a rename within the same clock tick as the last write (file
+    times are coarse: ~4 ms) does not either, which is why the daemon also reads
+    renames off its file events (:func:`renamed_in`).
     """
     return info.st_ctime_ns > info.st_mtime_ns
 
@@ -227,11 +246,11 @@ async def _one_pass(config: Config, progress: Progress | None) -> int:
 class Daemon:
     """The long-running service: watch, schedule, mirror, re-sync, shut down cleanly.
 
-    The request directory's listing is the truth; watchfiles events only wake the
-    scheduler early. A manifest renamed into place is taken at once; one written in
-    place once its mtime is ``settle`` seconds old and its size and mtime held still
-    between two looks, so a writer that ignores the ``.tmp``-then-rename convention is
-    not read half-way (:func:`settled`).
+    The request directory's listing is the truth; watchfiles events wake the
+    scheduler early and tell renames. A manifest renamed into place is taken at once
+    (:func:`renamed_in`, :func:`finished`); one written in place once its mtime is
+    ``settle`` seconds old and its size and mtime held still between two looks, so a
+    writer that ignores the ``.tmp``-then-rename convention is not read half-way.
     """
 
     def __init__(
@@ -246,8 +265,12 @@ class Daemon:
         self.rescan_every = rescan_every
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._watching = asyncio.Event()
+        #: set once the watcher reports events and the first scan is done (READY=1)
+        self.ready = asyncio.Event()
         self._seen: dict[str, tuple[int, int]] = {}  # file name -> (size, mtime_ns)
         self._taken: dict[str, tuple[int, int]] = {}  # file name -> stat of the version taken
+        self._renamed: dict[str, tuple[int, int]] = {}  # file name -> stat just after its rename
         self._manifests: dict[str, Request] = {}  # request name -> its current request
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._unsettled = False
@@ -295,8 +318,10 @@ class Daemon:
             watcher = group.create_task(self._watch())
             flusher = group.create_task(mirror.flush_progress_forever())
             group.create_task(mirror.warm_up())
+            await self._until_watching()
             await self._rescan(store, first=True)
             sd_notify("READY=1", f"STATUS=watching {self.config.paths.requests}")
+            self.ready.set()
             log.info(
                 "watching %s, mirroring into %s",
                 self.config.paths.requests,
@@ -334,7 +359,7 @@ class Daemon:
         """Turn file events into wake-ups; a crashed watcher is restarted."""
         while not self._stop.is_set():
             try:
-                async for _ in awatch(
+                async for changes in awatch(
                     self.config.paths.requests,
                     watch_filter=None,
                     debounce=100,
@@ -342,11 +367,32 @@ class Daemon:
                     recursive=False,
                     stop_event=self._stop,
                 ):
+                    self._note_renames(changes)
+                    self._watching.set()
                     self._wake.set()
             except Exception as exc:
                 log.warning("directory watcher failed (%s); restarting", type(exc).__name__)
             if not self._stop.is_set():
                 await asyncio.sleep(1.0)
+
+    async def _until_watching(self, attempts: int = 40) -> None:
+        """Until the watcher reports a nudge of ours, so that no file dropped after the
+        first scan goes unseen until the next rescan (and renames are told from the
+        first one)."""
+        for _ in range(attempts):
+            wake(self.config.paths.requests)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._watching.wait(), 0.05)
+                return
+        log.warning("the directory watcher is slow to start; rescans will find new files")
+
+    def _note_renames(self, changes: set[tuple[Change, str]]) -> None:
+        """Remember each manifest renamed into place as it is now: that version is
+        finished (a later write in place changes its stat and it settles as usual)."""
+        for name in renamed_in(changes):
+            with contextlib.suppress(OSError):
+                info = os.stat(self.config.paths.requests / name)
+                self._renamed[name] = (info.st_size, info.st_mtime_ns)
 
     # -- the request directory -----------------------------------------------------------
 
@@ -375,7 +421,9 @@ class Daemon:
             self._seen[entry.name] = stat
             if self._taken.get(entry.name) == stat:
                 continue
-            if not settled(info, now, settle=self.settle, steady=first or previous == stat):
+            renamed = self._renamed.pop(entry.name, None) == stat
+            steady = first or previous == stat
+            if not (renamed or settled(info, now, settle=self.settle, steady=steady)):
                 self._unsettled = True
                 continue
             self._taken[entry.name] = stat

@@ -178,11 +178,6 @@ def write_manifest(directory: Path, request: Request, *, replace: bool = False) 
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-            # Finished, for a watching daemon: ctime later than mtime (its rule for
-            # "renamed into place", read at once). A rename in the clock tick of the
-            # write would leave them equal, so the mtime goes back one nanosecond.
-            written = os.fstat(f.fileno())
-            os.utime(f.fileno(), ns=(written.st_atime_ns, written.st_mtime_ns - 1))
         os.replace(tmp, target)
     except OSError as exc:
         with contextlib.suppress(OSError):

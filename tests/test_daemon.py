@@ -17,10 +17,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tutorial import TUTORIAL_BYTES, TUTORIAL_NAMES
+from watchfiles import Change
 
 from hstsync.config import load_config
 from hstsync.daemon import Daemon as Service
-from hstsync.daemon import settled
+from hstsync.daemon import renamed_in, settled
 from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, default_catalogue
 from hstsync.errors import StoreError
@@ -203,6 +204,25 @@ def test_settled_tells_a_finished_manifest_from_one_being_written(tmp_path: Path
     assert not settled(path.stat(), time.time(), settle=0.5, steady=False)
 
 
+def test_renames_into_place_are_told_from_the_file_events():
+    d = "/srv/requests/"
+    # NAME.toml.tmp renamed to NAME.toml (the convention), as watchfiles reports it
+    batch = {
+        (Change.added, d + "a.toml.tmp"),
+        (Change.deleted, d + "a.toml.tmp"),
+        (Change.added, d + "a.toml"),
+    }
+    assert renamed_in(batch) == {"a.toml"}
+    # rsync's .NAME.XXXXXX
+    assert renamed_in({(Change.deleted, d + ".b.json.Xy12zQ"), (Change.added, d + "b.json")}) == {
+        "b.json"
+    }
+    # written in place; another file's temporary; a temporary that is not a manifest
+    assert renamed_in({(Change.added, d + "c.toml"), (Change.modified, d + "c.toml")}) == set()
+    assert renamed_in({(Change.deleted, d + "x.toml.tmp"), (Change.added, d + "c.toml")}) == set()
+    assert renamed_in({(Change.deleted, d + "n.txt.tmp"), (Change.added, d + "n.txt")}) == set()
+
+
 async def test_a_manifest_renamed_into_place_is_taken_without_settling(
     tmp_path: Path, emulator: Emulator
 ):
@@ -211,6 +231,7 @@ async def test_a_manifest_renamed_into_place_is_taken_without_settling(
     service = Service(config, settle=3600)
     running = asyncio.create_task(service.run())
     try:
+        await asyncio.wait_for(service.ready.wait(), 30)
         (tmp_path / "requests" / "in-place.toml").write_text(TUTORIAL_MANIFEST)
         # how `hstsync add` writes: NAME.toml.tmp, renamed into place
         request = parse_manifest_bytes("7291", TUTORIAL_MANIFEST.encode(), ".toml")
