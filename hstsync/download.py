@@ -261,7 +261,8 @@ class Downloader:
         )
 
     async def _attempt(self, transfer: Transfer, part: Path, progress: _Progress) -> None:
-        """One attempt, holding one connection of the budget (more for segments)."""
+        """One attempt: the bytes, holding one connection of the budget (more for
+        segments), then finishing the part, which needs no connection."""
         progress.attempts += 1
         async with self.budget.connection(host_of(transfer.url)):
             try:
@@ -272,6 +273,9 @@ class Downloader:
                 restart = await self._exchange(transfer, part, progress, 0, 0, segments=False)
                 if restart is not None:
                     raise TransferError(restart) from None
+        # only a segmented part has a record (a plain one never; an untrusted one was
+        # removed by _resumable)
+        await self._finish(transfer, part, segmented=has_record(part))
 
     async def _attempt_on(self, transfer: Transfer, part: Path, progress: _Progress) -> None:
         """Resume from the bytes on disk (segments or a prefix), or start over once."""
@@ -329,7 +333,7 @@ class Downloader:
         *,
         segments: bool = True,
     ) -> str | None:
-        """One request. None when the file is in place; else why to start from zero.
+        """One request. None when the part holds every byte; else why to start from zero.
 
         A fresh whole-file answer from a server that takes ranges, for a file larger
         than ``segment_min``, becomes the first segment of a segmented transfer.
@@ -377,7 +381,6 @@ class Downloader:
         finally:
             if expected is not None:
                 expected.close()
-        await self._finish(transfer, part)
         return None
 
     async def _finish(self, transfer: Transfer, part: Path, *, segmented: bool = False) -> None:
@@ -457,7 +460,7 @@ class Downloader:
         held: int = 0,
         expected: Expected | None = None,
     ) -> None:
-        """Fetch ``work``'s ranges into ``part``, several at once, then finish the file.
+        """Fetch ``work``'s ranges into ``part``, several at once.
 
         ``first`` is an open whole-file answer (a fresh part): it streams the first
         segment while spare connections split off the rest; ``expected`` is the file's
@@ -499,7 +502,6 @@ class Downloader:
             _remove(part)
             _remove_record(part)
             raise
-        await self._finish(transfer, part, segmented=True)
 
     def _report(self, transfer: Transfer, delta: int) -> None:
         if self._on_progress is not None and delta:
