@@ -11,24 +11,37 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import json
 import os
+import queue
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PYTHON = sys.executable
 BLOCK = 2880
 #: No single tool run may take longer than this.
 RUN_TIMEOUT = 900.0
+#: The daemon must log that it is watching within this many seconds of its start ...
+DAEMON_READY_TIMEOUT = 30.0
+#: ... and is then left this long to finish its start-up work before a manifest is dropped.
+DAEMON_GRACE = 1.0
+#: Seconds the daemon has to exit after SIGTERM before it is killed.
+DAEMON_STOP_TIMEOUT = 15.0
+#: Files below this size are not worth splitting over connections (see :func:`floor_seconds`).
+SPLIT_WORTH = 2 * 1024 * 1024
 
 
 def fits_size(target: float) -> int:
@@ -38,6 +51,36 @@ def fits_size(target: float) -> int:
 
 def mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
+
+
+def floor_seconds(sizes: Sequence[int], lanes: int, rate: float, latency: float) -> float:
+    """The transfer-only time no tool can beat at ``lanes`` connections, each serving one
+    request at a time at ``rate`` bytes/s after ``latency`` s to its first byte.
+
+    When some file is at least :data:`SPLIT_WORTH` bytes, perfect splitting is assumed:
+    every lane waits one latency, then all bytes flow over all lanes at once. Otherwise
+    (small files, no split worth it) each file is one request costing ``latency +
+    size / rate``, scheduled largest first onto the lane that frees earliest; the
+    makespan is exact when the files are of one size (as in the synthetic workloads) and
+    within 4/3 of the best schedule otherwise.
+
+    >>> floor_seconds([], 16, 4e6, 0.05)
+    0.0
+    >>> round(floor_seconds([4_000_000] * 3, 16, 4e6, 0.05), 4)  # split: 12 MB over 64 MB/s
+    0.2375
+    >>> round(floor_seconds([400_000] * 33, 16, 4e6, 0.05), 4)  # 3 rounds of 0.15 s
+    0.45
+    >>> round(floor_seconds([800_000, 400_000, 400_000], 2, 4e6, 0.05), 4)  # 0.25 | 0.15 + 0.15
+    0.3
+    """
+    if not sizes:
+        return 0.0
+    if max(sizes) >= SPLIT_WORTH:
+        return latency + sum(sizes) / (lanes * rate)
+    free = [0.0] * max(1, lanes)  # a heap of the times each lane frees
+    for size in sorted(sizes, reverse=True):
+        heapq.heappush(free, heapq.heappop(free) + latency + size / rate)
+    return max(free)
 
 
 # -- workloads ---------------------------------------------------------------------------
@@ -295,18 +338,123 @@ def hstsync_budget(budget: int) -> dict[str, int]:
     return settings
 
 
-def run_hstsync(server: str, workload: Workload, work: Path, budget: int) -> Run:
+def hstsync_setup(server: str, work: Path, budget: int) -> dict[str, str]:
+    """``config.toml`` and an empty ``requests/`` in ``work``; the environment to run in."""
     (work / "requests").mkdir()
-    (work / "requests" / f"w{workload.key}.toml").write_text(workload.manifest())
     download = "".join(f"{k} = {v}\n" for k, v in hstsync_budget(budget).items())
     (work / "config.toml").write_text(
         f'[paths]\nrequests = "requests"\nmirror = "mirror"\ndatabase = "hstsync.db"\n'
         f'[mast]\nserver = "{server}"\n[download]\n{download}'
     )
-    env = dict(os.environ, HSTSYNC_NO_KEYRING="1")
+    return dict(os.environ, HSTSYNC_NO_KEYRING="1")
+
+
+def run_hstsync(server: str, workload: Workload, work: Path, budget: int) -> Run:
+    env = hstsync_setup(server, work, budget)
+    (work / "requests" / f"w{workload.key}.toml").write_text(workload.manifest())
     command = [PYTHON, "-m", "hstsync", "run", "--once", "--config", "config.toml"]
     run = timed(command, work, env)
     return dataclasses.replace(run, root=work / "mirror")
+
+
+class LogLines:
+    """A process's output, line by line, read by a thread and stamped as it arrives."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: queue.Queue[tuple[float, str] | None] = queue.Queue()
+        self.tail: deque[str] = deque(maxlen=3)
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        try:
+            for line in stream:
+                self.lines.put((time.perf_counter(), line.rstrip("\n")))
+        finally:
+            self.lines.put(None)  # end of output
+
+    def wait_for(self, needles: Sequence[str], timeout: float) -> tuple[float, str]:
+        """The first line holding one of ``needles`` and when it arrived; ToolFailed when
+        none comes within ``timeout`` s or the output ends first."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            try:
+                item = self.lines.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                raise ToolFailed(f"no line with {needles[0]!r} within {timeout:.0f} s") from None
+            if item is None:
+                raise ToolFailed(f"exited before {needles[0]!r}: {' | '.join(self.tail)}")
+            self.tail.append(item[1])
+            if any(needle in item[1] for needle in needles):
+                return item
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+def run_hstsync_daemon(server: str, workload: Workload, work: Path, budget: int) -> Run:
+    """``hstsync run``, the long-running daemon, timed from a manifest's drop to its
+    request's ``done`` line: what a user of the daemon waits.
+
+    The daemon is started first with the same configuration as :func:`run_hstsync`;
+    once it logs ``watching`` and :data:`DAEMON_GRACE` more seconds have passed, the
+    clock starts and the manifest is dropped as the README says (``.toml.tmp``, then a
+    rename). The request's ``incomplete`` or ``invalid`` line, or its manifest set aside,
+    is a failure. Then SIGTERM; the daemon must exit, with status 0, in
+    :data:`DAEMON_STOP_TIMEOUT` s. CPU is the whole process's, start-up and idling
+    included.
+    """
+    env = hstsync_setup(server, work, budget)
+    name = f"w{workload.key}"
+    command = [PYTHON, "-m", "hstsync", "run", "--config", "config.toml"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen(
+        command,
+        cwd=work,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    assert proc.stdout is not None
+    log = LogLines(proc.stdout)
+    try:
+        log.wait_for(["watching "], DAEMON_READY_TIMEOUT)
+        time.sleep(DAEMON_GRACE)
+        tmp, manifest = work / "requests" / f"{name}.toml.tmp", work / "requests" / f"{name}.toml"
+        started = time.perf_counter()
+        tmp.write_text(workload.manifest())
+        os.rename(tmp, manifest)
+        ends = [f"request {name}: {state}" for state in ("done (", "incomplete", "invalid")]
+        arrived, line = log.wait_for([*ends, f"manifest {manifest.name} set aside"], RUN_TIMEOUT)
+        if ends[0] not in line:
+            raise ToolFailed(line)
+    finally:
+        status = stop(proc, DAEMON_STOP_TIMEOUT)
+        log.join(DAEMON_STOP_TIMEOUT)
+        proc.stdout.close()
+    if status is None:
+        raise ToolFailed(f"still running {DAEMON_STOP_TIMEOUT:.0f} s after SIGTERM; killed")
+    if status != 0:
+        raise ToolFailed(f"exit status {status} after SIGTERM: {' | '.join(log.tail)}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(arrived - started, cpu, work / "mirror")
+
+
+def stop(proc: subprocess.Popen[str], timeout: float) -> int | None:
+    """SIGTERM, then its exit status; None when it had to be killed after ``timeout`` s."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
 
 
 def run_astroquery(server: str, workload: Workload, work: Path) -> Run:
@@ -351,7 +499,7 @@ def run_parfive(resolved: Resolved, work: Path, files: int, splits: int) -> Run:
 
 def have_parfive() -> bool:
     try:
-        import parfive  # noqa: F401
+        import parfive  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     return True

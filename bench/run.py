@@ -14,6 +14,9 @@ One command (``python bench/run.py``) that:
      connection, one file after another (not configurable);
    - ``hstsync``: ``hstsync run --once``; ``[download] concurrency`` = budget, and
      ``connections``/``per_host`` = budget when the installed hstsync has them;
+   - ``hstsync daemon``: the same configuration, ``hstsync run`` started (untimed) and
+     ready; timed from dropping the manifest (``.toml.tmp``, renamed) to the request's
+     ``done`` line in its log;
    - ``aria2c`` and ``parfive``, each in three shapes of the same budget B: whole
      files (``-j B -x 1`` / ``max_conn=B max_splits=1``), S splits (``-j B/S -x S
      -s S`` / ``max_conn=B/S max_splits=S``, S = ``--splits``, 4) and one file at a
@@ -24,8 +27,10 @@ One command (``python bench/run.py``) that:
    process) is timed once per workload and printed, NOT included in their times.
    astroquery and hstsync resolve inside their timed run;
 3. checks that every tool wrote exactly the emulator's bytes, at astroquery's paths;
-4. prints, per workload, seconds and the ratio to the best non-hstsync tool, then a
-   summary, then CPU seconds per GB of each tool on an unthrottled loopback transfer
+4. prints, per workload, seconds and the ratio to the best non-hstsync tool, and a
+   computed floor (:func:`_common.floor_seconds`: the transfer alone over the budget's
+   connections at this rate and latency), then a summary, then CPU seconds per GB of
+   each tool on an unthrottled loopback transfer
    (``resource.getrusage(RUSAGE_CHILDREN)`` deltas; the CPU of a run of as many tiny
    files is subtracted, so start-up and resolution do not count).
 
@@ -58,6 +63,7 @@ from _common import (
     emulator,
     emulator_errors,
     fits_size,
+    floor_seconds,
     fresh,
     have_aria2c,
     have_parfive,
@@ -67,12 +73,21 @@ from _common import (
     run_aria2c,
     run_astroquery,
     run_hstsync,
+    run_hstsync_daemon,
     run_parfive,
     synthetic,
     tree_digest,
 )
 
 TOOLS = ("hstsync", "aria2c", "parfive", "astroquery")
+#: The summary's time columns: (key, header); a contender's key is its ``column``.
+COLUMNS = (
+    ("once", "once"),
+    ("daemon", "daemon"),
+    ("aria2c", "aria2c"),
+    ("parfive", "parfive"),
+    ("astroquery", "astroq"),
+)
 INSTALLED: dict[str, Callable[[], bool]] = {
     "hstsync": lambda: True,
     "aria2c": have_aria2c,
@@ -104,13 +119,19 @@ class Contender:
     run: Callable[[Path], Run]
     times: list[float] = field(default_factory=list)
     note: str = ""
+    #: its column in the summary; the tool's name when empty
+    summary: str = ""
+
+    @property
+    def column(self) -> str:
+        return self.summary or self.tool
 
     def bound(self, resolved: Resolved, rate: float | None, latency: float) -> float:
         """Seconds it needs at least: each file costs a first byte and its bytes at
         ``splits`` × ``rate``, and ``files`` lanes share the work."""
         if not rate or not resolved.products:
             return 0.0
-        biggest = max(p["size"] for p in resolved.products)
+        biggest = max(int(p["size"]) for p in resolved.products)
         work = len(resolved.products) * latency + resolved.bytes / (self.splits * rate)
         return max(latency + biggest / (self.splits * rate), work / self.files)
 
@@ -137,8 +158,12 @@ def contenders(
     out = [
         Contender(
             "hstsync", "hstsync run --once", hstsync_cfg, b, 1,
-            lambda w: run_hstsync(server, workload, w, b),
-        )
+            lambda w: run_hstsync(server, workload, w, b), summary="once",
+        ),
+        Contender(
+            "hstsync", "hstsync daemon (drop → done)", hstsync_cfg, b, 1,
+            lambda w: run_hstsync_daemon(server, workload, w, b), summary="daemon",
+        ),
     ]  # fmt: skip
     for name, files, splits in shapes(b, args.splits):
         if have_aria2c():
@@ -164,10 +189,29 @@ def contenders(
     return [c for c in out if c.tool in args.tools]
 
 
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One workload's results: its product list, every contender, the computed floor."""
+
+    workload: Workload
+    resolved: Resolved
+    entries: list[Contender]
+    floor: float | None  # None without a rate limit
+
+
+def floor_of(args: argparse.Namespace, resolved: Resolved) -> float | None:
+    """The transfer-only lower bound at this budget, rate and latency (no rate: none)."""
+    if not args.rate:
+        return None
+    sizes = [int(p["size"]) for p in resolved.products]
+    return floor_seconds(sizes, args.budget, args.rate, args.latency)
+
+
 def measure(
     args: argparse.Namespace, server: str, workload: Workload, scratch: Path
 ) -> tuple[Resolved, list[Contender], bool]:
-    """Run every contender on ``workload``; False when some tool wrote the wrong bytes."""
+    """Run every contender on ``workload``; False when some tool wrote the wrong bytes
+    or hstsync failed."""
     resolved = resolve(server, workload, fresh(scratch, "resolve"))
     entries = contenders(args, server, workload, resolved)
     ok = True
@@ -212,9 +256,10 @@ def best_other(entries: list[Contender]) -> float | None:
     return min(times) if times else None
 
 
-def print_workload(workload: Workload, resolved: Resolved, entries: list[Contender]) -> None:
+def print_workload(m: Measured, args: argparse.Namespace) -> None:
+    resolved, entries = m.resolved, m.entries
     n = len(resolved.products)
-    print(f"\n== {workload.title}: {n} files, {mb(resolved.bytes)}")
+    print(f"\n== {m.workload.title}: {n} files, {mb(resolved.bytes)}")
     base = best_other(entries)
     print(f"{'tool':30} {'connection budget':42} {'seconds':>8} {'ratio':>6}")
     for c in entries:
@@ -223,39 +268,71 @@ def print_workload(workload: Workload, resolved: Resolved, entries: list[Contend
             continue
         ratio = f"{c.best / base:6.2f}" if base else f"{'-':>6}"
         print(f"{c.label:30} {c.budget:42} {c.best:8.2f} {ratio}  {c.note}".rstrip())
-    note = "ratio: to the best non-hstsync time"
+    if m.floor is not None:
+        lanes = f"{args.budget} × {args.rate / 1e6:g} MB/s, {args.latency * 1000:g} ms/request"
+        ratio = f"{m.floor / base:6.2f}" if base else f"{'-':>6}"
+        print(f"{'floor: lower bound (computed)':30} {lanes:42} {m.floor:8.2f} {ratio}")
+    notes = ["ratio: to the best non-hstsync time"]
     if any(c.tool in ("aria2c", "parfive") for c in entries):
-        note = (
+        notes.insert(
+            0,
             f"aria2c and parfive start from the URL list; resolving it took "
-            f"{resolved.seconds:.2f} s as its own process and is not in their times. {note}"
+            f"{resolved.seconds:.2f} s as its own process and is not in their times",
         )
-    print(f"({note})")
+    if any(c.column == "daemon" for c in entries):
+        notes.append(
+            "hstsync daemon: started and ready beforehand (not timed); timed from the "
+            "manifest's rename into requests/ to the request's 'done' log line"
+        )
+    if m.floor is not None:
+        notes.append(
+            "floor: not a run; the transfer alone over the budget's connections, each at the "
+            "emulator's rate after its latency per request, files ≥ 2 MiB split perfectly, "
+            "smaller ones placed whole, largest first"
+        )
+    print("\n".join(f"({note})" for note in notes))
 
 
-def print_summary(results: list[tuple[Workload, Resolved, list[Contender]]]) -> None:
-    tools = [t for t in TOOLS if any(c.tool == t for _, _, f in results for c in f)]
+def print_summary(results: list[Measured]) -> None:
+    columns = [
+        (key, head)
+        for key, head in COLUMNS
+        if any(c.column == key for m in results for c in m.entries)
+    ]
+    mine = [key for key in ("once", "daemon") if key in dict(columns)]
+    ratios = ((9, "/B"), (11, "/B+r"))
     print("\n== summary: seconds, best configuration of each tool within the budget")
-    head = f"{'workload':12}" + "".join(f"{t:>11}" for t in tools)
-    print(head + f"{'vs best':>9}{'vs best+resolve':>17}")
-    for workload, resolved, entries in results:
-        row = f"{workload.key:12}"
-        for tool in tools:
-            times = [c.best for c in entries if c.tool == tool and c.best is not None]
-            row += f"{min(times):11.2f}" if times else f"{'-':>11}"
-        mine = min((c.best for c in entries if c.tool == "hstsync" and c.best), default=None)
-        base = best_other(entries)
+    head = f"{'workload':9}" + "".join(f"{h:>8}" for _, h in columns) + f"{'floor':>8}"
+    head += "".join(f"{key + suffix:>{width}}" for width, suffix in ratios for key in mine)
+    print(head)
+    for m in results:
+        row = f"{m.workload.key:9}"
+        best: dict[str, float] = {}
+        for key, _ in columns:
+            times = [c.best for c in m.entries if c.column == key and c.best is not None]
+            if times:
+                best[key] = min(times)
+            row += f"{best[key]:8.2f}" if key in best else f"{'-':>8}"
+        row += f"{m.floor:8.2f}" if m.floor is not None else f"{'-':>8}"
+        base = best_other(m.entries)
         # the same comparison with resolution added to the tools that were handed URLs
         fair = [
-            c.best + (resolved.seconds if c.tool in ("aria2c", "parfive") else 0.0)
-            for c in entries
+            c.best + (m.resolved.seconds if c.tool in ("aria2c", "parfive") else 0.0)
+            for c in m.entries
             if c.tool != "hstsync" and c.best is not None
         ]
-        if mine and base:
-            row += f"{mine / base:9.2f}{mine / min(fair):17.2f}"
+        for (width, _), other in zip(ratios, (base, min(fair, default=None)), strict=True):
+            for key in mine:
+                value = best.get(key)
+                row += f"{value / other:{width}.2f}" if value and other else f"{'-':>{width}}"
         print(row)
     print(
-        "(vs best: hstsync's time over the best other tool's; vs best+resolve: the same with "
-        "the resolution time added to aria2c and parfive, which were handed the URL list)"
+        "(once: hstsync run --once, the whole process; daemon: hstsync's daemon, already "
+        "running, from the manifest's drop to its request's 'done')\n"
+        "(floor: the computed lower bound for the transfer alone at this budget, rate and "
+        "latency; not a run)\n"
+        "(X/B: X's time over the best time of aria2c, parfive and astroquery; X/B+r: the same "
+        "with the resolution time added to aria2c and parfive, which were handed the URL list)"
     )
 
 
@@ -358,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     ok = True
-    results = []
+    results: list[Measured] = []
     scratch = Path(tempfile.mkdtemp(prefix="hstsync-bench-", dir=args.workdir))
     try:
         programs = tuple(p for w in chosen for p in w.programs)
@@ -367,8 +444,9 @@ def main(argv: list[str] | None = None) -> int:
             for workload in chosen:
                 resolved, entries, good = measure(args, server, workload, scratch)
                 ok = ok and good
-                print_workload(workload, resolved, entries)
-                results.append((workload, resolved, entries))
+                measured = Measured(workload, resolved, entries, floor_of(args, resolved))
+                print_workload(measured, args)
+                results.append(measured)
         if len(results) > 1:
             print_summary(results)
         if not args.no_cpu:
