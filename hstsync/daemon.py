@@ -141,8 +141,8 @@ def finished(info: os.stat_result) -> bool:
     """Whether a file's writer is known to be done with it.
 
     Its metadata changed after its contents last did (ctime later than mtime): it was
-    renamed into place after being written (the ``.tmp`` convention, ``mv``, rsync,
-    ``hstsync add``), or its times were set after writing (``cp -p``, ``touch``).
+    renamed into place some time after being written (``mv`` of an older file), or its
+    times were set after writing (``cp -p``, ``rsync -t``, ``touch``).
     Every write sets both times to the same instant, so a file still being written in
     place never passes; a rename within the same clock tick as the last write (file
     times are coarse: ~4 ms) does not either, which is why the daemon also reads
