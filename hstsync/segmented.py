@@ -2,10 +2,10 @@
 
 :mod:`hstsync.segments` decides (which ranges remain, where to split, the
 ``.part.segments`` record); this module runs the requests. :class:`SegmentedTransfer`
-writes each segment at its offset in one preallocated part, splits the largest running
-range when a spare connection comes, retries a failed segment on its own from where
-it stopped, and keeps the record current (:class:`_Checkpoints`) so that a crash costs
-at most ``CHECKPOINT_SECONDS`` of transfer. Every request holds a token of the
+writes each segment at its offset in one preallocated part, cuts the running ranges
+so that they end together when spare connections come, retries a failed segment on its
+own from where it stopped, and keeps the record current (:class:`_Checkpoints`) so
+that a crash costs at most ``CHECKPOINT_SECONDS`` of transfer. Every request holds a token of the
 :class:`~hstsync.budget.ConnectionBudget`: further segments only take spare tokens.
 
 A segment answered with anything but its own range, or from a file that changed, is
@@ -17,6 +17,7 @@ transfer. Which file to segment, the retry policy and finishing the part are
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -37,11 +38,12 @@ from hstsync.responses import CHUNK_SIZE, Refused, body_start, get, network_erro
 from hstsync.segments import (
     Range,
     SegmentRecord,
-    largest,
+    apportion,
+    capacity,
+    cuts,
     merge,
     missing,
     share,
-    split_point,
     write_record,
 )
 
@@ -76,23 +78,32 @@ class Work:
         self._done = merge(done)
         self._waiting = [_Segment(a, a, b) for a, b in missing(size, self._done)]
         self._running: list[_Segment] = []
+        self._promised = 0
 
-    def claim(self) -> _Segment | None:
-        """A range for one more connection: one waiting, or the second half of the
-        running range with the most left; None when no split is worth a request."""
-        if self._waiting:
-            segment = self._waiting.pop(0)
-        else:
-            index = largest([(s.position, s.end) for s in self._running])
-            if index is None:
-                return None
-            victim = self._running[index]
-            cut = split_point(victim.position, victim.end)
-            assert cut is not None
-            segment = _Segment(cut, cut, victim.end)
-            victim.end = cut
-        self._running.append(segment)
-        return segment
+    def promise(self) -> None:
+        """A connection was taken for this file and will claim a range: count it."""
+        self._promised += 1
+
+    def claim(self, count: int = 1) -> list[_Segment]:
+        """Ranges for ``count`` more connections: waiting ones first, then running
+        ranges cut so that the file's ranges end together (:func:`apportion`). Fewer,
+        or none, when no cut is worth a request."""
+        self._promised = 0
+        claimed: list[_Segment] = []
+        while self._waiting and len(claimed) < count:
+            claimed.append(self._waiting.pop(0))
+        self._running.extend(claimed)
+        running = list(self._running)
+        given = apportion([s.end - s.position for s in running], count - len(claimed))
+        for victim, extra in zip(running, given, strict=True):
+            if not extra:
+                continue
+            points = [*cuts(victim.position, victim.end, extra + 1), victim.end]
+            pieces = [_Segment(a, a, b) for a, b in itertools.pairwise(points)]
+            victim.end = points[0]
+            self._running.extend(pieces)
+            claimed.extend(pieces)
+        return claimed
 
     def finish(self, segment: _Segment) -> None:
         self._running.remove(segment)
@@ -117,9 +128,10 @@ class Work:
 
     def share(self) -> float | None:
         """Bytes per connection left, if another connection could take a range."""
-        if not self._waiting and largest([(s.position, s.end) for s in self._running]) is None:
+        room = len(self._waiting) + capacity(s.end - s.position for s in self._running)
+        if room <= self._promised:
             return None
-        return share(self.remaining(), len(self._running))
+        return share(self.remaining(), len(self._running) + self._promised)
 
     def record(self) -> SegmentRecord:
         return SegmentRecord(self.size, tuple(self.snapshot()), self.validator)
@@ -234,11 +246,11 @@ class SegmentedTransfer:
                         group.create_task(keeper.run()),
                         group.create_task(self._recruit(group, host, expected)),
                     ]
-                    segment = work.claim()
+                    segment = _one(work.claim())
                     while segment is not None:
                         await self._segment(segment, first)
                         first = None
-                        segment = work.claim()
+                        segment = _one(work.claim())
                     for task in background:
                         task.cancel()
             except BaseExceptionGroup as errors:
@@ -263,18 +275,21 @@ class SegmentedTransfer:
             if expected is not None:
                 expected.close()
             while True:
-                took = False
+                # every spare token this file is the best use of, then the ranges for
+                # all of them at once, so that they are cut evenly
+                taken = 0
                 while self.budget.try_take(host, me):
-                    segment = work.claim()
-                    if segment is None:
+                    work.promise()
+                    taken += 1
+                if taken:
+                    segments = work.claim(taken)
+                    for _ in range(taken - len(segments)):
                         self.budget.give_back(host)
-                        break
-                    task = group.create_task(self._segment(segment))
-                    # a callback, not a finally: a task cancelled before it starts
-                    # never runs its finally, and the token must come back regardless
-                    task.add_done_callback(lambda _: self.budget.give_back(host))
-                    took = True
-                if took:
+                    for segment in segments:
+                        task = group.create_task(self._segment(segment))
+                        # a callback, not a finally: a task cancelled before it starts
+                        # never runs its finally, and the token must come back regardless
+                        task.add_done_callback(lambda _: self.budget.give_back(host))
                     self.budget.poke()  # another file may use what is left
                 await self.budget.changed()
 
@@ -349,6 +364,10 @@ class SegmentedTransfer:
                 f"the body ended at byte {segment.position} of segment "
                 f"{segment.start}-{segment.end - 1}"
             )
+
+
+def _one(segments: list[_Segment]) -> _Segment | None:
+    return segments[0] if segments else None
 
 
 def _check_segment(resp: aiohttp.ClientResponse, segment: _Segment, size: int, work: Work) -> None:

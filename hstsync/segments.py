@@ -67,26 +67,38 @@ def missing(size: int, done: Iterable[Range]) -> list[Range]:
     return gaps
 
 
-def split_point(position: int, end: int, min_piece: int = MIN_PIECE) -> int | None:
-    """Where to cut the unfetched ``[position, end)`` of a running segment, or None.
+def apportion(lengths: Sequence[int], extra: int, min_piece: int = MIN_PIECE) -> list[int]:
+    """How many more connections each running range gets, ``extra`` at most in all.
 
-    The running request keeps the first half (its connection is already streaming);
-    a new request takes the second. None when either half would be under ``min_piece``.
+    Each in turn goes to the range whose pieces would otherwise stay the largest, so
+    that a file's ranges end together (three connections on a fresh file cut it in
+    thirds, where halving twice left a half and two quarters). A range is never cut
+    into pieces under ``min_piece``: below it, a request's first-byte wait costs more
+    than the parallelism gains.
     """
-    if end - position < 2 * min_piece:
-        return None
-    return position + (end - position) // 2
+    given = [0] * len(lengths)
+    for _ in range(extra):
+        best: int | None = None
+        for index, length in enumerate(lengths):
+            if length // (given[index] + 2) < min_piece:
+                continue
+            if best is None or length * (given[best] + 1) > lengths[best] * (given[index] + 1):
+                best = index
+        if best is None:
+            break
+        given[best] += 1
+    return given
 
 
-def largest(remaining: Sequence[Range], min_piece: int = MIN_PIECE) -> int | None:
-    """Index of the range with the most bytes left that can still be split, or None."""
-    best: int | None = None
-    for index, (position, end) in enumerate(remaining):
-        if split_point(position, end, min_piece) is None:
-            continue
-        if best is None or end - position > remaining[best][1] - remaining[best][0]:
-            best = index
-    return best
+def capacity(lengths: Iterable[int], min_piece: int = MIN_PIECE) -> int:
+    """How many more connections ranges of these lengths could take (see apportion)."""
+    return sum(max(length // min_piece - 1, 0) for length in lengths)
+
+
+def cuts(position: int, end: int, pieces: int) -> list[int]:
+    """The ``pieces - 1`` offsets that cut ``[position, end)`` into equal pieces."""
+    step = (end - position) // pieces
+    return [position + step * i for i in range(1, pieces)]
 
 
 def share(remaining_bytes: int, connections: int) -> float:

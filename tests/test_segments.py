@@ -22,12 +22,15 @@ from hstsync.config import DownloadConfig
 from hstsync.download import Downloader, Outcome, Transfer, open_session, part_path
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState
+from hstsync.segmented import Work
 from hstsync.segments import (
     MIN_PIECE,
     SegmentRecord,
+    apportion,
+    capacity,
     covered,
+    cuts,
     held_bytes,
-    largest,
     merge,
     missing,
     parse_record,
@@ -36,7 +39,6 @@ from hstsync.segments import (
     share,
     should_segment,
     sidecar_path,
-    split_point,
     write_record,
 )
 
@@ -67,18 +69,40 @@ def test_missing_is_the_complement_of_what_is_done():
     assert missing(100, [(30, 40), (0, 10), (35, 100)]) == [(10, 30)]
 
 
-def test_split_point_halves_only_what_is_worth_a_request():
-    assert split_point(0, 2 * MIN_PIECE - 1) is None
-    assert split_point(0, 2 * MIN_PIECE) == MIN_PIECE
-    assert split_point(100, 100 + 10 * MIN_PIECE) == 100 + 5 * MIN_PIECE
-    assert split_point(0, 10, min_piece=1) == 5
+def test_apportion_gives_connections_so_that_ranges_end_together():
+    m = MIN_PIECE
+    assert apportion([12 * m], 2) == [2]  # thirds, not a half and two quarters
+    assert apportion([12 * m, 6 * m], 3) == [2, 1]  # pieces of 4 m and 3 m
+    assert apportion([12 * m, 12 * m], 1) == [1, 0]
+    assert apportion([3 * m], 5) == [2]  # never a piece under MIN_PIECE
+    assert apportion([m, 2 * m - 1], 2) == [0, 0]
+    assert apportion([], 3) == []
 
 
-def test_largest_picks_the_range_with_most_left_that_can_split():
-    ranges = [(0, MIN_PIECE), (0, 3 * MIN_PIECE), (10, 10 + 5 * MIN_PIECE)]
-    assert largest(ranges) == 2
-    assert largest([(0, MIN_PIECE)]) is None
-    assert largest([]) is None
+def test_capacity_and_cuts():
+    m = MIN_PIECE
+    assert capacity([3 * m, m, 2 * m]) == 2 + 0 + 1
+    assert cuts(0, 12, 3) == [4, 8]
+    assert cuts(100, 110, 2) == [105]
+    assert cuts(0, 10, 1) == []
+
+
+def test_work_cuts_a_fresh_file_evenly_for_a_burst_of_connections():
+    m = MIN_PIECE
+    work = Work(12 * m, (), None)
+    first = work.claim()
+    assert [(s.position, s.end) for s in first] == [(0, 12 * m)]
+    for _ in range(3):
+        work.promise()
+    assert work.share() == 12 * m / 4  # the promised connections count
+    more = work.claim(3)
+    ranges = sorted((s.position, s.end) for s in [*first, *more])
+    assert ranges == [(0, 3 * m), (3 * m, 6 * m), (6 * m, 9 * m), (9 * m, 12 * m)]
+    for _ in range(8):
+        work.promise()
+    assert work.share() is None  # every cut the 3 m pieces allow is promised already
+    assert len(work.claim(8)) == 8
+    assert work.claim() == []
 
 
 def test_share_is_bytes_per_connection():
