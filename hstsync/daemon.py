@@ -363,7 +363,7 @@ class Daemon:
                     self.config.paths.requests,
                     watch_filter=None,
                     debounce=100,
-                    step=50,
+                    step=20,
                     recursive=False,
                     stop_event=self._stop,
                 ):
