@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import math
 import os
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from astropy.io import fits
 from multidict import CIMultiDict
 
@@ -488,3 +490,22 @@ async def test_cli_serves_until_sigterm() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_a_client_hanging_up_before_the_answer_is_not_a_server_error(
+    caplog: pytest.LogCaptureFixture,
+):
+    # aria2c and parfive drop connections they no longer need, some while the emulator
+    # is still waiting out its latency: that must not log an error (a traceback).
+    async with Emulator(default_catalogue(), latency=0.2) as emu:
+        url = yarl.URL(emu.url)
+        _, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(
+            b"GET /api/v0.1/Download/file?uri=mast:HST/product/o58701010_x1d.fits HTTP/1.1\r\n"
+            b"Host: 127.0.0.1\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.4)  # past the latency: the answer meets a closed socket
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

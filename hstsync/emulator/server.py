@@ -463,10 +463,13 @@ async def _send(
     }
     response = web.StreamResponse(status=window.status, headers=headers)
     response.content_length = window.length
-    await response.prepare(request)
-    if head or window.status == 416:
-        await response.write_eof()
-        return response
+    try:
+        await response.prepare(request)
+        if head or window.status == 416:
+            await response.write_eof()
+            return response
+    except ConnectionError:
+        return response  # gone before the headers (see below)
     _count_download(emu, request)
 
     cut_fault = faults.get(FaultKind.RESET) or faults.get(FaultKind.SHORT_BODY)
@@ -505,18 +508,19 @@ async def _send(
                 ahead = sent / rate - (loop.time() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
+        if sent < window.length:
+            await _flush(request)
+            if request.transport is not None:
+                if cut_fault is not None and cut_fault.kind is FaultKind.RESET:
+                    request.transport.abort()
+                else:
+                    request.transport.close()
+            return response
+        await response.write_eof()
     except ConnectionError:
-        # The client went away; that is its business, not a server error.
-        return response
-    if sent < window.length:
-        await _flush(request)
-        if request.transport is not None:
-            if cut_fault is not None and cut_fault.kind is FaultKind.RESET:
-                request.transport.abort()
-            else:
-                request.transport.close()
-        return response
-    await response.write_eof()
+        # The client went away (aria2c and parfive close as soon as the last byte is
+        # in); that is its business, not a server error.
+        pass
     return response
 
 
