@@ -291,10 +291,25 @@ class Mirror:
                 self._display.planned(name, len(jobs), size)
             self.store.set_request_state(name, RequestState.DOWNLOADING, resolved=True)
             log.info("request %s: %d files to fetch, %d bytes", name, len(jobs), size)
-            async with asyncio.TaskGroup() as group:
-                for job in jobs:
-                    group.create_task(self.fetch(job))
+            await self._fetch_all(jobs)
         return self.settle(name, resolution_error=products is None)
+
+    async def _fetch_all(self, jobs: Sequence[Job]) -> None:
+        """Fetch every job, ``concurrency`` at a time, in order.
+
+        A fixed set of workers takes the jobs one after another: a task per job, made
+        up front, held a coroutine frame per file for the whole pass, and memory grew
+        with the size of the program.
+        """
+        queue = iter(jobs)
+
+        async def worker() -> None:
+            for job in queue:  # shared: each job is taken by exactly one worker
+                await self.fetch(job)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(len(jobs), self.config.download.concurrency)):
+                group.create_task(worker())
 
     def _shortfall(self, jobs: Sequence[Job]) -> str | None:
         """Why the mirror cannot hold these transfers, or None when it can."""
