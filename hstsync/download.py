@@ -185,7 +185,7 @@ class Downloader:
         """Bring ``transfer.dest`` into place. Raises nothing but CancelledError."""
         label = transfer.label
         if _size_of(transfer.dest) == transfer.size:
-            log.info("%s: already present (%d bytes)", label, transfer.size)
+            log.debug("%s: already present (%d bytes)", label, transfer.size)
             return Outcome(ProductState.DONE, 0, 0, 0, None)
 
         part = part_path(transfer.dest)
@@ -301,7 +301,7 @@ class Downloader:
             if offset:
                 log.info("%s: resuming at %d of %d bytes", transfer.label, offset, transfer.size)
             else:
-                log.info("%s: downloading %d bytes", transfer.label, transfer.size)
+                log.debug("%s: downloading %d bytes", transfer.label, transfer.size)
         restart = await self._exchange(transfer, part, progress, offset, held)
         if restart is None:
             return
@@ -477,7 +477,7 @@ class Downloader:
             except OSError as exc:
                 raise Refused(disk_error(exc, "writing", part)) from None
             self._report(transfer, -held)
-            log.info("%s: %d bytes in segments", transfer.label, transfer.size)
+            log.debug("%s: %d bytes in segments", transfer.label, transfer.size)
 
         def received(n: int) -> None:
             progress.fetched += n
