@@ -3,9 +3,10 @@
 :mod:`hstsync.segments` decides (which ranges remain, where to split, the
 ``.part.segments`` record); this module runs the requests. :class:`SegmentedTransfer`
 writes each segment at its offset in one preallocated part, cuts the running ranges
-so that they end together when spare connections come, retries a failed segment on its
-own from where it stopped, and keeps the record current (:class:`_Checkpoints`) so
-that a crash costs at most ``CHECKPOINT_SECONDS`` of transfer. Every request holds a token of the
+evenly among the spare connections that come to it together (one alone takes half of
+the range with most left), retries a failed segment on its own from where it stopped,
+and keeps the record current (:class:`_Checkpoints`) so that a crash costs at most
+``CHECKPOINT_SECONDS`` of transfer. Every request holds a token of the
 :class:`~hstsync.budget.ConnectionBudget`: further segments only take spare tokens.
 
 A segment answered with anything but its own range, or from a file that changed, is
