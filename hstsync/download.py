@@ -77,6 +77,7 @@ from hstsync.segments import (
     read_record,
     remove_record,
     should_segment,
+    worth_segmenting,
     write_record,
 )
 from hstsync.verify import CorruptFileError, verify_file
@@ -347,7 +348,7 @@ class Downloader:
         # a file that may be segmented holds spare connections back for its answer
         expected = (
             self.budget.expect(host_of(transfer.url), transfer.size)
-            if segments and offset == 0 and 0 < self._cfg.segment_min < transfer.size
+            if segments and offset == 0 and worth_segmenting(transfer.size, self._cfg.segment_min)
             else None
         )
         try:

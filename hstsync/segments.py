@@ -107,11 +107,16 @@ def share(remaining_bytes: int, connections: int) -> float:
     return remaining_bytes / max(connections, 1)
 
 
+def worth_segmenting(size: int, segment_min: int) -> bool:
+    """Whether a file is large enough for several connections (``segment_min`` 0: never)."""
+    return 0 < segment_min < size
+
+
 def should_segment(size: int, segment_min: int, accept_ranges: str | None) -> bool:
     """Whether a file is worth several connections, on a server that takes ranges."""
-    if segment_min <= 0 or size <= segment_min:
-        return False
-    return (accept_ranges or "").strip().lower() == "bytes"
+    return worth_segmenting(size, segment_min) and (
+        (accept_ranges or "").strip().lower() == "bytes"
+    )
 
 
 # -- the record beside the part -------------------------------------------------------------
