@@ -1,6 +1,6 @@
 """Benchmark: ``hstsync status`` on a database of 1,000,000 products.
 
-Builds the database through hstsync's own :class:`~hstsync.store.Store`
+Builds the database through hstsync's own :class:`~hstsync.store.db.Store`
 (``upsert_request`` + ``replace_products``, one call per request, so the schema,
 indexes and rows are exactly what the daemon writes), then spreads states over the
 products with one SQL UPDATE per state (80 % done, 15 % pending, 4 % failed with an
@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import PYTHON
 
 from hstsync.model import Product, Request
-from hstsync.store import Store
+from hstsync.store.db import Store
 
 SUFFIXES = ("flt", "flc", "drz", "drc", "raw", "spt", "trl", "asn", "x1d", "jif")
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from hstsync.cli import main
+from hstsync.cli.commands import main
 
 sys.exit(main())

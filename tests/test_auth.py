@@ -22,17 +22,17 @@ import keyring
 import pytest
 from file_keyring import FileKeyring
 
-from hstsync import auth
-from hstsync.auth import KEYRING_SERVICE, KEYRING_USER, Token, find_token
-from hstsync.cli import main
+from hstsync.archive import auth
+from hstsync.archive.auth import KEYRING_SERVICE, KEYRING_USER, Token, find_token
+from hstsync.archive.manifest import parse_manifest, parse_manifest_bytes
+from hstsync.archive.resolve import Resolver
+from hstsync.cli.commands import main
 from hstsync.config import for_directory
 from hstsync.emulator import EXCLUSIVE_ACCESS, Catalogue, Emulator, run_in_thread
 from hstsync.errors import ConfigError
-from hstsync.manifest import parse_manifest, parse_manifest_bytes
-from hstsync.mirror import Mirror
 from hstsync.model import ProductState, RequestState
-from hstsync.resolve import Resolver
-from hstsync.store import Store
+from hstsync.service.mirror import Mirror
+from hstsync.store.db import Store
 
 SECRET = "SECRET-TOKEN-abc123"
 TESTS = Path(__file__).resolve().parent

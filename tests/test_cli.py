@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hstsync.cli import main
-from hstsync.demo import TUTORIAL_MANIFEST
+from hstsync.cli.commands import main
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, Fault, FaultKind, run_in_thread
 
 
@@ -258,7 +258,7 @@ def test_export_curl_prints_a_resumable_script(
 
 
 def test_plain_table_pads_columns_and_handles_no_rows():
-    from hstsync.report import plain_table
+    from hstsync.cli.report import plain_table
 
     text = plain_table(("A", "LONGER", "LAST"), [("xx", "y", "free text"), ("x", "yyyyyyy", "")])
     lines = text.strip("\n").splitlines()

@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 from tutorial import TUTORIAL_FILES, TUTORIAL_NAMES
 
-from hstsync.cloud import after_fallback, cloud_key, cloud_source, cloud_url
+from hstsync.archive.cloud import cloud_key, cloud_source, cloud_url
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import (
     DEFAULT_CLOUD_BASE,
     Config,
@@ -23,14 +24,13 @@ from hstsync.config import (
     for_directory,
     parse_config,
 )
-from hstsync.daemon import run_once
-from hstsync.demo import TUTORIAL_MANIFEST
-from hstsync.download import Outcome
 from hstsync.emulator import EXCLUSIVE_ACCESS, Emulator, Fault, FaultKind, RecordedRequest
 from hstsync.emulator.server import CLOUD_BUCKET
 from hstsync.errors import ConfigError
 from hstsync.model import Product, ProductState, RequestState
-from hstsync.store import Store
+from hstsync.service.daemon import run_once
+from hstsync.store.db import Store
+from hstsync.transfer.downloader import Outcome, after_fallback
 
 HST = Path("mastDownload/HST")
 SECRET = "cloud-test-token-0123456789abcdef"

@@ -19,16 +19,16 @@ from pathlib import Path
 from tutorial import TUTORIAL_BYTES, TUTORIAL_NAMES
 from watchfiles import Change
 
+from hstsync.archive.manifest import parse_manifest_bytes, write_manifest
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import load_config
-from hstsync.daemon import Daemon as Service
-from hstsync.daemon import renamed_in, settled
-from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, default_catalogue
 from hstsync.errors import StoreError
-from hstsync.manifest import parse_manifest_bytes, write_manifest
 from hstsync.model import ProductState, RequestState
-from hstsync.segments import held_bytes
-from hstsync.store import Store
+from hstsync.service.daemon import Daemon as Service
+from hstsync.service.daemon import renamed_in, settled
+from hstsync.store.db import Store
+from hstsync.transfer.ranges import held_bytes
 
 HST = Path("mastDownload/HST")
 

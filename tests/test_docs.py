@@ -11,8 +11,8 @@ import re
 import sys
 from pathlib import Path
 
-from hstsync.cli import build_parser
-from hstsync.manifest import FILTER_OPTIONS, TOP_KEYS
+from hstsync.archive.manifest import FILTER_OPTIONS, TOP_KEYS
+from hstsync.cli.commands import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -19,7 +19,10 @@ import aiohttp
 import pytest
 
 from hstsync.config import DownloadConfig
-from hstsync.download import (
+from hstsync.emulator import Emulator, Fault, FaultKind
+from hstsync.errors import AuthRequiredError, HstsyncError, SizeMismatchError, TransferError
+from hstsync.model import ProductState
+from hstsync.transfer.downloader import (
     RETRY_AFTER_CAP,
     Downloader,
     Outcome,
@@ -30,9 +33,6 @@ from hstsync.download import (
     part_path,
     retry_after_seconds,
 )
-from hstsync.emulator import Emulator, Fault, FaultKind
-from hstsync.errors import AuthRequiredError, HstsyncError, SizeMismatchError, TransferError
-from hstsync.model import ProductState
 
 X1D = "o58701010_x1d.fits"
 X2D = "o58701010_x2d.fits"
@@ -296,7 +296,7 @@ async def test_catalogue_size_differing_from_server_is_not_retried(h: Harness) -
 
 
 async def test_401_is_auth_required_at_once(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="hstsync.download")
+    caplog.set_level(logging.DEBUG, logger="hstsync.transfer.downloader")
     h.emu.faults.add(Fault(FaultKind.STATUS, match=X1D, status=401, times=None))
 
     outcome = await h.fetch(X1D, token=True)
@@ -320,7 +320,7 @@ async def test_404_fails_without_retries(h: Harness) -> None:
 async def test_network_errors_never_leak_the_token(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="hstsync.download")
+    caplog.set_level(logging.DEBUG, logger="hstsync.transfer.downloader")
     h.emu.faults.add(Fault(FaultKind.RESET, match=X1D, after=1000, times=None))
 
     outcome = await h.fetch(X1D, token=True)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hstsync.demo import TUTORIAL_MANIFEST
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator
 
 

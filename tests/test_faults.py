@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
-from hstsync.daemon import run_once
-from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState, RequestState
-from hstsync.results import RESULTS_DIR
-from hstsync.store import ProductRow, Store
-from hstsync.verify import CorruptFileError, verify_file
+from hstsync.service.daemon import run_once
+from hstsync.service.results import RESULTS_DIR
+from hstsync.store.db import ProductRow, Store
+from hstsync.transfer.verify import CorruptFileError, verify_file
 
 HST = Path("mastDownload/HST")
 X1D = "o58701010_x1d.fits"
@@ -122,7 +122,7 @@ async def test_reset_mid_body_resumes_and_ends_byte_identical(config: Config, em
 async def test_busy_server_is_retried_after_its_retry_after(
     config: Config, emulator: Emulator, status: int, caplog: pytest.LogCaptureFixture
 ):
-    caplog.set_level(logging.WARNING, logger="hstsync.download")
+    caplog.set_level(logging.WARNING, logger="hstsync.transfer.downloader")
     emulator.faults.add(Fault(FaultKind.STATUS, match=X1D, status=status, retry_after=1, times=1))
 
     assert await run_once(config) == 0

@@ -12,9 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hstsync.demo import TUTORIAL_MANIFEST
-from hstsync.errors import ManifestError
-from hstsync.manifest import (
+from hstsync.archive.manifest import (
     MAX_MANIFEST_BYTES,
     PRODUCT_COLUMNS,
     is_manifest_name,
@@ -23,6 +21,8 @@ from hstsync.manifest import (
     render_manifest,
     request_name,
 )
+from hstsync.cli.demo import TUTORIAL_MANIFEST
+from hstsync.errors import ManifestError
 from hstsync.model import Request
 
 SPEC_TOML = """\

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from tutorial import TUTORIAL_BYTES, TUTORIAL_FILES
 
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
-from hstsync.daemon import run_once
-from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState, RequestState
-from hstsync.store import Store
+from hstsync.service.daemon import run_once
+from hstsync.store.db import Store
 
 HST = Path("mastDownload/HST")
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from astropy.table import Table
 
+from hstsync.cli.curl import curl_script
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
-from hstsync.curl import curl_script
-from hstsync.daemon import run_once
-from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, run_in_thread
-from hstsync.mirror import download_url
 from hstsync.model import Product, RequestState
-from hstsync.planner import HEADROOM, plan_files, room_for
-from hstsync.results import results_path
-from hstsync.store import Store
+from hstsync.service.daemon import run_once
+from hstsync.service.mirror import download_url
+from hstsync.service.planner import HEADROOM, plan_files, room_for
+from hstsync.service.results import results_path
+from hstsync.store.db import Store
 
 
 @pytest.fixture

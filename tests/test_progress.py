@@ -7,11 +7,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from hstsync.cli.demo import TUTORIAL_MANIFEST
+from hstsync.cli.progress import TerminalProgress
 from hstsync.config import for_directory
-from hstsync.daemon import run_once
-from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator
-from hstsync.progress import TerminalProgress
+from hstsync.service.daemon import run_once
 
 
 class Recorder:

@@ -17,13 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hstsync.budget import ConnectionBudget
 from hstsync.config import DownloadConfig
-from hstsync.download import Downloader, Outcome, Transfer, open_session, part_path
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState
-from hstsync.segmented import Work
-from hstsync.segments import (
+from hstsync.transfer.budget import ConnectionBudget
+from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session, part_path
+from hstsync.transfer.ranges import (
     MIN_PIECE,
     SegmentRecord,
     apportion,
@@ -41,6 +40,7 @@ from hstsync.segments import (
     sidecar_path,
     write_record,
 )
+from hstsync.transfer.segmented import Work
 
 X1D = "o58701010_x1d.fits"
 X2D = "o58701010_x2d.fits"

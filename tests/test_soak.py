@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from test_daemon import Daemon, daemon, request_state, until, write_config
 
-from hstsync.demo import TUTORIAL_MANIFEST
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, RecordedRequest, default_catalogue
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, RequestState
-from hstsync.store import Store
+from hstsync.store.db import Store
 
 SEED = int(os.environ.get("SOAK_SEED", "20240601"))
 #: bytes/s per response: the 14 MB files take ~3.5 s, the 2 MB ones ~0.5 s

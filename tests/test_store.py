@@ -17,7 +17,7 @@ import pytest
 import hstsync
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState, Request, RequestState, counts_of
-from hstsync.store import SCHEMA_VERSION, PlanDiff, Store
+from hstsync.store.db import SCHEMA_VERSION, PlanDiff, Store
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 REPO = Path(hstsync.__file__).resolve().parent.parent
@@ -423,7 +423,7 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from hstsync.model import ProductState
-from hstsync.store import Store
+from hstsync.store.db import Store
 
 store = Store(Path(sys.argv[1]))
 print("ready", flush=True)

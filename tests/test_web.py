@@ -26,15 +26,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tutorial import TUTORIAL_BYTES
 
+from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, StatusConfig, for_directory
-from hstsync.daemon import run_once
-from hstsync.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator
 from hstsync.errors import ConfigError
 from hstsync.model import Product, ProductState, Request, RequestState
-from hstsync.report import status_document
-from hstsync.store import Store
-from hstsync.web import serving_status
+from hstsync.service.daemon import run_once
+from hstsync.service.status import status_document
+from hstsync.service.web import serving_status
+from hstsync.store.db import Store
 
 T = TypeVar("T")
 HOSTILE = 'x<script>alert("name")</script>&amp;'

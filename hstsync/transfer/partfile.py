@@ -6,7 +6,7 @@ written as ``FILE.part`` beside its final name), :func:`preallocate` and
 :func:`disk_error`, the text of a failed file operation written from its errno name
 (``disk full (ENOSPC) writing …``). Plain functions that raise :class:`OSError`; which
 failure that becomes is the caller's decision. The rename that gives a part its final
-name is in :mod:`hstsync.download`, after verification.
+name is in :mod:`hstsync.transfer.downloader`, after verification.
 """
 
 from __future__ import annotations

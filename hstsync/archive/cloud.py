@@ -14,7 +14,7 @@ or of the file name's root when the ``obs_id`` is not one. A wrong guess costs o
 404 and a fallback to MAST, never a wrong file: sizes and FITS checksums are checked
 whatever the source.
 
-Pure: deciding only. :class:`hstsync.mirror.Mirror` does the transfers.
+Pure: deciding only. :class:`hstsync.service.mirror.Mirror` does the transfers.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import re
 from urllib.parse import quote
 
 from hstsync.config import DownloadConfig, DownloadSource
-from hstsync.download import Outcome
 from hstsync.model import Product
 
 #: dataURIs of products the bucket may hold (astroquery's ``supported_missions`` for HST)
@@ -77,18 +76,3 @@ def cloud_source(cfg: DownloadConfig, product: Product) -> str | None:
     if cfg.source != DownloadSource.AUTO or not product.is_public:
         return None
     return cloud_url(cfg.cloud_base, product)
-
-
-def after_fallback(cloud: Outcome, mast: Outcome) -> Outcome:
-    """One outcome for a product tried in the cloud first and then at MAST.
-
-    MAST's answer decides the state and the error (it is the archive; the cloud is
-    a copy). The counters cover both: every attempt and every byte received.
-    """
-    return Outcome(
-        state=mast.state,
-        fetched=cloud.fetched + mast.fetched,
-        resumed_from=cloud.resumed_from,
-        attempts=cloud.attempts + mast.attempts,
-        error=mast.error,
-    )

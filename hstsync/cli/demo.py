@@ -12,12 +12,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from hstsync.cli.report import print_status
 from hstsync.config import for_directory
-from hstsync.daemon import run_once
 from hstsync.emulator import Emulator
 from hstsync.model import human_bytes
-from hstsync.report import print_status
-from hstsync.store import Store
+from hstsync.service.daemon import run_once
+from hstsync.store.db import Store
 
 #: The tutorial's selection as a manifest: the first two observations of
 #: proposal 7291, calibrated (level 2) science products.

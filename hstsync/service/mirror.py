@@ -16,27 +16,27 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
-from hstsync.auth import (
+from hstsync.archive.auth import (
     Token,
     auth_required_message,
     check_transport,
     session_warning,
     user_of,
 )
-from hstsync.cloud import after_fallback, cloud_source
+from hstsync.archive.cloud import cloud_source
+from hstsync.archive.resolve import Resolver, preload
 from hstsync.config import Config
-from hstsync.download import Downloader, Outcome, Transfer, open_session
 from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
 from hstsync.model import Product, ProductState, Request, RequestState, counts_of, human_bytes
-from hstsync.planner import free_space, room_for
-from hstsync.progress import Progress
-from hstsync.resolve import Resolver, preload
-from hstsync.results import results_path, write_results
-from hstsync.segments import held_bytes
-from hstsync.store import ProductRow, Store
+from hstsync.service.planner import free_space, room_for
+from hstsync.service.results import results_path, write_results
+from hstsync.store.db import ProductRow, Store
+from hstsync.transfer.downloader import Downloader, Outcome, Transfer, after_fallback, open_session
+from hstsync.transfer.ranges import held_bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,16 @@ log = logging.getLogger(__name__)
 PROGRESS_FLUSH_SECONDS = 1.0
 
 DOWNLOAD_PATH = "/api/v0.1/Download/file"
+
+
+class Progress(Protocol):
+    """What a pass reports as it goes; the CLI draws it (``cli.progress``), the daemon does not."""
+
+    def planned(self, request: str, files: int, size: int) -> None: ...
+
+    def advanced(self, request: str, delta: int) -> None: ...
+
+    def file_done(self, request: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from hstsync.auth import check_transport, token_domain
+from hstsync.archive.auth import check_transport, token_domain
 from hstsync.errors import ManifestError, ResolveError
 from hstsync.model import Product, Request
 

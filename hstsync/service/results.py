@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hstsync.model import ProductState, relpath_or_none
-from hstsync.store import ProductRow
+from hstsync.store.db import ProductRow
 
 RESULTS_DIR = "results"
 

@@ -6,7 +6,7 @@ imports this module and nothing here imports ``store.py``. Owns the database fil
 indexes, the migration to :data:`SCHEMA_VERSION`, opening a connection read-write or
 read-only (``mode=ro`` URI) with clear messages when that fails, the per-connection
 pragmas, and the helpers that turn values into columns and timestamps. The
-:class:`~hstsync.store.Store` built on it, its transactions and its row dataclasses are
+:class:`~hstsync.store.db.Store` built on it, its transactions and its row dataclasses are
 in ``store.py``.
 """
 

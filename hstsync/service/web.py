@@ -35,8 +35,8 @@ from prometheus_client.registry import Collector
 from hstsync.config import Config, is_loopback
 from hstsync.errors import ConfigError, StoreError
 from hstsync.model import RequestState, human_bytes
-from hstsync.report import status_document
-from hstsync.store import RequestSummary, Store
+from hstsync.service.status import status_document
+from hstsync.store.db import RequestSummary, Store
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,18 @@
 """Segmented transfers, the doing half: one file fetched as several Range requests at once.
 
-:mod:`hstsync.segments` decides (which ranges remain, where to split, the
+:mod:`hstsync.transfer.ranges` decides (which ranges remain, where to split, the
 ``.part.segments`` record); this module runs the requests. :class:`SegmentedTransfer`
 writes each segment at its offset in one preallocated part, cuts the running ranges
 evenly among the spare connections that come to it together (one alone takes half of
 the range with most left), retries a failed segment on its own from where it stopped,
 and keeps the record current (:class:`_Checkpoints`) so that a crash costs at most
 ``CHECKPOINT_SECONDS`` of transfer. Every request holds a token of the
-:class:`~hstsync.budget.ConnectionBudget`: further segments only take spare tokens.
+:class:`~hstsync.transfer.budget.ConnectionBudget`: further segments only take spare tokens.
 
 A segment answered with anything but its own range, or from a file that changed, is
 :class:`RangesRefused`: the caller gives the segmented part up for one whole-file
 transfer. Which file to segment, the retry policy and finishing the part are
-:mod:`hstsync.download`'s; this module imports nothing from it.
+:mod:`hstsync.transfer.downloader`'s; this module imports nothing from it.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from pathlib import Path
 import aiohttp
 from tenacity import AsyncRetrying
 
-from hstsync.budget import ConnectionBudget, Expected, host_of
 from hstsync.config import DownloadConfig
 from hstsync.errors import AuthRequiredError, HstsyncError, SizeMismatchError, TransferError
-from hstsync.parts import disk_error, fsync, pwrite
-from hstsync.responses import CHUNK_SIZE, Refused, body_start, get, network_error, validator_of
-from hstsync.segments import (
+from hstsync.transfer.budget import ConnectionBudget, Expected, host_of
+from hstsync.transfer.http import CHUNK_SIZE, Refused, body_start, get, network_error, validator_of
+from hstsync.transfer.partfile import disk_error, fsync, pwrite
+from hstsync.transfer.ranges import (
     Range,
     SegmentRecord,
     apportion,
@@ -197,7 +197,7 @@ class _Checkpoints:
 class SegmentedTransfer:
     """One file's ranges fetched at once into its preallocated part, until none remain.
 
-    The :class:`~hstsync.download.Downloader` owns the file and hands this what a
+    The :class:`~hstsync.transfer.downloader.Downloader` owns the file and hands this what a
     segmented transfer needs of it: ``retrying()`` makes the retry policy's object for
     one segment, ``received(n)`` counts ``n`` body bytes written. :meth:`run` ends with
     the part holding every byte (finishing it is the caller's) or raises the failure

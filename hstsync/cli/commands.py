@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hstsync import __version__
-from hstsync.auth import TOKEN_PAGE, checked
+from hstsync.archive.auth import TOKEN_PAGE, checked
 from hstsync.config import Config, MastConfig, candidate_paths, load_config
 from hstsync.errors import AlreadyRunningError, ConfigError, HstsyncError, StoreError
 
@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        from hstsync.demo import run_demo
+        from hstsync.cli.demo import run_demo
 
         return run_demo(args.dir)
     if args.command in ("login", "logout", "whoami"):
@@ -229,12 +229,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(config: Config, *, once: bool) -> int:
-    from hstsync import daemon
+    from hstsync.service import daemon
 
     if once:
         if not sys.stderr.isatty():
             return asyncio.run(daemon.run_once(config))
-        from hstsync.progress import TerminalProgress
+        from hstsync.cli.progress import TerminalProgress
 
         with TerminalProgress() as progress:
             return asyncio.run(daemon.run_once(config, progress))
@@ -242,11 +242,11 @@ def _run(config: Config, *, once: bool) -> int:
 
 
 def _plan(config: Config, manifest: Path) -> int:
-    from hstsync.auth import find_token
-    from hstsync.manifest import parse_manifest
-    from hstsync.planner import plan_files
-    from hstsync.report import print_plan
-    from hstsync.resolve import Resolver
+    from hstsync.archive.auth import find_token
+    from hstsync.archive.manifest import parse_manifest
+    from hstsync.archive.resolve import Resolver
+    from hstsync.cli.report import print_plan
+    from hstsync.service.planner import plan_files
 
     request = parse_manifest(manifest)
     token = find_token(config.mast.token_file)
@@ -257,7 +257,7 @@ def _plan(config: Config, manifest: Path) -> int:
 
 
 def _add(config: Config, args: argparse.Namespace) -> int:
-    from hstsync.manifest import write_manifest
+    from hstsync.archive.manifest import write_manifest
     from hstsync.model import Request
 
     criteria: dict[str, Any] = {}
@@ -284,10 +284,10 @@ def _add(config: Config, args: argparse.Namespace) -> int:
 
 
 def _export_curl(config: Config, request: str) -> int:
-    from hstsync.curl import curl_script
-    from hstsync.mirror import download_url
+    from hstsync.cli.curl import curl_script
     from hstsync.model import relpath_or_none
-    from hstsync.store import Store
+    from hstsync.service.mirror import download_url
+    from hstsync.store.db import Store
 
     with Store.open_readonly(config.paths.database) as store:
         if store.get_request(request) is None:
@@ -304,7 +304,7 @@ def _export_curl(config: Config, request: str) -> int:
 
 
 def _retry(config: Config, request: str | None) -> int:
-    from hstsync.store import Store
+    from hstsync.store.db import Store
 
     with Store(config.paths.database) as store:
         if request is not None and store.get_request(request) is None:
@@ -312,7 +312,7 @@ def _retry(config: Config, request: str | None) -> int:
             return EXIT_USAGE
         count = store.retry(request)
     if count:
-        from hstsync.daemon import wake
+        from hstsync.service.daemon import wake
 
         wake(config.paths.requests)
     print(f"{count} product(s) put back in the queue")
@@ -320,8 +320,9 @@ def _retry(config: Config, request: str | None) -> int:
 
 
 def _status(config: Config, request: str | None, *, as_json: bool) -> int:
-    from hstsync import report
-    from hstsync.store import Store
+    from hstsync.cli import report
+    from hstsync.service import status
+    from hstsync.store.db import Store
 
     with Store.open_readonly(config.paths.database) as store:
         summaries = store.summaries(request)
@@ -330,7 +331,7 @@ def _status(config: Config, request: str | None, *, as_json: bool) -> int:
             return EXIT_USAGE
         products = store.products(request) if request is not None else None
     if as_json:
-        doc: dict[str, Any] = report.status_document(summaries, products)
+        doc: dict[str, Any] = status.status_document(summaries, products)
         print(json.dumps(doc, indent=2))
     else:
         report.print_status(summaries, products)
@@ -359,13 +360,13 @@ def _read_token() -> str:
 
 
 def _session(server: str, token: str | None) -> dict[str, Any]:
-    from hstsync.resolve import Resolver
+    from hstsync.archive.resolve import Resolver
 
     return Resolver(server, token).session_info()
 
 
 def _login(mast: MastConfig) -> int:
-    from hstsync import auth
+    from hstsync.archive import auth
 
     auth.require_keyring()  # before the token is typed, not after
     token = _read_token()
@@ -395,7 +396,7 @@ def _shadowing(mast: MastConfig) -> str | None:
 
 
 def _logout(mast: MastConfig) -> int:
-    from hstsync import auth
+    from hstsync.archive import auth
 
     if auth.remove_from_keyring():
         print("MAST token removed from the keyring")
@@ -408,7 +409,7 @@ def _logout(mast: MastConfig) -> int:
 
 
 def _whoami(mast: MastConfig) -> int:
-    from hstsync import auth
+    from hstsync.archive import auth
 
     token = auth.find_token(mast.token_file)
     if token is None:

@@ -1,7 +1,7 @@
 """Transfers of one file: whole-file streams with Range resume, retries, finishing.
 
 A file is written as ``FILE.part`` beside its final name and renamed only once its
-size matches the catalogue's and its content passes :mod:`hstsync.verify` (FITS
+size matches the catalogue's and its content passes :mod:`hstsync.transfer.verify` (FITS
 CHECKSUM/DATASUM), so a file under its final name is always complete and sound.
 A part that fails verification is deleted and fetched again, within the retries.
 An interrupted transfer resumes from the bytes on disk; a server that ignores Range
@@ -10,11 +10,11 @@ An interrupted transfer resumes from the bytes on disk; a server that ignores Ra
 Owns :class:`Transfer`, :class:`Outcome` and :class:`Downloader`: which way a file is
 fetched, the whole-file stream, the retry policy, and finishing a part (verify, fsync,
 rename). The HTTP edge (session, GET, what an answer means, failure texts) is
-:mod:`hstsync.responses`; the ``.part`` file operations are :mod:`hstsync.parts`.
+:mod:`hstsync.transfer.http`; the ``.part`` file operations are :mod:`hstsync.transfer.partfile`.
 A file larger than ``segment_min`` from a server that sends ``Accept-Ranges: bytes``
-is fetched as several Range segments at once by :mod:`hstsync.segmented`, with
-:mod:`hstsync.segments` deciding which ranges remain. Every request holds a token of
-the :class:`~hstsync.budget.ConnectionBudget`: a file's first connection waits its
+is fetched as several Range segments at once by :mod:`hstsync.transfer.segmented`, with
+:mod:`hstsync.transfer.ranges` deciding which ranges remain. Every request holds a token of
+the :class:`~hstsync.transfer.budget.ConnectionBudget`: a file's first connection waits its
 turn, further segments only take spare tokens, so whole files fill the budget first
 and the largest remaining files get what is left.
 
@@ -25,7 +25,7 @@ that cannot be written ends the transfer at once.
 
 :meth:`Downloader.fetch` never raises for a failed transfer: failures are data in
 the :class:`Outcome`, their texts written from status codes, errno names and byte
-counts (:mod:`hstsync.responses`), never copied from an aiohttp exception.
+counts (:mod:`hstsync.transfer.http`), never copied from an aiohttp exception.
 
 The names tests and callers import from here (``open_session``, ``body_start``,
 ``parse_content_range``, ``retry_after_seconds``, ``RETRY_AFTER_CAP``, ``part_path``)
@@ -50,12 +50,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from hstsync.budget import ConnectionBudget, Expected, host_of
 from hstsync.config import DownloadConfig
 from hstsync.errors import AuthRequiredError, SizeMismatchError, TransferError
 from hstsync.model import ProductState
-from hstsync.parts import disk_error, fsync, part_path, preallocate
-from hstsync.responses import (
+from hstsync.transfer.budget import ConnectionBudget, Expected, host_of
+from hstsync.transfer.http import (
     CHUNK_SIZE,
     CONNECT_TIMEOUT,
     MAX_REDIRECTS,
@@ -71,8 +70,8 @@ from hstsync.responses import (
     retry_after_seconds,
     validator_of,
 )
-from hstsync.segmented import CHECKPOINT_SECONDS, RangesRefused, SegmentedTransfer, Work
-from hstsync.segments import (
+from hstsync.transfer.partfile import disk_error, fsync, part_path, preallocate
+from hstsync.transfer.ranges import (
     has_record,
     read_record,
     remove_record,
@@ -80,7 +79,8 @@ from hstsync.segments import (
     worth_segmenting,
     write_record,
 )
-from hstsync.verify import CorruptFileError, verify_file
+from hstsync.transfer.segmented import CHECKPOINT_SECONDS, RangesRefused, SegmentedTransfer, Work
+from hstsync.transfer.verify import CorruptFileError, verify_file
 
 __all__ = [
     "CHECKPOINT_SECONDS",
@@ -468,7 +468,7 @@ class Downloader:
         place among the candidates for them, kept until the transfer registers its own.
         Without ``first`` the part and its record exist already (a resume). The
         segments themselves are
-        :class:`~hstsync.segmented.SegmentedTransfer`'s; retries and counting stay here.
+        :class:`~hstsync.transfer.segmented.SegmentedTransfer`'s; retries and counting stay here.
         """
         if first is not None:
             # the record first: a part that may hold bytes out of order always has one
@@ -568,3 +568,18 @@ def _remove_record(part: Path) -> None:
         remove_record(part)
     except OSError as exc:
         log.warning("cannot remove the segment record of %s: %s", part, exc.strerror)
+
+
+def after_fallback(cloud: Outcome, mast: Outcome) -> Outcome:
+    """One outcome for a product tried in the cloud first and then at MAST.
+
+    MAST's answer decides the state and the error (it is the archive; the cloud is
+    a copy). The counters cover both: every attempt and every byte received.
+    """
+    return Outcome(
+        state=mast.state,
+        fetched=cloud.fetched + mast.fetched,
+        resumed_from=cloud.resumed_from,
+        attempts=cloud.attempts + mast.attempts,
+        error=mast.error,
+    )

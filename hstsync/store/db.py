@@ -33,7 +33,7 @@ from sqlite_utils import Database
 
 from hstsync.errors import StoreError
 from hstsync.model import Counts, Product, ProductState, Request, RequestState, counts_of
-from hstsync.schema import (
+from hstsync.store.schema import (
     BUSY_TIMEOUT_SECONDS,
     PRODUCTS,
     REQUESTS,

@@ -2,13 +2,12 @@
 
 Only the CLI creates one, and only when stderr is a terminal: the daemon and
 anything logged stay one line per event. :class:`Mirror` reports through the small
-:class:`Progress` protocol, so it never knows how progress is drawn.
+:class:`hstsync.service.mirror.Progress` protocol, so it never knows how progress is drawn.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -22,14 +21,6 @@ from rich.progress import (
 from rich.progress import (
     Progress as RichBar,
 )
-
-
-class Progress(Protocol):
-    def planned(self, request: str, files: int, size: int) -> None: ...
-
-    def advanced(self, request: str, delta: int) -> None: ...
-
-    def file_done(self, request: str) -> None: ...
 
 
 class TerminalProgress:

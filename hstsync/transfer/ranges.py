@@ -8,7 +8,7 @@ writing the record), which sit beside the pure parsing and rendering they wrap.
 Why a sidecar file and not the store: the record must live and die with the ``.part``
 it describes. It sits in the same directory, is written atomically (temporary file,
 fsync, rename) after the part's bytes are fsynced, and is removed only once the part
-is whole or gone. :mod:`hstsync.download` needs no database to resume, and a part
+is whole or gone. :mod:`hstsync.transfer.downloader` needs no database to resume, and a part
 copied, moved or cleaned up by hand takes its record with it or leaves an orphan that
 is plainly stale, never a database row that describes bytes no longer there.
 

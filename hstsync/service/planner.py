@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hstsync.errors import UnsafePathError
 from hstsync.model import Product
-from hstsync.segments import held_bytes
+from hstsync.transfer.ranges import held_bytes
 
 #: room kept free on the mirror's filesystem beyond what a request needs
 HEADROOM = 64 * 1024 * 1024

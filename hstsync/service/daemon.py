@@ -22,16 +22,15 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from hstsync.auth import find_token
+from hstsync.archive.auth import find_token
+from hstsync.archive.manifest import is_manifest_name, parse_manifest, request_name
 from hstsync.config import Config
 from hstsync.errors import AlreadyRunningError, ManifestError
-from hstsync.manifest import is_manifest_name, parse_manifest, request_name
-from hstsync.mirror import Mirror, exit_code, sync_requests
 from hstsync.model import Request, RequestState
-from hstsync.notify import sd_notify
-from hstsync.progress import Progress
-from hstsync.store import RequestRow, Store
-from hstsync.web import serving_status
+from hstsync.service.mirror import Mirror, Progress, exit_code, sync_requests
+from hstsync.service.sdnotify import sd_notify
+from hstsync.service.web import serving_status
+from hstsync.store.db import RequestRow, Store
 
 log = logging.getLogger(__name__)
 
