@@ -11,7 +11,6 @@ daemon moves such a manifest aside with that message next to it and keeps runnin
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import math
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hstsync.errors import ManifestError
+from hstsync.files import atomic_write
 from hstsync.model import Request
 
 #: A manifest is a few lines; anything bigger is not one, and is never parsed
@@ -172,16 +172,9 @@ def write_manifest(directory: Path, request: Request, *, replace: bool = False) 
     if not replace and (target.exists() or target.with_suffix(".json").exists()):
         raise ManifestError(f"{target.name}: a request of that name exists already")
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{request.name}.toml.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        atomic_write(target, text)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise ManifestError(f"{target}: cannot write ({exc.strerror})") from None
     return target
 

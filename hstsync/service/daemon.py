@@ -26,6 +26,7 @@ from hstsync.archive.auth import find_token
 from hstsync.archive.manifest import is_manifest_name, parse_manifest, request_name
 from hstsync.config import Config
 from hstsync.errors import AlreadyRunningError, ManifestError
+from hstsync.files import atomic_write
 from hstsync.model import Request, RequestState
 from hstsync.service.mirror import Mirror, Progress, exit_code, sync_requests
 from hstsync.service.sdnotify import sd_notify
@@ -164,10 +165,10 @@ def set_aside(path: Path, reason: str) -> Path:
     target = failed / path.name
     os.replace(path, target)
     note = failed / f"{request_name(path)}.error.txt"
-    note.write_text(
+    atomic_write(
+        note,
         f"{path.name} was not taken: {reason}\n"
         f"Fix it and move it back to {path.parent}/ to try again.\n",
-        encoding="utf-8",
     )
     return target
 

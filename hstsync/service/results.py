@@ -8,10 +8,11 @@ SKIPPED.
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from hstsync.files import atomic_write
 from hstsync.model import ProductState, relpath_or_none
 from hstsync.store.db import ProductRow
 
@@ -52,7 +53,7 @@ def write_results(
         dtype=(str, str, str, str),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    table.write(tmp, format="ascii.ecsv", overwrite=True)
-    os.replace(tmp, path)
+    ecsv = io.StringIO()
+    table.write(ecsv, format="ascii.ecsv")
+    atomic_write(path, ecsv.getvalue())
     return path

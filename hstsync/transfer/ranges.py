@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from hstsync.files import atomic_write
 
 Range = tuple[int, int]
 
@@ -199,13 +200,7 @@ def has_record(part: Path) -> bool:
 def write_record(part: Path, record: SegmentRecord) -> None:
     """Replace the record atomically and durably. The caller fsyncs the part first:
     the record must never claim bytes that a power cut could take back."""
-    path = sidecar_path(part)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(render_record(record))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(sidecar_path(part), render_record(record))
 
 
 def remove_record(part: Path) -> None:
