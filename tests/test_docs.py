@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from hstsync.archive.manifest import FILTER_OPTIONS, TOP_KEYS
+from hstsync.archive.validate import FILTER_OPTIONS, TOP_KEYS
 from hstsync.cli.commands import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,14 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hstsync.archive.manifest import (
-    MAX_MANIFEST_BYTES,
-    PRODUCT_COLUMNS,
     is_manifest_name,
     parse_manifest,
     parse_manifest_bytes,
     render_manifest,
     request_name,
 )
+from hstsync.archive.validate import MAX_MANIFEST_BYTES, PRODUCT_COLUMNS
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.errors import ManifestError
 from hstsync.model import Request
