@@ -499,3 +499,57 @@ def test_two_writers_on_one_file_interleave_without_locking_errors(db: Path) -> 
     assert errors == []
     with Store(db) as store:
         assert sum(r.attempts for r in store.products("7291")) == 300
+
+
+# -- tallies: status reads per-request counts kept by triggers ---------------------------
+
+AGGREGATE = """
+    SELECT request, state, COUNT(*) AS n, SUM(MAX(size, 0)) AS total,
+           SUM(CASE WHEN state = 'done' THEN MAX(size, 0)
+                    ELSE MIN(MAX(bytes_done, 0), MAX(size, 0)) END) AS done
+    FROM products GROUP BY request, state
+"""
+
+
+def tallies_and_rows(db: Path) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]]]:
+    with sqlite3.connect(db) as conn:
+        kept = set(conn.execute("SELECT request, state, n, total, done FROM tallies WHERE n > 0"))
+        counted = set(conn.execute(AGGREGATE))
+    return kept, counted
+
+
+def test_tallies_follow_every_kind_of_product_write(store: Store, db: Path) -> None:
+    seeded(store, "a", count=6)
+    seeded(store, "b", count=3)
+    store.mark("a", uri(0), ProductState.DONE)
+    store.mark("a", uri(1), ProductState.FAILED, bytes_done=100, error="x")
+    store.mark("a", uri(2), ProductState.DOWNLOADING)
+    store.record_progress({("a", uri(2)): 250})
+    # a re-resolution that drops one product, changes a size and adds one
+    store.replace_products("b", [product(0, size=5000), product(1), product(7)])
+    store.retry("a")
+    store.recover_interrupted()
+    kept, counted = tallies_and_rows(db)
+    assert kept == counted
+    store.remove_request("a")
+    kept, counted = tallies_and_rows(db)
+    assert kept == counted and {row[0] for row in kept} == {"b"}
+
+
+def test_a_version_1_database_gains_tallies_that_match_its_rows(db: Path) -> None:
+    with Store(db) as store:
+        seeded(store, "a", count=4)
+        store.mark("a", uri(0), ProductState.DONE)
+    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 1 left it
+        for trigger in ("tally_insert", "tally_delete", "tally_update"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("DROP TABLE tallies")
+        conn.execute("PRAGMA user_version = 1")
+    with Store.open_readonly(db) as store:  # status beside a daemon not yet upgraded
+        [summary] = store.summaries("a")
+        assert (summary.counts.total, summary.counts.done, summary.bytes_done) == (4, 1, 1000)
+    with Store(db) as store:
+        [summary] = store.summaries("a")
+        assert (summary.counts.total, summary.counts.done, summary.bytes_done) == (4, 1, 1000)
+    kept, counted = tallies_and_rows(db)
+    assert kept == counted

@@ -38,6 +38,7 @@ from hstsync.store.schema import (
     PRODUCTS,
     REQUESTS,
     SCHEMA_VERSION,
+    TALLIES_VERSION,
     catalogue_columns,
     configure,
     connect_readonly,
@@ -439,15 +440,21 @@ class Store:
     def summaries(self, name: str | None = None) -> list[RequestSummary]:
         """Each request (or only ``name``) with its product counts and bytes."""
         where, args = ("WHERE request = ?", [name]) if name is not None else ("", [])
-        # One pass over the (request, state, size, bytes_done) index, no table lookups.
-        sql = f"""
+        # A few rows per request, kept by triggers (schema.TALLIES): O(requests). A
+        # database an older daemon still holds (read-only here) has no tallies yet: one
+        # pass over the (request, state, size, bytes_done) index instead.
+        sql = (
+            f"SELECT request, state, n, total, done FROM tallies {where}"
+            if self.schema_version >= TALLIES_VERSION
+            else f"""
             SELECT request, state, COUNT(*) AS n,
                    SUM(MAX(size, 0)) AS total,
                    SUM(CASE WHEN state = 'done' THEN MAX(size, 0)
                             ELSE MIN(MAX(bytes_done, 0), MAX(size, 0)) END) AS done
             FROM products {where}
             GROUP BY request, state
-        """
+            """
+        )
         tallies: dict[str, dict[ProductState, int]] = {}
         totals: dict[str, list[int]] = {}
         with self._reading("summarise requests") as db:

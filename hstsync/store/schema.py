@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,16 @@ from urllib.parse import quote
 from hstsync.errors import StoreError, UnsafePathError
 from hstsync.model import Product
 
-#: ``PRAGMA user_version`` of the schema this module creates and reads.
-SCHEMA_VERSION = 1
+#: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
+#: the number of steps in :data:`MIGRATIONS` (version 1 is the first schema).
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 10.0
 
 REQUESTS = "requests"
 PRODUCTS = "products"
+TALLIES = "tallies"
+#: the schema version that has :data:`TALLIES`
+TALLIES_VERSION = 2
 
 
 def utc_now() -> str:
@@ -143,6 +147,9 @@ def migrate(db: Any, path: Path) -> None:
         raise StoreError(too_new(path, version))
     if version == 0:
         _create_schema(db)
+        version = 1
+    for step in MIGRATIONS[version - 1 :]:
+        step(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -208,6 +215,58 @@ def _create_schema(db: Any) -> None:
     # (request, state) leads, so per-state lookups use it; size and bytes_done make it
     # cover the summary aggregate, which then never touches the table itself.
     products.create_index(["request", "state", "size", "bytes_done"], "products_request_state")
+
+
+# What one product row adds to its request's tally (unknown sizes count as 0 bytes).
+_ROW_TOTAL = "MAX(COALESCE({r}.size, 0), 0)"
+_ROW_DONE = (
+    "CASE WHEN {r}.state = 'done' THEN MAX(COALESCE({r}.size, 0), 0) "
+    "ELSE MIN(MAX({r}.bytes_done, 0), MAX(COALESCE({r}.size, 0), 0)) END"
+)
+
+
+def _tally(sign: str, r: str) -> str:
+    total, done = _ROW_TOTAL.format(r=r), _ROW_DONE.format(r=r)
+    return (
+        f"INSERT INTO {TALLIES} (request, state, n, total, done) "
+        f"VALUES ({r}.request, {r}.state, {sign}1, {sign}({total}), {sign}({done})) "
+        "ON CONFLICT (request, state) DO UPDATE SET n = n + excluded.n, "
+        "total = total + excluded.total, done = done + excluded.done;"
+    )
+
+
+def _add_tallies(db: Any) -> None:
+    """Version 2: per-request, per-state counts and bytes, kept by triggers.
+
+    ``status`` reads a few rows per request instead of aggregating every product
+    (0.3 s on a million products before); each product write pays one small upsert.
+    """
+    db.execute(
+        f"""CREATE TABLE {TALLIES} (
+            request TEXT NOT NULL, state TEXT NOT NULL,
+            n INTEGER NOT NULL, total INTEGER NOT NULL, done INTEGER NOT NULL,
+            PRIMARY KEY (request, state)) WITHOUT ROWID"""
+    )
+    db.execute(
+        f"CREATE TRIGGER tally_insert AFTER INSERT ON {PRODUCTS} BEGIN {_tally('+', 'NEW')} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER tally_delete AFTER DELETE ON {PRODUCTS} BEGIN {_tally('-', 'OLD')} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER tally_update AFTER UPDATE OF request, state, size, bytes_done "
+        f"ON {PRODUCTS} BEGIN {_tally('-', 'OLD')} {_tally('+', 'NEW')} END"
+    )
+    total, done = _ROW_TOTAL.format(r="p"), _ROW_DONE.format(r="p")
+    db.execute(
+        f"INSERT INTO {TALLIES} (request, state, n, total, done) "
+        f"SELECT p.request, p.state, COUNT(*), SUM({total}), SUM({done}) "
+        f"FROM {PRODUCTS} AS p GROUP BY p.request, p.state"
+    )
+
+
+#: Steps from version N to N + 1, in order; ``MIGRATIONS[0]`` takes version 1 to 2.
+MIGRATIONS: tuple[Callable[[Any], None], ...] = (_add_tallies,)
 
 
 # -- values -> columns -------------------------------------------------------------------
