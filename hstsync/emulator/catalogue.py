@@ -350,6 +350,35 @@ class Catalogue:
                 raise KeyError(f"no observation {obs_id!r} or no product {key!r}")
             obs.listings.append((product, dict(cells)))
 
+    def set_product_quirks(
+        self,
+        pattern: str,
+        *,
+        cells: Mapping[str, Any] | None = None,
+        chunked: bool | None = None,
+        ranges: bool | None = None,
+        style: BodyStyle | str | None = None,
+        redirect: bool | None = None,
+        cloud: bool | None = None,
+    ) -> list[CatalogueProduct]:
+        """Give every product whose productFilename matches ``pattern`` (fnmatch) these
+        quirks (None: unchanged; ``cells`` are added to its own); the products changed."""
+        with self._lock:
+            chosen = [p for p in self._by_uri.values() if fnmatch.fnmatchcase(p.filename, pattern)]
+            for product in chosen:
+                product.cells.update(cells or {})
+                if chunked is not None:
+                    product.chunked = chunked
+                if ranges is not None:
+                    product.ranges = ranges
+                if style is not None:
+                    product.style = BodyStyle(style)
+                if redirect is not None:
+                    product.redirect = redirect
+                if cloud is not None:
+                    product.cloud = cloud
+            return chosen
+
     def update_product(
         self,
         key: str,
