@@ -2,8 +2,11 @@
 
 :class:`Emulator` is a real aiohttp server on 127.0.0.1 that unmodified
 ``astroquery.mast`` and hstsync's downloader talk to. It serves a
-:class:`Catalogue` (by default :func:`default_catalogue`, the tutorial's proposal
-7291), deterministic FITS bodies, and failures injected as :class:`Fault` s.
+:class:`Catalogue` (by default :func:`default_catalogue`: the tutorial's proposal
+7291, and the realistic program :data:`REALISTIC_PROPOSAL` with the real archive's
+habits), deterministic FITS bodies, failures injected as :class:`Fault` s, and the
+archive's habits switched on with :class:`PortalQuirks` and product quirks
+(:mod:`hstsync.emulator.quirks`; the table is in ``docs/emulator.md``).
 """
 
 from hstsync.emulator.catalogue import (
@@ -15,19 +18,27 @@ from hstsync.emulator.catalogue import (
     default_catalogue,
 )
 from hstsync.emulator.faults import Fault, FaultKind, Faults
+from hstsync.emulator.quirks import BodyStyle, PortalQuirks
+from hstsync.emulator.realistic import PROPOSAL_ID as REALISTIC_PROPOSAL
+from hstsync.emulator.realistic import ExpectedProduct, expected_products
 from hstsync.emulator.server import Emulator, RecordedRequest, run_in_thread
 
 __all__ = [
     "EXCLUSIVE_ACCESS",
     "PUBLIC",
+    "REALISTIC_PROPOSAL",
+    "BodyStyle",
     "Catalogue",
     "CatalogueProduct",
     "Emulator",
+    "ExpectedProduct",
     "Fault",
     "FaultKind",
     "Faults",
     "Observation",
+    "PortalQuirks",
     "RecordedRequest",
     "default_catalogue",
+    "expected_products",
     "run_in_thread",
 ]

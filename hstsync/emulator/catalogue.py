@@ -7,6 +7,14 @@ catalogue with :meth:`Catalogue.add_program`, :meth:`Catalogue.add_product` and
 change it with :meth:`Catalogue.update_product` / :meth:`Catalogue.set_data_rights`
 while the server runs (every method takes the catalogue's lock, so a test thread
 may change it while the server thread reads it).
+
+It also keeps the real archive's habits (:mod:`hstsync.emulator.quirks`): a
+product's catalogue cells that differ from the truth (``cells``: null, float or
+string sizes, a wrong size, null rights), its serving quirks (``chunked``,
+``ranges``, ``style``, ``redirect``), products listed again under other
+observations (:meth:`Catalogue.list_under`), and a program's portal quirks
+(:meth:`Catalogue.set_portal_quirks`). The default catalogue also holds the
+realistic program of :mod:`hstsync.emulator.realistic`.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hstsync.emulator.columns import CAOM_COLUMNS, CONTINUOUS
+from hstsync.emulator.quirks import BodyStyle, PortalQuirks
 
 PUBLIC = "PUBLIC"
 EXCLUSIVE_ACCESS = "EXCLUSIVE_ACCESS"
@@ -55,6 +64,17 @@ class CatalogueProduct:
     modified: float = _EPOCH
     #: a dataURI that is not derived from the filename (hostile-catalogue tests)
     uri: str | None = None
+    #: catalogue cells that differ from the truth (None: a null cell); see quirks.py
+    cells: dict[str, Any] = field(default_factory=dict)
+    #: served without Content-Length (chunked transfer encoding)
+    chunked: bool = False
+    #: False: Range is ignored and no Accept-Ranges is sent
+    ranges: bool = True
+    style: BodyStyle = BodyStyle.FITS
+    #: Download/file answers 302 to the emulator's second listener (``cdn_url``)
+    redirect: bool = False
+    #: False: the public bucket holds no copy (its ``cloud_key`` is None)
+    cloud: bool = True
 
     @property
     def data_uri(self) -> str:
@@ -68,14 +88,14 @@ class CatalogueProduct:
     def cloud_key(self) -> str | None:
         """Where the ``stpubdata`` bucket keeps this file (HST only), rights aside:
         ``hst/public/<obs_id[:4]>/<obs_id>/<productFilename>``, lower-case directories."""
-        if self.obs_collection.upper() != "HST" or self.uri is not None:
+        if self.obs_collection.upper() != "HST" or self.uri is not None or not self.cloud:
             return None
         dataset = self.obs_id.lower()
         return f"hst/public/{dataset[:4]}/{dataset}/{self.filename}"
 
     def row(self) -> Row:
-        """The product as ``Mast.Caom.Products`` sends it."""
-        return {
+        """The product as ``Mast.Caom.Products`` sends it (its ``cells`` applied)."""
+        row: Row = {
             "obsID": self.obsid,
             "obs_collection": self.obs_collection,
             "dataproduct_type": self.dataproduct_type,
@@ -97,6 +117,12 @@ class CatalogueProduct:
             "calib_level": self.calib_level,
             "filters": self.filters,
         }
+        row.update(self.cells)
+        return row
+
+    def listed_size(self) -> Any:
+        """The ``size`` the catalogue lists (maybe None, a float, a string, wrong)."""
+        return self.cells.get("size", self.size)
 
 
 @dataclass(slots=True)
@@ -105,6 +131,8 @@ class Observation:
 
     fields: Row
     products: list[CatalogueProduct] = field(default_factory=list)
+    #: other observations' products listed here too, with the cells their row changes
+    listings: list[tuple[CatalogueProduct, Row]] = field(default_factory=list)
 
     @property
     def obsid(self) -> str:
@@ -127,6 +155,7 @@ class Catalogue:
         self._by_obs_id: dict[str, Observation] = {}
         self._by_obsid: dict[str, Observation] = {}
         self._by_uri: dict[str, CatalogueProduct] = {}
+        self._portal_quirks: dict[str, PortalQuirks] = {}
         self._next_obsid = 30_000_000
 
     # -- reading ---------------------------------------------------------------------
@@ -136,8 +165,19 @@ class Catalogue:
             return list(self._observations)
 
     def products(self) -> list[CatalogueProduct]:
+        """Every product once (repeat listings are not products of their own)."""
         with self._lock:
             return [p for o in self._observations for p in o.products]
+
+    def program_products(self, proposal_id: str | int) -> list[CatalogueProduct]:
+        """The products owned by a program's observations, each once."""
+        with self._lock:
+            return [
+                p
+                for o in self._observations
+                if o.fields["proposal_id"] == str(proposal_id)
+                for p in o.products
+            ]
 
     def product(self, key: str) -> CatalogueProduct | None:
         """The product with this dataURI (or, failing that, this productFilename)."""
@@ -182,7 +222,38 @@ class Catalogue:
                     continue
                 seen.add(obs.obsid)
                 rows.extend(p.row() for p in obs.products)
+                for product, cells in obs.listings:
+                    # listed here, owned there: obsID is this one, parent_obsid the owner
+                    row = product.row()
+                    row.update(obsID=obs.obsid, parent_obsid=product.obsid)
+                    row.update(cells)
+                    rows.append(row)
         return rows
+
+    # -- quirks of the portal ------------------------------------------------------------
+
+    def set_portal_quirks(self, proposal_id: str | int, quirks: PortalQuirks | None) -> None:
+        """How the portal answers queries whose rows belong to this program (None: plainly)."""
+        with self._lock:
+            if quirks is None:
+                self._portal_quirks.pop(str(proposal_id), None)
+            else:
+                self._portal_quirks[str(proposal_id)] = quirks
+
+    def portal_quirks(self, proposal_ids: Iterable[str]) -> PortalQuirks:
+        """The merged portal quirks of these programs."""
+        merged = PortalQuirks()
+        with self._lock:
+            for pid in sorted(set(proposal_ids)):
+                if pid in self._portal_quirks:
+                    merged = merged.merged(self._portal_quirks[pid])
+        return merged
+
+    def programs_of(self, obsids: Iterable[str]) -> set[str]:
+        """The proposal ids of the observations with these obsids."""
+        with self._lock:
+            found = (self._by_obsid.get(o.strip()) for o in obsids)
+            return {str(o.fields["proposal_id"]) for o in found if o is not None}
 
     # -- growing ---------------------------------------------------------------------
 
@@ -217,11 +288,21 @@ class Catalogue:
         group: str | None = None,
         subgroup: str | None = None,
         data_uri: str | None = None,
+        product_obs_id: str | None = None,
+        cells: Mapping[str, Any] | None = None,
+        chunked: bool = False,
+        ranges: bool = True,
+        style: BodyStyle | str = BodyStyle.FITS,
+        redirect: bool = False,
+        cloud: bool = True,
     ) -> CatalogueProduct:
         """Add a product to observation ``obs_id``; rights default to the observation's.
 
         ``data_uri`` replaces the usual ``mast:HST/product/<filename>`` (for tests
-        of catalogue rows whose URI and filename disagree).
+        of catalogue rows whose URI and filename disagree). ``product_obs_id`` is the
+        product's own ``obs_id`` when it differs from its observation's (its mirror
+        path and bucket key follow it). The other keywords are the product quirks of
+        :mod:`hstsync.emulator.quirks`.
         """
         with self._lock:
             obs = self._by_obs_id.get(obs_id)
@@ -230,7 +311,7 @@ class Catalogue:
             f = obs.fields
             product = CatalogueProduct(
                 obsid=obs.obsid,
-                obs_id=obs.obs_id,
+                obs_id=product_obs_id or obs.obs_id,
                 filename=filename,
                 size=int(size),
                 product_type=product_type,
@@ -245,12 +326,58 @@ class Catalogue:
                 filters=str(f["filters"] or ""),
                 prvversion=str(f["provenance_name"]) if f["provenance_name"] else None,
                 uri=data_uri,
+                cells=dict(cells or {}),
+                chunked=chunked,
+                ranges=ranges,
+                style=BodyStyle(style),
+                redirect=redirect,
+                cloud=cloud,
             )
             if product.data_uri in self._by_uri:
                 raise ValueError(f"product {product.data_uri} already exists")
             obs.products.append(product)
             self._by_uri[product.data_uri] = product
             return product
+
+    def list_under(self, obs_id: str, key: str, **cells: Any) -> None:
+        """List product ``key`` (dataURI or filename) again under observation ``obs_id``,
+        as MAST's association and HAP rows list their members' files; ``cells``
+        change that row only (e.g. ``obs_id=...``)."""
+        with self._lock:
+            obs = self._by_obs_id.get(obs_id)
+            product = self.product(key)
+            if obs is None or product is None:
+                raise KeyError(f"no observation {obs_id!r} or no product {key!r}")
+            obs.listings.append((product, dict(cells)))
+
+    def set_product_quirks(
+        self,
+        pattern: str,
+        *,
+        cells: Mapping[str, Any] | None = None,
+        chunked: bool | None = None,
+        ranges: bool | None = None,
+        style: BodyStyle | str | None = None,
+        redirect: bool | None = None,
+        cloud: bool | None = None,
+    ) -> list[CatalogueProduct]:
+        """Give every product whose productFilename matches ``pattern`` (fnmatch) these
+        quirks (None: unchanged; ``cells`` are added to its own); the products changed."""
+        with self._lock:
+            chosen = [p for p in self._by_uri.values() if fnmatch.fnmatchcase(p.filename, pattern)]
+            for product in chosen:
+                product.cells.update(cells or {})
+                if chunked is not None:
+                    product.chunked = chunked
+                if ranges is not None:
+                    product.ranges = ranges
+                if style is not None:
+                    product.style = BodyStyle(style)
+                if redirect is not None:
+                    product.redirect = redirect
+                if cloud is not None:
+                    product.cloud = cloud
+            return chosen
 
     def update_product(
         self,
@@ -285,6 +412,8 @@ class Catalogue:
                 raise KeyError(f"no product {key!r}")
             del self._by_uri[product.data_uri]
             self._by_obsid[product.obsid].products.remove(product)
+            for obs in self._observations:
+                obs.listings = [(p, c) for p, c in obs.listings if p is not product]
 
     def set_data_rights(self, proposal_id: str | int, data_rights: str) -> None:
         """Make a whole program public or exclusive (observations and products)."""
@@ -531,7 +660,18 @@ _CCD_PRODUCTS: tuple[tuple[str, str, int, int, bool], ...] = (
 
 def default_catalogue() -> Catalogue:
     """Proposal 7291 as the tutorial shows it: five observations, 15 products for each
-    spectrum (so the first two give the tutorial's 30), four for each CCD image."""
+    spectrum (so the first two give the tutorial's 30), four for each CCD image; and
+    the realistic program (:data:`hstsync.emulator.realistic.PROPOSAL_ID`) with every
+    data habit of the real archive at once."""
+    # imported here: realistic.py builds on this module's Catalogue
+    from hstsync.emulator.realistic import add_realistic_program
+
+    cat = _tutorial_catalogue()
+    add_realistic_program(cat)
+    return cat
+
+
+def _tutorial_catalogue() -> Catalogue:
     cat = Catalogue()
     for (obs_id, kind, calib, t_min, t_max, exptime, region, filters, em_min, em_max,
          release, instrument, region_poly, preview, obsid, objid) in _7291_ROWS:  # fmt: skip

@@ -1,7 +1,11 @@
 """``python -m hstsync.emulator`` / ``hstsync emulator``: the MAST stand-in as a process.
 
 Owns argument parsing for the emulator only: which programs to add to the default
-catalogue, which faults to inject, pacing, tokens. Prints one line,
+catalogue, which faults to inject, pacing, tokens, and the real archive's habits
+(``docs/emulator.md``): ``--executing-rounds``, ``--page-rows``, ``--size-type``,
+``--latency-per-obsid`` for the portal, ``--product-quirk MATCH:QUIRK[,QUIRK...]``
+for files (``chunked``, ``no-ranges``, ``redirect``, ``no-cloud``, ``style=STYLE``,
+``null=COLUMN``, ``size=N|N.0|'N'``). Prints one line,
 ``MAST emulator listening on http://HOST:PORT``, then serves until SIGINT or SIGTERM.
 """
 
@@ -11,10 +15,12 @@ import argparse
 import asyncio
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from hstsync.emulator.catalogue import EXCLUSIVE_ACCESS, PUBLIC, default_catalogue
+from hstsync.emulator.catalogue import EXCLUSIVE_ACCESS, PUBLIC, Catalogue, default_catalogue
 from hstsync.emulator.faults import Fault, FaultKind
+from hstsync.emulator.quirks import SIZE_TYPES, BodyStyle, PortalQuirks
 from hstsync.emulator.server import Emulator
 
 
@@ -45,12 +51,84 @@ def parse_program(text: str) -> ProgramSpec:
     return ProgramSpec(parts[0], files, size, rights)
 
 
+@dataclass(frozen=True, slots=True)
+class ProductQuirkSpec:
+    """``--product-quirk``: the quirks to give every product whose name matches."""
+
+    match: str
+    options: dict[str, Any] = field(default_factory=dict)
+    cells: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, catalogue: Catalogue) -> int:
+        return len(catalogue.set_product_quirks(self.match, cells=self.cells, **self.options))
+
+
+_FLAGS = {
+    "chunked": ("chunked", True),
+    "no-ranges": ("ranges", False),
+    "redirect": ("redirect", True),
+    "no-cloud": ("cloud", False),
+}
+
+
+def parse_product_quirk(text: str) -> ProductQuirkSpec:
+    """``MATCH:QUIRK[,QUIRK...]``, e.g. ``*_flt.fits:chunked,no-ranges`` or
+    ``*_raw.fits:null=size,null=dataRights`` or ``*_drz.fits:size=1234.0,style=jpeg``.
+
+    ``size=`` sets the listed size: ``1234`` an int, ``1234.0`` a float, ``'1234'`` a
+    string (quoted). ``style=`` is one of the body styles (fits, fits_no_checksum,
+    fits_odd_header, jpeg).
+    """
+    match, sep, rest = text.rpartition(":")
+    if not sep or not match or not rest:
+        raise argparse.ArgumentTypeError(f"expected MATCH:QUIRK[,QUIRK...], got {text!r}")
+    options: dict[str, Any] = {}
+    cells: dict[str, Any] = {}
+    for quirk in rest.split(","):
+        name, eq, value = quirk.strip().partition("=")
+        if not eq and name in _FLAGS:
+            key, flag = _FLAGS[name]
+            options[key] = flag
+        elif name == "style" and value in {s.value for s in BodyStyle}:
+            options["style"] = BodyStyle(value)
+        elif name == "null" and value:
+            cells[value] = None
+        elif name == "size" and value:
+            cells["size"] = _listed_size(value, text)
+        else:
+            flags = ", ".join([*_FLAGS, "style=STYLE", "null=COLUMN", "size=VALUE"])
+            raise argparse.ArgumentTypeError(
+                f"unknown product quirk {quirk!r} in {text!r} (one of {flags})"
+            )
+    return ProductQuirkSpec(match, options, cells)
+
+
+def _listed_size(value: str, text: str) -> int | float | str:
+    try:
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            return str(int(value[1:-1]))
+        return float(value) if "." in value else int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be a number in {text!r}") from None
+
+
+def _size_types(text: str) -> tuple[str, ...]:
+    types = tuple(t.strip().lower() for t in text.split(","))
+    if not types or any(t not in SIZE_TYPES for t in types):
+        raise argparse.ArgumentTypeError(
+            f"expected {', '.join(SIZE_TYPES)} (comma-separated, cycled per page), got {text!r}"
+        )
+    return types
+
+
 def parse_fault(text: str) -> Fault:
     """``KIND[:MATCH[:AFTER]][:key=value...]``, e.g. ``reset:*x2d*:5000000`` or
     ``status:*:status=503:retry_after=2:times=forever``.
 
-    Keys: times (a number or ``forever``), after, status, retry_after, delay,
-    message, endpoint (download, invoke, cloud = the public bucket, any).
+    Keys: times (a number or ``forever``), skip (matching requests let through
+    first), after, status, retry_after, delay, message, endpoint (download, invoke,
+    cloud = the public bucket, any). ``hang:Mast.Caom.Products`` makes the first
+    product lookup never answer.
     """
     kind_text, *rest = text.split(":")
     try:
@@ -75,6 +153,7 @@ def parse_fault(text: str) -> Fault:
             delay=float(options.pop("delay", 0.0)),
             message=options.pop("message", "Emulated MAST service error"),
             endpoint=options.pop("endpoint", None),
+            skip=int(options.pop("skip", 0)),
         )
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"bad fault {text!r}: {exc}") from None
@@ -101,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hstsync emulator",
         description="Serve a MAST stand-in (portal queries, downloads, whoami) on this machine. "
-        "It holds proposal 7291 as MAST's 'Downloading HST Data by Proposal' tutorial shows it.",
+        "It holds proposal 7291 as MAST's 'Downloading HST Data by Proposal' tutorial shows it, "
+        "and proposal 12062 with the real archive's habits (docs/emulator.md).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free port)")
@@ -123,6 +203,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND[:MATCH[:AFTER]][:key=value...]",
         help="inject a fault, e.g. reset:*x2d*:5000000 or status:*:status=429:retry_after=2 "
         f"(kinds: {', '.join(k.value for k in FaultKind)})",
+    )
+    portal = parser.add_argument_group(
+        "the portal's habits", "how slow, paged and typed the portal's replies are"
+    )
+    portal.add_argument(
+        "--executing-rounds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer each distinct query EXECUTING N times before its result",
+    )
+    portal.add_argument(
+        "--page-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the server's page size: at most N rows per reply, whatever was asked",
+    )
+    portal.add_argument(
+        "--size-type",
+        type=_size_types,
+        default=("int",),
+        metavar="TYPE[,TYPE...]",
+        help="how the products' size column is declared: int, float or string "
+        "(a list is cycled page by page)",
+    )
+    portal.add_argument(
+        "--latency-per-obsid",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a product lookup waits this long for each obsid it names",
+    )
+    parser.add_argument(
+        "--product-quirk",
+        type=parse_product_quirk,
+        action="append",
+        default=[],
+        metavar="MATCH:QUIRK[,QUIRK...]",
+        help="give matching files a habit: chunked, no-ranges, redirect, no-cloud, "
+        "style=fits|fits_no_checksum|fits_odd_header|jpeg, null=COLUMN, size=N|N.0|'N' "
+        "(repeatable)",
     )
     parser.add_argument(
         "--token",
@@ -155,6 +277,20 @@ def main(argv: list[str] | None = None) -> int:
             size=program.size,
             data_rights=program.data_rights,
         )
+    for quirk in args.product_quirk:
+        if not quirk.apply(catalogue):
+            print(f"hstsync emulator: no product matches {quirk.match!r}", file=sys.stderr)
+            return 2
+    try:
+        quirks = PortalQuirks(
+            executing_rounds=args.executing_rounds,
+            page_rows=args.page_rows,
+            size_types=args.size_type,
+            latency_per_obsid=args.latency_per_obsid,
+        )
+    except ValueError as exc:
+        print(f"hstsync emulator: {exc}", file=sys.stderr)
+        return 2
     emulator = Emulator(
         catalogue,
         host=args.host,
@@ -162,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate,
         latency=args.latency,
         tokens=dict(args.token),
+        quirks=quirks,
     )
     for fault in args.fault:
         emulator.faults.add(fault)

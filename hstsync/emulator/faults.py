@@ -37,6 +37,10 @@ class FaultKind(StrEnum):
     INVOKE_EXECUTING = "invoke_executing"
     #: the portal answers ``{"status": "ERROR", "msg": message}``
     INVOKE_ERROR = "invoke_error"
+    #: the portal accepts the request and never answers (for ``delay`` seconds when
+    #: given, else until the emulator closes): real product queries hang (astroquery
+    #: issues 2473, 2497) and astroquery's portal calls have no socket timeout
+    HANG = "hang"
 
 
 class Endpoint(StrEnum):
@@ -46,7 +50,7 @@ class Endpoint(StrEnum):
     CLOUD = "cloud"
 
 
-_INVOKE_KINDS = frozenset({FaultKind.INVOKE_EXECUTING, FaultKind.INVOKE_ERROR})
+_INVOKE_KINDS = frozenset({FaultKind.INVOKE_EXECUTING, FaultKind.INVOKE_ERROR, FaultKind.HANG})
 #: kinds that may also be aimed at the portal with ``endpoint="invoke"``
 _EITHER_KINDS = frozenset({FaultKind.STATUS, FaultKind.SLOW_FIRST_BYTE})
 #: kinds that shape a body, so a HEAD request neither triggers nor consumes them
@@ -72,6 +76,11 @@ class Fault:
     resolution. ``endpoint="cloud"`` aims any download kind at the bucket instead of
     MAST's ``Download/file``; a STATUS or SLOW_FIRST_BYTE fault aimed at ``"any"`` hits
     the bucket too.
+
+    ``skip`` lets that many matching requests through untouched before the fault
+    starts to count: ``Fault(FaultKind.HANG, match="Mast.Caom.Products", skip=1)``
+    answers the first product lookup and hangs the second; with ``skip=0, times=1``
+    the first hangs and every later one is answered.
     """
 
     kind: FaultKind
@@ -83,6 +92,9 @@ class Fault:
     delay: float = 0.0
     message: str = "Emulated MAST service error"
     endpoint: str | None = None
+    skip: int = 0
+    #: how many matching requests it has let through (``skip``) so far
+    skipped: int = field(default=0, compare=False)
     #: how many requests this fault has hit so far
     hits: int = field(default=0, compare=False)
 
@@ -96,6 +108,8 @@ class Fault:
             raise ValueError(f"a {self.kind} fault cannot be aimed at the cloud bucket")
         if self.times is not None and self.times < 0:
             raise ValueError("times must be >= 0 or None")
+        if self.skip < 0:
+            raise ValueError("skip must be >= 0")
 
     def aims_at(self, endpoint: Endpoint) -> bool:
         if self.kind in _INVOKE_KINDS:
@@ -151,7 +165,12 @@ class Faults:
                     continue
                 if not fnmatch.fnmatchcase(name, fault.match):
                     continue
-                if not head or fault.kind is FaultKind.STATUS:
+                counts = not head or fault.kind is FaultKind.STATUS
+                if fault.skipped < fault.skip:
+                    if counts:
+                        fault.skipped += 1
+                    continue
+                if counts:
                     fault.hits += 1
                 taken[fault.kind] = fault
         return taken

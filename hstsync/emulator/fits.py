@@ -1,6 +1,7 @@
 """File bodies the emulator serves: deterministic, random-access, valid FITS.
 
-Owns the bytes of every product. A body is a pure function of ``(dataURI, size)``:
+Owns the bytes of every product. A body is a pure function of ``(dataURI, size,
+style)``:
 any byte range can be computed without generating the file, so the server streams
 files of hundreds of megabytes with bounded memory, and a test can ask for the exact
 bytes it should have received.
@@ -8,6 +9,12 @@ bytes it should have received.
 When ``size`` is a multiple of 2880 and at least 5760, the body is a valid FITS file:
 one 2880-byte primary header (BITPIX=8, NAXIS=1, NAXIS1=size-2880, FILENAME, ORIGIN,
 DATASUM, CHECKSUM) and then the data. Other sizes get the data pattern alone.
+
+The body's :class:`~hstsync.emulator.quirks.BodyStyle` picks other real-world
+shapes: FITS without checksum cards; FITS whose header astropy warns about but
+reads (NUL padding after END, a lower-case keyword, a value with no space before
+its comment slash, a long string continued over CONTINUE cards); and a
+JPEG-framed preview (SOI, JFIF APP0, data, EOI) of any size of at least 22 bytes.
 
 The data repeat a pseudo-random pattern of :data:`PATTERN_LENGTH` bytes, a prime, so
 the pattern never lines up with FITS blocks or power-of-two chunk sizes: a body
@@ -23,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
+
+from hstsync.emulator.quirks import BodyStyle
 
 BLOCK = 2880
 #: A prime: not a multiple of 2880, nor of any power of two.
@@ -131,9 +140,12 @@ class Body:
     size: int
     header: bytes
     pattern: Pattern
+    #: the last bytes of the file (a JPEG's EOI marker), over the pattern
+    trailer: bytes = b""
 
     def read(self, offset: int, length: int) -> bytes:
         """Bytes ``offset`` .. ``offset+length`` (past ``size`` the data continue)."""
+        start, want = offset, length
         head = b""
         if offset < len(self.header):
             head = self.header[offset : offset + length]
@@ -142,10 +154,69 @@ class Body:
         if length <= 0:
             return head
         tail = self.pattern.read(offset - len(self.header), length)
-        return head + tail if head else tail
+        data = head + tail if head else tail
+        at = self.size - len(self.trailer)
+        if self.trailer and start < self.size and start + want > at:
+            patched = bytearray(data)
+            for i in range(max(start, at), min(start + want, self.size)):
+                patched[i - start] = self.trailer[i - at]
+            data = bytes(patched)
+        return data
 
     def all(self) -> bytes:
         return self.read(0, self.size)
+
+
+#: SOI, then an APP0 segment naming JFIF 1.1 (no thumbnail)
+_JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+_JPEG_EOI = b"\xff\xd9"
+
+
+def _plain_header(data_uri: str, size: int) -> bytes:
+    """A FITS primary header without checksum cards."""
+    raw = b"".join(
+        [
+            _card("SIMPLE", f"{'T':>20}"),
+            _card("BITPIX", _int(8)),
+            _card("NAXIS", _int(1)),
+            _card("NAXIS1", _int(size - BLOCK)),
+            _card("ORIGIN", _str(ORIGIN)),
+            _card("FILENAME", _str(_filename(data_uri))),
+            b"END".ljust(80),
+        ]
+    )
+    return raw.ljust(BLOCK, b" ")
+
+
+def _odd_header(data_uri: str, size: int) -> bytes:
+    """A header as old archive software wrote them: astropy reads it, with warnings."""
+    long_text = (
+        "Calibrated with an old pipeline release whose notes run on for longer than "
+        "one card can hold, so the value continues over CONTINUE cards, as HST "
+        "headers of that era do"
+    )
+    pieces = [long_text[i : i + 60] for i in range(0, len(long_text), 60)]
+    continued = [f"HISTNOTE= '{pieces[0]}&'".ljust(80).encode("ascii")]
+    for piece in pieces[1:-1]:
+        continued.append(f"CONTINUE  '{piece}&'".ljust(80).encode("ascii"))
+    continued.append(f"CONTINUE  '{pieces[-1]}'".ljust(80).encode("ascii"))
+    raw = b"".join(
+        [
+            _card("SIMPLE", f"{'T':>20}"),
+            _card("BITPIX", _int(8)),
+            _card("NAXIS", _int(1)),
+            _card("NAXIS1", _int(size - BLOCK)),
+            _card("ORIGIN", _str(ORIGIN)),
+            _card("FILENAME", _str(_filename(data_uri))),
+            # non-standard: a lower-case keyword, no space before a comment's slash
+            b"date-obs= '2010-10-27'".ljust(80),
+            b"EXPTIME =                 339.0/no space before the slash".ljust(80),
+            *continued,
+            b"END".ljust(80),
+        ]
+    )
+    # NUL padding after END: "Header block contains null bytes instead of spaces"
+    return raw.ljust(BLOCK, b"\0")
 
 
 def _header(data_uri: str, size: int, pattern: Pattern) -> bytes:
@@ -181,7 +252,7 @@ class Bodies:
         self._headers: dict[tuple[str, int], bytes] = {}
         self._lock = threading.Lock()
 
-    def get(self, data_uri: str, size: int) -> Body:
+    def get(self, data_uri: str, size: int, style: BodyStyle = BodyStyle.FITS) -> Body:
         with self._lock:
             pattern = self._patterns.get(data_uri)
             if pattern is None:
@@ -193,10 +264,18 @@ class Bodies:
                         del self._headers[key]
             else:
                 self._patterns.move_to_end(data_uri)
-            header = b""
-            if is_fits_size(size):
-                header = self._headers.get((data_uri, size), b"")
-                if not header:
-                    header = _header(data_uri, size, pattern)
-                    self._headers[(data_uri, size)] = header
+            if style is BodyStyle.JPEG:
+                if size < len(_JPEG_HEAD) + len(_JPEG_EOI):
+                    return Body(data_uri, size, b"", pattern)
+                return Body(data_uri, size, _JPEG_HEAD, pattern, _JPEG_EOI)
+            if not is_fits_size(size):
+                return Body(data_uri, size, b"", pattern)
+            if style is BodyStyle.FITS_NO_CHECKSUM:
+                return Body(data_uri, size, _plain_header(data_uri, size), pattern)
+            if style is BodyStyle.FITS_ODD_HEADER:
+                return Body(data_uri, size, _odd_header(data_uri, size), pattern)
+            header = self._headers.get((data_uri, size), b"")
+            if not header:
+                header = _header(data_uri, size, pattern)
+                self._headers[(data_uri, size)] = header
         return Body(data_uri, size, header, pattern)

@@ -9,6 +9,15 @@ Every request is recorded; faults from
 :mod:`hstsync.emulator.faults` are applied here; bodies come from
 :mod:`hstsync.emulator.fits` and are streamed in large chunks with bounded memory,
 paced by ``rate`` (bytes/s per response) after ``latency`` seconds.
+
+The real archive's habits (:mod:`hstsync.emulator.quirks`) are acted on here too:
+``Emulator(quirks=PortalQuirks(...))`` and each program's portal quirks slow, page
+and retype the portal's replies; a product's ``chunked``, ``ranges``, ``style`` and
+``redirect`` shape its download. Redirected downloads land on a second listener,
+the "cdn" (``Emulator.cdn_url``: ``cdn_host``, ``localhost`` by default, and a port
+of its own), which serves the bytes under a signed URL without asking for a token.
+Its requests are recorded in the same ``Emulator.requests`` with ``site="cdn"``,
+so a test sees whether an ``Authorization`` header or a cookie followed the redirect.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -24,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from types import TracebackType
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -31,6 +42,7 @@ from hstsync.emulator.catalogue import Catalogue, CatalogueProduct, default_cata
 from hstsync.emulator.columns import CAOM_FIELDS, DISTANCE_FIELD, PRODUCT_FIELDS, columns_config
 from hstsync.emulator.faults import Endpoint, Fault, FaultKind, Faults
 from hstsync.emulator.fits import Bodies
+from hstsync.emulator.quirks import PortalQuirks
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,8 @@ COLUMNS_CONFIG_PATH = "/portal/Mashup/Mashup.asmx/columnsconfig"
 DOWNLOAD_PATH = "/api/v0.1/Download/file"
 BUNDLE_PATH = "/api/v0.1/Download/bundle"
 WHOAMI_PATH = "/whoami"
+#: where the second listener (the "cdn") serves redirected downloads
+CDN_PATH = "/cdn/HST/product"
 #: the public bucket, path-style (``s3.amazonaws.com/stpubdata/KEY``): ``Emulator.cloud_url``
 CLOUD_BUCKET = "stpubdata"
 
@@ -59,6 +73,10 @@ class RecordedRequest:
     body_bytes_sent: int = 0
     #: the request's own body (the portal's form data), decoded for assertions
     body: str = ""
+    #: which listener took it: "archive" (``Emulator.url``) or "cdn" (``cdn_url``)
+    site: str = "archive"
+    #: the port it arrived on
+    port: int = 0
 
 
 @dataclass(slots=True)
@@ -82,10 +100,18 @@ class Emulator:
         rate: float | None = None,
         latency: float = 0.0,
         tokens: dict[str, str] | None = None,
+        quirks: PortalQuirks | None = None,
+        cdn_host: str = "localhost",
     ) -> None:
         self.catalogue = catalogue if catalogue is not None else default_catalogue()
         self.host = host
         self.port = port
+        #: the portal's habits for every reply (a program's own are merged in);
+        #: may change while running
+        self.quirks = quirks or PortalQuirks()
+        #: the host name redirected downloads name; the cdn listens on ``host``
+        self.cdn_host = cdn_host
+        self.cdn_port = 0
         #: bytes/second per response, None for as fast as possible; may change while running
         self.rate = rate
         #: seconds before the first byte of each response; may change while running
@@ -107,6 +133,12 @@ class Emulator:
         self._downloading: dict[int, web.Request] = {}
         self._bodies = Bodies()
         self._runner: web.AppRunner | None = None
+        self._cdn_runner: web.AppRunner | None = None
+        #: how often each distinct query has been asked (for ``executing_rounds``)
+        self._asked: dict[str, int] = {}
+        #: set on close, so hung handlers let go at once
+        self._closing = asyncio.Event()
+        self._secret = hashlib.sha256(f"{id(self)}".encode()).digest()
 
     @property
     def url(self) -> str:
@@ -119,19 +151,32 @@ class Emulator:
         """The bucket's base URL, what ``[download] cloud_base`` points at in tests."""
         return f"{self.url}/{CLOUD_BUCKET}"
 
+    @property
+    def cdn_url(self) -> str:
+        """The second listener's base URL, where ``redirect`` products' bytes come from."""
+        if self._cdn_runner is None:
+            raise RuntimeError("the emulator is not running")
+        return f"http://{self.cdn_host}:{self.cdn_port}"
+
+    def signature(self, data_uri: str) -> str:
+        """What the cdn expects in ``sig=`` for this product (the archive signs it)."""
+        return hmac.new(self._secret, data_uri.encode(), "sha256").hexdigest()[:32]
+
     def body(self, data_uri: str) -> bytes:
         """The exact bytes served (with no fault) for the product with this dataURI."""
         product = self.catalogue.product(data_uri)
         if product is None:
             raise KeyError(f"no product {data_uri!r}")
-        return self._bodies.get(product.data_uri, product.size).all()
+        return self._bodies.get(product.data_uri, product.size, product.style).all()
 
     def user_for(self, token: str | None) -> str | None:
         return self.tokens.get(token) if token else None
 
     async def start(self) -> None:
+        self._closing = asyncio.Event()
         app = web.Application(middlewares=[_record])
         app[EMULATOR] = self
+        app[SITE] = "archive"
         app.router.add_post(COLUMNS_CONFIG_PATH, _columns_config)
         app.router.add_post(INVOKE_PATH, _invoke)
         app.router.add_get(DOWNLOAD_PATH, _download)  # aiohttp adds HEAD for GET routes
@@ -145,10 +190,23 @@ class Emulator:
         await site.start()
         self.port = int(runner.addresses[0][1])
         self._runner = runner
-        log.info("MAST emulator listening on %s", self.url)
+        cdn = web.Application(middlewares=[_record])
+        cdn[EMULATOR] = self
+        cdn[SITE] = "cdn"
+        cdn.router.add_get(CDN_PATH + "/{name}", _cdn)
+        cdn_runner = web.AppRunner(cdn, access_log=None, shutdown_timeout=0.5)
+        await cdn_runner.setup()
+        await web.TCPSite(cdn_runner, self.host, 0).start()
+        self.cdn_port = int(cdn_runner.addresses[0][1])
+        self._cdn_runner = cdn_runner
+        log.info("MAST emulator listening on %s (cdn %s)", self.url, self.cdn_url)
 
     async def close(self) -> None:
+        self._closing.set()
         runner, self._runner = self._runner, None
+        cdn_runner, self._cdn_runner = self._cdn_runner, None
+        if cdn_runner is not None:
+            await cdn_runner.cleanup()
         if runner is not None:
             await runner.cleanup()
 
@@ -166,6 +224,7 @@ class Emulator:
 
 
 EMULATOR = web.AppKey("emulator", Emulator)
+SITE = web.AppKey("site", str)
 RECORD = web.RequestKey("record", RecordedRequest)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -174,8 +233,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def _record(request: web.Request, handler: Handler) -> web.StreamResponse:
     emu = request.app[EMULATOR]
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
     record = RecordedRequest(
-        request.method, request.path, request.query_string, dict(request.headers)
+        request.method,
+        request.path,
+        request.query_string,
+        dict(request.headers),
+        site=request.app[SITE],
+        port=int(sockname[1]) if sockname else 0,
     )
     if request.method == "POST" and request.can_read_body:
         # aiohttp keeps the bytes read here, so handlers still parse the form.
@@ -235,6 +300,8 @@ async def _invoke(request: web.Request) -> web.StreamResponse:
     faults = emu.faults.take(Endpoint.INVOKE, service)
     if slow := faults.get(FaultKind.SLOW_FIRST_BYTE):
         await asyncio.sleep(slow.delay)
+    if hang := faults.get(FaultKind.HANG):
+        return await _hang(request, hang.delay)
     if status := faults.get(FaultKind.STATUS):
         return await _status_fault(status)
     if FaultKind.INVOKE_EXECUTING in faults:
@@ -243,6 +310,7 @@ async def _invoke(request: web.Request) -> web.StreamResponse:
         return _mashup_error(error.message)
 
     fields: list[dict[str, str]]
+    obsids: list[str] = []
     if service in ("Mast.Caom.Filtered", "Mast.Caom.Filtered.Position"):
         position = None
         if service.endswith(".Position"):
@@ -255,17 +323,37 @@ async def _invoke(request: web.Request) -> web.StreamResponse:
         if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
             return _mashup_error("Malformed filters: expected a list of objects")
         rows = emu.catalogue.query(filters, position)
+        programs = {str(row.get("proposal_id")) for row in rows}
         fields = [*CAOM_FIELDS, DISTANCE_FIELD] if position else list(CAOM_FIELDS)
         if str(params.get("columns", "")).upper() == "COUNT_BIG(*)":
             rows, fields = [{"Column1": len(rows)}], [{"name": "Column1", "type": "int"}]
     elif service == "Mast.Caom.Products":
-        rows = emu.catalogue.product_rows(str(params.get("obsid", "")).split(","))
+        obsids = [o for o in str(params.get("obsid", "")).split(",") if o.strip()]
+        rows = emu.catalogue.product_rows(obsids)
+        programs = emu.catalogue.programs_of(obsids)
         fields = list(PRODUCT_FIELDS)
     else:
         return _mashup_error(f"Unknown service: {service!r}")
 
+    quirks = emu.quirks.merged(emu.catalogue.portal_quirks(programs))
+    if quirks.latency_per_obsid and obsids:
+        # the archive's product lookups slow down with the number of obsids asked for
+        await asyncio.sleep(quirks.latency_per_obsid * len(obsids))
+    if quirks.executing_rounds:
+        key = json.dumps([service, params, page, pagesize], sort_keys=True, default=str)
+        asked = emu._asked.get(key, 0)
+        emu._asked[key] = asked + 1
+        if asked < quirks.executing_rounds:
+            return web.json_response({"status": "EXECUTING", "msg": ""})
+    if service == "Mast.Caom.Products":
+        size_type = quirks.size_type(page)
+        fields = [{**f, "type": size_type} if f["name"] == "size" else f for f in fields]
+        rows = [_typed_size(row, size_type) for row in rows]
+
     # Real paging: astroquery asks for page 1, reads pagesFiltered, then asks again
-    # with the page number edited in its request string; the reply must echo both.
+    # with the page number edited in its request string; the reply echoes the page and
+    # the page size it used (the server's own cap, ``page_rows``, when smaller).
+    pagesize = min(pagesize, quirks.page_rows or pagesize)
     pages = max(1, math.ceil(len(rows) / pagesize))
     chunk = rows[(page - 1) * pagesize : page * pagesize]
     return web.json_response(
@@ -284,6 +372,26 @@ async def _invoke(request: web.Request) -> web.StreamResponse:
             },
         }
     )
+
+
+def _typed_size(row: dict[str, object], size_type: str) -> dict[str, object]:
+    """The row with its catalogue's own (int) size sent as the declared type would be;
+    a ``cells`` override (None, a float, a string, a wrong number) is sent as given."""
+    value = row.get("size")
+    if type(value) is not int or size_type == "int":
+        return row
+    return {**row, "size": float(value) if size_type == "float" else str(value)}
+
+
+async def _hang(request: web.Request, delay: float) -> web.StreamResponse:
+    """Accept the request and never answer: wait ``delay`` seconds (0: until the
+    emulator closes), then drop the connection without a byte."""
+    emu = request.app[EMULATOR]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(emu._closing.wait(), delay if delay > 0 else None)
+    if request.transport is not None and not emu._closing.is_set():
+        request.transport.abort()
+    return web.Response(status=503, text="Emulated hang\n")
 
 
 # -- sessions and bundles ------------------------------------------------------------------
@@ -381,6 +489,15 @@ async def _download(request: web.Request) -> web.StreamResponse:
     if target is not None and "hop" not in request.query:
         # an archive handing the transfer to another host (a CDN, a cloud bucket)
         raise web.HTTPFound(f"{target}{DOWNLOAD_PATH}?uri={product.data_uri}&hop=1")
+    if product.redirect:
+        # the archive checks rights, then hands the transfer to its cdn with a signed
+        # URL (the cdn asks for no token); body faults are taken where the bytes flow
+        if product.exclusive and emu.user_for(_token(request)) is None:
+            return _needs_token()
+        raise web.HTTPFound(
+            f"{emu.cdn_url}{CDN_PATH}/{quote(product.filename)}"
+            f"?uri={quote(product.data_uri, safe=':/')}&sig={emu.signature(product.data_uri)}"
+        )
     faults = emu.faults.take(Endpoint.DOWNLOAD, product.filename, head=head)
 
     if slow := faults.get(FaultKind.SLOW_FIRST_BYTE):
@@ -388,10 +505,37 @@ async def _download(request: web.Request) -> web.StreamResponse:
     if status := faults.get(FaultKind.STATUS):
         return await _status_fault(status)
     if product.exclusive and emu.user_for(_token(request)) is None:
-        return web.Response(
-            status=401, text="This file is under exclusive access: a valid MAST token is needed\n"
-        )
+        return _needs_token()
 
+    return await _send(
+        request,
+        product,
+        faults,
+        {"Content-Disposition": f"attachment; filename={product.filename}"},
+    )
+
+
+def _needs_token() -> web.Response:
+    return web.Response(
+        status=401, text="This file is under exclusive access: a valid MAST token is needed\n"
+    )
+
+
+async def _cdn(request: web.Request) -> web.StreamResponse:
+    """The second listener: a redirected download, by signed URL, with no token asked.
+    Download faults (``endpoint`` unset) are taken here, where the bytes come from."""
+    emu = request.app[EMULATOR]
+    uri = request.query.get("uri", "")
+    product = emu.catalogue.product(uri)
+    if product is None or product.data_uri != uri or product.filename != request.match_info["name"]:
+        return web.Response(status=404, text="File not found\n")
+    if not hmac.compare_digest(request.query.get("sig", ""), emu.signature(uri)):
+        return web.Response(status=403, text="Signature does not match\n")
+    faults = emu.faults.take(Endpoint.DOWNLOAD, product.filename, head=request.method == "HEAD")
+    if slow := faults.get(FaultKind.SLOW_FIRST_BYTE):
+        await asyncio.sleep(slow.delay)
+    if status := faults.get(FaultKind.STATUS):
+        return await _status_fault(status)
     return await _send(
         request,
         product,
@@ -415,7 +559,9 @@ async def _cloud(request: web.Request) -> web.StreamResponse:
         # exclusive-access data is never in the public bucket; S3 says 403 to anonymous
         # readers of a key they may not see
         return _s3_error(403, "AccessDenied", "Access Denied")
-    return await _send(request, product, faults, {"Server": "AmazonS3"})
+    # S3 always sends Content-Length and honours Range: the product's serving quirks
+    # are the archive's, not the bucket's
+    return await _send(request, product, faults, {"Server": "AmazonS3"}, quirky=False)
 
 
 def _s3_error(status: int, code: str, message: str) -> web.Response:
@@ -443,18 +589,25 @@ async def _send(
     product: CatalogueProduct,
     faults: dict[FaultKind, Fault],
     extra: dict[str, str],
+    *,
+    quirky: bool = True,
 ) -> web.StreamResponse:
-    """Answer a GET or HEAD for ``product``'s body: Range, validators, body faults, pacing."""
+    """Answer a GET or HEAD for ``product``'s body: Range, validators, body faults, pacing;
+    with ``quirky``, the product's ``chunked`` and ``ranges`` habits too."""
     emu = request.app[EMULATOR]
     record = request[RECORD]
     head = request.method == "HEAD"
-    body = emu._bodies.get(product.data_uri, product.size)
+    body = emu._bodies.get(product.data_uri, product.size, product.style)
     wrong = faults.get(FaultKind.WRONG_SIZE)
     total = max(0, product.size + (wrong.after if wrong else 0))
     etag, modified = _validators(product, total)
-    window = _window(request, total, etag, modified, FaultKind.IGNORE_RANGE not in faults)
+    ranges = not quirky or product.ranges
+    chunked = quirky and product.chunked
+    window = _window(
+        request, total, etag, modified, ranges and FaultKind.IGNORE_RANGE not in faults
+    )
     headers = {
-        "Accept-Ranges": "bytes",
+        **({"Accept-Ranges": "bytes"} if ranges else {}),
         "ETag": etag,
         "Last-Modified": modified,
         **extra,
@@ -462,7 +615,11 @@ async def _send(
         **window.headers,
     }
     response = web.StreamResponse(status=window.status, headers=headers)
-    response.content_length = window.length
+    if chunked and window.status != 416:
+        # generated on demand: the length is not known up front (HEAD included)
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = window.length
     try:
         await response.prepare(request)
         if head or window.status == 416:
