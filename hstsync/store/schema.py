@@ -24,7 +24,7 @@ from hstsync.errors import StoreError, UnsafePathError
 from hstsync.model import Product
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 10.0
 
 REQUESTS = "requests"
@@ -143,7 +143,28 @@ def migrate(db: Any, path: Path) -> None:
         raise StoreError(too_new(path, version))
     if version == 0:
         _create_schema(db)
+    if version < 2:
+        _add_lookup_and_size_columns(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add_lookup_and_size_columns(db: Any) -> None:
+    """Version 2: lookups retried on their own schedule; sizes the server corrected.
+
+    ``requests.next_lookup`` (when a failed lookup is tried again) and
+    ``lookup_failures`` (failed lookups in a row); ``products.catalogue_size`` (what
+    the catalogue says, NULL when it gives none: ``size`` is the size we expect, the
+    server's once a transfer is done, -1 while unknown), ``size_note`` (why the two
+    differ) and ``problem`` (why the catalogue row cannot be fetched).
+    """
+    requests = db.table(REQUESTS)
+    requests.add_column("next_lookup", str)
+    requests.add_column("lookup_failures", int, not_null_default=0)
+    products = db.table(PRODUCTS)
+    products.add_column("catalogue_size", int)
+    products.add_column("size_note", str)
+    products.add_column("problem", str)
+    db.execute("UPDATE products SET catalogue_size = size WHERE size >= 0")
 
 
 def _create_schema(db: Any) -> None:
@@ -228,10 +249,13 @@ def catalogue_columns(product: Product) -> dict[str, Any]:
         "obs_id": product.obs_id,
         "filename": product.filename,
         "relpath": relpath,
-        "size": product.size,
+        # -1: unknown until a transfer brings the file (the column is NOT NULL)
+        "size": -1 if product.size is None else product.size,
+        "catalogue_size": product.size,
         "obsid": product.obsid,
         "product_type": product.product_type,
         "calib_level": product.calib_level,
         "data_rights": product.data_rights,
         "description": product.description,
+        "problem": product.problem,
     }
