@@ -499,3 +499,59 @@ def test_two_writers_on_one_file_interleave_without_locking_errors(db: Path) -> 
     assert errors == []
     with Store(db) as store:
         assert sum(r.attempts for r in store.products("7291")) == 300
+
+
+def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> None:
+    with Store(db) as store:
+        store.upsert_request(Request("r", ("1",)), "r.toml")
+        store.replace_products("r", [product(1, size=1000)])
+    conn = sqlite3.connect(db)
+    for table, column in [
+        ("requests", "next_lookup"),
+        ("requests", "lookup_failures"),
+        ("products", "catalogue_size"),
+        ("products", "size_note"),
+        ("products", "problem"),
+    ]:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        [row] = store.products("r")
+        assert row.catalogue_size == row.product.size == 1000
+        assert store.get_request("r").lookup_failures == 0  # type: ignore[union-attr]
+        # the same catalogue again changes nothing
+        assert store.replace_products("r", [product(1, size=1000)]).unchanged == 1
+
+
+def test_server_size_survives_a_catalogue_that_stays_wrong(store: Store) -> None:
+    store.upsert_request(Request("r", ("1",)), "r.toml")
+    wrong = product(1, size=1000)
+    store.replace_products("r", [wrong])
+    store.mark("r", wrong.data_uri, ProductState.DONE, size=1234, size_note="server sent 1234")
+
+    diff = store.replace_products("r", [wrong])
+
+    [row] = store.products("r")
+    assert diff.unchanged == 1
+    assert row.state is ProductState.DONE and row.bytes_done == 1234
+    assert (row.product.size, row.catalogue_size, row.size_note) == (1234, 1000, "server sent 1234")
+    # a catalogue that changes its mind starts the product over, at its new size
+    store.replace_products("r", [product(1, size=2000)])
+    [row] = store.products("r")
+    assert (row.state, row.product.size, row.size_note) == (ProductState.PENDING, 2000, None)
+
+
+def test_unknown_catalogue_size_is_stored_as_unknown(store: Store) -> None:
+    store.upsert_request(Request("r", ("1",)), "r.toml")
+    unknown = Product("mast:HST/product/u.fits", "HST", "o1", "u.fits", None)
+    store.replace_products("r", [unknown])
+    [row] = store.products("r")
+    assert row.product.size is None and row.catalogue_size is None
+    store.mark("r", unknown.data_uri, ProductState.DONE, size=5760)
+    store.replace_products("r", [unknown])
+    [row] = store.products("r")
+    assert (row.state, row.product.size) == (ProductState.DONE, 5760)

@@ -330,15 +330,25 @@ def _from_numpy(value: Any) -> bool:
 
 def _missing(value: Any) -> bool:
     """A null cell: None, an astropy/numpy masked value (``str()`` of one is ``--``),
-    or an empty string."""
+    an empty string, or NaN.
+
+    NaN because astroquery fills a null of a float column with NaN and its mask test
+    (``np.equal(data, nan)``) never matches: a float ``size`` column's nulls arrive
+    as plain, unmasked NaN, indistinguishable from a NaN the archive might send.
+    Unknown, then: fetched, and the server's size counts.
+    """
     if value is None:
         return True
     if isinstance(value, str):
         return not value.strip()
+    if isinstance(value, float):
+        return math.isnan(value)
     if _from_numpy(value):
         import numpy as np
 
-        return bool(np.ma.is_masked(value))
+        if np.ma.is_masked(value):
+            return True
+        return isinstance(value, np.floating) and bool(np.isnan(value))
     return False
 
 
@@ -369,9 +379,9 @@ def parse_size(value: Any) -> int | None:
     """The catalogue's ``size`` cell as bytes: any integral number; None when missing.
 
     Accepts ints (numpy's too), integral floats (``1234.0``) and integral strings
-    (``"1234"``, ``" 1234 "``). Raises :class:`CatalogueValueError` for anything else:
-    NaN, infinities, fractions, negative or absurdly large numbers, text that is not a
-    number, lists.
+    (``"1234"``, ``" 1234 "``); NaN is a null (see :func:`_missing`). Raises
+    :class:`CatalogueValueError` for anything else: infinities, fractions, negative or
+    absurdly large numbers, text that is not a number (``"nan"`` included), lists.
     """
     if _missing(value):
         return None
