@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import platformdirs
+from tenacity import wait_exponential_jitter
+from tenacity.wait import wait_base
 
 from hstsync.errors import ConfigError
 
@@ -41,6 +43,8 @@ class PathsConfig:
 class MastConfig:
     server: str = DEFAULT_SERVER
     token_file: Path | None = None
+    #: seconds one archive call (a query, a batch of product lists) may take
+    timeout: float = 120.0
 
 
 class DownloadSource(StrEnum):
@@ -70,6 +74,12 @@ class DownloadConfig:
     source: DownloadSource = DownloadSource.MAST
     #: base URL of the cloud copy's bucket (no credentials are ever sent there)
     cloud_base: str = DEFAULT_CLOUD_BASE
+
+
+def backoff_wait(cfg: DownloadConfig) -> wait_base:
+    """The waits between attempts: exponential from ``backoff`` to ``backoff_max``, with
+    jitter. One construction for every retry policy (transfers, archive lookups)."""
+    return wait_exponential_jitter(multiplier=cfg.backoff, max=cfg.backoff_max, jitter=cfg.backoff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,13 +270,17 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
     )
 
     mast = _table(doc, "mast")
-    _check_keys(mast, {"server", "token_file"}, "mast")
+    _check_keys(mast, {"server", "token_file", "timeout"}, "mast")
     token_file: Path | None = None
     if mast.get("token_file", ""):
         token_file = _path(mast, "token_file", "mast", base)
     elif not isinstance(mast.get("token_file", ""), str):
         raise ConfigError(f"mast.token_file: expected a path string, got {mast['token_file']!r}")
-    mast_cfg = MastConfig(server=_server(mast.get("server", DEFAULT_SERVER)), token_file=token_file)
+    mast_cfg = MastConfig(
+        server=_server(mast.get("server", DEFAULT_SERVER)),
+        token_file=token_file,
+        timeout=_number(mast, "timeout", "mast", MastConfig().timeout),
+    )
 
     dl = _table(doc, "download")
     defaults = DownloadConfig()

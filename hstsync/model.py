@@ -67,22 +67,32 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Product:
-    """One file of the archive, as the catalogue describes it."""
+    """One file of the archive, as the catalogue describes it.
+
+    ``size`` is the size in bytes we expect: the catalogue's, or None when it gives
+    none (the file is fetched anyway and the server's size is recorded). ``problem``
+    says why this one catalogue row can never be fetched (its size is not a number, it
+    has no obs_id, another row owns its path, ...); such a product fails alone.
+    ``data_rights`` is empty when the catalogue does not say: treated as public for
+    fetching (a refusal then reads as ``auth_required``).
+    """
 
     data_uri: str
     obs_collection: str
     obs_id: str
     filename: str
-    size: int
+    size: int | None
     obsid: str = ""
     product_type: str = ""
     calib_level: int | None = None
     data_rights: str = "PUBLIC"
     description: str = ""
+    problem: str | None = None
 
     @property
     def is_public(self) -> bool:
-        return self.data_rights.upper() == "PUBLIC"
+        # unknown rights (an empty cell) are tried as public; see the class docstring
+        return self.data_rights.upper() in {"PUBLIC", ""}
 
     def relpath(self) -> PurePosixPath:
         """``mastDownload/<obs_collection>/<obs_id>/<productFilename>``, checked.
@@ -153,6 +163,17 @@ def settled_request_state(counts: Counts) -> RequestState:
     if counts.failed or counts.auth_required or counts.pending:
         return RequestState.INCOMPLETE
     return RequestState.DONE
+
+
+#: the first retry of a failed lookup, and the longest wait between two (seconds)
+RELOOKUP_FIRST = 120.0
+RELOOKUP_MAX = 3600.0
+
+
+def relookup_delay(failures: int) -> float:
+    """Seconds until a request whose lookup failed ``failures`` times in a row is looked
+    up again: 2, 4, 8, 16, 32 minutes, then every hour."""
+    return min(RELOOKUP_FIRST * 2.0 ** min(max(failures - 1, 0), 32), RELOOKUP_MAX)
 
 
 def human_bytes(n: int) -> str:

@@ -14,6 +14,7 @@ from hstsync.cli.curl import curl_script
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, run_in_thread
+from hstsync.emulator.fits import Bodies
 from hstsync.model import Product, RequestState
 from hstsync.service.daemon import run_once
 from hstsync.service.mirror import download_url
@@ -39,22 +40,41 @@ def product(name: str, size: int, obs_id: str = "o58701010") -> Product:
     )
 
 
+def fits_body(p: Product) -> bytes:
+    assert p.size is not None
+    return Bodies().get(p.data_uri, p.size).all()
+
+
+def test_file_of_the_right_size_with_other_content_is_not_present(tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    good, bad = product("a_flt.fits", 5760), product("b_flt.fits", 5760)
+    base = mirror / "mastDownload/HST/o58701010"
+    base.mkdir(parents=True)
+    (base / "a_flt.fits").write_bytes(fits_body(good))
+    (base / "b_flt.fits").write_bytes(b"<html>not the file</html>".ljust(5760))
+
+    plan = plan_files([good, bad], mirror)
+
+    assert [f.present for f in plan.files] == [True, False]
+    assert plan.to_fetch == 1
+
+
 def test_plan_counts_present_partial_missing_and_refused(tmp_path: Path):
     mirror = tmp_path / "mirror"
-    present = product("a_flt.fits", 2880)
+    present = product("a_flt.fits", 5760)
     partial = product("b_flt.fits", 5760)
     missing = product("c_flt.fits", 2880 * 3)
     hostile = product("../../etc/passwd", 10)
     base = mirror / "mastDownload/HST/o58701010"
     base.mkdir(parents=True)
-    (base / "a_flt.fits").write_bytes(b"x" * 2880)
+    (base / "a_flt.fits").write_bytes(fits_body(present))
     (base / "b_flt.fits.part").write_bytes(b"x" * 1000)
 
     plan = plan_files([present, partial, missing, hostile], mirror)
 
     assert plan.present == 1
     assert plan.to_fetch == 2
-    assert plan.total == 2880 + 5760 + 2880 * 3
+    assert plan.total == 5760 + 5760 + 2880 * 3
     assert plan.missing_bytes == (5760 - 1000) + 2880 * 3
     [refused] = [f for f in plan.files if f.refused]
     assert refused.product is hostile and "separator" in refused.refused

@@ -536,15 +536,19 @@ def test_tallies_follow_every_kind_of_product_write(store: Store, db: Path) -> N
     assert kept == counted and {row[0] for row in kept} == {"b"}
 
 
-def test_a_version_1_database_gains_tallies_that_match_its_rows(db: Path) -> None:
+def drop_tallies(conn: sqlite3.Connection) -> None:
+    for trigger in ("tally_insert", "tally_delete", "tally_update"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute("DROP TABLE tallies")
+
+
+def test_a_version_2_database_gains_tallies_that_match_its_rows(db: Path) -> None:
     with Store(db) as store:
         seeded(store, "a", count=4)
         store.mark("a", uri(0), ProductState.DONE)
-    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 1 left it
-        for trigger in ("tally_insert", "tally_delete", "tally_update"):
-            conn.execute(f"DROP TRIGGER {trigger}")
-        conn.execute("DROP TABLE tallies")
-        conn.execute("PRAGMA user_version = 1")
+    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 2 left it
+        drop_tallies(conn)
+        conn.execute("PRAGMA user_version = 2")
     with Store.open_readonly(db) as store:  # status beside a daemon not yet upgraded
         [summary] = store.summaries("a")
         assert (summary.counts.total, summary.counts.done, summary.bytes_done) == (4, 1, 1000)
@@ -553,3 +557,60 @@ def test_a_version_1_database_gains_tallies_that_match_its_rows(db: Path) -> Non
         assert (summary.counts.total, summary.counts.done, summary.bytes_done) == (4, 1, 1000)
     kept, counted = tallies_and_rows(db)
     assert kept == counted
+
+
+def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> None:
+    with Store(db) as store:
+        store.upsert_request(Request("r", ("1",)), "r.toml")
+        store.replace_products("r", [product(1, size=1000)])
+    conn = sqlite3.connect(db)
+    drop_tallies(conn)
+    for table, column in [
+        ("requests", "next_lookup"),
+        ("requests", "lookup_failures"),
+        ("products", "catalogue_size"),
+        ("products", "size_note"),
+        ("products", "problem"),
+    ]:
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION == 3
+        [row] = store.products("r")
+        assert row.catalogue_size == row.product.size == 1000
+        assert store.get_request("r").lookup_failures == 0  # type: ignore[union-attr]
+        # the same catalogue again changes nothing
+        assert store.replace_products("r", [product(1, size=1000)]).unchanged == 1
+
+
+def test_server_size_survives_a_catalogue_that_stays_wrong(store: Store) -> None:
+    store.upsert_request(Request("r", ("1",)), "r.toml")
+    wrong = product(1, size=1000)
+    store.replace_products("r", [wrong])
+    store.mark("r", wrong.data_uri, ProductState.DONE, size=1234, size_note="server sent 1234")
+
+    diff = store.replace_products("r", [wrong])
+
+    [row] = store.products("r")
+    assert diff.unchanged == 1
+    assert row.state is ProductState.DONE and row.bytes_done == 1234
+    assert (row.product.size, row.catalogue_size, row.size_note) == (1234, 1000, "server sent 1234")
+    # a catalogue that changes its mind starts the product over, at its new size
+    store.replace_products("r", [product(1, size=2000)])
+    [row] = store.products("r")
+    assert (row.state, row.product.size, row.size_note) == (ProductState.PENDING, 2000, None)
+
+
+def test_unknown_catalogue_size_is_stored_as_unknown(store: Store) -> None:
+    store.upsert_request(Request("r", ("1",)), "r.toml")
+    unknown = Product("mast:HST/product/u.fits", "HST", "o1", "u.fits", None)
+    store.replace_products("r", [unknown])
+    [row] = store.products("r")
+    assert row.product.size is None and row.catalogue_size is None
+    store.mark("r", unknown.data_uri, ProductState.DONE, size=5760)
+    store.replace_products("r", [unknown])
+    [row] = store.products("r")
+    assert (row.state, row.product.size) == (ProductState.DONE, 5760)

@@ -1,9 +1,12 @@
 """Resolution through astroquery.mast: a Request becomes a list of Products.
 
 The steps are the tutorial's, unchanged: ``Observations.query_criteria`` →
-``get_product_list`` → ``filter_products``, then astroquery's own de-duplication
-by ``dataURI``. astroquery is synchronous (requests), so :meth:`Resolver.resolve`
-blocks; callers run it with ``asyncio.to_thread`` and downloads never wait for it.
+``get_product_list`` (in batches of obsids) → ``filter_products``; then the rows
+become Products at one boundary (:func:`products_from_rows`), which also collapses
+repeated dataURIs and gives each destination path one owner. astroquery is
+synchronous (requests), so every :class:`Resolver` method blocks; the service calls
+them one step at a time in worker threads, each under a deadline
+(``service.lookup``), and downloads never wait for them.
 
 The trap this module exists to close: ``astroquery.mast`` computes its endpoint
 URLs from ``conf.server`` when it is imported, so changing the config afterwards
@@ -14,16 +17,21 @@ check that none is left pointing anywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import re
 import time
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from hstsync.archive.auth import check_transport, token_domain
 from hstsync.errors import ManifestError, ResolveError
-from hstsync.model import Product, Request
+from hstsync.model import Product, Request, relpath_or_none
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +63,56 @@ def _quieten() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-class Resolver:
-    """Resolves requests against one MAST server; one instance per thread at a time."""
+class ArchiveUnavailable(ResolveError):
+    """Trouble worth trying again soon: no connection, no answer in time, a 5xx or 429,
+    or the portal's ``status: ERROR``."""
 
-    def __init__(self, server: str, token: str | None = None) -> None:
+
+#: seconds an archive call may take when the configuration does not say ([mast] timeout)
+DEFAULT_TIMEOUT = 120.0
+
+
+class Resolver:
+    """Resolves requests against one MAST server. Not thread-safe: one call at a time
+    per instance (astroquery's session and table caches are shared state).
+
+    Every HTTP request it makes carries ``timeout`` as its socket timeout: astroquery
+    passes none, and a server that accepts and never answers would otherwise hold the
+    calling thread for ever. Callers bound each call from outside as well
+    (``service.lookup``), since a server that drips bytes defeats a socket timeout.
+    """
+
+    def __init__(
+        self, server: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         # Imported here: astroquery pulls in astropy (~0.5 s), which commands like
         # `status` never need.
         from astroquery.mast import ObservationsClass
 
         _quieten()
         self.server = server.rstrip("/")
+        self.timeout = timeout
         self._obs = ObservationsClass()
         self._repoint(self._obs)
+        self._bound(self._obs)
         if token:
             self._set_token(token)
+
+    def _bound(self, obs: Any) -> None:
+        # One session serves the portal, the services and the auth helper; give each
+        # of its requests a timeout unless astroquery chose one.
+        session = obs._session
+        unbounded = session.request
+        timeout = self.timeout
+
+        def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = timeout
+            return unbounded(method, url, *args, **kwargs)
+
+        session.request = request
+        # astroquery's own limit for EXECUTING polling, checked between replies
+        obs._portal_api_connection.TIMEOUT = timeout
 
     # -- pointing astroquery at the configured server -------------------------------
 
@@ -118,38 +162,28 @@ class Resolver:
         )
 
     # -- resolution -------------------------------------------------------------------
+    #
+    # In steps, so a caller can bound, retry and batch each archive call on its own:
+    # ``observations`` (one query), ``product_table`` (one batch of obsids), then
+    # ``select`` (filters and the row → Product boundary; no network). ``resolve``
+    # runs them in order, blocking (``hstsync plan``).
 
     def resolve(self, request: Request) -> list[Product]:
         """The products a request names today. Blocking.
 
         Raises :class:`ManifestError` for what the user must fix (an unknown
-        criterion, a proposal with no observations) and :class:`ResolveError`
-        for archive or network trouble worth trying again later.
+        criterion, a proposal with no observations), :class:`ArchiveUnavailable`
+        for trouble worth trying again soon and :class:`ResolveError` for other
+        archive trouble.
         """
-        from astroquery.exceptions import InvalidQueryError, RemoteServiceError
-        from requests import RequestException
+        obsids = self.observations(request)
+        tables = [self.product_table(batch) for batch in batches(obsids)]
+        return self.select(request, tables)
 
-        try:
-            return self._resolve(request)
-        except InvalidQueryError as exc:
-            raise ManifestError(f"the archive refused the query: {exc}") from None
-        except RemoteServiceError as exc:
-            raise ResolveError(f"the archive answered with an error: {exc}") from None
-        except RequestException as exc:
-            raise ResolveError(
-                f"cannot reach the archive at {self.server}: {_reason(exc)}"
-            ) from None
-        except (TimeoutError, ValueError, KeyError) as exc:
-            raise ResolveError(
-                f"unexpected answer from the archive: {type(exc).__name__}"
-            ) from None
-
-    def _resolve(self, request: Request) -> list[Product]:
-        from astropy.table import vstack
-        from astroquery.mast import utils
-
+    def observations(self, request: Request) -> list[str]:
+        """The obsids of the request's observations (``query_criteria``). Blocking."""
         ids = ", ".join(request.proposal_ids)
-        with warnings.catch_warnings():
+        with self._translated(), warnings.catch_warnings():
             # NoResultsWarning and friends: we report emptiness ourselves.
             warnings.simplefilter("ignore")
             observations = self._obs.query_criteria(
@@ -159,25 +193,74 @@ class Resolver:
             )
             if len(observations) == 0:
                 raise ManifestError(f"proposal {ids} has no HST observations matching the request")
-            obsids = [str(o) for o in observations["obsid"] if str(o)]
-            tables = [self._obs.get_product_list(batch) for batch in _batches(obsids)]
-            products = (
-                vstack([t for t in tables if len(t)]) if any(len(t) for t in tables) else None
-            )
-            if products is None:
-                log.info("request %s: proposal %s lists no products", request.name, ids)
-                return []
+            obsids = [str(o) for o in observations["obsid"] if not _missing(o) and str(o)]
+        log.debug("request %s: %d observations", request.name, len(obsids))
+        return obsids
+
+    def product_table(self, obsids: list[str]) -> Any:
+        """The products table of one batch of obsids (``get_product_list``). Blocking."""
+        with self._translated(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._obs.get_product_list(obsids)
+
+    def select(self, request: Request, tables: Iterable[Any]) -> list[Product]:
+        """``filter_products`` over the batches' tables, then rows → products."""
+        from astropy.table import vstack
+
+        filled = [t for t in tables if len(t)]
+        if not filled:
+            log.info("request %s: the proposal lists no products", request.name)
+            return []
+        with self._translated(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            products = vstack(filled) if len(filled) > 1 else filled[0]
             filtered = self._obs.filter_products(products, **dict(request.filters))
-            unique = utils.remove_duplicate_products(filtered, "dataURI")
-        result = [product_from_row(row) for row in unique]
+        result = products_from_rows(filtered)
         log.info(
-            "request %s: %d observations, %d products, %d selected",
+            "request %s: %d product rows, %d selected, %d products",
             request.name,
-            len(observations),
             len(products),
+            len(filtered),
             len(result),
         )
         return result
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """astroquery's and requests' exceptions → ours, with reasons a person reads."""
+        from astroquery.exceptions import InvalidQueryError, RemoteServiceError
+        from requests import ConnectionError as RequestsConnectionError
+        from requests import RequestException, Timeout
+
+        try:
+            yield
+        except InvalidQueryError as exc:
+            raise ManifestError(f"the archive refused the query: {exc}") from None
+        except RemoteServiceError as exc:
+            raise ArchiveUnavailable(f"the archive answered with an error: {exc}") from None
+        except Timeout:
+            raise ArchiveUnavailable(
+                f"the archive did not answer within {self.timeout:g} s"
+            ) from None
+        except RequestException as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            message = f"cannot reach the archive at {self.server}: {_reason(exc)}"
+            transient = (
+                status is None
+                or status >= 500
+                or status == 429
+                or isinstance(exc, RequestsConnectionError)
+            )
+            raise (ArchiveUnavailable if transient else ResolveError)(message) from None
+        except TimeoutError:
+            # astroquery's own limit on EXECUTING polling
+            raise ArchiveUnavailable(
+                f"the archive did not finish the query within {self.timeout:g} s"
+            ) from None
+        except (ValueError, KeyError) as exc:
+            raise ResolveError(
+                f"unexpected answer from the archive: {type(exc).__name__}"
+            ) from None
 
     def session_info(self) -> dict[str, Any]:
         """The archive's view of the current token (``Observations.session_info``).
@@ -210,7 +293,8 @@ def _url_attributes(holder: Any) -> Iterator[str]:
             yield name
 
 
-def _batches(items: list[str]) -> Iterable[list[str]]:
+def batches(items: list[str]) -> Iterable[list[str]]:
+    """``items`` in runs of :data:`OBSID_BATCH` (MAST advises small chunks of obsids)."""
     for start in range(0, len(items), OBSID_BATCH):
         yield items[start : start + OBSID_BATCH]
 
@@ -223,32 +307,243 @@ def _reason(exc: Exception) -> str:
     return f"HTTP {status}" if status else type(exc).__name__
 
 
-def _text(row: Any, column: str) -> str:
-    if column not in row.colnames:
-        return ""
+# -- catalogue rows -> products (the boundary) --------------------------------------------
+#
+# The real archive's rows repeat, carry masked (null) cells anywhere, and send ``size``
+# as an int, a float or a string, sometimes wrong. Everything below is pure: a row
+# (an astropy Row or any mapping) becomes a Product, and whatever is wrong with one row
+# becomes that product's ``problem``, never an exception that loses the whole request.
+
+#: sizes at or above this do not fit SQLite's INTEGER (and no file is that large)
+SIZE_LIMIT = 2**63
+_DIGITS = re.compile(r"^\+?([0-9]+)(?:\.0*)?$")
+
+
+class CatalogueValueError(ValueError):
+    """One cell of a catalogue row cannot be used; the message says which and why."""
+
+
+def _from_numpy(value: Any) -> bool:
+    # numpy is imported only when a value comes from it: `status` never loads it
+    return type(value).__module__.partition(".")[0] == "numpy"
+
+
+def _missing(value: Any) -> bool:
+    """A null cell: None, an astropy/numpy masked value (``str()`` of one is ``--``),
+    an empty string, or NaN.
+
+    NaN because astroquery fills a null of a float column with NaN and its mask test
+    (``np.equal(data, nan)``) never matches: a float ``size`` column's nulls arrive
+    as plain, unmasked NaN, indistinguishable from a NaN the archive might send.
+    Unknown, then: fetched, and the server's size counts.
+    """
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, float):
+        return math.isnan(value)
+    if _from_numpy(value):
+        import numpy as np
+
+        if np.ma.is_masked(value):
+            return True
+        return isinstance(value, np.floating) and bool(np.isnan(value))
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds."""
+    if _from_numpy(value) and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _cell(row: Any, column: str) -> Any:
+    names = getattr(row, "colnames", None)
+    if names is None:
+        names = row.keys()
+    if column not in names:
+        return None
     value = row[column]
-    if value is None or getattr(value, "mask", False) is True:
+    return None if _missing(value) else value
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A catalogue value quoted for a message: printable, ASCII-safe, bounded."""
+    text = repr(_plain(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_size(value: Any) -> int | None:
+    """The catalogue's ``size`` cell as bytes: any integral number; None when missing.
+
+    Accepts ints (numpy's too), integral floats (``1234.0``) and integral strings
+    (``"1234"``, ``" 1234 "``); NaN is a null (see :func:`_missing`). Raises
+    :class:`CatalogueValueError` for anything else: infinities, fractions, negative or
+    absurdly large numbers, text that is not a number (``"nan"`` included), lists.
+    """
+    if _missing(value):
+        return None
+    value = _plain(value)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "backslashreplace")
+    number = _integral(value)
+    if number < 0:
+        raise CatalogueValueError(f"the catalogue's size for this file is negative: {number}")
+    if number >= SIZE_LIMIT:
+        raise CatalogueValueError(f"the catalogue's size for this file is too large: {number}")
+    return number
+
+
+def _integral(value: Any) -> int:
+    what = "the catalogue's size for this file"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        if not value.is_integer():
+            raise CatalogueValueError(f"{what} is not a whole number: {shown(value)}")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        match = _DIGITS.match(text.removeprefix("-"))
+        if match is not None:
+            number = int(match.group(1))
+            return -number if text.startswith("-") else number
+    raise CatalogueValueError(f"{what} is not a number: {shown(value)}")
+
+
+def _text(row: Any, column: str, problems: list[str]) -> str:
+    """A text cell, "" when missing. Text that cannot be stored as UTF-8 (a lone
+    surrogate from a JSON escape) is kept escaped, and the row gets a problem."""
+    value = _cell(row, column)
+    if value is None:
         return ""
-    return str(value)
+    value = _plain(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # an id sent as a float (obsID 2003738726.0)
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        problems.append(f"the catalogue's {column} is not valid text: {shown(text)}")
+    return text
+
+
+def _calib_level(row: Any) -> int | None:
+    value = _cell(row, "calib_level")
+    try:
+        level = parse_size(value)
+    except CatalogueValueError:
+        return None
+    return level
+
+
+#: what a missing cell of a column required for the file's path says
+_REQUIRED = (
+    ("obs_collection", "obs_collection"),
+    ("obs_id", "obs_id"),
+    ("productFilename", "productFilename"),
+)
 
 
 def product_from_row(row: Any) -> Product:
-    """An astropy Row of a products table → :class:`Product` (the boundary)."""
-    size_text = _text(row, "size")
+    """One row of a products table → :class:`Product`; never raises.
+
+    Whatever makes this one row unusable is the product's ``problem``: a size that is
+    not a whole number of bytes, a missing obs_id or file name, text that is not valid
+    Unicode. A missing size is not a problem (None: fetched, the server's size counts);
+    a missing ``dataRights`` is "" (unknown, fetched as public). A masked cell never
+    becomes the text ``--`` or ``None``.
+    """
+    problems: list[str] = []
+    texts = {
+        column: _text(row, column, problems)
+        for column in (
+            "dataURI",
+            "obs_collection",
+            "obs_id",
+            "productFilename",
+            "obsID",
+            "productType",
+            "dataRights",
+            "description",
+        )
+    }
+    for column, name in _REQUIRED:
+        if not texts[column]:
+            problems.insert(0, f"the catalogue gives no {name} for this file")
     try:
-        size = int(size_text)
-    except ValueError:
-        size = -1
-    level_text = _text(row, "calib_level")
+        size = parse_size(_cell(row, "size"))
+    except CatalogueValueError as exc:
+        size = None
+        problems.insert(0, str(exc))
     return Product(
-        data_uri=_text(row, "dataURI"),
-        obs_collection=_text(row, "obs_collection"),
-        obs_id=_text(row, "obs_id"),
-        filename=_text(row, "productFilename"),
+        data_uri=texts["dataURI"],
+        obs_collection=texts["obs_collection"],
+        obs_id=texts["obs_id"],
+        filename=texts["productFilename"],
         size=size,
-        obsid=_text(row, "obsID"),
-        product_type=_text(row, "productType"),
-        calib_level=int(level_text) if level_text.lstrip("-").isdigit() else None,
-        data_rights=_text(row, "dataRights") or "PUBLIC",
-        description=_text(row, "description"),
+        obsid=texts["obsID"],
+        product_type=texts["productType"],
+        calib_level=_calib_level(row),
+        data_rights=texts["dataRights"],
+        description=texts["description"],
+        problem=problems[0] if problems else None,
     )
+
+
+def products_from_rows(rows: Iterable[Any]) -> list[Product]:
+    """Catalogue rows → products: one per dataURI, one owner per path. Pure.
+
+    Repeats (the same dataURI listed again, as HAP and association rows do) collapse
+    to the first usable row, the one astroquery itself would keep. Rows without a
+    dataURI cannot be named or fetched and are left out (logged). Twins, rows with
+    different dataURIs that would land on the same path, get one owner (see
+    :func:`_claim_paths`); the others fail with a reason and are never written.
+    """
+    chosen: dict[str, Product] = {}
+    nameless = 0
+    for row in rows:
+        product = product_from_row(row)
+        if not product.data_uri:
+            nameless += 1
+            continue
+        held = chosen.get(product.data_uri)
+        if held is None or (held.problem is not None and product.problem is None):
+            chosen[product.data_uri] = product
+    if nameless:
+        log.warning("%d catalogue rows have no dataURI and are left out", nameless)
+    return _claim_paths(list(chosen.values()))
+
+
+def _claim_paths(products: list[Product]) -> list[Product]:
+    """One product per destination path; the others get a ``problem``.
+
+    The owner is the product whose dataURI names its own file (``…/<productFilename>``),
+    then the first by dataURI: the same one every pass, so a path's content never
+    swaps between two files.
+    """
+    by_path: dict[PurePosixPath, list[Product]] = {}
+    for product in products:
+        if product.problem is None and (path := relpath_or_none(product)) is not None:
+            by_path.setdefault(path, []).append(product)
+    losers: dict[str, Product] = {}
+    for path, claimants in by_path.items():
+        if len(claimants) < 2:
+            continue
+        owner = min(
+            claimants,
+            key=lambda p: (not p.data_uri.endswith("/" + p.filename), p.data_uri),
+        )
+        for other in claimants:
+            if other is not owner:
+                losers[other.data_uri] = replace(
+                    other,
+                    problem=f"another product ({owner.data_uri}) has the same path {path}; "
+                    "only that one is fetched",
+                )
+    return [losers.get(p.data_uri, p) for p in products]

@@ -250,7 +250,9 @@ def _plan(config: Config, manifest: Path) -> int:
 
     request = parse_manifest(manifest)
     token = find_token(config.mast.token_file)
-    resolver = Resolver(config.mast.server, token.value if token else None)
+    resolver = Resolver(
+        config.mast.server, token.value if token else None, timeout=config.mast.timeout
+    )
     plan = plan_files(resolver.resolve(request), config.paths.mirror)
     print_plan(request.name, plan)
     return EXIT_OK if plan.fits else EXIT_INCOMPLETE
@@ -311,11 +313,14 @@ def _retry(config: Config, request: str | None) -> int:
             print(f"hstsync: no request named {request!r}", file=sys.stderr)
             return EXIT_USAGE
         count = store.retry(request)
-    if count:
+        lookups = store.retry_lookups(request)
+    if count or lookups:
         from hstsync.service.daemon import wake
 
         wake(config.paths.requests)
     print(f"{count} product(s) put back in the queue")
+    if lookups:
+        print(f"{lookups} failed lookup(s) to be tried again now")
     return EXIT_OK
 
 

@@ -47,7 +47,7 @@ async def _demo(root: Path) -> int:
         products = store.products("7291")
     print_status(summaries, products)
     done = [row for row in products if row.state == "done"]
-    total = sum(row.product.size for row in done)
+    total = sum(row.product.size or 0 for row in done)
     print(f"{len(done)} files done, {human_bytes(total)} in {config.paths.mirror / 'mastDownload'}")
     return code
 

@@ -62,7 +62,7 @@ def print_status(
         (
             row.product.obs_id,
             row.product.filename,
-            human_bytes(row.product.size),
+            human_bytes(row.product.size) if row.product.size is not None else "?",
             str(row.state),
             human_bytes(row.bytes_done),
             str(row.attempts),

@@ -345,15 +345,26 @@ class Daemon:
         if self._unsettled:
             return min(self.settle, 0.25)
         wait = self.rescan_every
-        now = datetime.now(UTC)
+        now = _now()
         for name in self._manifests:
             if name in self._tasks:
                 continue
             row = store.get_request(name)
-            if row is not None and row.state in RESYNCED:
-                due = _last_pass(row) + timedelta(seconds=self.config.schedule.resync_every)
+            due = None if row is None else self._due(row)
+            if due is not None:
                 wait = min(wait, max((due - now).total_seconds(), 0.05))
         return wait
+
+    def _due(self, row: RequestRow) -> datetime | None:
+        """When a settled request is looked up next: a failed lookup's retry (minutes,
+        backing off to an hour), else its re-sync ``resync_every`` after the last pass."""
+        if row.state is RequestState.INVALID and row.next_lookup is None:
+            return None  # never looked up; waits for a new manifest
+        if row.next_lookup is not None:
+            return _parse_time(row.next_lookup)
+        if row.state in RESYNCED:
+            return _last_pass(row) + timedelta(seconds=self.config.schedule.resync_every)
+        return None
 
     async def _watch(self) -> None:
         """Turn file events into wake-ups; a crashed watcher is restarted."""
@@ -463,8 +474,7 @@ class Daemon:
     # -- scheduling ------------------------------------------------------------------------
 
     def _start_due(self, store: Store, mirror: Mirror, group: asyncio.TaskGroup) -> None:
-        now = datetime.now(UTC)
-        every = timedelta(seconds=self.config.schedule.resync_every)
+        now = _now()
         for name, request in self._manifests.items():
             if name in self._tasks:
                 continue
@@ -476,10 +486,12 @@ class Daemon:
                 RequestState.RESOLVING,
                 RequestState.DOWNLOADING,
             )
-            resync = row.state in RESYNCED and now - _last_pass(row) >= every
+            due = self._due(row)
+            resync = not waiting and due is not None and now >= due
             if waiting or resync:
                 if resync:
-                    log.info("request %s: re-sync", name)
+                    again = " after a failed lookup" if row.next_lookup is not None else ""
+                    log.info("request %s: re-sync%s", name, again)
                 self._tasks[name] = group.create_task(self._sync(store, mirror, request))
 
     async def _sync(self, store: Store, mirror: Mirror, request: Request) -> None:
@@ -508,10 +520,18 @@ class Daemon:
 RESYNCED = (RequestState.DONE, RequestState.INCOMPLETE, RequestState.INVALID)
 
 
-def _last_pass(row: RequestRow) -> datetime:
-    stamp = row.resolved_at or row.updated
+def _now() -> datetime:
+    """The scheduler's clock (tests move it)."""
+    return datetime.now(UTC)
+
+
+def _parse_time(stamp: str) -> datetime:
     moment = datetime.fromisoformat(stamp)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _last_pass(row: RequestRow) -> datetime:
+    return _parse_time(row.resolved_at or row.updated)
 
 
 def run_forever(config: Config) -> int:

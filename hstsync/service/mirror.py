@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import aiohttp
 
@@ -28,15 +29,25 @@ from hstsync.archive.auth import (
     user_of,
 )
 from hstsync.archive.cloud import cloud_source
-from hstsync.archive.resolve import Resolver, preload
+from hstsync.archive.resolve import preload
 from hstsync.config import Config
 from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
-from hstsync.model import Product, ProductState, Request, RequestState, counts_of, human_bytes
+from hstsync.model import (
+    Product,
+    ProductState,
+    Request,
+    RequestState,
+    counts_of,
+    human_bytes,
+    settled_request_state,
+)
+from hstsync.service.lookup import Lookups
 from hstsync.service.planner import free_space, room_for
 from hstsync.service.results import results_path, write_results
 from hstsync.store.db import ProductRow, Store
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, after_fallback, open_session
 from hstsync.transfer.ranges import held_bytes
+from hstsync.transfer.verify import CorruptFileError, needs_verification, verify_file
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +92,8 @@ def needs_transfer(row: ProductRow, on_disk: int | None, *, have_token: bool) ->
     archive refused for want of a token is only tried again once a token exists.
     """
     if row.state is ProductState.DONE:
+        if row.product.size is None:  # never the case once a transfer recorded it
+            return on_disk is None
         return on_disk != row.product.size
     if row.state is ProductState.AUTH_REQUIRED:
         return have_token
@@ -96,12 +109,12 @@ def _file_size(path: Path) -> int | None:
 
 def _invalid_reason(product: Product) -> str | None:
     """Why a catalogue row cannot be fetched at all, or None."""
+    if product.problem is not None:
+        return product.problem
     try:
         product.relpath()
     except UnsafePathError as exc:
         return f"refused: {exc}"
-    if product.size < 0:
-        return "the catalogue gives no size for this file"
     if not product.data_uri:
         return "the catalogue gives no dataURI for this file"
     return None
@@ -144,8 +157,9 @@ class Mirror:
         self._inflight: dict[Path, asyncio.Future[Outcome]] = {}
         self._progress: dict[tuple[str, str], int] = {}
         self._progress_keys: dict[Path, list[tuple[str, str]]] = {}
-        self._resolver: Resolver | None = None
-        self._resolver_lock = asyncio.Lock()
+        self._lookups = Lookups(config, token)
+        #: the token whose session has been checked (once per token)
+        self._checked: str | None = None
 
     async def __aenter__(self) -> Mirror:
         self._session = open_session(self.config.download)
@@ -173,20 +187,13 @@ class Mirror:
             return
         log.debug("astroquery loaded in %.2f s", seconds)
 
-    async def _get_resolver(self) -> Resolver:
-        async with self._resolver_lock:
-            if self._resolver is None:
-                self._resolver = await asyncio.to_thread(
-                    Resolver, self.config.mast.server, self.token
-                )
-                if self.token:
-                    await self._check_session(self._resolver)
-            return self._resolver
-
-    async def _check_session(self, resolver: Resolver) -> None:
+    async def _check_session(self) -> None:
         """Say early, once per token, when it is refused or about to expire."""
+        if not self.token or self._checked == self.token:
+            return
+        self._checked = self.token
         try:
-            info = await asyncio.to_thread(resolver.session_info)
+            info = await self._lookups.session_info()
         except HstsyncError as exc:
             log.warning("cannot check the MAST token: %s", exc)
             return
@@ -218,26 +225,33 @@ class Mirror:
         else:
             log.info("MAST token removed: public data only from now on")
         self.token = value
-        self._resolver = None  # its session carries the old token
+        self._lookups.set_token(value)  # idle resolvers' sessions carry the old token
 
     async def resolve(self, request: Request) -> list[Product] | None:
         """Resolve and record; None when the request could not be resolved."""
         name = request.name
-        self.store.set_request_state(name, RequestState.RESOLVING)
+        previous = self.store.get_request(name)
+        self.store.set_request_state(
+            name, RequestState.RESOLVING, previous.last_error if previous else None
+        )
         try:
-            resolver = await self._get_resolver()
-            # astroquery blocks on requests; a worker thread keeps the loop (and the
-            # transfers of other requests) running meanwhile. One resolution at a
-            # time: astroquery's session and lazy imports are not thread-safe.
-            async with self._resolver_lock:
-                products = await asyncio.to_thread(resolver.resolve, request)
+            await self._check_session()
+            # Each archive call in a daemon thread, under [mast] timeout, retried when
+            # transient (service.lookup): the loop, and other requests' lookups and
+            # transfers, carry on meanwhile.
+            products = await self._lookups.resolve(request)
         except ManifestError as exc:
             log.warning("request %s: invalid: %s", name, exc)
             self.store.set_request_state(name, RequestState.INVALID, str(exc))
             return None
         except HstsyncError as exc:
-            log.warning("request %s: cannot resolve: %s", name, exc)
-            self.store.set_request_state(name, RequestState.INCOMPLETE, str(exc))
+            row = self.store.lookup_failed(name, str(exc))
+            log.warning(
+                "request %s: cannot resolve: %s (looked up again at %s)",
+                name,
+                exc,
+                row.next_lookup,
+            )
             return None
         diff = self.store.replace_products(name, products)
         log.info(
@@ -269,6 +283,38 @@ class Mirror:
                 jobs.append(Job(name, row.product, dest))
         return jobs
 
+    async def _screened(self, jobs: list[Job]) -> list[Job]:
+        """The jobs, after checking files already at their destination.
+
+        A file found where a product goes (astroquery's own tree, an earlier copy) with
+        the expected size is only "already present" once it passes the same content
+        check as a download (``transfer.verify``): one that fails is moved aside to
+        ``FILE.rejected`` and fetched, never accepted.
+        """
+        for job in jobs:
+            on_disk = _file_size(job.dest)
+            if on_disk is None or not needs_verification(job.dest.name):
+                continue
+            if job.product.size is not None and on_disk != job.product.size:
+                continue  # the transfer replaces it
+            try:
+                await asyncio.to_thread(verify_file, job.dest, job.dest.name)
+            except CorruptFileError as exc:
+                aside = job.dest.with_name(job.dest.name + ".rejected")
+                log.warning(
+                    "request %s: %s already in the mirror is not the product (%s); "
+                    "moved aside to %s and fetched",
+                    job.request,
+                    job.dest,
+                    exc,
+                    aside.name,
+                )
+                with contextlib.suppress(OSError):
+                    os.replace(job.dest, aside)
+            except OSError as exc:
+                log.warning("request %s: cannot read %s (%s)", job.request, job.dest, exc)
+        return jobs
+
     # -- downloading ------------------------------------------------------------------------
 
     async def sync(self, request: Request) -> RequestState:
@@ -286,23 +332,31 @@ class Mirror:
         products = await self.resolve(request)
         name = request.name
         current = self.store.get_request(name)
-        if products is None and current is not None and current.state is RequestState.INVALID:
-            return RequestState.INVALID
+        lookup_error: str | None = None
+        if products is None and current is not None:
+            if current.state is RequestState.INVALID:
+                return RequestState.INVALID
+            lookup_error = current.last_error or "the lookup failed"
+        resolved = lookup_error is None
         # Even when resolution failed we still fetch what an earlier pass resolved.
-        jobs = self.plan(name)
+        jobs = await self._screened(self.plan(name))
         shortfall = self._shortfall(jobs)
         if shortfall is not None:
             log.warning("request %s: %s", name, shortfall)
-            self.store.set_request_state(name, RequestState.INCOMPLETE, shortfall, resolved=True)
+            self.store.set_request_state(
+                name, RequestState.INCOMPLETE, lookup_error or shortfall, resolved=resolved
+            )
             return RequestState.INCOMPLETE
         if jobs:
-            size = sum(j.product.size for j in jobs)
+            size = sum(j.product.size or 0 for j in jobs)
             if self._display is not None:
                 self._display.planned(name, len(jobs), size)
-            self.store.set_request_state(name, RequestState.DOWNLOADING, resolved=True)
+            self.store.set_request_state(
+                name, RequestState.DOWNLOADING, lookup_error, resolved=resolved
+            )
             log.info("request %s: %d files to fetch, %d bytes", name, len(jobs), size)
             await self._fetch_all(jobs)
-        return self.settle(name, resolution_error=products is None)
+        return self.settle(name, lookup_error=lookup_error)
 
     async def _fetch_all(self, jobs: Sequence[Job]) -> None:
         """Fetch every job, ``concurrency`` at a time, in order.
@@ -323,7 +377,7 @@ class Mirror:
 
     def _shortfall(self, jobs: Sequence[Job]) -> str | None:
         """Why the mirror cannot hold these transfers, or None when it can."""
-        needed = sum(max(job.product.size - (held_bytes(job.dest)), 0) for job in jobs)
+        needed = sum(max((job.product.size or 0) - held_bytes(job.dest), 0) for job in jobs)
         free = free_space(self.config.paths.mirror)
         if room_for(needed, free):
             return None
@@ -332,15 +386,24 @@ class Mirror:
             f"{human_bytes(free)} free on the mirror's filesystem"
         )
 
-    def settle(self, name: str, *, resolution_error: bool = False) -> RequestState:
+    def settle(self, name: str, *, lookup_error: str | None = None) -> RequestState:
+        """The request's state after a pass, from its products' states.
+
+        ``lookup_error``: this pass's lookup failed (the products are those of the last
+        successful one). A request whose files are all done stays ``done``, saying
+        "last re-sync failed: …"; one never looked up is ``incomplete`` with the reason.
+        Either way the next lookup comes on the failed-lookup schedule.
+        """
         rows = self.store.products(name)
         self._write_results(name, rows)
         counts = counts_of(row.state for row in rows)
-        current = self.store.get_request(name)
-        if resolution_error and current is not None:
-            # keep the resolution error visible; the request is not complete
-            self.store.set_request_state(name, RequestState.INCOMPLETE, current.last_error)
-            return RequestState.INCOMPLETE
+        if lookup_error is not None:
+            kept = RequestState.INCOMPLETE
+            if counts.total and settled_request_state(counts) is RequestState.DONE:
+                kept, lookup_error = RequestState.DONE, f"last re-sync failed: {lookup_error}"
+            self.store.set_request_state(name, kept, lookup_error)
+            log.info("request %s: %s (%d/%d done)", name, kept, counts.done, counts.total)
+            return kept
         if counts.failed or counts.auth_required or counts.pending:
             state = RequestState.INCOMPLETE
             parts = []
@@ -425,7 +488,7 @@ class Mirror:
         if cloud_url is not None:
             first = await self._cloud_downloader.fetch(
                 Transfer(
-                    url=cloud_url, dest=job.dest, size=job.product.size, label=f"{label} (cloud)"
+                    url=cloud_url, dest=job.dest, size=_expected(job), label=f"{label} (cloud)"
                 )
             )
             if first.state is ProductState.DONE:
@@ -436,7 +499,7 @@ class Mirror:
             Transfer(
                 url=download_url(self.config.mast.server, job.product.data_uri),
                 dest=job.dest,
-                size=job.product.size,
+                size=_expected(job),
                 label=label,
                 headers=headers,
             )
@@ -456,16 +519,18 @@ class Mirror:
         request, uri = key
         if self._display is not None and outcome.state is ProductState.DONE:
             self._display.file_done(request)
-        bytes_done = job.product.size if outcome.state is ProductState.DONE else None
-        if bytes_done is None:
-            bytes_done = held_bytes(job.dest)
+        done = outcome.state is ProductState.DONE
         self.store.mark(
             request,
             uri,
             outcome.state,
-            bytes_done=bytes_done,
+            bytes_done=None if done else held_bytes(job.dest),
             error=self._explain(request, outcome),
             attempts=outcome.attempts,
+            # the server's size, when it won over the catalogue's or the catalogue had
+            # none: the product's size from now on, so the next pass finds it present
+            size=outcome.size if done else None,
+            size_note=outcome.size_note if done else None,
         )
 
     def _explain(self, request: str, outcome: Outcome) -> str | None:
@@ -494,6 +559,11 @@ class Mirror:
         while True:
             await asyncio.sleep(PROGRESS_FLUSH_SECONDS)
             self._flush_progress()
+
+
+def _expected(job: Job) -> int:
+    # None (the catalogue gives no size) once Transfer.size accepts it (transfer helper)
+    return cast(int, job.product.size)
 
 
 def _first_failure(rows: Iterable[ProductRow]) -> str:

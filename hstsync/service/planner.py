@@ -1,8 +1,9 @@
 """What a request would fetch, before anything is fetched: ``hstsync plan``.
 
-Pure decisions over resolved products and what the mirror already holds: which
-files are present at the catalogue size, how many bytes are missing, and whether
-the mirror's filesystem has room for them.
+Decisions over resolved products and what the mirror already holds: which files
+are present at the catalogue size (and, for ``*.fits``, pass the same content check
+as a download: a file of the right size with other content is not "present"), how
+many bytes are missing, and whether the mirror's filesystem has room for them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from hstsync.errors import UnsafePathError
 from hstsync.model import Product
 from hstsync.transfer.ranges import held_bytes
+from hstsync.transfer.verify import CorruptFileError, verify_file
 
 #: room kept free on the mirror's filesystem beyond what a request needs
 HEADROOM = 64 * 1024 * 1024
@@ -31,7 +33,7 @@ class PlannedFile:
 
     @property
     def missing(self) -> int:
-        if self.present or self.refused:
+        if self.present or self.refused or self.product.size is None:
             return 0
         return max(self.product.size - self.on_disk, 0)
 
@@ -43,7 +45,7 @@ class Plan:
 
     @property
     def total(self) -> int:
-        return sum(f.product.size for f in self.files if f.refused is None)
+        return sum(f.product.size or 0 for f in self.files if f.refused is None)
 
     @property
     def present(self) -> int:
@@ -81,18 +83,32 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def sound(path: Path) -> bool:
+    """Whether a file already at its destination may count as the product: the content
+    check of a download (``transfer.verify``; FITS files only)."""
+    try:
+        verify_file(path, path.name)
+    except (CorruptFileError, OSError):
+        return False
+    return True
+
+
 def plan_files(products: Sequence[Product], mirror: Path) -> Plan:
     files: list[PlannedFile] = []
     for product in products:
+        if product.problem is not None:
+            files.append(PlannedFile(product, 0, False, refused=product.problem))
+            continue
         try:
             dest = mirror / product.relpath()
         except UnsafePathError as exc:
             files.append(PlannedFile(product, 0, False, refused=str(exc)))
             continue
         whole = _size(dest)
-        if whole == product.size:
+        expected = whole if product.size is None else product.size
+        if whole is not None and whole == expected and sound(dest):
             files.append(PlannedFile(product, whole, True))
             continue
         part = held_bytes(dest)
-        files.append(PlannedFile(product, min(part, product.size), False))
+        files.append(PlannedFile(product, min(part, expected or 0), False))
     return Plan(tuple(files), free_space(mirror))

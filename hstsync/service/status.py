@@ -39,6 +39,9 @@ def product_document(row: ProductRow) -> dict[str, Any]:
         "data_uri": p.data_uri,
         "path": str(path) if (path := relpath_or_none(p)) is not None else None,
         "size": p.size,
+        # what the catalogue says, and why it differs when the server's size won
+        "catalogue_size": row.catalogue_size,
+        "size_note": row.size_note,
         "state": str(row.state),
         "bytes_done": row.bytes_done,
         "attempts": row.attempts,

@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,7 +33,15 @@ from typing import Any
 from sqlite_utils import Database
 
 from hstsync.errors import StoreError
-from hstsync.model import Counts, Product, ProductState, Request, RequestState, counts_of
+from hstsync.model import (
+    Counts,
+    Product,
+    ProductState,
+    Request,
+    RequestState,
+    counts_of,
+    relookup_delay,
+)
 from hstsync.store.schema import (
     BUSY_TIMEOUT_SECONDS,
     PRODUCTS,
@@ -79,6 +88,10 @@ class RequestRow:
     created: str
     updated: str
     resolved_at: str | None
+    #: when a failed lookup is tried again (ISO UTC), None when none failed
+    next_lookup: str | None = None
+    #: lookups that failed in a row
+    lookup_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +103,11 @@ class ProductRow:
     attempts: int
     last_error: str | None
     updated: str
+    #: what the catalogue says (None: it gives no size); ``product.size`` is the size
+    #: we expect, the server's once a transfer finished
+    catalogue_size: int | None = None
+    #: why the two differ, when the server's size won
+    size_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +270,8 @@ class Store:
                         "last_error": None,
                         "updated": now,
                         "resolved_at": None,
+                        "next_lookup": None,
+                        "lookup_failures": 0,
                     },
                 )
             elif old["manifest"] != manifest:
@@ -304,6 +324,44 @@ class Store:
                 raise StoreError(f"no request named {name!r} in {self.path}")
             table.update(name, changes)
 
+    def lookup_failed(self, name: str, error: str) -> RequestRow:
+        """A lookup of ``name`` failed: count it and schedule the next one.
+
+        The next lookup comes :func:`~hstsync.model.relookup_delay` after now (2, 4, 8 …
+        minutes, at most an hour), not after ``resync_every``. ``last_error`` says why.
+        """
+        now = datetime.now(UTC)
+        with self._writing(f"record the failed lookup of {name}") as db:
+            table = db.table(REQUESTS)
+            row = first_row(table.rows_where("name = ?", [name]))
+            if row is None:
+                raise StoreError(f"no request named {name!r} in {self.path}")
+            failures = int(row["lookup_failures"] or 0) + 1
+            due = now + timedelta(seconds=relookup_delay(failures))
+            table.update(
+                name,
+                {
+                    "last_error": error,
+                    "lookup_failures": failures,
+                    "next_lookup": due.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "updated": utc_now(),
+                },
+            )
+            return _request_row(table.get(name))
+
+    def retry_lookups(self, request: str | None = None) -> int:
+        """Failed lookups (of ``request``, or all) due at once; how many."""
+        where, args = "next_lookup IS NOT NULL AND state != ?", [str(RequestState.INVALID)]
+        if request is not None:
+            where += " AND name = ?"
+            args.append(request)
+        with self._writing("put failed lookups back in the queue") as db:
+            return int(
+                db.execute(
+                    f"UPDATE requests SET next_lookup = ? WHERE {where}", [utc_now(), *args]
+                ).rowcount
+            )
+
     def get_request(self, name: str) -> RequestRow | None:
         with self._reading(f"read request {name}") as db:
             row = first_row(db.table(REQUESTS).rows_where("name = ?", [name]))
@@ -324,10 +382,12 @@ class Store:
     def replace_products(self, request: str, products: Sequence[Product]) -> PlanDiff:
         """Make the stored product list of ``request`` the freshly resolved one.
 
-        New products are pending; one whose size or data rights changed starts over
-        (pending, nothing done, no attempts, no error); the others keep their state
-        and get the catalogue's current details; products no longer listed are
-        deleted. A ``data_uri`` listed twice is taken once (the first).
+        New products are pending; one whose catalogue size, data rights or problem
+        changed starts over (pending, nothing done, no attempts, no error); the others
+        keep their state, and the size a transfer recorded, and get the catalogue's
+        current details; products no longer listed are deleted. A ``data_uri`` listed
+        twice is taken once (the first). A successful lookup: the request's failed
+        lookups are forgotten.
         """
         fresh: dict[str, Product] = {}
         for product in products:
@@ -353,12 +413,18 @@ class Store:
                 old = stored.get(uri)
                 if old is None:
                     new.append({"request": request, **columns, **restart})
-                elif old["size"] != product.size or old["data_rights"] != product.data_rights:
-                    table.update(old["id"], columns | restart)
+                elif (
+                    old["catalogue_size"] != product.size
+                    or old["data_rights"] != product.data_rights
+                    or old["problem"] != product.problem
+                ):
+                    table.update(old["id"], columns | restart | {"size_note": None})
                     changed += 1
                 else:
                     unchanged += 1
-                    drift = {k: v for k, v in columns.items() if old[k] != v}
+                    # "size" is ours once a transfer recorded the server's: a catalogue
+                    # still wrong the same way changes nothing
+                    drift = {k: v for k, v in columns.items() if k != "size" and old[k] != v}
                     if drift:
                         table.update(old["id"], drift)
             gone = [r["id"] for uri, r in stored.items() if uri not in fresh]
@@ -367,6 +433,7 @@ class Store:
                 table.delete_where(f"id IN ({', '.join('?' * len(ids))})", ids)
             if new:
                 table.insert_all(new, batch_size=_CHUNK)
+            db.table(REQUESTS).update(request, {"next_lookup": None, "lookup_failures": 0})
         return PlanDiff(new=len(new), changed=changed, unchanged=unchanged, removed=len(gone))
 
     def products(
@@ -392,13 +459,17 @@ class Store:
         bytes_done: int | None = None,
         error: str | None = None,
         attempts: int = 0,
+        size: int | None = None,
+        size_note: str | None = None,
     ) -> None:
         """Record a product's new state.
 
         ``error`` replaces the last error when given; None keeps it, except that a
         product marked done has none. ``attempts`` adds that many transfer attempts.
         A done product has ``bytes_done`` equal to its size and a ``done_at`` stamp;
-        any other state clears ``done_at``.
+        any other state clears ``done_at``. ``size`` (done only) is the size the server
+        sent, which becomes the product's size, with ``size_note`` saying how it
+        differs from the catalogue's (the catalogue's stays in ``catalogue_size``).
         """
         now = utc_now()
         with self._writing(f"record product {data_uri} of {request}") as db:
@@ -408,7 +479,10 @@ class Store:
                 raise StoreError(f"no product {data_uri} in request {request!r} in {self.path}")
             changes: dict[str, Any] = {"state": str(state), "updated": now}
             if state is ProductState.DONE:
-                changes |= {"bytes_done": max(row["size"], 0), "last_error": None, "done_at": now}
+                if size is not None:
+                    changes |= {"size": size, "size_note": size_note}
+                done = size if size is not None else max(row["size"], 0)
+                changes |= {"bytes_done": done, "last_error": None, "done_at": now}
             else:
                 changes["done_at"] = None
                 if bytes_done is not None:
@@ -545,6 +619,8 @@ def _request_row(row: Mapping[str, Any]) -> RequestRow:
         created=str(row["created"]),
         updated=str(row["updated"]),
         resolved_at=row["resolved_at"],
+        next_lookup=row["next_lookup"],
+        lookup_failures=int(row["lookup_failures"] or 0),
     )
 
 
@@ -557,18 +633,21 @@ def _product_row(row: Mapping[str, Any]) -> ProductRow:
             obs_collection=str(row["obs_collection"]),
             obs_id=str(row["obs_id"]),
             filename=str(row["filename"]),
-            size=int(row["size"]),
+            size=None if row["size"] < 0 else int(row["size"]),
             obsid=str(row["obsid"]),
             product_type=str(row["product_type"]),
             calib_level=None if calib is None else int(calib),
             data_rights=str(row["data_rights"]),
             description=str(row["description"]),
+            problem=row["problem"],
         ),
         state=ProductState(row["state"]),
         bytes_done=int(row["bytes_done"]),
         attempts=int(row["attempts"]),
         last_error=row["last_error"],
         updated=str(row["updated"]),
+        catalogue_size=row["catalogue_size"],
+        size_note=row["size_note"],
     )
 
 

@@ -25,14 +25,14 @@ from hstsync.model import Product
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
 #: the number of steps in :data:`MIGRATIONS` (version 1 is the first schema).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_SECONDS = 10.0
 
 REQUESTS = "requests"
 PRODUCTS = "products"
 TALLIES = "tallies"
 #: the schema version that has :data:`TALLIES`
-TALLIES_VERSION = 2
+TALLIES_VERSION = 3
 
 
 def utc_now() -> str:
@@ -153,6 +153,25 @@ def migrate(db: Any, path: Path) -> None:
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def _add_lookup_and_size_columns(db: Any) -> None:
+    """Version 2: lookups retried on their own schedule; sizes the server corrected.
+
+    ``requests.next_lookup`` (when a failed lookup is tried again) and
+    ``lookup_failures`` (failed lookups in a row); ``products.catalogue_size`` (what
+    the catalogue says, NULL when it gives none: ``size`` is the size we expect, the
+    server's once a transfer is done, -1 while unknown), ``size_note`` (why the two
+    differ) and ``problem`` (why the catalogue row cannot be fetched).
+    """
+    requests = db.table(REQUESTS)
+    requests.add_column("next_lookup", str)
+    requests.add_column("lookup_failures", int, not_null_default=0)
+    products = db.table(PRODUCTS)
+    products.add_column("catalogue_size", int)
+    products.add_column("size_note", str)
+    products.add_column("problem", str)
+    db.execute("UPDATE products SET catalogue_size = size WHERE size >= 0")
+
+
 def _create_schema(db: Any) -> None:
     db.table(REQUESTS).create(
         {
@@ -236,7 +255,7 @@ def _tally(sign: str, r: str) -> str:
 
 
 def _add_tallies(db: Any) -> None:
-    """Version 2: per-request, per-state counts and bytes, kept by triggers.
+    """Version 3: per-request, per-state counts and bytes, kept by triggers.
 
     ``status`` reads a few rows per request instead of aggregating every product
     (0.3 s on a million products before); each product write pays one small upsert.
@@ -266,7 +285,7 @@ def _add_tallies(db: Any) -> None:
 
 
 #: Steps from version N to N + 1, in order; ``MIGRATIONS[0]`` takes version 1 to 2.
-MIGRATIONS: tuple[Callable[[Any], None], ...] = (_add_tallies,)
+MIGRATIONS: tuple[Callable[[Any], None], ...] = (_add_lookup_and_size_columns, _add_tallies)
 
 
 # -- values -> columns -------------------------------------------------------------------
@@ -287,10 +306,13 @@ def catalogue_columns(product: Product) -> dict[str, Any]:
         "obs_id": product.obs_id,
         "filename": product.filename,
         "relpath": relpath,
-        "size": product.size,
+        # -1: unknown until a transfer brings the file (the column is NOT NULL)
+        "size": -1 if product.size is None else product.size,
+        "catalogue_size": product.size,
         "obsid": product.obsid,
         "product_type": product.product_type,
         "calib_level": product.calib_level,
         "data_rights": product.data_rights,
         "description": product.description,
+        "problem": product.problem,
     }

@@ -126,6 +126,10 @@ class Outcome:
     resumed_from: int
     attempts: int
     error: str | None
+    #: the size the server sent when it won over the catalogue's (or the catalogue had none)
+    size: int | None = None
+    #: how the server's size differs from the catalogue's, for status
+    size_note: str | None = None
 
 
 @dataclass(slots=True)
