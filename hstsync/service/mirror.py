@@ -150,7 +150,10 @@ class Mirror:
     async def __aenter__(self) -> Mirror:
         self._session = open_session(self.config.download)
         self._downloader = Downloader(
-            self._session, self.config.download, on_progress=self._count_bytes
+            self._session,
+            self.config.download,
+            on_progress=self._count_bytes,
+            trusted_hosts=self.config.mast.token_hosts,
         )
         self._cloud_downloader = Downloader(
             self._session, replace(self.config.download, retries=0), on_progress=self._count_bytes
@@ -425,7 +428,12 @@ class Mirror:
         if cloud_url is not None:
             first = await self._cloud_downloader.fetch(
                 Transfer(
-                    url=cloud_url, dest=job.dest, size=job.product.size, label=f"{label} (cloud)"
+                    url=cloud_url,
+                    dest=job.dest,
+                    size=job.product.size,
+                    label=f"{label} (cloud)",
+                    root=self.config.paths.mirror,
+                    public=True,
                 )
             )
             if first.state is ProductState.DONE:
@@ -439,6 +447,8 @@ class Mirror:
                 size=job.product.size,
                 label=label,
                 headers=headers,
+                root=self.config.paths.mirror,
+                public=job.product.is_public,
             )
         )
         return outcome if first is None else after_fallback(first, outcome)
@@ -456,7 +466,7 @@ class Mirror:
         request, uri = key
         if self._display is not None and outcome.state is ProductState.DONE:
             self._display.file_done(request)
-        bytes_done = job.product.size if outcome.state is ProductState.DONE else None
+        bytes_done = outcome.size if outcome.state is ProductState.DONE else None
         if bytes_done is None:
             bytes_done = held_bytes(job.dest)
         self.store.mark(

@@ -201,7 +201,8 @@ def write_record(part: Path, record: SegmentRecord) -> None:
     the record must never claim bytes that a power cut could take back."""
     path = sidecar_path(part)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="ascii") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(render_record(record))
         fh.flush()
         os.fsync(fh.fileno())
