@@ -375,7 +375,6 @@ async def test_unwritable_directory_fails_with_reason(h: Harness) -> None:
 async def test_disk_full_fails_at_once_and_keeps_the_part(h: Harness) -> None:
     part = part_path(h.transfer(X1D).dest)
     with small_disk(part.parent):  # room for one page of the 77,760 bytes
-
         outcome = await h.fetch(X1D)
 
         assert outcome.state is ProductState.FAILED and outcome.attempts == 1

@@ -1,8 +1,12 @@
 """Transfers of one file: whole-file streams with Range resume, retries, finishing.
 
-A file is written as ``FILE.part`` beside its final name and renamed only once its
-size matches the catalogue's and its content passes :mod:`hstsync.transfer.verify` (FITS
-CHECKSUM/DATASUM), so a file under its final name is always complete and sound.
+A file is written as ``FILE.part`` beside its final name and renamed only once it
+holds every byte the server stated (the catalogue's size is a hint: a complete,
+verified answer of another length wins and is noted in the :class:`Outcome`) and its
+content passes :mod:`hstsync.transfer.verify` (FITS CHECKSUM/DATASUM), so a file under
+its final name is always complete and sound. An HTML page is never written to a part;
+a part of unknown origin (no saved validator) is never appended to; nothing is opened
+through a symbolic link below the mirror root.
 A part that fails verification is deleted and fetched again, within the retries.
 An interrupted transfer resumes from the bytes on disk; a server that ignores Range
 (or answers with the wrong range) makes the transfer start again from zero.
@@ -20,8 +24,8 @@ and the largest remaining files get what is left.
 
 Retry policy — which failures, how many attempts, how long to wait, ``Retry-After``
 — lives in :meth:`Downloader._retrying` and nowhere else. Only :class:`TransferError`
-is retried; a size the catalogue disagrees with, a refusal (401/403/404) or a disk
-that cannot be written ends the transfer at once.
+is retried (a 403 for public data is one); a refusal (401/403/404) or a disk that
+cannot be written ends the transfer at once.
 
 :meth:`Downloader.fetch` never raises for a failed transfer: failures are data in
 the :class:`Outcome`, their texts written from status codes, errno names and byte

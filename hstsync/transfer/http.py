@@ -1,7 +1,10 @@
 """The HTTP edge of a transfer: the session, one GET, and what its answer means.
 
 Owns the process's :class:`aiohttp.ClientSession` (:func:`open_session`), the GET that
-follows redirects itself so credentials stay on the configured origin (:func:`get`),
+follows redirects itself so credentials go only to trusted hosts (:func:`get`,
+``[mast] trusted_hosts`` through :func:`hstsync.config.token_allowed`), the minimum
+speed of a body (:func:`speed_floor`), the HTML error page told from data
+(:func:`html_instead`),
 and the reading of a response: :func:`body_start` (where a body goes in the part, or
 which failure it means), ``Content-Range`` and ``Retry-After`` parsing, the strong
 validator sent back as ``If-Range``. It also defines the failures an answer can mean
