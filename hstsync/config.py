@@ -8,12 +8,13 @@ refused with the key's dotted name, so a typo never silently becomes a default.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import ipaddress
 import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
@@ -39,12 +40,33 @@ class PathsConfig:
     database: Path
 
 
+#: hosts the token may go to besides the configured server's (see trusted_hosts)
+ARCHIVE_HOSTS = ("*.stsci.edu",)
+
+
 @dataclass(frozen=True, slots=True)
 class MastConfig:
     server: str = DEFAULT_SERVER
     token_file: Path | None = None
     #: seconds one archive call (a query, a batch of product lists) may take
     timeout: float = 120.0
+    #: host patterns (``*.stsci.edu``) the token may be sent to, also on a redirect;
+    #: None = the server's host and :data:`ARCHIVE_HOSTS`
+    trusted_hosts: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.trusted_hosts is None:
+            object.__setattr__(self, "trusted_hosts", default_trusted_hosts(self.server))
+
+    @property
+    def token_hosts(self) -> tuple[str, ...]:
+        """The host patterns the token may go to (``trusted_hosts``, defaults filled in)."""
+        return self.trusted_hosts or ()
+
+
+def default_trusted_hosts(server: str) -> tuple[str, ...]:
+    host = (urlsplit(server).hostname or "").lower()
+    return tuple(dict.fromkeys((host, *ARCHIVE_HOSTS)) if host else ARCHIVE_HOSTS)
 
 
 class DownloadSource(StrEnum):
@@ -74,6 +96,10 @@ class DownloadConfig:
     source: DownloadSource = DownloadSource.MAST
     #: base URL of the cloud copy's bucket (no credentials are ever sent there)
     cloud_base: str = DEFAULT_CLOUD_BASE
+    #: a transfer slower than ``min_speed`` bytes/s over ``min_speed_time`` seconds is
+    #: aborted and retried, resuming (curl's --speed-limit/--speed-time); 0 = off
+    min_speed: int = 1024
+    min_speed_time: float = 60.0
 
 
 def backoff_wait(cfg: DownloadConfig) -> wait_base:
@@ -164,7 +190,45 @@ def parse_listen(value: str, key: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
-    return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this
+    machine. The one definition: the status endpoint's warning and where a token may
+    go over plain http both use it."""
+    name = host.strip().lower().rstrip(".")
+    if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def token_allowed(url: str, trusted: Iterable[str]) -> bool:
+    """Whether the MAST token may be sent with a request to ``url``: its host matches
+    one of the ``trusted`` patterns (``[mast] trusted_hosts``), over https, or over
+    plain http to this machine only. The one rule, for queries and downloads alike."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(host)):
+        return False
+    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in trusted)
+
+
+def _hosts(value: Any, server: str) -> tuple[str, ...]:
+    if value is None:
+        return default_trusted_hosts(server)
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v.strip() and not any(c in v for c in "/:@ ") for v in value
+    ):
+        raise ConfigError(
+            f'mast.trusted_hosts: expected a list of host patterns like ["*.stsci.edu"], '
+            f"got {value!r}"
+        )
+    return tuple(v.strip().lower() for v in value)
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -270,16 +334,18 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
     )
 
     mast = _table(doc, "mast")
-    _check_keys(mast, {"server", "token_file", "timeout"}, "mast")
+    _check_keys(mast, {"server", "token_file", "timeout", "trusted_hosts"}, "mast")
     token_file: Path | None = None
     if mast.get("token_file", ""):
         token_file = _path(mast, "token_file", "mast", base)
     elif not isinstance(mast.get("token_file", ""), str):
         raise ConfigError(f"mast.token_file: expected a path string, got {mast['token_file']!r}")
+    server = _server(mast.get("server", DEFAULT_SERVER))
     mast_cfg = MastConfig(
-        server=_server(mast.get("server", DEFAULT_SERVER)),
+        server=server,
         token_file=token_file,
         timeout=_number(mast, "timeout", "mast", MastConfig().timeout),
+        trusted_hosts=_hosts(mast.get("trusted_hosts"), server),
     )
 
     dl = _table(doc, "download")
@@ -298,6 +364,8 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
         cloud_base=_server(
             dl.get("cloud_base", defaults.cloud_base), "download.cloud_base", DEFAULT_CLOUD_BASE
         ),
+        min_speed=_int(dl, "min_speed", "download", defaults.min_speed, 0),
+        min_speed_time=_number(dl, "min_speed_time", "download", defaults.min_speed_time),
     )
 
     sched = _table(doc, "schedule")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +29,26 @@ def no_ambient_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setenv("HSTSYNC_NO_KEYRING", "1")
     monkeypatch.delenv("MAST_API_TOKEN", raising=False)
+
+
+@contextlib.contextmanager
+def small_disk(directory: Path, size: str = "4k") -> Iterator[Path]:
+    """``directory`` on a tmpfs of ``size``: writes beyond it fail with ENOSPC.
+
+    Needs to mount (root); skips otherwise. A symbolic link to /dev/full no longer
+    serves: hstsync refuses to write a part through a link.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("needs mount(8) for a small tmpfs")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip("needs to mount a small tmpfs (root)")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True, check=False)

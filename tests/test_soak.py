@@ -45,7 +45,7 @@ def final_files(root: Path) -> list[Path]:
     return [
         p
         for p in top.rglob("*")
-        if p.is_file() and not p.name.endswith((".part", ".part.segments"))
+        if p.is_file() and not p.name.endswith((".part", ".part.segments", ".part.meta", ".tmp"))
     ]
 
 

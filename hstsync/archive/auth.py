@@ -12,7 +12,6 @@ No message built here or by callers contains it; :class:`Token`'s repr hides it;
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hstsync.config import token_allowed
 from hstsync.errors import ConfigError, HstsyncError
 
 log = logging.getLogger(__name__)
@@ -123,17 +123,6 @@ def find_token(token_file: Path | None, env: Mapping[str, str] | None = None) ->
 # -- where the token may go -------------------------------------------------------------
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(
-        ".localhost"
-    ):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_transport(server: str) -> None:
     """Refuse to send a token in clear text to another machine.
 
@@ -141,7 +130,8 @@ def check_transport(server: str) -> None:
     ``http://`` stays allowed: the emulator, an SSH tunnel, a local proxy.
     """
     parts = urlsplit(server)
-    if parts.scheme == "https" or is_loopback(parts.hostname or ""):
+    # the rule of config.token_allowed, for the server's own host
+    if token_allowed(server, (parts.hostname or "",)):
         return
     raise ConfigError(
         f"mast.server is {parts.scheme}://{parts.hostname}: hstsync sends a MAST token only "

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol
 
 import aiohttp
 
@@ -164,7 +164,10 @@ class Mirror:
     async def __aenter__(self) -> Mirror:
         self._session = open_session(self.config.download)
         self._downloader = Downloader(
-            self._session, self.config.download, on_progress=self._count_bytes
+            self._session,
+            self.config.download,
+            on_progress=self._count_bytes,
+            trusted_hosts=self.config.mast.token_hosts,
         )
         self._cloud_downloader = Downloader(
             self._session, replace(self.config.download, retries=0), on_progress=self._count_bytes
@@ -488,7 +491,12 @@ class Mirror:
         if cloud_url is not None:
             first = await self._cloud_downloader.fetch(
                 Transfer(
-                    url=cloud_url, dest=job.dest, size=_expected(job), label=f"{label} (cloud)"
+                    url=cloud_url,
+                    dest=job.dest,
+                    size=job.product.size,
+                    label=f"{label} (cloud)",
+                    root=self.config.paths.mirror,
+                    public=True,
                 )
             )
             if first.state is ProductState.DONE:
@@ -499,9 +507,11 @@ class Mirror:
             Transfer(
                 url=download_url(self.config.mast.server, job.product.data_uri),
                 dest=job.dest,
-                size=_expected(job),
+                size=job.product.size,
                 label=label,
                 headers=headers,
+                root=self.config.paths.mirror,
+                public=job.product.is_public,
             )
         )
         return outcome if first is None else after_fallback(first, outcome)
@@ -559,11 +569,6 @@ class Mirror:
         while True:
             await asyncio.sleep(PROGRESS_FLUSH_SECONDS)
             self._flush_progress()
-
-
-def _expected(job: Job) -> int:
-    # None (the catalogue gives no size) once Transfer.size accepts it (transfer helper)
-    return cast(int, job.product.size)
 
 
 def _first_failure(rows: Iterable[ProductRow]) -> str:

@@ -1,7 +1,10 @@
 """The HTTP edge of a transfer: the session, one GET, and what its answer means.
 
 Owns the process's :class:`aiohttp.ClientSession` (:func:`open_session`), the GET that
-follows redirects itself so credentials stay on the configured origin (:func:`get`),
+follows redirects itself so credentials go only to trusted hosts (:func:`get`,
+``[mast] trusted_hosts`` through :func:`hstsync.config.token_allowed`), the minimum
+speed of a body (:func:`speed_floor`), the HTML error page told from data
+(:func:`html_instead`),
 and the reading of a response: :func:`body_start` (where a body goes in the part, or
 which failure it means), ``Content-Range`` and ``Retry-After`` parsing, the strong
 validator sent back as ``If-Range``. It also defines the failures an answer can mean
@@ -17,10 +20,11 @@ what to do with an answer, :mod:`~hstsync.transfer.partfile` and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
@@ -30,8 +34,8 @@ import aiohttp
 import yarl
 
 from hstsync import __version__
-from hstsync.config import DownloadConfig
-from hstsync.errors import AuthRequiredError, HstsyncError, SizeMismatchError, TransferError
+from hstsync.config import DownloadConfig, token_allowed
+from hstsync.errors import AuthRequiredError, HstsyncError, TransferError
 
 #: bytes per read: large reads are several times faster than small ones on fast links
 CHUNK_SIZE = 1 << 20
@@ -41,6 +45,8 @@ RETRY_AFTER_CAP = 3600.0
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+_SECONDS = re.compile(r"[0-9]{1,9}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def open_session(
@@ -72,26 +78,47 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """A ``Retry-After`` header (seconds or an HTTP-date) as seconds from ``now``, capped."""
-    if not value or not value.strip():
+    """A ``Retry-After`` header (seconds or an HTTP-date) as seconds from ``now``, capped.
+
+    Anything else (``²``, ``-1``, ``1e9``, a number of ten digits or more, a date that
+    does not parse) is None: the backoff decides. Never raises.
+    """
+    value = (value or "").strip()
+    if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
+    if _SECONDS.fullmatch(value):  # ASCII digits only: str.isdigit() takes "²"
         return min(float(value), RETRY_AFTER_CAP)
+    if value[0].isdigit() or value[0] in "+-.":
+        return None  # a number that is not one we take
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        delta = (when - (now or datetime.now(UTC))).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(delta, 0.0), RETRY_AFTER_CAP)
 
 
-def mismatch(server: int, catalogue: int, *, at_least: bool = False) -> str:
-    """``server sends N bytes, catalogue says M``: the text of a :class:`SizeMismatchError`."""
-    sends = "sends at least" if at_least else "sends"
-    return f"server {sends} {server} bytes, catalogue says {catalogue}"
+def size_note(catalogue: int | None, server: int) -> str | None:
+    """``catalogue says 1,234 bytes, the server sent 1,200``, or None when they agree."""
+    if catalogue is None or catalogue == server:
+        return None
+    return f"catalogue says {catalogue:,} bytes, the server sent {server:,}"
+
+
+def html_instead(content_type: str | None, filename: str) -> str | None:
+    """Why an answer is an error page rather than the file, or None.
+
+    A 200 with ``text/html`` for a product whose name is not an HTML page is the
+    archive's (or a proxy's) error page: its bytes must never reach the part.
+    """
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind not in ("text/html", "application/xhtml+xml"):
+        return None
+    if filename.lower().endswith((".html", ".htm", ".xhtml")):
+        return None
+    return f"the server sent an HTML page ({kind}) instead of the file"
 
 
 def network_error(exc: BaseException, url: str, cfg: DownloadConfig) -> str:
@@ -117,24 +144,32 @@ def network_error(exc: BaseException, url: str, cfg: DownloadConfig) -> str:
 #: redirects followed for one request
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-#: headers that carry credentials: sent to the first URL's origin only
+#: headers that carry credentials: sent only where config.token_allowed says
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 @contextlib.asynccontextmanager
 async def get(
-    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: Mapping[str, str],
+    trusted: Sequence[str] | None = None,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """GET ``url``, following redirects here rather than inside aiohttp.
 
-    The token goes to the configured MAST host only: a redirect to another origin
-    (host, port or scheme, so https -> http too) is followed without Authorization
-    or Cookie, and a later hop back does not get them again. aiohttp 3.14 strips
-    them on its own; doing it here keeps that promise whatever aiohttp does.
+    The credential headers (Authorization, Cookie) go to a hop only if
+    :func:`hstsync.config.token_allowed` allows its URL under ``trusted`` (``[mast]
+    trusted_hosts``; None: the first URL's host only). A redirect elsewhere is followed
+    without them, and a later hop back to a trusted host does not get them again.
+    aiohttp is never left to decide: it follows no redirect itself.
     """
-    origin = yarl.URL(url).origin()
+    if trusted is None:
+        trusted = (yarl.URL(url).host or "",)
+    credentials = {k: v for k, v in headers.items() if k.lower() in _CREDENTIAL_HEADERS}
+    plain = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
     for _ in range(MAX_REDIRECTS + 1):
-        resp = await session.get(url, headers=headers, allow_redirects=False)
+        sent = {**plain, **credentials} if credentials and token_allowed(url, trusted) else plain
+        resp = await session.get(url, headers=sent, allow_redirects=False)
         location = resp.headers.get("Location")
         if resp.status not in _REDIRECT_STATUSES or not location:
             try:
@@ -149,10 +184,51 @@ async def get(
             raise Refused("the server redirected to something that is not a URL") from None
         if target.scheme not in ("http", "https") or not target.host:
             raise Refused(f"the server redirected to a {target.scheme or 'relative'} URL")
-        if target.origin() != origin:
-            headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+        if not token_allowed(str(target), trusted):
+            credentials = {}  # once off the trusted hosts, never again for this request
         url = str(target)
     raise Refused(f"the server redirected more than {MAX_REDIRECTS} times")
+
+
+class TooSlow(TransferError):
+    """The body came slower than ``[download] min_speed`` over ``min_speed_time``."""
+
+
+@contextlib.asynccontextmanager
+async def speed_floor(cfg: DownloadConfig) -> AsyncIterator[Callable[[int], None]]:
+    """Abort a body that arrives slower than ``min_speed`` bytes/s for ``min_speed_time``
+    seconds (curl's --speed-limit/--speed-time): yields ``count(n)`` to call per chunk.
+
+    A deadline ``min_speed_time`` ahead moves forward each time the window's bytes are
+    in, so a trickle is cut within that time even when no chunk comes at all (the
+    ``timeout`` of ``sock_read`` only bounds silence). Raises :class:`TooSlow`.
+    """
+    if cfg.min_speed <= 0:
+        yield lambda n: None
+        return
+    loop = asyncio.get_running_loop()
+    window = cfg.min_speed_time
+    need = cfg.min_speed * window
+    got = 0.0
+    scope = asyncio.timeout_at(loop.time() + window)
+
+    def count(n: int) -> None:
+        nonlocal got
+        got += n
+        if got >= need:
+            got = 0.0
+            scope.reschedule(loop.time() + window)
+
+    try:
+        async with scope:
+            yield count
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        raise TooSlow(
+            f"slower than {cfg.min_speed:,} bytes/s for {window:g} s "
+            f"({int(got):,} bytes in the last window)"
+        ) from None
 
 
 def _status_text(status: int) -> str:
@@ -177,13 +253,26 @@ class Refused(HstsyncError):
     """A failure another attempt would not change: 404, other 4xx, an unwritable disk."""
 
 
-def body_start(status: int, headers: Mapping[str, str], offset: int, size: int) -> int | None:
-    """Where a response's body goes in a file of ``size`` bytes whose part holds ``offset``.
+RATE_LIMITED = (
+    "refused by the server (HTTP 403) although the product is public — possibly rate limiting"
+)
 
-    None means: start again from zero, without Range. Raises for the answers that end
-    or delay the transfer. Pure, so every answer a server can give is tested without
-    a server. ``headers`` must look names up case-insensitively (aiohttp's do).
+
+def body_start(
+    status: int, headers: Mapping[str, str], offset: int, size: int | None, *, public: bool = False
+) -> int | None:
+    """Where a response's body goes in the part, which holds ``offset`` bytes.
+
+    ``size`` is the length the server stated earlier, if any (a 416 says the part is
+    complete when its total equals the part's length). None means: start again from
+    zero, without Range. Raises for the answers that end or delay the transfer. Pure,
+    so every answer a server can give is tested without a server. ``headers`` must
+    look names up case-insensitively (aiohttp's do). The catalogue's size plays no
+    part: what the server states wins (:func:`server_total`).
     """
+    if status == HTTPStatus.FORBIDDEN and public:
+        # public data needs no token: a 403 for it is most often a rate limiter
+        raise RetryLater(RATE_LIMITED, retry_after_seconds(headers.get("Retry-After")))
     if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
         raise AuthRequiredError(
             f"the archive refused this file without a valid MAST token (HTTP {status})"
@@ -202,27 +291,42 @@ def body_start(status: int, headers: Mapping[str, str], offset: int, size: int) 
 
     if status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
         unsatisfied = _UNSATISFIED_RANGE.fullmatch(headers.get("Content-Range", "").strip())
-        if unsatisfied and int(unsatisfied.group(1)) != size:
-            raise SizeMismatchError(mismatch(int(unsatisfied.group(1)), size))
-        # nothing left to send: complete if the part holds the whole file
-        return offset if offset and offset == size else None
+        total = int(unsatisfied.group(1)) if unsatisfied else size
+        # nothing left to send: complete if the part holds exactly the whole file
+        return offset if offset and offset == total else None
     if status == HTTPStatus.OK:
-        # the whole file, whatever Range asked for: it replaces the part
-        declared = headers.get("Content-Length", "").strip()
-        if declared.isdigit() and int(declared) != size:
-            raise SizeMismatchError(mismatch(int(declared), size))
-        return 0
+        return 0  # the whole file, whatever Range asked for: it replaces the part
     if status == HTTPStatus.PARTIAL_CONTENT:
         content_range = parse_content_range(headers.get("Content-Range"))
         if content_range is None:
             return None
-        first, _, total = content_range
-        if total is not None and total != size:
-            raise SizeMismatchError(mismatch(total, size))
+        first, last, total = content_range
+        if last < first or (total is not None and last >= total):
+            return None
         # Append only a body that starts exactly where the part ends: any other start
         # would shift every byte after it, and the final size check could not tell.
         return offset if first == offset else None
     raise Refused(f"the server answered {_status_text(status)}")
+
+
+def server_total(status: int, headers: Mapping[str, str], start: int) -> int | None:
+    """The file's length as this answer states it: ``Content-Range``'s total, or
+    ``start`` + ``Content-Length`` for a 200; None when it says nothing (chunked)."""
+    if status == HTTPStatus.PARTIAL_CONTENT:
+        content_range = parse_content_range(headers.get("Content-Range"))
+        return content_range[2] if content_range is not None else None
+    if status == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
+        unsatisfied = _UNSATISFIED_RANGE.fullmatch(headers.get("Content-Range", "").strip())
+        return int(unsatisfied.group(1)) if unsatisfied else None
+    declared = headers.get("Content-Length", "").strip()
+    if status == HTTPStatus.OK and _DIGITS.fullmatch(declared):
+        return start + int(declared)
+    return None
+
+
+def is_chunked(headers: Mapping[str, str]) -> bool:
+    """Whether the body's end is marked in the stream (so a cut is told from an end)."""
+    return "chunked" in headers.get("Transfer-Encoding", "").lower()
 
 
 def validator_of(resp: aiohttp.ClientResponse) -> str | None:

@@ -7,13 +7,30 @@ written as ``FILE.part`` beside its final name), :func:`preallocate` and
 (``disk full (ENOSPC) writing …``). Plain functions that raise :class:`OSError`; which
 failure that becomes is the caller's decision. The rename that gives a part its final
 name is in :mod:`hstsync.transfer.downloader`, after verification.
+
+Symbolic links: nothing under the mirror is opened through a link hstsync did not make.
+:func:`make_dirs` walks from the mirror root to a file's directory refusing any link on
+the way, every open of a part uses ``O_NOFOLLOW``, and :func:`refuse_link` is the
+``lstat`` check made right before a name is used. All raise ``OSError(ELOOP)``, which
+:func:`disk_error` words as ``refused: PATH is a symbolic link``.
+
+The validator sidecar (``FILE.part.meta``): the ETag or Last-Modified of the answer a
+plain part's bytes came from, written atomically when that answer arrives, so that a
+resume after a restart can send ``If-Range``. A part without one is of unknown origin:
+it is fetched again from zero, never appended to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
+
+META_SUFFIX = ".meta"
 
 
 def part_path(dest: Path) -> Path:
@@ -38,6 +55,8 @@ _ERRNO_WORDS = {
 def disk_error(exc: OSError, doing: str, path: Path) -> str:
     """``disk full (ENOSPC) writing /srv/hst/….part``."""
     code = exc.errno or 0
+    if code == errno.ELOOP:
+        return f"refused: {exc.filename or path} is a symbolic link"
     word = _ERRNO_WORDS.get(code) or exc.strerror or type(exc).__name__
     name = errno.errorcode.get(code)
     return f"{word} ({name}) {doing} {path}" if name else f"{word} {doing} {path}"
@@ -45,7 +64,7 @@ def disk_error(exc: OSError, doing: str, path: Path) -> str:
 
 def fsync(path: Path) -> None:
     """The bytes of ``path`` on the disk, before a record or a rename names them."""
-    fd = os.open(path, os.O_WRONLY)
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     try:
         os.fsync(fd)
     finally:
@@ -55,7 +74,7 @@ def fsync(path: Path) -> None:
 def preallocate(part: Path, size: int) -> None:
     """The part at its full size from the start: space is claimed before the bytes
     come (a full disk says so now), and segments write at their offsets."""
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
     try:
         try:
             os.posix_fallocate(fd, 0, size)
@@ -72,3 +91,107 @@ def pwrite(fd: int, data: memoryview, offset: int) -> None:
     while data:
         written = os.pwrite(fd, data, offset)
         data, offset = data[written:], offset + written
+
+
+# -- symbolic links ---------------------------------------------------------------------
+
+
+def _link_error(path: Path) -> OSError:
+    return OSError(errno.ELOOP, "is a symbolic link", str(path))
+
+
+def refuse_link(path: Path) -> None:
+    """Raise ``OSError(ELOOP)`` if ``path`` is a symbolic link (a missing path is fine)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise _link_error(path)
+
+
+def make_dirs(root: Path | None, directory: Path) -> None:
+    """Create ``directory`` and those between it and ``root``, refusing symbolic links.
+
+    ``root`` itself (the mirror, which the user may well have made a link) is taken
+    as it is; every component below it must be a real directory or is created. Without
+    a ``root`` (or outside it) only ``directory`` itself is checked.
+    """
+    if root is not None and directory.is_relative_to(root):
+        root.mkdir(parents=True, exist_ok=True)
+        current = root
+        components = directory.relative_to(root).parts
+    else:
+        current = directory
+        components = ()
+        refuse_link(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+    for name in components:
+        current = current / name
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):  # another transfer made it
+                os.mkdir(current)
+            mode = os.lstat(current).st_mode
+        if stat.S_ISLNK(mode):
+            raise _link_error(current)
+        if not stat.S_ISDIR(mode):  # a file where a directory must go, as mkdir says it
+            raise OSError(errno.EEXIST, "a file is in the way", str(current))
+
+
+def check_dirs(root: Path | None, directory: Path) -> None:
+    """Right before a name in ``directory`` is used: no component below ``root`` is a link."""
+    if root is not None and directory.is_relative_to(root):
+        current = root
+        for name in directory.relative_to(root).parts:
+            current = current / name
+            refuse_link(current)
+    else:
+        refuse_link(directory)
+
+
+def open_part(part: Path, *, append: bool) -> BinaryIO:
+    """The part for writing at its end (``append``) or from zero, never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(part, flags, 0o666)
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
+# -- the validator sidecar --------------------------------------------------------------
+
+
+def meta_path(part: Path) -> Path:
+    return part.with_name(part.name + META_SUFFIX)
+
+
+def write_meta(part: Path, validator: str | None) -> None:
+    """Record where a plain part's bytes come from, atomically (temporary file, rename)."""
+    path = meta_path(part)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"format": 1, "validator": validator}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_meta(part: Path) -> str | None:
+    """The validator saved for ``part``; None when there is none (or it cannot be read):
+    the part's origin cannot be checked."""
+    try:
+        fd = os.open(meta_path(part), os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            doc = json.loads(fh.read(4096))
+    except (OSError, ValueError, RecursionError):
+        return None
+    validator = doc.get("validator") if isinstance(doc, dict) else None
+    return validator if isinstance(validator, str) and validator else None
+
+
+def remove_meta(part: Path) -> None:
+    path = meta_path(part)
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)

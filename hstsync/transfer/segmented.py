@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -32,9 +32,20 @@ import aiohttp
 from tenacity import AsyncRetrying
 
 from hstsync.config import DownloadConfig
-from hstsync.errors import AuthRequiredError, HstsyncError, SizeMismatchError, TransferError
+from hstsync.errors import AuthRequiredError, HstsyncError, TransferError
 from hstsync.transfer.budget import ConnectionBudget, Expected, host_of
-from hstsync.transfer.http import CHUNK_SIZE, Refused, body_start, get, network_error, validator_of
+from hstsync.transfer.http import (
+    CHUNK_SIZE,
+    Refused,
+    TooSlow,
+    body_start,
+    get,
+    html_instead,
+    network_error,
+    parse_content_range,
+    speed_floor,
+    validator_of,
+)
 from hstsync.transfer.partfile import disk_error, fsync, pwrite
 from hstsync.transfer.ranges import (
     Range,
@@ -218,6 +229,9 @@ class SegmentedTransfer:
         work: Work,
         retrying: Callable[[], AsyncRetrying],
         received: Callable[[int], None],
+        filename: str = "",
+        public: bool = False,
+        trusted: Sequence[str] | None = None,
     ) -> None:
         self._session = session
         self._cfg = cfg
@@ -229,6 +243,9 @@ class SegmentedTransfer:
         self._work = work
         self._retrying = retrying
         self._received = received
+        self._filename = filename
+        self._public = public
+        self._trusted = trusted
         self._keeper = _Checkpoints(part, work)
 
     async def run(
@@ -317,8 +334,8 @@ class SegmentedTransfer:
             if work.validator:
                 headers["If-Range"] = work.validator
             try:
-                async with get(self._session, self._url, headers) as resp:
-                    _check_segment(resp, segment, self._size, work)
+                async with get(self._session, self._url, headers, self._trusted) as resp:
+                    _check_segment(resp, segment, work, self._filename, public=self._public)
                     await self._stream(resp, segment)
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 raise TransferError(network_error(exc, self._url, self._cfg)) from None
@@ -335,23 +352,29 @@ class SegmentedTransfer:
         """Write a body at its segment's offsets until the segment's (moving) end."""
         part = self._part
         try:
-            fd = os.open(part, os.O_WRONLY)
+            fd = os.open(part, os.O_WRONLY | os.O_NOFOLLOW)
         except OSError as exc:
             raise Refused(disk_error(exc, "writing", part)) from None
         try:
             try:
-                async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
-                    # the end moves down when another connection takes the second half
-                    n = min(len(chunk), segment.end - segment.position)
-                    try:
-                        pwrite(fd, memoryview(chunk)[:n], segment.position)
-                    except OSError as exc:
-                        raise Refused(disk_error(exc, "writing", part)) from None
-                    segment.position += n
-                    self._received(n)
-                    if segment.position >= segment.end:
-                        break
-                    self._keeper.tick()
+                async with speed_floor(self._cfg) as count:
+                    async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                        # the end moves down when another connection takes the second half
+                        n = min(len(chunk), segment.end - segment.position)
+                        try:
+                            pwrite(fd, memoryview(chunk)[:n], segment.position)
+                        except OSError as exc:
+                            raise Refused(disk_error(exc, "writing", part)) from None
+                        segment.position += n
+                        self._received(n)
+                        count(n)
+                        if segment.position >= segment.end:
+                            break
+                        self._keeper.tick()
+            except TooSlow as exc:
+                raise TooSlow(
+                    f"{exc} at byte {segment.position} of segment {segment.start}-{segment.end - 1}"
+                ) from None
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 reason = network_error(exc, self._url, self._cfg)
                 raise TransferError(
@@ -371,13 +394,25 @@ def _one(segments: list[_Segment]) -> _Segment | None:
     return segments[0] if segments else None
 
 
-def _check_segment(resp: aiohttp.ClientResponse, segment: _Segment, size: int, work: Work) -> None:
-    """A segment's answer must be its own range, of the file the other segments came from."""
-    start = body_start(resp.status, resp.headers, segment.position, size)
+def _check_segment(
+    resp: aiohttp.ClientResponse, segment: _Segment, work: Work, filename: str, *, public: bool
+) -> None:
+    """A segment's answer must be its own range, of the file the other segments came from
+    (the same validator, the same length the server stated at first)."""
+    start = body_start(resp.status, resp.headers, segment.position, work.size, public=public)
     if resp.status != HTTPStatus.PARTIAL_CONTENT or start != segment.position:
         raise RangesRefused(
             f"the server answered a request for bytes {segment.position}-{segment.end - 1} "
             f"with {resp.status}"
+        )
+    why = html_instead(resp.headers.get("Content-Type"), filename)
+    if why is not None:
+        raise TransferError(f"{why} (HTTP {resp.status})")
+    content_range = parse_content_range(resp.headers.get("Content-Range"))
+    total = content_range[2] if content_range is not None else None
+    if total is not None and total != work.size:
+        raise RangesRefused(
+            f"the file's length changed on the server ({work.size} bytes, now {total})"
         )
     validator = validator_of(resp)
     if work.validator and validator and validator != work.validator:
@@ -388,7 +423,6 @@ def _check_segment(resp: aiohttp.ClientResponse, segment: _Segment, size: int, w
 #: which of several segments' failures a transfer reports: the one that decides
 _PRECEDENCE: tuple[type[BaseException], ...] = (
     AuthRequiredError,
-    SizeMismatchError,
     Refused,
     RangesRefused,
     TransferError,

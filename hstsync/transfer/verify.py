@@ -1,35 +1,51 @@
 """Checks beyond size: a file must be what its name says before it counts as done.
 
 Owns content verification. A file named ``*.fits`` must open as FITS with astropy,
-and every HDU that carries ``CHECKSUM``/``DATASUM`` cards must match them; a body that
-is not FITS at all (an HTML error page served with 200 at the right size) fails too.
-Files without checksum cards pass if they parse. Other names (previews, ``.fits.gz``)
-are not checked beyond their size.
+every HDU that carries ``CHECKSUM``/``DATASUM`` cards must match them, and every HDU
+must be whole. Corrupt means: a checksum mismatch, a truncated file or HDU, or not
+FITS at all (an HTML error page served with 200). Other names (previews,
+``.fits.gz``) are not checked beyond their size.
+
+Non-compliant is not corrupt. Files in the archive carry NUL padding after END,
+non-standard cards, long CONTINUE strings, a first card other than SIMPLE, stray
+bytes after the last HDU; astropy warns about them (``VerifyWarning``,
+``AstropyUserWarning``) and reads them. Those warnings are logged once per message at
+INFO (each file's at DEBUG) and never fail a file, and none reaches the user's
+terminal. Only the warnings that mean lost bytes (``File may have been truncated``)
+count against a file.
 
 Blocking: it reads the whole file, so callers run it in a worker thread. It streams:
 the file is memory-mapped and summed in place, never read into memory a second time.
-
-Astropy reports structural trouble (truncation, trailing bytes, a broken header) as
-warnings, not exceptions. They are *recorded*, not turned into errors where they are
-raised: an exception thrown from inside ``fits.open`` leaves its file handle open.
 The warnings machinery is process-global, so verifications take a lock, and only
 warnings issued by ``astropy.io.fits`` count, not those of another thread.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 from hstsync.errors import TransferError
 
+log = logging.getLogger(__name__)
+
 #: one verification at a time: ``warnings.catch_warnings`` is not thread-safe
 _LOCK = threading.Lock()
+BLOCK = 2880
+#: a FITS card's keyword field: up to 8 of A-Z 0-9 _ -, padded with spaces
+_FIRST_CARD = re.compile(rb"[A-Z0-9_-]{1,8} {0,7}[ -~]{72}")
+#: astropy's words for bytes that are missing: corrupt, not merely non-compliant
+_LOST_BYTES = ("truncated",)
+#: non-compliance messages already logged at INFO in this process
+_SEEN: set[str] = set()
 
 
 class CorruptFileError(TransferError):
-    """The bytes arrived at the right size but are not the file: fetch it again."""
+    """The bytes arrived but are not the file: fetch it again."""
 
 
 def needs_verification(name: str) -> bool:
@@ -49,6 +65,14 @@ def verify_file(path: Path, name: str) -> None:
 
 
 def _verify_fits(path: Path) -> None:
+    with open(path, "rb") as fh:
+        first = fh.read(80)
+        size = fh.seek(0, 2)
+    if len(first) < 80 or not _FIRST_CARD.fullmatch(first):
+        raise CorruptFileError("not a valid FITS file (it does not start with a FITS header)")
+    if size < BLOCK:
+        raise CorruptFileError(f"not a valid FITS file (truncated: {size} bytes)")
+
     # Imported here: astropy.io.fits costs a few hundred ms to import, and a daemon
     # mirroring only previews should not pay for it.
     from astropy.io import fits
@@ -56,23 +80,89 @@ def _verify_fits(path: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with fits.open(path, memmap=True, checksum=False, lazy_load_hdus=False) as hdus:
-                for index, hdu in enumerate(hdus):
-                    # verify_* return 0 for a mismatch, 1 for a match, 2 without the card
-                    if hdu.verify_datasum() == 0 or hdu.verify_checksum() == 0:
-                        raise CorruptFileError(
-                            f"FITS checksum mismatch in HDU {index} — the file is corrupt"
-                        )
+            # ignore_missing_simple: a first card other than SIMPLE is non-compliant,
+            # and astropy's "try with ignore_missing_simple=True" must not reach users
+            with fits.open(
+                path,
+                memmap=True,
+                checksum=False,
+                lazy_load_hdus=False,
+                ignore_missing_simple=True,
+            ) as hdus:
+                _check_hdus(path, hdus, size, [str(w.message) for w in _ours(caught)])
+        except CorruptFileError:
+            raise
         except OSError as exc:
             if exc.errno is not None:
                 raise
             raise CorruptFileError(f"not a valid FITS file ({_first_line(exc)})") from None
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
-            # astropy's parsers raise these for headers it cannot make sense of
-            raise CorruptFileError(f"not a valid FITS file ({_first_line(exc)})") from None
-    for warning in caught:
-        if "astropy/io/fits" in warning.filename.replace("\\", "/"):
-            raise CorruptFileError(f"not a valid FITS file ({_first_line(warning.message)})")
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            # astropy's parsers raise these for headers or data it cannot make sense
+            # of (a data part shorter than its header says: TypeError, buffer too small)
+            lost = _lost(_ours(caught))
+            reason = lost or _first_line(exc)
+            raise CorruptFileError(f"not a valid FITS file ({reason})") from None
+    notes = sorted({_first_line(w.message) for w in _ours(caught)})
+    if notes:
+        log.debug("%s: FITS not fully compliant (read anyway): %s", path.name, "; ".join(notes))
+        for note in notes:
+            key = re.sub(r"\d+", "N", note)
+            if key not in _SEEN:
+                _SEEN.add(key)
+                log.info("FITS not fully compliant, read anyway (said once): %s", note)
+
+
+def _check_hdus(path: Path, hdus: Any, size: int, messages: list[str]) -> None:
+    lost = _lost_text(messages)
+    if lost:
+        raise CorruptFileError(f"not a valid FITS file ({lost})")
+    if len(hdus) == 0:
+        raise CorruptFileError("not a valid FITS file (no HDU)")
+    end = 0
+    for index, hdu in enumerate(hdus):
+        if type(hdu).__name__ == "_CorruptedHDU":
+            raise CorruptFileError(f"not a valid FITS file (HDU {index} cannot be read)")
+        info = hdu.fileinfo()
+        end = int(info["datLoc"]) + int(getattr(hdu, "_data_size", 0) or 0)
+        if end > size:
+            raise CorruptFileError(
+                f"not a valid FITS file (truncated in HDU {index}: {size} of {end} bytes)"
+            )
+        # verify_* return 0 for a mismatch, 1 for a match, 2 without the card
+        if hdu.verify_datasum() == 0 or hdu.verify_checksum() == 0:
+            raise CorruptFileError(f"FITS checksum mismatch in HDU {index} — the file is corrupt")
+    _check_tail(path, end, size)
+
+
+def _check_tail(path: Path, end: int, size: int) -> None:
+    """Bytes after the last HDU astropy read: padding and strays are non-compliant; an
+    extension header there that could not be read is a truncated (or damaged) HDU."""
+    start = end + (-end % BLOCK)
+    if start >= size:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        head = fh.read(8)
+    if head.startswith(b"XTENSION"):
+        raise CorruptFileError(
+            f"not a valid FITS file (an extension at byte {start} cannot be read: "
+            "truncated or damaged)"
+        )
+
+
+def _ours(caught: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    return [w for w in caught if "astropy/io/fits" in w.filename.replace("\\", "/")]
+
+
+def _lost(caught: list[warnings.WarningMessage]) -> str | None:
+    return _lost_text([str(w.message) for w in caught])
+
+
+def _lost_text(messages: list[str]) -> str | None:
+    for message in messages:
+        if any(word in message.lower() for word in _LOST_BYTES):
+            return _first_line(message)
+    return None
 
 
 def _first_line(what: object) -> str:

@@ -1,0 +1,619 @@
+"""What a transfer must never do, against hostile local servers and the emulator.
+
+The catalogue size is a hint (the server's stated length wins), an HTML page is never
+data, a part of unknown origin is never appended to, nothing is written through a
+symbolic link, a trickle is cut, the token stays on trusted hosts, a 403 for public
+data is a rate limiter. Each test drives the real :class:`Downloader` over a real
+socket; waits between attempts go through a recording ``sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from hstsync.config import DownloadConfig, MastConfig, token_allowed
+from hstsync.emulator import Emulator, Fault, FaultKind
+from hstsync.model import ProductState
+from hstsync.transfer.downloader import Downloader, Transfer, open_session, part_path
+from hstsync.transfer.http import RATE_LIMITED, body_start, retry_after_seconds
+from hstsync.transfer.partfile import meta_path, read_meta, write_meta
+
+CFG = DownloadConfig(retries=3, timeout=2.0, backoff=0.01, backoff_max=0.05, segment_min=0)
+X1D = "o58701010_x1d.fits"
+X1D_SIZE = 77760
+SECRET = "s3cret-token-value"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Naps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0)
+
+
+class Server:
+    """A small hostile server: ``handler`` answers every GET; ``seen`` has each request."""
+
+    def __init__(self, handler: Handler, host: str = "127.0.0.1") -> None:
+        self.handler = handler
+        self.host = host
+        self.seen: list[dict[str, str]] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append({k.lower(): v for k, v in request.headers.items()})
+        return await self.handler(request)
+
+    async def __aenter__(self) -> Server:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://{self.host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+def fits_bytes(n_blocks: int = 4, seed: int = 0) -> bytes:
+    """A small valid FITS file (no checksum cards) whose data differ by ``seed``."""
+    cards = [
+        "SIMPLE  =                    T",
+        "BITPIX  =                    8",
+        "NAXIS   =                    1",
+        f"NAXIS1  = {2880 * (n_blocks - 1):20d}",
+        "END",
+    ]
+    header = b"".join(c.ljust(80).encode() for c in cards).ljust(2880, b" ")
+    data = hashlib.sha256(str(seed).encode()).digest() * (2880 * (n_blocks - 1) // 32)
+    return header + data
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with open_session(CFG) as s:
+        yield s
+
+
+def downloader(session: aiohttp.ClientSession, cfg: DownloadConfig = CFG, **kw: Any) -> Downloader:
+    return Downloader(session, cfg, sleep=kw.pop("sleep", Naps()), **kw)
+
+
+def transfer(  # type: ignore[no-untyped-def]
+    url: str, base: Path, name: str = "f.fits", size: int | None = None, **kw: Any
+):
+    return Transfer(
+        url=url, dest=base / "mastDownload" / "HST" / "obs" / name, size=size, label=name, **kw
+    )
+
+
+# -- A. the catalogue size is a hint -----------------------------------------------------
+
+
+async def test_unknown_size_takes_a_chunked_answer_and_learns_its_length(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    body = fits_bytes(5)
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(0, len(body), 5000):
+            await resp.write(body[i : i + 5000])
+        await resp.write_eof()
+        return resp
+
+    async with Server(chunked) as srv:
+        t = transfer(srv.url + "/f", tmp_path)
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.size == len(body)
+    assert outcome.size_note is None
+    assert t.dest.read_bytes() == body
+    assert "content-length" not in srv.seen[0]
+
+
+async def test_unknown_size_cut_chunked_body_resumes_with_range(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    body = fits_bytes(6)
+    cut = 7000
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            resp = web.StreamResponse(headers={"ETag": '"v1"'})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await resp.write(body[:cut])
+            assert request.transport is not None
+            request.transport.close()  # the chunked body never ends
+            return resp
+        start = int(request.headers["Range"].removeprefix("bytes=").removesuffix("-"))
+        assert request.headers.get("If-Range") == '"v1"'
+        return web.Response(
+            status=206,
+            body=body[start:],
+            headers={"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}", "ETag": '"v1"'},
+        )
+
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path)
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 2
+    assert t.dest.read_bytes() == body and outcome.size == len(body)
+    assert srv.seen[1]["range"] == f"bytes={cut}-"
+    assert not meta_path(part_path(t.dest)).exists()
+
+
+async def test_segmented_transfer_uses_the_servers_length_not_the_catalogues(
+    tmp_path: Path,
+) -> None:
+    cfg = DownloadConfig(retries=2, timeout=2.0, backoff=0.01, segment_min=1 << 20)
+    name = "o58701010_x2d.fits"
+    async with Emulator(rate=40e6) as emu, open_session(cfg) as s:
+        real = len(emu.body(f"mast:HST/product/{name}"))
+        t = Transfer(
+            url=f"{emu.url}/api/v0.1/Download/file?uri=mast:HST/product/{name}",
+            dest=tmp_path / name,
+            size=real + 5000,  # the catalogue is wrong
+            label=name,
+        )
+        outcome = await Downloader(s, cfg, sleep=Naps()).fetch(t)
+        ranged = [r for r in emu.requests if r.method == "GET" and "Range" in r.headers]
+
+        assert outcome.state is ProductState.DONE, outcome.error
+        assert t.dest.read_bytes() == emu.body(f"mast:HST/product/{name}")
+    assert outcome.size == real
+    assert outcome.size_note == f"catalogue says {real + 5000:,} bytes, the server sent {real:,}"
+    assert ranged, "the file was fetched in segments"
+    assert max(int(r.headers["Range"].rsplit("-", 1)[1]) for r in ranged) == real - 1
+
+
+# -- C. never wrong bytes ------------------------------------------------------------------
+
+
+async def test_html_page_with_200_is_never_written_and_is_retried(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    body = fits_bytes(3)
+    page = b"<html><body>Service temporarily unavailable</body></html>"
+    written: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if len(srv.seen) == 1:  # an error page, chunked, no Content-Length
+            resp = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await resp.write(page)
+            await resp.write_eof()
+            return resp
+        return web.Response(body=body, content_type="application/fits")
+
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(body))
+        outcome = await downloader(session, on_progress=lambda _, d: written.append(d)).fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 2
+    assert t.dest.read_bytes() == body
+    assert sum(written) == len(body) and all(d > 0 for d in written)  # the page never counted
+
+
+async def test_html_page_that_never_stops_fails_without_a_part(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"<html>maintenance</html>" * 200, content_type="text/html")
+
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=4800)
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.FAILED and outcome.attempts == CFG.retries + 1
+    assert (
+        outcome.error == "the server sent an HTML page (text/html) instead of the file (HTTP 200)"
+    )
+    assert not part_path(t.dest).exists() and not t.dest.exists()
+
+
+def versioned(versions: dict[str, bytes], current: list[str]) -> Handler:
+    """Serves ``versions[current[0]]`` with its ETag, honouring Range and If-Range."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        tag = current[0]
+        body = versions[tag]
+        etag = f'"{tag}"'
+        rng = request.headers.get("Range")
+        if rng and request.headers.get("If-Range", etag) == etag:
+            start = int(rng.removeprefix("bytes=").removesuffix("-"))
+            return web.Response(
+                status=206,
+                body=body[start:],
+                headers={
+                    "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}",
+                    "ETag": etag,
+                },
+            )
+        return web.Response(body=body, headers={"ETag": etag})
+
+    return handler
+
+
+async def test_part_of_version_1_is_not_completed_from_version_2(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    versions = {"v1": fits_bytes(4, seed=1), "v2": fits_bytes(4, seed=2)}
+    current = ["v1"]
+    async with Server(versioned(versions, current)) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(versions["v1"]))
+        # an earlier run: the first 5000 bytes of version 1, and where they came from
+        async with session.get(t.url) as resp:
+            first = (await resp.read())[:5000]
+        part = part_path(t.dest)
+        part.parent.mkdir(parents=True)
+        part.write_bytes(first)
+        write_meta(part, '"v1"')
+        current[0] = "v2"
+
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.DONE
+    assert t.dest.read_bytes() == versions["v2"]
+    assert srv.seen[-1]["if-range"] == '"v1"' and srv.seen[-1]["range"] == "bytes=5000-"
+    assert not meta_path(part).exists()
+
+
+async def test_part_of_the_same_version_is_resumed_with_if_range(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    versions = {"v1": fits_bytes(4, seed=1)}
+    async with Server(versioned(versions, ["v1"])) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(versions["v1"]))
+        part = part_path(t.dest)
+        part.parent.mkdir(parents=True)
+        part.write_bytes(versions["v1"][:5000])
+        write_meta(part, '"v1"')
+
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.resumed_from == 5000
+    assert outcome.fetched == len(versions["v1"]) - 5000
+    assert t.dest.read_bytes() == versions["v1"]
+
+
+async def test_part_without_a_saved_validator_starts_again_from_zero(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    versions = {"v1": fits_bytes(4, seed=1)}
+    async with Server(versioned(versions, ["v1"])) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(versions["v1"]))
+        part = part_path(t.dest)
+        part.parent.mkdir(parents=True)
+        part.write_bytes(b"\0" * 5000)  # bytes of unknown origin
+
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.resumed_from == 0
+    assert t.dest.read_bytes() == versions["v1"]
+    assert "range" not in srv.seen[0]
+
+
+async def test_first_answer_saves_its_validator_beside_the_part(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    body = fits_bytes(6)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"ETag": '"abc"'})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[:6000])
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    cfg = DownloadConfig(retries=0, timeout=2.0, segment_min=0)
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(body))
+        outcome = await downloader(session, cfg).fetch(t)
+
+    assert outcome.state is ProductState.FAILED
+    part = part_path(t.dest)
+    assert part.stat().st_size == 6000
+    assert read_meta(part) == '"abc"'
+
+
+# -- symbolic links ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["part", "dest", "directory"])
+async def test_planted_symlink_is_refused_and_its_target_untouched(
+    session: aiohttp.ClientSession, tmp_path: Path, where: str
+) -> None:
+    body = fits_bytes(3)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body)
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_bytes(b"precious")
+    root = tmp_path / "mirror"
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", root, size=len(body), root=root)
+        t.dest.parent.parent.mkdir(parents=True)
+        if where == "directory":
+            t.dest.parent.symlink_to(outside, target_is_directory=True)
+            link = t.dest.parent
+        else:
+            t.dest.parent.mkdir()
+            link = part_path(t.dest) if where == "part" else t.dest
+            link.symlink_to(victim)
+
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.FAILED
+    assert outcome.error == f"refused: {link} is a symbolic link"
+    assert victim.read_bytes() == b"precious"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
+    assert link.is_symlink()
+    assert srv.seen == []
+
+
+async def test_symlink_planted_at_the_final_name_during_the_transfer_is_not_replaced(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    body = fits_bytes(3)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    root = tmp_path / "mirror"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        t.dest.symlink_to(victim)  # planted while the body is on its way
+        return web.Response(body=body)
+
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", root, size=len(body), root=root)
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.FAILED
+    assert outcome.error == f"refused: {t.dest} is a symbolic link"
+    assert victim.read_bytes() == b"precious" and t.dest.is_symlink()
+
+
+# -- min speed -----------------------------------------------------------------------------
+
+
+async def test_trickling_server_is_cut_by_min_speed_and_resumed(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    body = fits_bytes(3)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        rng = request.headers.get("Range")
+        if rng:
+            start = int(rng.removeprefix("bytes=").removesuffix("-"))
+            return web.Response(
+                status=206,
+                body=body[start:],
+                headers={
+                    "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}",
+                    "ETag": '"t"',
+                },
+            )
+        resp = web.StreamResponse(headers={"ETag": '"t"'})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[:100])
+        for i in range(100, len(body)):  # then one byte every 0.05 s
+            await asyncio.sleep(0.05)
+            await resp.write(body[i : i + 1])
+        return resp
+
+    cfg = DownloadConfig(
+        retries=2, timeout=5.0, backoff=0.01, segment_min=0, min_speed=1000, min_speed_time=0.3
+    )
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(body))
+        errors: list[str] = []
+        d = downloader(session, cfg, on_retry=lambda _t, _n, e: errors.append(e))
+        outcome = await d.fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 2
+    assert t.dest.read_bytes() == body
+    assert errors and errors[0].startswith("slower than 1,000 bytes/s for 0.3 s")
+    resumed_at = int(srv.seen[1]["range"].removeprefix("bytes=").removesuffix("-"))
+    assert resumed_at >= 100
+
+
+# -- Retry-After ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["²", "-1", "1e9", "9" * 40, "9" * 5000, "1.5", " ", "Mon, 99 Foo"]
+)
+def test_retry_after_that_is_neither_seconds_nor_a_date_is_ignored(value: str) -> None:
+    assert retry_after_seconds(value) is None
+
+
+async def test_busy_server_with_a_strange_retry_after_is_retried_on_the_backoff(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    body = fits_bytes(2)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if len(srv.seen) < 3:
+            return web.Response(
+                status=503, headers={"Retry-After": "²" if len(srv.seen) == 1 else "1e9"}
+            )
+        return web.Response(body=body)
+
+    naps = Naps()
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(body))
+        outcome = await downloader(session, sleep=naps).fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 3
+    assert len(naps.waits) == 2 and all(w <= CFG.backoff_max + CFG.backoff for w in naps.waits)
+
+
+# -- D. the token and redirects ---------------------------------------------------------------
+
+
+def test_token_goes_only_to_trusted_hosts_over_https_or_loopback() -> None:
+    trusted = MastConfig(server="https://mast.stsci.edu").token_hosts
+    assert trusted == ("mast.stsci.edu", "*.stsci.edu")
+    assert token_allowed("https://mast.stsci.edu/api/x", trusted)
+    assert token_allowed("https://archive.stsci.edu/x", trusted)
+    assert not token_allowed("http://archive.stsci.edu/x", trusted)  # clear text
+    assert not token_allowed("https://stsci.edu.evil.example/x", trusted)
+    assert not token_allowed("https://evilstsci.edu/x", trusted)
+    assert not token_allowed("https://stpubdata.s3.amazonaws.com/x", trusted)
+    local = MastConfig(server="http://127.0.0.1:8080").token_hosts
+    assert token_allowed("http://127.0.0.1:9999/x", local)
+    assert not token_allowed("http://127.0.0.2:9999/x", local)
+
+
+def redirecting(target: list[str]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(target[0] + "/file")
+
+    return handler
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_redirect_to_another_host_gets_the_token_only_if_trusted(
+    session: aiohttp.ClientSession, tmp_path: Path, trusted: bool
+) -> None:
+    body = fits_bytes(2)
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body)
+
+    target: list[str] = []
+    async with Server(redirecting(target)) as origin, Server(serve, host="127.0.0.2") as other:
+        target.append(other.url)
+        hosts = ("127.0.0.1", "127.0.0.2") if trusted else ("127.0.0.1",)
+        t = transfer(
+            origin.url + "/f",
+            tmp_path,
+            size=len(body),
+            headers={"Authorization": f"token {SECRET}"},
+        )
+        outcome = await downloader(session, trusted_hosts=hosts).fetch(t)
+
+    assert outcome.state is ProductState.DONE
+    assert t.dest.read_bytes() == body
+    assert origin.seen[0]["authorization"] == f"token {SECRET}"
+    if trusted:
+        assert other.seen[0].get("authorization") == f"token {SECRET}"
+    else:
+        assert "authorization" not in other.seen[0]
+
+
+# -- E. 403 for public data -------------------------------------------------------------------
+
+
+async def test_403_for_public_data_is_retried_like_a_busy_server(tmp_path: Path) -> None:
+    async with Emulator() as emu, open_session(CFG) as s:
+        emu.faults.add(Fault(FaultKind.STATUS, match=X1D, status=403, times=2))
+        t = Transfer(
+            url=f"{emu.url}/api/v0.1/Download/file?uri=mast:HST/product/{X1D}",
+            dest=tmp_path / X1D,
+            size=X1D_SIZE,
+            label=X1D,
+            public=True,
+        )
+        outcome = await downloader(s).fetch(t)
+        assert t.dest.read_bytes() == emu.body(f"mast:HST/product/{X1D}")
+    assert outcome.state is ProductState.DONE and outcome.attempts == 3
+
+
+async def test_403_for_public_data_that_persists_says_rate_limiting(tmp_path: Path) -> None:
+    async with Emulator() as emu, open_session(CFG) as s:
+        emu.faults.add(Fault(FaultKind.STATUS, match=X1D, status=403, times=None))
+        url = f"{emu.url}/api/v0.1/Download/file?uri=mast:HST/product/{X1D}"
+        public = await downloader(s).fetch(
+            Transfer(url=url, dest=tmp_path / "a" / X1D, size=X1D_SIZE, label=X1D, public=True)
+        )
+        exclusive = await downloader(s).fetch(
+            Transfer(url=url, dest=tmp_path / "b" / X1D, size=X1D_SIZE, label=X1D)
+        )
+    assert public.state is ProductState.FAILED and public.attempts == CFG.retries + 1
+    assert public.error == RATE_LIMITED
+    assert exclusive.state is ProductState.AUTH_REQUIRED and exclusive.attempts == 1
+
+
+def test_body_start_reads_403_by_the_products_rights() -> None:
+    from hstsync.errors import AuthRequiredError
+    from hstsync.transfer.http import RetryLater
+
+    with pytest.raises(RetryLater, match="possibly rate limiting"):
+        body_start(403, {}, 0, None, public=True)
+    with pytest.raises(AuthRequiredError):
+        body_start(403, {}, 0, None, public=False)
+    with pytest.raises(AuthRequiredError):
+        body_start(401, {}, 0, None, public=True)
+
+
+# -- F. live status of retries -----------------------------------------------------------------
+
+
+async def test_on_retry_hears_each_failed_attempt_before_the_wait(tmp_path: Path) -> None:
+    calls: list[tuple[str, int, str]] = []
+    naps = Naps()
+    async with Emulator() as emu, open_session(CFG) as s:
+        emu.faults.add(Fault(FaultKind.STATUS, match=X1D, status=503, times=2))
+        t = Transfer(
+            url=f"{emu.url}/api/v0.1/Download/file?uri=mast:HST/product/{X1D}",
+            dest=tmp_path / X1D,
+            size=X1D_SIZE,
+            label=X1D,
+        )
+
+        def heard(tr: Transfer, attempts: int, error: str) -> None:
+            calls.append((tr.label, attempts, error))
+            assert len(naps.waits) == attempts - 1  # called before the wait
+
+        outcome = await downloader(s, sleep=naps, on_retry=heard).fetch(t)
+
+    assert outcome.state is ProductState.DONE
+    assert calls == [
+        (X1D, 1, "the server answered HTTP 503 Service Unavailable"),
+        (X1D, 2, "the server answered HTTP 503 Service Unavailable"),
+    ]
+
+
+async def test_on_retry_that_raises_does_not_end_the_transfer(tmp_path: Path) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("hook bug")
+
+    async with Emulator() as emu, open_session(CFG) as s:
+        emu.faults.add(Fault(FaultKind.STATUS, match=X1D, status=503, times=1))
+        t = Transfer(
+            url=f"{emu.url}/api/v0.1/Download/file?uri=mast:HST/product/{X1D}",
+            dest=tmp_path / X1D,
+            size=X1D_SIZE,
+            label=X1D,
+        )
+        outcome = await downloader(s, on_retry=broken).fetch(t)
+    assert outcome.state is ProductState.DONE and outcome.attempts == 2
