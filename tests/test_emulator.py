@@ -13,13 +13,11 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 import yarl
 from astropy.io import fits
-from multidict import CIMultiDict
 
 from hstsync.emulator import (
     EXCLUSIVE_ACCESS,
@@ -32,6 +30,7 @@ from hstsync.emulator import (
 )
 from hstsync.emulator.cli import parse_fault, parse_program
 from hstsync.emulator.fits import PATTERN_LENGTH, Bodies
+from tests.emulator_helpers import download_url, fetch, invokes, observations
 
 SIX = {
     "o58701010_x1d.fits": 77760,
@@ -44,39 +43,6 @@ SIX = {
 REPO = str(Path(__file__).resolve().parents[1])
 X1D = "mast:HST/product/o58701010_x1d.fits"
 X2D = "mast:HST/product/o58701010_x2d.fits"
-
-
-def observations(url: str) -> Any:
-    """An astroquery ObservationsClass whose every endpoint is the emulator."""
-    from astroquery.mast import ObservationsClass
-
-    obs = ObservationsClass()
-    portal = obs._portal_api_connection
-    portal.MAST_REQUEST_URL = url + "/api/v0/invoke"
-    portal.COLUMNS_CONFIG_URL = url + "/portal/Mashup/Mashup.asmx/columnsconfig"
-    portal.MAST_DOWNLOAD_URL = url + "/api/v0.1/Download/file"
-    portal.MAST_BUNDLE_URL = url + "/api/v0.1/Download/bundle"
-    obs._auth_obj.SESSION_INFO_URL = url + "/whoami"
-    return obs
-
-
-def download_url(emu: Emulator, uri: str) -> str:
-    return f"{emu.url}/api/v0.1/Download/file?uri={uri}"
-
-
-def invokes(emu: Emulator) -> list[str]:
-    return [r.path for r in emu.requests if r.path == "/api/v0/invoke"]
-
-
-async def fetch(
-    emu: Emulator, uri: str, headers: dict[str, str] | None = None, method: str = "GET"
-) -> tuple[int, CIMultiDict[str], bytes]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, download_url(emu, uri), headers=headers) as resp,
-    ):
-        body = await resp.read()
-        return resp.status, resp.headers.copy(), body
 
 
 async def read_until_cut(emu: Emulator, uri: str) -> tuple[int, bytes, BaseException | None]:

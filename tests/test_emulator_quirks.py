@@ -30,7 +30,7 @@ from hstsync.emulator import (
     expected_products,
 )
 from hstsync.emulator.cli import parse_fault, parse_product_quirk
-from tests.test_emulator import download_url, fetch, invokes, observations
+from tests.emulator_helpers import download_url, fetch, invokes, observations
 
 RAW = "mast:HST/product/o58701010_raw.fits"
 

@@ -1,0 +1,56 @@
+"""The emulator's archive contents: observations and products, as plain data.
+
+Owns what MAST *knows*: CAOM observation rows, the products of each observation,
+and how the portal's filters select among them. :func:`default_catalogue` holds
+proposal 7291 exactly as the tutorial shows it; tests and benchmarks grow a
+catalogue with :meth:`Catalogue.add_program`, :meth:`Catalogue.add_product` and
+change it with :meth:`Catalogue.update_product` / :meth:`Catalogue.set_data_rights`
+while the server runs (every method takes the catalogue's lock, so a test thread
+may change it while the server thread reads it).
+
+It also keeps the real archive's habits (:mod:`hstsync.emulator.quirks`): a
+product's catalogue cells that differ from the truth (``cells``: null, float or
+string sizes, a wrong size, null rights), its serving quirks (``chunked``,
+``ranges``, ``style``, ``redirect``), products listed again under other
+observations (:meth:`Catalogue.list_under`), and a program's portal quirks
+(:meth:`Catalogue.set_portal_quirks`). The default catalogue also holds the
+realistic program of :mod:`hstsync.emulator.realistic`.
+"""
+
+from hstsync.emulator.catalogue.changes import Catalogue
+from hstsync.emulator.catalogue.index import CatalogueIndex
+from hstsync.emulator.catalogue.programs import add_tutorial_program
+from hstsync.emulator.catalogue.records import (
+    EXCLUSIVE_ACCESS,
+    MRP,
+    PUBLIC,
+    CatalogueProduct,
+    Observation,
+    Row,
+)
+
+__all__ = [
+    "EXCLUSIVE_ACCESS",
+    "MRP",
+    "PUBLIC",
+    "Catalogue",
+    "CatalogueIndex",
+    "CatalogueProduct",
+    "Observation",
+    "Row",
+    "default_catalogue",
+]
+
+
+def default_catalogue() -> Catalogue:
+    """Proposal 7291 as the tutorial shows it: five observations, 15 products for each
+    spectrum (so the first two give the tutorial's 30), four for each CCD image; and
+    the realistic program (:data:`hstsync.emulator.realistic.PROPOSAL_ID`) with every
+    data habit of the real archive at once."""
+    # imported here: realistic.py builds on this package's Catalogue
+    from hstsync.emulator.realistic import add_realistic_program
+
+    cat = Catalogue()
+    add_tutorial_program(cat)
+    add_realistic_program(cat)
+    return cat
