@@ -57,16 +57,25 @@ class TerminalProgress:
         done, total = self._files[key]
         return f"{done}/{total} files"
 
-    def planned(self, request: str, files: int, size: int) -> None:
+    def planned(self, request: str, files: int, size: int, held: int = 0) -> None:
+        """``held``: bytes already on disk (complete files, parts to resume); the bars
+        start there, so a resumed pass does not count from zero."""
         self._files[request] = (0, files)
-        self._tasks[request] = self._bar.add_task(request, total=size, files=self._label(request))
+        self._tasks[request] = self._bar.add_task(
+            request, total=size, completed=held, files=self._label(request)
+        )
         if self._overall is None:
             self._files["all"] = (0, 0)
             self._overall = self._bar.add_task("all", total=0, files="")
         done, total = self._files["all"]
         self._files["all"] = (done, total + files)
         overall = self._bar.tasks[self._overall]
-        self._bar.update(self._overall, total=(overall.total or 0) + size, files=self._label("all"))
+        self._bar.update(
+            self._overall,
+            total=(overall.total or 0) + size,
+            completed=overall.completed + held,
+            files=self._label("all"),
+        )
 
     def advanced(self, request: str, delta: int) -> None:
         if request in self._tasks:

@@ -32,6 +32,7 @@ from hstsync.archive.resolve import Resolver, preload
 from hstsync.config import Config
 from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
 from hstsync.model import Product, ProductState, Request, RequestState, counts_of, human_bytes
+from hstsync.service.hooks import PassLog
 from hstsync.service.planner import free_space, room_for
 from hstsync.service.results import results_path, write_results
 from hstsync.store.db import ProductRow, Store
@@ -49,7 +50,7 @@ DOWNLOAD_PATH = "/api/v0.1/Download/file"
 class Progress(Protocol):
     """What a pass reports as it goes; the CLI draws it (``cli.progress``), the daemon does not."""
 
-    def planned(self, request: str, files: int, size: int) -> None: ...
+    def planned(self, request: str, files: int, size: int, held: int = 0) -> None: ...
 
     def advanced(self, request: str, delta: int) -> None: ...
 
@@ -146,6 +147,8 @@ class Mirror:
         self._progress_keys: dict[Path, list[tuple[str, str]]] = {}
         self._resolver: Resolver | None = None
         self._resolver_lock = asyncio.Lock()
+        #: what each running pass brought and left failed, for the on_change hook
+        self._passes = PassLog()
 
     async def __aenter__(self) -> Mirror:
         self._session = open_session(self.config.download)
@@ -233,10 +236,12 @@ class Mirror:
                 products = await asyncio.to_thread(resolver.resolve, request)
         except ManifestError as exc:
             log.warning("request %s: invalid: %s", name, exc)
+            self._passes.failure(name, str(exc))
             self.store.set_request_state(name, RequestState.INVALID, str(exc))
             return None
         except HstsyncError as exc:
             log.warning("request %s: cannot resolve: %s", name, exc)
+            self._passes.failure(name, str(exc))
             self.store.set_request_state(name, RequestState.INCOMPLETE, str(exc))
             return None
         diff = self.store.replace_products(name, products)
@@ -275,12 +280,15 @@ class Mirror:
         """Resolve one request, fetch what it lacks, and settle its state."""
         self._refresh_token()
         self._proposals[request.name] = request.proposal_ids
+        self._passes.start(request.name)
         try:
-            return await self._sync(request)
+            state = await self._sync(request)
         except asyncio.CancelledError:
             with contextlib.suppress(StoreError):  # removed while running
                 self.store.set_request_state(request.name, RequestState.QUEUED)
             raise
+        await self._passes.finish(self.config, self.store, request.name, str(state))
+        return state
 
     async def _sync(self, request: Request) -> RequestState:
         products = await self.resolve(request)
@@ -293,14 +301,24 @@ class Mirror:
         shortfall = self._shortfall(jobs)
         if shortfall is not None:
             log.warning("request %s: %s", name, shortfall)
+            self._passes.failure(name, shortfall)
             self.store.set_request_state(name, RequestState.INCOMPLETE, shortfall, resolved=True)
             return RequestState.INCOMPLETE
         if jobs:
             size = sum(j.product.size for j in jobs)
+            # files already complete on disk are only recorded, not fetched
+            missing = [j for j in jobs if _file_size(j.dest) != j.product.size]
             if self._display is not None:
-                self._display.planned(name, len(jobs), size)
+                held = size - sum(j.product.size for j in missing)
+                held += sum(held_bytes(j.dest) for j in missing)
+                self._display.planned(name, len(jobs), size, held)
             self.store.set_request_state(name, RequestState.DOWNLOADING, resolved=True)
-            log.info("request %s: %d files to fetch, %d bytes", name, len(jobs), size)
+            log.info(
+                "request %s: %d files to fetch, %d bytes",
+                name,
+                len(missing),
+                sum(j.product.size - held_bytes(j.dest) for j in missing),
+            )
             await self._fetch_all(jobs)
         return self.settle(name, resolution_error=products is None)
 
@@ -456,6 +474,11 @@ class Mirror:
         request, uri = key
         if self._display is not None and outcome.state is ProductState.DONE:
             self._display.file_done(request)
+        if outcome.state is ProductState.DONE and (outcome.attempts or outcome.fetched):
+            self._passes.new_file(request, job.dest, job.product.size, uri)
+        elif outcome.state in (ProductState.FAILED, ProductState.AUTH_REQUIRED):
+            reason = self._explain(request, outcome) or str(outcome.state)
+            self._passes.failure(request, reason, path=job.dest, data_uri=uri)
         bytes_done = job.product.size if outcome.state is ProductState.DONE else None
         if bytes_done is None:
             bytes_done = held_bytes(job.dest)

@@ -78,6 +78,8 @@ class RequestRow:
     created: str
     updated: str
     resolved_at: str | None
+    #: when a pass last brought new or changed files (schema 2)
+    last_new_files: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +304,11 @@ class Store:
             if first_row(table.rows_where("name = ?", [name])) is None:
                 raise StoreError(f"no request named {name!r} in {self.path}")
             table.update(name, changes)
+
+    def note_new_files(self, name: str) -> None:
+        """Stamp ``last_new_files``: a pass just brought new or changed files."""
+        with self._writing(f"record new files of request {name}") as db:
+            db.table(REQUESTS).update(name, {"last_new_files": utc_now()})
 
     def get_request(self, name: str) -> RequestRow | None:
         with self._reading(f"read request {name}") as db:
@@ -538,6 +545,7 @@ def _request_row(row: Mapping[str, Any]) -> RequestRow:
         created=str(row["created"]),
         updated=str(row["updated"]),
         resolved_at=row["resolved_at"],
+        last_new_files=row.get("last_new_files"),
     )
 
 

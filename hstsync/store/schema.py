@@ -24,7 +24,7 @@ from hstsync.errors import StoreError, UnsafePathError
 from hstsync.model import Product
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 10.0
 
 REQUESTS = "requests"
@@ -143,6 +143,9 @@ def migrate(db: Any, path: Path) -> None:
         raise StoreError(too_new(path, version))
     if version == 0:
         _create_schema(db)
+    if version < 2:
+        # 2: when a pass last brought new or changed files (``status``, hooks)
+        db.table(REQUESTS).add_column("last_new_files", str)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
