@@ -313,3 +313,17 @@ def test_status_json_has_last_new_files(
 
     [request] = json.loads(capsys.readouterr().out)["requests"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", request["last_new_files"])
+
+
+def test_connection_refused_says_so_and_names_the_key_and_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    config = make_config(tmp_path, "http://127.0.0.1:9")  # nothing listens on port 9
+    manifest = tmp_path / "7291.toml"
+    manifest.write_text(TUTORIAL_MANIFEST)
+
+    assert main(["plan", str(manifest), "--config", str(config)]) == 1
+
+    err = capsys.readouterr().err
+    assert "connection refused" in err
+    assert f"check [mast] server in {config}" in err

@@ -263,10 +263,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hstsync: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except HstsyncError as exc:
-        print(f"hstsync: {exc}", file=sys.stderr)
+        message = str(exc)
+        if _loaded and _loaded[-1].source is not None:  # name the file to check
+            message = message.replace("the configuration file", str(_loaded[-1].source))
+        print(f"hstsync: {message}", file=sys.stderr)
         return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         return 130
+
+
+#: the configuration a command loaded, for error messages that name its file
+_loaded: list[Config] = []
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -282,6 +289,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _logout(mast)
         return _whoami(mast)
     config = load_config(args.config)
+    _loaded.append(config)
     if args.command == "run":
         return _run(config, once=args.once)
     if args.command == "status":

@@ -7,7 +7,10 @@ anything logged stay one line per event. :class:`Mirror` reports through the sma
 
 from __future__ import annotations
 
+import logging
+import sys
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -43,6 +46,12 @@ class TerminalProgress:
 
     def __enter__(self) -> TerminalProgress:
         self._bar.start()
+        # Log lines must go above the bars, not through them: rich now proxies
+        # sys.stderr, but logging's handlers still hold the real stream.
+        self._streams: list[tuple[logging.StreamHandler[Any], Any]] = []
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__:
+                self._streams.append((handler, handler.setStream(sys.stderr)))
         return self
 
     def __exit__(
@@ -51,6 +60,8 @@ class TerminalProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        for handler, stream in self._streams:
+            handler.setStream(stream)
         self._bar.stop()
 
     def _label(self, key: str) -> str:
