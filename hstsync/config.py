@@ -126,12 +126,22 @@ class StatusConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HooksConfig:
+    #: shell command run after a pass that brought new or changed files or left
+    #: failures, with a JSON document on stdin; "" = none
+    on_change: str = ""
+    #: seconds a hook may run before it is killed
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     paths: PathsConfig
     mast: MastConfig = field(default_factory=MastConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     status: StatusConfig = field(default_factory=StatusConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
     #: the file this configuration came from, if any
     source: Path | None = None
 
@@ -320,7 +330,7 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
 
     Relative paths are taken relative to ``base`` (the config file's directory).
     """
-    _check_keys(doc, {"paths", "mast", "download", "schedule", "status"}, "")
+    _check_keys(doc, {"paths", "mast", "download", "schedule", "status", "hooks"}, "")
 
     paths = _table(doc, "paths")
     _check_keys(paths, {"requests", "mirror", "database"}, "paths")
@@ -384,12 +394,23 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
     status_cfg = StatusConfig(listen=listen.strip())
     _ = status_cfg.address  # validate now, so a bad address is refused at load time
 
+    hooks = _table(doc, "hooks")
+    _check_keys(hooks, {"on_change", "timeout"}, "hooks")
+    on_change = hooks.get("on_change", "")
+    if not isinstance(on_change, str):
+        raise ConfigError(f"hooks.on_change: expected a command string, got {on_change!r}")
+    hooks_cfg = HooksConfig(
+        on_change=on_change.strip(),
+        timeout=_number(hooks, "timeout", "hooks", HooksConfig().timeout),
+    )
+
     return Config(
         paths=paths_cfg,
         mast=mast_cfg,
         download=download_cfg,
         schedule=schedule_cfg,
         status=status_cfg,
+        hooks=hooks_cfg,
         source=source,
     )
 

@@ -58,6 +58,7 @@ def test_run_once_then_status_table_and_json(
         "bytes",
         "last_error",
         "updated",
+        "last_new_files",
     }
     assert request["name"] == "7291"
     assert request["state"] == "done"
@@ -221,7 +222,7 @@ def test_add_writes_a_manifest_the_daemon_takes(
     assert "tutorial.toml" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "requests").iterdir()) == ["tutorial.toml"]
     # a second add of the same name is refused rather than silently replacing it
-    assert main(argv) == 1
+    assert main(argv) == 2  # usage: exists already (--replace)
     assert "exists already" in capsys.readouterr().err
 
     assert main(["run", "--once", "--config", str(config)]) == 0
@@ -233,12 +234,12 @@ def test_add_writes_a_manifest_the_daemon_takes(
 
 def test_add_refuses_a_bad_proposal_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     config = make_config(tmp_path, "http://127.0.0.1:9")
-    assert main(["add", "abc", "--config", str(config)]) == 1
+    assert main(["add", "abc", "--config", str(config)]) == 2  # usage error
     assert "proposal_id" in capsys.readouterr().err
     assert list((tmp_path / "requests").iterdir()) == []
 
 
-def test_export_curl_prints_a_resumable_script(
+def test_export_curl_script_fetches_then_a_second_run_skips_complete_files(
     tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
 ):
     config = make_config(tmp_path, served.url)
@@ -250,11 +251,26 @@ def test_export_curl_prints_a_resumable_script(
 
     script = capsys.readouterr().out
     assert script.startswith("#!/bin/sh")
-    lines = [line for line in script.splitlines() if line.startswith("curl ")]
+    lines = [line for line in script.splitlines() if line.startswith("fetch ")]
     assert len(lines) == 6
-    assert all(" -C - " in line for line in lines)
+    assert "-C -" in script
     assert "mastDownload/HST/o58701010/o58701010_x2d.fits" in script
     assert f"{served.url}/api/v0.1/Download/file?uri=mast:HST/product/o58701010_x2d.fits" in script
+    # Real curl, twice: the header promises "run it again to resume".
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "get.sh").write_text(script)
+    x2d = elsewhere / "mastDownload/HST/o58701010/o58701010_x2d.fits"
+    x2d.parent.mkdir(parents=True)
+    x2d.write_bytes(served.body("mast:HST/product/o58701010_x2d.fits")[:1000])  # a partial file
+    first = subprocess.run(["sh", "get.sh"], cwd=elsewhere, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "6 fetched, 0 already complete, 0 failed" in first.stderr
+    second = subprocess.run(["sh", "get.sh"], cwd=elsewhere, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "0 fetched, 6 already complete, 0 failed" in second.stderr
+    for path in (tmp_path / "mirror").rglob("*.fits"):
+        assert (elsewhere / path.relative_to(tmp_path / "mirror")).read_bytes() == path.read_bytes()
 
 
 def test_plain_table_pads_columns_and_handles_no_rows():

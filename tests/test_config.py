@@ -79,7 +79,7 @@ def test_example_file_parses_to_specs_values():
 
 def test_example_documents_every_key_of_every_config_dataclass():
     doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    assert set(sections()) == {"paths", "mast", "download", "schedule", "status"}
+    assert set(sections()) == {"paths", "mast", "download", "schedule", "status", "hooks"}
     for table, cls in sections().items():
         assert table in doc, f"[{table}] missing from config.example.toml"
         names = {f.name for f in dataclasses.fields(cls)}
@@ -97,7 +97,7 @@ def test_example_defaults_are_the_dataclass_defaults():
     """A value the example shows for an optional key is what leaving it out gives."""
     example = read_config(EXAMPLE)
     defaults = parse(MINIMAL)
-    for table in ("mast", "download", "schedule", "status"):
+    for table in ("mast", "download", "schedule", "status", "hooks"):
         assert getattr(example, table) == getattr(defaults, table)
 
 

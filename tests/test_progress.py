@@ -16,12 +16,12 @@ from hstsync.service.daemon import run_once
 
 class Recorder:
     def __init__(self) -> None:
-        self.planned_calls: list[tuple[str, int, int]] = []
+        self.planned_calls: list[tuple[str, int, int, int]] = []
         self.bytes: dict[str, int] = {}
         self.files: dict[str, int] = {}
 
-    def planned(self, request: str, files: int, size: int) -> None:
-        self.planned_calls.append((request, files, size))
+    def planned(self, request: str, files: int, size: int, held: int = 0) -> None:
+        self.planned_calls.append((request, files, size, held))
 
     def advanced(self, request: str, delta: int) -> None:
         self.bytes[request] = self.bytes.get(request, 0) + delta
@@ -38,7 +38,7 @@ async def test_mirror_reports_files_and_bytes_to_progress(tmp_path: Path, emulat
 
     assert await run_once(config, progress=recorder) == 0
 
-    assert recorder.planned_calls == [("7291", 6, 50_175_360)]
+    assert recorder.planned_calls == [("7291", 6, 50_175_360, 0)]
     assert recorder.bytes == {"7291": 50_175_360}
     assert recorder.files == {"7291": 6}
 
@@ -54,3 +54,30 @@ def test_terminal_progress_shows_files_bytes_and_rate():
     assert "7291" in text and "all" in text
     assert "1/6 files" in text
     assert "25.0/50.2 MB" in text
+
+
+async def test_resumed_pass_starts_the_bar_at_the_bytes_already_held(
+    tmp_path: Path, emulator: Emulator
+):
+    config = for_directory(tmp_path, server=emulator.url, segment_min=0)
+    config.paths.requests.mkdir()
+    (config.paths.requests / "7291.toml").write_text(TUTORIAL_MANIFEST)
+    x2d = config.paths.mirror / "mastDownload/HST/o58701010/o58701010_x2d.fits"
+    x2d.parent.mkdir(parents=True)
+    part = x2d.with_name(x2d.name + ".part")
+    part.write_bytes(emulator.body("mast:HST/product/o58701010_x2d.fits")[:4_000_000])
+    recorder = Recorder()
+
+    assert await run_once(config, progress=recorder) == 0
+
+    assert recorder.planned_calls == [("7291", 6, 50_175_360, 4_000_000)]
+    assert recorder.bytes == {"7291": 50_175_360 - 4_000_000}
+
+
+def test_terminal_progress_starts_at_the_bytes_held():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    with TerminalProgress(console) as progress:
+        progress.planned("7291", 6, 50_175_360, held=20_000_000)
+        progress.advanced("7291", 5_000_000)
+    assert "25.0/50.2 MB" in out.getvalue()

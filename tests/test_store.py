@@ -548,6 +548,7 @@ def test_a_version_2_database_gains_tallies_that_match_its_rows(db: Path) -> Non
         store.mark("a", uri(0), ProductState.DONE)
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 2 left it
         drop_tallies(conn)
+        conn.execute("ALTER TABLE requests DROP COLUMN last_new_files")
         conn.execute("PRAGMA user_version = 2")
     with Store.open_readonly(db) as store:  # status beside a daemon not yet upgraded
         [summary] = store.summaries("a")
@@ -566,6 +567,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
     conn = sqlite3.connect(db)
     drop_tallies(conn)
     for table, column in [
+        ("requests", "last_new_files"),
         ("requests", "next_lookup"),
         ("requests", "lookup_failures"),
         ("products", "catalogue_size"),
@@ -578,7 +580,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
     conn.close()
 
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         [row] = store.products("r")
         assert row.catalogue_size == row.product.size == 1000
         assert store.get_request("r").lookup_failures == 0  # type: ignore[union-attr]

@@ -287,8 +287,9 @@ async def test_page_lists_requests_with_progress(url: str, http: aiohttp.ClientS
     assert '<meta http-equiv="refresh" content="5">' in text
     table = parse_page(text)
     assert table.found
-    name, state, files, size, error = table.rows["7291"]
+    name, state, files, size, new_files, error = table.rows["7291"]
     assert (name, state, files, error) == ("7291", "done", "6/6", "")
+    assert new_files[:2] == "20"  # when the last pass brought new files (a timestamp)
     assert "50.18 MB / 50.18 MB" in size
     assert table.progress["7291"] == (str(TUTORIAL_BYTES), str(TUTORIAL_BYTES))
     assert table.progress[HOSTILE] == ("1500", "4000")
@@ -303,7 +304,7 @@ async def test_page_escapes_request_names_and_errors(url: str, http: aiohttp.Cli
     table = parse_page(text)
     assert "script" not in table.tags and "img" not in table.tags
     # what a browser shows is the text as stored, character for character
-    name, state, _, _, error = table.rows[HOSTILE]
+    name, state, *_, error = table.rows[HOSTILE]
     assert (name, state, error) == (HOSTILE, "incomplete", HOSTILE_ERROR)
 
 

@@ -304,7 +304,38 @@ def _reason(exc: Exception) -> str:
     # HTTP status (if any) say enough without risking a token in a log.
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
-    return f"HTTP {status}" if status else type(exc).__name__
+    if status:
+        return f"HTTP {status}"
+    return _network_reason(exc) or type(exc).__name__
+
+
+def _network_reason(exc: BaseException) -> str | None:
+    """Refused, name not found or timed out, read off the exception chain (never its
+    text, which can carry the URL); with the configuration key to check."""
+    import socket
+
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or item in seen:
+            continue
+        seen.append(item)
+        todo += [item.__cause__, item.__context__, *getattr(item, "args", ())[:1]]
+        todo = [t for t in todo if isinstance(t, BaseException) or t is None]
+    hint = "; check [mast] server in the configuration file"
+    for item in seen:
+        if isinstance(item, socket.gaierror):
+            return f"the host name was not found (DNS){hint}"
+        if isinstance(item, ConnectionRefusedError):
+            return f"connection refused (nothing listens there){hint}"
+        if isinstance(item, TimeoutError) or "Timeout" in type(item).__name__:
+            return f"timed out{hint}"
+    if "NameResolution" in repr(seen) or "Name or service not known" in repr(seen):
+        return f"the host name was not found (DNS){hint}"
+    if "Connection refused" in repr(seen):
+        return f"connection refused (nothing listens there){hint}"
+    return None
 
 
 # -- catalogue rows -> products (the boundary) --------------------------------------------

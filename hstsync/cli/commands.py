@@ -1,9 +1,10 @@
 """The ``hstsync`` command: argument parsing and printing only.
 
 Everything here turns arguments into calls on the modules below and their
-results (or :class:`HstsyncError`) into text and SPEC's exit codes:
-0 all present and verified, 1 something failed or needs a token, 2 bad usage or
-bad configuration (one line on stderr, never a traceback).
+results (or :class:`HstsyncError`) into text and SPEC's exit codes (:data:`EXIT_CODES`,
+also in ``--help`` and README): 0 all present and verified, 1 not all there yet
+(failed, needs a token, or still queued/downloading: the state is named), 2 bad usage
+or bad configuration (one line on stderr, never a traceback).
 """
 
 from __future__ import annotations
@@ -22,12 +23,38 @@ from typing import Any
 from hstsync import __version__
 from hstsync.archive.auth import TOKEN_PAGE, checked
 from hstsync.config import Config, MastConfig, candidate_paths, load_config
-from hstsync.errors import AlreadyRunningError, ConfigError, HstsyncError, StoreError
+from hstsync.errors import (
+    AlreadyRunningError,
+    ConfigError,
+    HstsyncError,
+    ManifestError,
+    StoreError,
+)
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 
+EXIT_CODES = (
+    "exit codes: 0 every requested product is present and verified; "
+    "1 not all there: a product failed or needs a MAST token, a manifest was invalid, "
+    "or a request is still queued, resolving or downloading (named on stderr); "
+    "2 bad usage or bad configuration (one line on stderr)"
+)
+
+
+def _verbose_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    # Accepted before and after the command; SUPPRESS keeps a subcommand's absent flag
+    # from resetting one given before it.
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="log debug details",
+    )
+
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
+    _verbose_option(parser)
     parser.add_argument(
         "--config",
         type=Path,
@@ -41,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hstsync",
         description="Keep Hubble (HST) programs mirrored from the MAST archive.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"hstsync {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    _verbose_option(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -62,11 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         help="what is mirrored, what is missing and why",
         description="Per request: state, products done/failed/pending/auth-required, bytes. "
-        "With REQUEST: that request's products. Safe to run while the daemon runs.",
+        "With REQUEST (a name, or the path of its manifest): that request's products. "
+        "Safe to run while the daemon runs. " + EXIT_CODES + ".",
     )
     _add_config(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("request", nargs="?", metavar="REQUEST", help="show one request's products")
+    status.add_argument(
+        "request",
+        nargs="?",
+        metavar="REQUEST",
+        help="show one request's products (a request name or a manifest path)",
+    )
 
     plan = sub.add_parser(
         "plan",
@@ -74,10 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Resolve MANIFEST through the archive and print the products that would "
         "be fetched (obs_id, productFilename, productType, calib_level, size), how many are "
         "already mirrored, the total to fetch, and whether the mirror's filesystem has room. "
-        "Exit 1 when it would not fit.",
+        "Exit 1 when it would not fit or the mirror is not writable. MANIFEST is a path, or "
+        "a request name (its manifest in the request directory).",
     )
     _add_config(plan)
-    plan.add_argument("manifest", type=Path, metavar="MANIFEST")
+    plan.add_argument("manifest", metavar="MANIFEST")
 
     add = sub.add_parser(
         "add",
@@ -101,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a resumable curl script for a request's files",
         description="Print a shell script of curl commands (resuming with -C -) that fetch "
         "REQUEST's files into ./mastDownload/, for machines where hstsync does not run. "
-        "Exclusive-access files read $MAST_API_TOKEN when the script runs.",
+        "Exclusive-access files read $MAST_API_TOKEN when the script runs. Run again, the "
+        "script skips files already complete and resumes partial ones. REQUEST is a request "
+        "name or the path of its manifest.",
     )
     _add_config(export)
     export.add_argument("request", metavar="REQUEST")
@@ -110,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "retry",
         help="put failed products back in the queue",
         description="Put failed (and token-refused) products back to pending, for one "
-        "request or all; the next pass of the daemon or `run --once` fetches them.",
+        "request or all; the next pass of the daemon or `run --once` fetches them. "
+        "REQUEST is a request name or the path of its manifest.",
     )
     _add_config(retry)
     retry.add_argument("request", nargs="?", metavar="REQUEST")
@@ -121,11 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the bundled MAST emulator, mirror the tutorial's proposal 7291 "
         "selection into a temporary directory, and print the status table.",
     )
+    _verbose_option(demo)
     demo.add_argument(
         "--dir",
         type=Path,
         metavar="DIR",
         help="mirror into DIR and keep it (default: a temporary directory, removed)",
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory and say where it is"
     )
 
     login = sub.add_parser(
@@ -162,16 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: bool) -> None:
-    # One line per event to stderr: journald adds its own timestamps under systemd,
-    # a terminal user gets them from us.
+def _under_journald() -> bool:
+    """Whether stderr is systemd's journal stream (it stamps each line itself)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stream == f"{info.st_dev}:{info.st_ino}"
+
+
+def log_format() -> str:
+    """One line per event; stamped unless journald stamps it (nohup, cron, a file, a
+    terminal all get the time)."""
     fmt = "%(levelname)s %(name)s: %(message)s"
-    if sys.stderr.isatty():
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
+    return fmt if _under_journald() else "%(asctime)s " + fmt
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=log_format(),
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
     # astropy's and astroquery's loggers are quietened in resolve.py once imported:
     # creating them here first would give astropy a plain Logger it cannot set up.
-    for noisy in ("urllib3", "aiohttp.access"):
+    # watchfiles logs "N changes detected" at INFO for every batch of file events.
+    for noisy in ("urllib3", "aiohttp.access", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -185,8 +244,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     _configure_logging(args.verbose)
+    code = EXIT_INCOMPLETE  # if output stops before the command has finished
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # `hstsync status | head -1`: the reader has all it wanted; end quietly, as
+        # other tools do, with the command's own code when it had finished.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return code
     except ConfigError as exc:
         print(f"hstsync: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -194,17 +263,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hstsync: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except HstsyncError as exc:
-        print(f"hstsync: {exc}", file=sys.stderr)
+        message = str(exc)
+        if _loaded and _loaded[-1].source is not None:  # name the file to check
+            message = message.replace("the configuration file", str(_loaded[-1].source))
+        print(f"hstsync: {message}", file=sys.stderr)
         return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         return 130
+
+
+#: the configuration a command loaded, for error messages that name its file
+_loaded: list[Config] = []
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from hstsync.cli.demo import run_demo
 
-        return run_demo(args.dir)
+        return run_demo(args.dir, keep=args.keep)
     if args.command in ("login", "logout", "whoami"):
         mast = _mast_config(args.config)
         if args.command == "login":
@@ -213,19 +289,52 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _logout(mast)
         return _whoami(mast)
     config = load_config(args.config)
+    _loaded.append(config)
     if args.command == "run":
         return _run(config, once=args.once)
     if args.command == "status":
-        return _status(config, args.request, as_json=args.json)
+        return _status(config, request_arg(args.request), as_json=args.json)
     if args.command == "retry":
-        return _retry(config, args.request)
+        return _retry(config, request_arg(args.request))
     if args.command == "plan":
-        return _plan(config, args.manifest)
+        return _plan(config, manifest_arg(config, args.manifest))
     if args.command == "add":
         return _add(config, args)
     if args.command == "export-curl":
-        return _export_curl(config, args.request)
+        return _export_curl(config, request_arg(args.request) or args.request)
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def request_arg(text: str | None) -> str | None:
+    """A request named on the command line: its name, or the path of its manifest
+    (``requests/7291.toml`` -> ``7291``), wherever that manifest is now."""
+    if text is None:
+        return None
+    from hstsync.archive.manifest import is_manifest_name, request_name
+
+    path = Path(text)
+    if os.sep in text or (is_manifest_name(path.name) and path.suffix in (".toml", ".json")):
+        return request_name(path)
+    return text
+
+
+def manifest_arg(config: Config, text: str) -> Path:
+    """A manifest named on the command line: a path, or a request name whose manifest
+    is in the request directory."""
+    path = Path(text)
+    if path.exists() or os.sep in text or path.suffix in (".toml", ".json"):
+        return path
+    for suffix in (".toml", ".json"):
+        candidate = config.paths.requests / f"{text}{suffix}"
+        if candidate.exists():
+            return candidate
+    raise UsageError(
+        f"{text!r} is neither a manifest file nor a request in {config.paths.requests}"
+    )
+
+
+class UsageError(ConfigError):
+    """Bad arguments: exit 2 with the reason."""
 
 
 def _run(config: Config, *, once: bool) -> int:
@@ -242,20 +351,58 @@ def _run(config: Config, *, once: bool) -> int:
 
 
 def _plan(config: Config, manifest: Path) -> int:
-    from hstsync.archive.auth import find_token
     from hstsync.archive.manifest import parse_manifest
     from hstsync.archive.resolve import Resolver
     from hstsync.cli.report import print_plan
     from hstsync.service.planner import plan_files
 
-    request = parse_manifest(manifest)
-    token = find_token(config.mast.token_file)
+    try:
+        request = parse_manifest(manifest)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    token = _lenient_token(config.mast)
     resolver = Resolver(
         config.mast.server, token.value if token else None, timeout=config.mast.timeout
     )
     plan = plan_files(resolver.resolve(request), config.paths.mirror)
-    print_plan(request.name, plan)
-    return EXIT_OK if plan.fits else EXIT_INCOMPLETE
+    unwritable = unwritable_reason(config.paths.mirror)
+    print_plan(request.name, plan, unwritable=unwritable)
+    return EXIT_OK if plan.fits and unwritable is None else EXIT_INCOMPLETE
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why files cannot be written under ``directory`` (or the nearest existing parent it
+    would be created in), or None when they can."""
+    import errno
+
+    target = directory
+    while not target.exists() and target.parent != target:
+        target = target.parent
+    try:
+        os.statvfs(target)
+    except OSError as exc:
+        return f"cannot look at {target}: {exc.strerror}"
+    if os.access(target, os.W_OK | os.X_OK):
+        return None
+    if os.statvfs(target).f_flag & os.ST_RDONLY:
+        return f"{target} is on a read-only file system ({errno.errorcode[errno.EROFS]})"
+    return f"{target} is not writable by this user"
+
+
+def _lenient_token(mast: MastConfig) -> Any:
+    """The token for a read-only command: a missing ``token_file`` (a systemd credential
+    seen from outside its unit) is a warning and no token, not an error."""
+    from hstsync.archive.auth import find_token
+
+    if mast.token_file is not None and not mast.token_file.exists():
+        print(
+            f"hstsync: warning: mast.token_file {mast.token_file} does not exist here "
+            "(a systemd credential is only visible inside its unit); going on without "
+            "that token",
+            file=sys.stderr,
+        )
+        return find_token(None)
+    return find_token(mast.token_file)
 
 
 def _add(config: Config, args: argparse.Namespace) -> int:
@@ -279,8 +426,12 @@ def _add(config: Config, args: argparse.Namespace) -> int:
     name = args.name or args.proposal_id[0]
     # render_manifest checks its text with the manifest parser itself, so `add`
     # never writes a manifest the daemon would refuse.
-    request = Request(name, tuple(args.proposal_id), criteria, filters)
-    path = write_manifest(config.paths.requests, request, replace=args.replace)
+    try:
+        request = Request(name, tuple(args.proposal_id), criteria, filters)
+        path = write_manifest(config.paths.requests, request, replace=args.replace)
+    except ManifestError as exc:
+        hint = "; use --replace to overwrite it" if "exists already" in str(exc) else ""
+        raise UsageError(f"{exc}{hint}") from None
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -340,7 +491,14 @@ def _status(config: Config, request: str | None, *, as_json: bool) -> int:
         print(json.dumps(doc, indent=2))
     else:
         report.print_status(summaries, products)
-    return EXIT_OK if all(s.request.state == "done" for s in summaries) else EXIT_INCOMPLETE
+    unfinished = [s.request for s in summaries if s.request.state != "done"]
+    if not unfinished:
+        return EXIT_OK
+    sys.stdout.flush()
+    named = ", ".join(f"{r.name} is {r.state}" for r in unfinished[:5])
+    more = f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
+    print(f"hstsync: not all done: {named}{more}", file=sys.stderr)
+    return EXIT_INCOMPLETE
 
 
 # -- the MAST token ------------------------------------------------------------------------
@@ -400,6 +558,35 @@ def _shadowing(mast: MastConfig) -> str | None:
     return None
 
 
+def renew_advice(source: str | None, mast: MastConfig) -> str:
+    """What to do about the token from ``source`` (a :class:`Token`'s), or about having
+    none: advice that can work where it is given."""
+    if source == "token_file":
+        return f"write it into {mast.token_file} (mast.token_file, which comes first)"
+    if source == "environment":
+        return (
+            "put it in $MAST_API_TOKEN (it takes precedence over the keyring, so "
+            "`hstsync login` alone would not help), or unset MAST_API_TOKEN and run "
+            "`hstsync login`"
+        )
+    if _keyring_usable():
+        return "run `hstsync login`"
+    return (
+        "set MAST_API_TOKEN or point [mast] token_file at a file holding it "
+        "(`hstsync login` needs a keyring, and there is none here)"
+    )
+
+
+def _keyring_usable() -> bool:
+    from hstsync.archive import auth
+
+    try:
+        auth.require_keyring()
+    except HstsyncError:
+        return False
+    return True
+
+
 def _logout(mast: MastConfig) -> int:
     from hstsync.archive import auth
 
@@ -416,11 +603,11 @@ def _logout(mast: MastConfig) -> int:
 def _whoami(mast: MastConfig) -> int:
     from hstsync.archive import auth
 
-    token = auth.find_token(mast.token_file)
+    token = _lenient_token(mast)
     if token is None:
         print(
             "hstsync: no MAST token (looked in mast.token_file, $MAST_API_TOKEN and the "
-            "keyring): public data only; run `hstsync login` for exclusive-access data",
+            "keyring): public data only; for exclusive-access data " + renew_advice(None, mast),
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE
@@ -432,7 +619,8 @@ def _whoami(mast: MastConfig) -> int:
     if auth.is_anonymous(info):
         print(
             f"hstsync: {mast.server} does not accept the token from {token.describe()} "
-            f"(expired or revoked?); make a new one at {TOKEN_PAGE} and run `hstsync login`",
+            f"(expired or revoked?); make a new one at {TOKEN_PAGE} and "
+            + renew_advice(token.source, mast),
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE

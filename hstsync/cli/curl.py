@@ -4,6 +4,10 @@ For users who must fetch elsewhere, like MAST's own bundle script, but resumable
 (``-C -``), failing loudly (``--fail``, ``set -e`` is not used so one bad file does not
 stop the rest; the script exits non-zero if any failed), and never carrying a token:
 exclusive-access files read ``$MAST_API_TOKEN`` from the environment at run time.
+
+Run again, it skips every file already complete (its size equals the catalogue's):
+``curl -C -`` on a complete file asks for a range past its end, the server answers
+416, and ``--fail`` would count every finished file as failed.
 """
 
 from __future__ import annotations
@@ -13,25 +17,40 @@ from collections.abc import Sequence
 
 from hstsync.model import Product
 
+#: POSIX sh: ``fetch DEST SIZE URL [curl options...]``
+_FETCH = r"""size_of() { if [ -f "$1" ]; then wc -c < "$1" | tr -d ' '; else echo -1; fi; }
+fetch() {
+  dest=$1; size=$2; url=$3; shift 3
+  if [ "$size" -ge 0 ] && [ "$(size_of "$dest")" = "$size" ]; then
+    skipped=$((skipped + 1)); return 0
+  fi
+  if curl --fail --location --retry 5 --create-dirs -C - "$@" -o "$dest" "$url" &&
+    { [ "$size" -lt 0 ] || [ "$(size_of "$dest")" = "$size" ]; }; then
+    fetched=$((fetched + 1))
+  else
+    echo "failed: $dest" >&2; failed=$((failed + 1))
+  fi
+}"""
+
 
 def curl_script(request: str, products: Sequence[tuple[Product, str]]) -> str:
     """``products``: each product with its download URL."""
     lines = [
         "#!/bin/sh",
         f"# hstsync export-curl: request {request}, {len(products)} files.",
-        "# Run it in the directory that should hold mastDownload/; run it again to resume.",
+        "# Run it in the directory that should hold mastDownload/; run it again to resume:",
+        "# files already complete (by size) are skipped, partial ones resumed (curl -C -).",
         "# Exclusive-access files need MAST_API_TOKEN in the environment.",
-        "failed=0",
+        "failed=0; fetched=0; skipped=0",
+        _FETCH,
     ]
     for product, url in products:
         dest = str(product.relpath())
         auth = "" if product.is_public else ' -H "Authorization: token ${MAST_API_TOKEN:?}"'
-        lines.append(
-            f"curl --fail --location --retry 5 --create-dirs -C -{auth} "
-            f"-o {shlex.quote(dest)} {shlex.quote(url)} || failed=$((failed + 1))"
-        )
+        lines.append(f"fetch {shlex.quote(dest)} {product.size} {shlex.quote(url)}{auth}")
     lines += [
-        'if [ "$failed" -ne 0 ]; then echo "$failed file(s) failed" >&2; exit 1; fi',
+        'echo "$fetched fetched, $skipped already complete, $failed failed" >&2',
+        'if [ "$failed" -ne 0 ]; then exit 1; fi',
         "",
     ]
     return "\n".join(lines)

@@ -34,7 +34,8 @@ productType = ["SCIENCE"]
 """
 
 
-async def _demo(root: Path) -> int:
+async def _demo(root: Path) -> tuple[int, str]:
+    """Mirror the tutorial's selection under ``root``; the exit code and a summary."""
     async with Emulator() as emulator:
         config = for_directory(root, server=emulator.url)
         config.paths.requests.mkdir(parents=True, exist_ok=True)
@@ -48,16 +49,29 @@ async def _demo(root: Path) -> int:
     print_status(summaries, products)
     done = [row for row in products if row.state == "done"]
     total = sum(row.product.size or 0 for row in done)
-    print(f"{len(done)} files done, {human_bytes(total)} in {config.paths.mirror / 'mastDownload'}")
-    return code
+    return code, f"{len(done)} files done, {human_bytes(total)}"
 
 
-def run_demo(directory: Path | None = None) -> int:
+def run_demo(directory: Path | None = None, *, keep: bool = False) -> int:
+    """``directory``: mirror there and keep it; otherwise a temporary directory, removed
+    at the end unless ``keep``."""
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(_demo(directory))
+        code, summary = asyncio.run(_demo(directory))
+        print(f"{summary} in {directory / 'mirror' / 'mastDownload'}")
+        return code
     root = Path(tempfile.mkdtemp(prefix="hstsync-demo-"))
     try:
-        return asyncio.run(_demo(root))
-    finally:
+        code, summary = asyncio.run(_demo(root))
+    except BaseException:
         shutil.rmtree(root, ignore_errors=True)
+        raise
+    if keep:
+        print(f"{summary} in {root / 'mirror' / 'mastDownload'} (kept)")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+        print(
+            f"{summary}; the temporary directory {root} is removed again "
+            "(`hstsync demo --keep` or `--dir DIR` keeps the files)"
+        )
+    return code

@@ -7,7 +7,10 @@ anything logged stay one line per event. :class:`Mirror` reports through the sma
 
 from __future__ import annotations
 
+import logging
+import sys
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -43,6 +46,12 @@ class TerminalProgress:
 
     def __enter__(self) -> TerminalProgress:
         self._bar.start()
+        # Log lines must go above the bars, not through them: rich now proxies
+        # sys.stderr, but logging's handlers still hold the real stream.
+        self._streams: list[tuple[logging.StreamHandler[Any], Any]] = []
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__:
+                self._streams.append((handler, handler.setStream(sys.stderr)))
         return self
 
     def __exit__(
@@ -51,22 +60,33 @@ class TerminalProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        for handler, stream in self._streams:
+            handler.setStream(stream)
         self._bar.stop()
 
     def _label(self, key: str) -> str:
         done, total = self._files[key]
         return f"{done}/{total} files"
 
-    def planned(self, request: str, files: int, size: int) -> None:
+    def planned(self, request: str, files: int, size: int, held: int = 0) -> None:
+        """``held``: bytes already on disk (complete files, parts to resume); the bars
+        start there, so a resumed pass does not count from zero."""
         self._files[request] = (0, files)
-        self._tasks[request] = self._bar.add_task(request, total=size, files=self._label(request))
+        self._tasks[request] = self._bar.add_task(
+            request, total=size, completed=held, files=self._label(request)
+        )
         if self._overall is None:
             self._files["all"] = (0, 0)
             self._overall = self._bar.add_task("all", total=0, files="")
         done, total = self._files["all"]
         self._files["all"] = (done, total + files)
         overall = self._bar.tasks[self._overall]
-        self._bar.update(self._overall, total=(overall.total or 0) + size, files=self._label("all"))
+        self._bar.update(
+            self._overall,
+            total=(overall.total or 0) + size,
+            completed=overall.completed + held,
+            files=self._label("all"),
+        )
 
     def advanced(self, request: str, delta: int) -> None:
         if request in self._tasks:

@@ -5,12 +5,16 @@ Pure formatting over store rows; the CLI decides where it goes.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import IO
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hstsync.model import human_bytes
@@ -25,34 +29,114 @@ def _console(file: IO[str] | None) -> Console:
     return Console(file=out, width=None if tty else 200, no_color=not tty, highlight=False)
 
 
+def output_width(out: IO[str]) -> int | None:
+    """The columns to lay text out in: the terminal's, ``$COLUMNS``, or None (no limit:
+    a pipe or a file gets one line per request, for grep and awk)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if out.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+#: the columns every request line has; UPDATED, NEW FILES and LAST ERROR follow on the
+#: same line when they fit, else on lines of their own beneath it
+MAIN = ("REQUEST", "STATE", "FILES", "FAILED", "PENDING", "AUTH", "BYTES")
+EXTRA = ("UPDATED", "NEW FILES", "LAST ERROR")
+#: narrowest LAST ERROR column worth keeping on the request's line
+MIN_ERROR = 30
+
+
+def status_table(summaries: Sequence[RequestSummary], width: int | None) -> str:
+    """The per-request table, readable at 80 columns: names and states are never cut,
+    and an error that does not fit wraps onto its own indented lines."""
+    rows = []
+    for s in summaries:
+        c = s.counts
+        rows.append(
+            (
+                s.request.name,
+                str(s.request.state),
+                f"{c.done}/{c.total} done",
+                str(c.failed),
+                str(c.pending),
+                str(c.auth_required),
+                f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}",
+                s.request.updated,
+                s.request.last_new_files or "-",
+                " ".join((s.request.last_error or "").split()),
+            )
+        )
+    header = (*MAIN, *EXTRA)
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    inline = sum(widths[:-1]) + 2 * (len(header) - 1)
+    if width is None or width - inline >= MIN_ERROR:
+        room = None if width is None else width - inline
+        return _one_line_per_request(header, widths, rows, room)
+    return _stacked(widths, rows, width)
+
+
+def _pad(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
+
+def _one_line_per_request(
+    header: Sequence[str], widths: Sequence[int], rows: Sequence[Sequence[str]], room: int | None
+) -> str:
+    indent = " " * (sum(widths[:-1]) + 2 * (len(widths) - 1))
+    out = [_pad(header[:-1], widths[:-1]) + "  " + header[-1]]
+    out.append(_pad(["-" * w for w in widths[:-1]], widths[:-1]) + "  " + "-" * len(header[-1]))
+    for row in rows:
+        error = row[-1]
+        pieces = textwrap.wrap(error, room, break_on_hyphens=False) if room and error else [error]
+        out.append((_pad(row[:-1], widths[:-1]) + "  " + pieces[0]).rstrip())
+        out += [indent + piece for piece in pieces[1:]]
+    return "\n" + "\n".join(out) + "\n"
+
+
+#: the columns kept on the request's line when the full one does not fit
+NARROW = (0, 1, 2, 6)  # REQUEST, STATE, FILES, BYTES
+
+
+def _stacked(widths: Sequence[int], rows: Sequence[Sequence[str]], width: int) -> str:
+    """Narrow terminals: name, state, files and bytes on the request's line; counts,
+    times and the error (wrapped, never cut) on indented lines beneath it."""
+    keep = [widths[i] for i in NARROW]
+    header = [MAIN[i] for i in NARROW]
+    out = [_pad(header, keep).rstrip(), _pad(["-" * w for w in keep], keep)]
+    for row in rows:
+        out.append(_pad([row[i] for i in NARROW], keep).rstrip())
+        counts = f"{row[3]} failed, {row[4]} pending, {row[5]} need a token"
+        out += textwrap.wrap(
+            f"{counts}; updated {row[7]}; new files {row[8]}",
+            width,
+            initial_indent="  ",
+            subsequent_indent="    ",
+        )
+        if row[-1]:
+            out += textwrap.wrap(
+                f"last error: {row[-1]}",
+                width,
+                initial_indent="  ",
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
+    return "\n" + "\n".join(out) + "\n"
+
+
 def print_status(
     summaries: Sequence[RequestSummary],
     products: Sequence[ProductRow] | None = None,
     *,
     file: IO[str] | None = None,
+    width: int | None = None,
 ) -> None:
-    console = _console(file)
+    out = file or sys.stdout
     if not summaries:
-        console.print("no requests yet: drop a manifest into the request directory")
+        out.write("no requests yet: drop a manifest into the request directory\n")
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("REQUEST", "STATE", "FILES", "FAILED", "PENDING", "AUTH", "BYTES", "UPDATED"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("LAST ERROR", overflow="fold")
-    for s in summaries:
-        c = s.counts
-        table.add_row(
-            s.request.name,
-            str(s.request.state),
-            f"{c.done}/{c.total} done",
-            str(c.failed),
-            str(c.pending),
-            str(c.auth_required),
-            f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}",
-            s.request.updated,
-            s.request.last_error or "",
-        )
-    console.print(table)
+    out.write(status_table(summaries, width if width is not None else output_width(out)))
     if products is None:
         return
     # One line per product, laid out by hand: rich lays out every cell of every row
@@ -70,7 +154,6 @@ def print_status(
         )
         for row in products
     ]
-    out = file or sys.stdout
     out.write(plain_table(header, lines))
 
 
@@ -86,7 +169,9 @@ def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n" + line(header) + rule + "\n" + "".join(line(r) for r in rows)
 
 
-def print_plan(name: str, plan: Plan, *, file: IO[str] | None = None) -> None:
+def print_plan(
+    name: str, plan: Plan, *, unwritable: str | None = None, file: IO[str] | None = None
+) -> None:
     """``hstsync plan``: the tutorial's columns, what is mirrored, and whether it fits."""
     console = _console(file)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -102,7 +187,7 @@ def print_plan(name: str, plan: Plan, *, file: IO[str] | None = None) -> None:
             where = f"partial ({human_bytes(f.on_disk)})"
         else:
             where = "to fetch"
-        table.add_row(
+        cells = (
             p.obs_id,
             p.filename,
             p.product_type,
@@ -110,11 +195,15 @@ def print_plan(name: str, plan: Plan, *, file: IO[str] | None = None) -> None:
             str(p.size),
             where,
         )
+        # catalogue text is data: "[...]" must not be taken for rich markup
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)
     console.print(
-        f"{name}: {len(plan.files)} products, {human_bytes(plan.total)}; "
+        f"{escape(name)}: {len(plan.files)} products, {human_bytes(plan.total)}; "
         f"{plan.present} already mirrored; {plan.to_fetch} to fetch, "
         f"{human_bytes(plan.missing_bytes)}"
     )
     verdict = "fits" if plan.fits else "DOES NOT FIT"
+    if unwritable is not None:
+        verdict = f"CANNOT BE WRITTEN: {escape(unwritable)}"
     console.print(f"free on the mirror's filesystem: {human_bytes(plan.free)} — {verdict}")

@@ -257,6 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the smallest valid FITS file the emulator serves: a header block and a data block
+FITS_BLOCK, FITS_MIN = 2880, 5760
+
+
+def fits_size(size: int) -> int:
+    """``size`` rounded up to a size the emulator can serve as a valid FITS file."""
+    return max(FITS_MIN, -(-size // FITS_BLOCK) * FITS_BLOCK)
+
+
+def _holdings(emulator: Emulator) -> list[str]:
+    """``proposal N: F products, B bytes`` for each proposal the catalogue holds."""
+    tally: dict[str, list[int]] = {}
+    for obs in emulator.catalogue.observations():
+        entry = tally.setdefault(str(obs.fields.get("proposal_id", "?")), [0, 0])
+        entry[0] += len(obs.products)
+        entry[1] += sum(p.size for p in obs.products)
+    return [f"  proposal {pid}: {n} products, {size} bytes" for pid, (n, size) in tally.items()]
+
+
 async def _serve(emulator: Emulator) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -264,6 +283,10 @@ async def _serve(emulator: Emulator) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with emulator:
         print(f"MAST emulator listening on {emulator.url}", flush=True)
+        print("point hstsync at it with these lines in its configuration file:")
+        print(f'  [mast]\n  server = "{emulator.url}"')
+        print("it holds:")
+        print("\n".join(_holdings(emulator)), flush=True)
         await stop.wait()
 
 
@@ -271,10 +294,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     catalogue = default_catalogue()
     for program in args.program:
+        size = fits_size(program.size)
+        if size != program.size:
+            # Files are served as FITS and verified as FITS: any other size could not be.
+            print(
+                f"hstsync emulator: proposal {program.proposal_id}: size {program.size} "
+                f"rounded up to {size}, a valid FITS size (a multiple of {FITS_BLOCK}, at "
+                f"least {FITS_MIN})",
+                file=sys.stderr,
+            )
         catalogue.add_program(
             program.proposal_id,
             files=program.files,
-            size=program.size,
+            size=size,
             data_rights=program.data_rights,
         )
     for quirk in args.product_quirk:

@@ -41,6 +41,7 @@ from hstsync.model import (
     human_bytes,
     settled_request_state,
 )
+from hstsync.service.hooks import PassLog
 from hstsync.service.lookup import Lookups
 from hstsync.service.planner import free_space, room_for
 from hstsync.service.results import results_path, write_results
@@ -60,7 +61,7 @@ DOWNLOAD_PATH = "/api/v0.1/Download/file"
 class Progress(Protocol):
     """What a pass reports as it goes; the CLI draws it (``cli.progress``), the daemon does not."""
 
-    def planned(self, request: str, files: int, size: int) -> None: ...
+    def planned(self, request: str, files: int, size: int, held: int = 0) -> None: ...
 
     def advanced(self, request: str, delta: int) -> None: ...
 
@@ -160,6 +161,8 @@ class Mirror:
         self._lookups = Lookups(config, token)
         #: the token whose session has been checked (once per token)
         self._checked: str | None = None
+        #: what each running pass brought and left failed, for the on_change hook
+        self._passes = PassLog()
 
     async def __aenter__(self) -> Mirror:
         self._session = open_session(self.config.download)
@@ -245,6 +248,7 @@ class Mirror:
             products = await self._lookups.resolve(request)
         except ManifestError as exc:
             log.warning("request %s: invalid: %s", name, exc)
+            self._passes.failure(name, str(exc))
             self.store.set_request_state(name, RequestState.INVALID, str(exc))
             return None
         except HstsyncError as exc:
@@ -255,6 +259,7 @@ class Mirror:
                 exc,
                 row.next_lookup,
             )
+            self._passes.failure(name, str(exc))
             return None
         diff = self.store.replace_products(name, products)
         log.info(
@@ -324,12 +329,15 @@ class Mirror:
         """Resolve one request, fetch what it lacks, and settle its state."""
         self._refresh_token()
         self._proposals[request.name] = request.proposal_ids
+        self._passes.start(request.name)
         try:
-            return await self._sync(request)
+            state = await self._sync(request)
         except asyncio.CancelledError:
             with contextlib.suppress(StoreError):  # removed while running
                 self.store.set_request_state(request.name, RequestState.QUEUED)
             raise
+        await self._passes.finish(self.config, self.store, request.name, str(state))
+        return state
 
     async def _sync(self, request: Request) -> RequestState:
         products = await self.resolve(request)
@@ -346,18 +354,28 @@ class Mirror:
         shortfall = self._shortfall(jobs)
         if shortfall is not None:
             log.warning("request %s: %s", name, shortfall)
+            self._passes.failure(name, lookup_error or shortfall)
             self.store.set_request_state(
                 name, RequestState.INCOMPLETE, lookup_error or shortfall, resolved=resolved
             )
             return RequestState.INCOMPLETE
         if jobs:
             size = sum(j.product.size or 0 for j in jobs)
+            # files already complete on disk are only recorded, not fetched
+            missing = [j for j in jobs if _file_size(j.dest) != j.product.size]
             if self._display is not None:
-                self._display.planned(name, len(jobs), size)
+                held = size - sum(j.product.size or 0 for j in missing)
+                held += sum(held_bytes(j.dest) for j in missing)
+                self._display.planned(name, len(jobs), size, held)
             self.store.set_request_state(
                 name, RequestState.DOWNLOADING, lookup_error, resolved=resolved
             )
-            log.info("request %s: %d files to fetch, %d bytes", name, len(jobs), size)
+            log.info(
+                "request %s: %d files to fetch, %d bytes",
+                name,
+                len(missing),
+                sum(max((j.product.size or 0) - held_bytes(j.dest), 0) for j in missing),
+            )
             await self._fetch_all(jobs)
         return self.settle(name, lookup_error=lookup_error)
 
@@ -530,6 +548,12 @@ class Mirror:
         if self._display is not None and outcome.state is ProductState.DONE:
             self._display.file_done(request)
         done = outcome.state is ProductState.DONE
+        if done and (outcome.attempts or outcome.fetched):
+            size = outcome.size if outcome.size is not None else job.product.size
+            self._passes.new_file(request, job.dest, size or 0, uri)
+        elif outcome.state in (ProductState.FAILED, ProductState.AUTH_REQUIRED):
+            reason = self._explain(request, outcome) or str(outcome.state)
+            self._passes.failure(request, reason, path=job.dest, data_uri=uri)
         self.store.mark(
             request,
             uri,

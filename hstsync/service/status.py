@@ -28,6 +28,7 @@ def request_document(summary: RequestSummary) -> dict[str, Any]:
         "bytes": {"total": summary.bytes_total, "done": summary.bytes_done},
         "last_error": row.last_error,
         "updated": row.updated,
+        "last_new_files": row.last_new_files,
     }
 
 

@@ -191,6 +191,8 @@ table { border-collapse: collapse; }
 th, td { text-align: left; padding: 0.3em 0.8em; border-bottom: 1px solid #ddd; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.error { color: #a00; max-width: 40em; }
+td.when { white-space: nowrap; }
+td.num { white-space: nowrap; }
 .state-done { color: #060; } .state-incomplete, .state-invalid { color: #a00; }
 """
 
@@ -199,7 +201,7 @@ def render_page(summaries: Sequence[RequestSummary], now: datetime | None = None
     """The HTML page: one row per request. Names and errors are user data: all escaped."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     empty = "no requests yet: drop a manifest into the request directory"
-    rows = [_row(s) for s in summaries] or [f'<tr><td colspan="5">{empty}</td></tr>']
+    rows = [_row(s) for s in summaries] or [f'<tr><td colspan="6">{empty}</td></tr>']
     body = "\n".join(rows)
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -215,7 +217,8 @@ def render_page(summaries: Sequence[RequestSummary], now: datetime | None = None
 <a href="status.json">JSON</a> · <a href="metrics">metrics</a></p>
 <table id="requests">
 <thead>
-<tr><th>request</th><th>state</th><th>files</th><th>bytes</th><th>last error</th></tr>
+<tr><th>request</th><th>state</th><th>files</th><th>bytes</th><th>new files</th>
+<th>last error</th></tr>
 </thead>
 <tbody>
 {body}
@@ -247,6 +250,7 @@ def _row(s: RequestSummary) -> str:
         f'<td class="num">{_e(files)}</td>'
         f'<td class="num"><progress value="{value}" max="{top}">{percent:.0f}%</progress> '
         f"{_e(human_bytes(s.bytes_done))} / {_e(human_bytes(s.bytes_total))}</td>"
+        f'<td class="when">{_e(s.request.last_new_files or "-")}</td>'
         f'<td class="error">{_e(s.request.last_error or "")}</td>'
         "</tr>"
     )

@@ -92,6 +92,8 @@ class RequestRow:
     next_lookup: str | None = None
     #: lookups that failed in a row
     lookup_failures: int = 0
+    #: when a pass last brought new or changed files (schema 2)
+    last_new_files: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +364,11 @@ class Store:
                 ).rowcount
             )
 
+    def note_new_files(self, name: str) -> None:
+        """Stamp ``last_new_files``: a pass just brought new or changed files."""
+        with self._writing(f"record new files of request {name}") as db:
+            db.table(REQUESTS).update(name, {"last_new_files": utc_now()})
+
     def get_request(self, name: str) -> RequestRow | None:
         with self._reading(f"read request {name}") as db:
             row = first_row(db.table(REQUESTS).rows_where("name = ?", [name]))
@@ -621,6 +628,7 @@ def _request_row(row: Mapping[str, Any]) -> RequestRow:
         resolved_at=row["resolved_at"],
         next_lookup=row["next_lookup"],
         lookup_failures=int(row["lookup_failures"] or 0),
+        last_new_files=row.get("last_new_files"),
     )
 
 

@@ -25,7 +25,7 @@ from hstsync.model import Product
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
 #: the number of steps in :data:`MIGRATIONS` (version 1 is the first schema).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_SECONDS = 10.0
 
 REQUESTS = "requests"
@@ -284,8 +284,17 @@ def _add_tallies(db: Any) -> None:
     )
 
 
+def _add_last_new_files(db: Any) -> None:
+    """Version 4: when a pass last brought new or changed files (``status``, hooks)."""
+    db.table(REQUESTS).add_column("last_new_files", str)
+
+
 #: Steps from version N to N + 1, in order; ``MIGRATIONS[0]`` takes version 1 to 2.
-MIGRATIONS: tuple[Callable[[Any], None], ...] = (_add_lookup_and_size_columns, _add_tallies)
+MIGRATIONS: tuple[Callable[[Any], None], ...] = (
+    _add_lookup_and_size_columns,
+    _add_tallies,
+    _add_last_new_files,
+)
 
 
 # -- values -> columns -------------------------------------------------------------------
