@@ -271,7 +271,9 @@ def test_emulator_rounds_program_sizes_to_fits_and_prints_its_config_line():
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(7)]
+        lines: list[str] = []
+        while len(lines) < 20 and "proposal 9999" not in "".join(lines):
+            lines.append(proc.stdout.readline())
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
