@@ -87,6 +87,33 @@ async def test_realistic_program_ends_complete_byte_identical_each_file_fetched_
         sizes = {p["data_uri"]: p["size"] for p in doc["products"]}
         assert sizes == {uri: len(e.body) for uri, e in expected.items()}
 
+        # what a person reads at 80 columns: each quirk said beside its file, nothing cut
+        os.environ["COLUMNS"] = "80"
+        try:
+            code, table, err = await hstsync(
+                "status", "real", "--config", str(config), cwd=tmp_path
+            )
+        finally:
+            del os.environ["COLUMNS"]
+        assert code == 0, err
+        lines = table.splitlines()
+        assert all(len(line) <= 80 for line in lines), table
+        after = {
+            name: lines[i + 1].strip()
+            for i, line in enumerate(lines[:-1])
+            for name in notes
+            if line.endswith(name)
+        }
+        assert (
+            after["jbqx01kdq_flt.fits"]
+            == "size: catalogue says 14,400 bytes, the server sent 11,520"
+        )
+        assert (
+            after["jbqx01kdq_raw.fits"]
+            == "size: the catalogue gives none, the server sent 8,640 bytes"
+        )
+        assert after["jbqx01021_drc.fits"] == "in jbqx01020/"
+
         # the nightly re-sync: the catalogue still has its quirks, nothing is fetched again
         await asyncio.sleep(1.1)
         before = len(emulator.requests)

@@ -362,7 +362,9 @@ class Mirror:
         if jobs:
             size = sum(j.product.size or 0 for j in jobs)
             # files already complete on disk are only recorded, not fetched
-            missing = [j for j in jobs if _file_size(j.dest) != j.product.size]
+            missing = [
+                j for j in jobs if j.product.size is None or _file_size(j.dest) != j.product.size
+            ]
             if self._display is not None:
                 held = size - sum(j.product.size or 0 for j in missing)
                 held += sum(held_bytes(j.dest) for j in missing)
