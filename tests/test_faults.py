@@ -8,6 +8,7 @@ way, so every test also shows that one bad file does not hold up the rest.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from pathlib import Path
@@ -526,3 +527,28 @@ async def test_bad_manifests_are_set_aside_while_a_good_one_is_mirrored(
         assert "no HST observations" in nothing.last_error
         done = [r for r in store.products("7291") if r.state is ProductState.DONE]
     assert len(done) == 6
+
+
+async def test_status_shows_a_retried_files_attempts_and_error_while_it_waits(
+    config: Config, emulator: Emulator
+):
+    # 503 with Retry-After: 2 s during which the pass is still running
+    emulator.faults.add(Fault(FaultKind.STATUS, match=X1D, status=503, retry_after=2, times=1))
+    task = asyncio.create_task(run_once(config))
+    seen = None
+    for _ in range(400):
+        await asyncio.sleep(0.01)
+        if config.paths.database.exists():
+            try:
+                row = rows(config).get(X1D)
+            except Exception:  # the schema may not be there yet
+                continue
+            if row is not None and row.attempts >= 1:
+                seen = row
+                break
+    assert seen is not None, "no attempt was visible while the file waited"
+    assert seen.state is ProductState.DOWNLOADING and "503" in (seen.last_error or "")
+    assert not task.done()
+    assert await task == 0
+    final = rows(config)[X1D]
+    assert final.state is ProductState.DONE and final.attempts == 2 and final.last_error is None

@@ -163,6 +163,8 @@ class Mirror:
         self._checked: str | None = None
         #: what each running pass brought and left failed, for the on_change hook
         self._passes = PassLog()
+        #: failed attempts of each file in flight already recorded while it retries
+        self._live_attempts: dict[Path, int] = {}
 
     async def __aenter__(self) -> Mirror:
         self._session = open_session(self.config.download)
@@ -170,6 +172,7 @@ class Mirror:
             self._session,
             self.config.download,
             on_progress=self._count_bytes,
+            on_retry=self._retrying,
             trusted_hosts=self.config.mast.token_hosts,
         )
         self._cloud_downloader = Downloader(
@@ -493,6 +496,7 @@ class Mirror:
             raise
         finally:
             self._inflight.pop(job.dest, None)
+            self._live_attempts.pop(job.dest, None)
             for other in self._progress_keys.pop(job.dest, []):
                 self._progress.pop(other, None)
 
@@ -545,6 +549,14 @@ class Mirror:
             with contextlib.suppress(StoreError):  # the request may be gone already
                 self.store.mark(request, uri, ProductState.PENDING, bytes_done=on_disk)
 
+    def _retrying(self, transfer: Transfer, attempts: int, error: str) -> None:
+        """A transfer failed an attempt and will try again: ``status`` shows the attempt
+        and its error now, not only once the file is done or has failed for good."""
+        self._live_attempts[transfer.dest] = self._live_attempts.get(transfer.dest, 0) + 1
+        for request, uri in self._progress_keys.get(transfer.dest, ()):
+            with contextlib.suppress(StoreError):  # the request may be gone already
+                self.store.mark(request, uri, ProductState.DOWNLOADING, error=error, attempts=1)
+
     def _record(self, key: tuple[str, str], job: Job, outcome: Outcome) -> None:
         request, uri = key
         if self._display is not None and outcome.state is ProductState.DONE:
@@ -562,7 +574,8 @@ class Mirror:
             outcome.state,
             bytes_done=None if done else held_bytes(job.dest),
             error=self._explain(request, outcome),
-            attempts=outcome.attempts,
+            # attempts already recorded as they failed (_retrying) are not counted twice
+            attempts=max(outcome.attempts - self._live_attempts.get(job.dest, 0), 0),
             # the server's size, when it won over the catalogue's or the catalogue had
             # none: the product's size from now on, so the next pass finds it present
             size=outcome.size if done else None,
