@@ -42,5 +42,10 @@ class StoreError(HstsyncError):
     """The database cannot be opened or written."""
 
 
+class DiskFullError(StoreError):
+    """The database's filesystem is full: a run stops with exit 1 (not 2: nothing is
+    misconfigured, and systemd may start the daemon again later)."""
+
+
 class AlreadyRunningError(HstsyncError):
     """Another ``hstsync run`` works on the same database (exit 2)."""

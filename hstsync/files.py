@@ -29,15 +29,26 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644, durable: bool = True) -> None:
+def atomic_write(
+    path: Path,
+    data: bytes | str,
+    *,
+    mode: int = 0o644,
+    durable: bool = True,
+    dir_fd: int | None = None,
+) -> None:
     """Replace ``path`` with ``data``, all or nothing.
 
     Raises :class:`OSError` (the temporary file is removed). ``durable=False`` skips
-    the fsyncs for files that are cheap to make again.
+    the fsyncs for files that are cheap to make again. With ``dir_fd`` (an open
+    directory), ``path``'s name is taken in that directory, whatever its path now
+    leads to: a directory checked once cannot be swapped for a symlink meanwhile.
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, _FLAGS, mode)
+    if dir_fd is not None:
+        tmp, path = Path(tmp.name), Path(path.name)
+    fd = os.open(tmp, _FLAGS, mode, dir_fd=dir_fd)
     try:
         try:
             view = memoryview(raw)
@@ -47,10 +58,13 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644, durable: b
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
     if durable:
-        fsync_directory(path.parent)
+        if dir_fd is not None:
+            os.fsync(dir_fd)
+        else:
+            fsync_directory(path.parent)

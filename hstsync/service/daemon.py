@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
+import errno
 import logging
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,13 +25,17 @@ from watchfiles import Change, awatch
 from hstsync.archive.auth import find_token
 from hstsync.archive.manifest import is_manifest_name, parse_manifest, request_name
 from hstsync.config import Config
-from hstsync.errors import AlreadyRunningError, ManifestError
+from hstsync.errors import ConfigError, DiskFullError, ManifestError, StoreError
 from hstsync.files import atomic_write
 from hstsync.model import Request, RequestState
 from hstsync.service.mirror import Mirror, Progress, exit_code, sync_requests
-from hstsync.service.sdnotify import sd_notify
+from hstsync.service.runlock import HEARTBEAT_SECONDS, RunLock, daemon_status, run_lock
+from hstsync.service.sdnotify import sd_notify, watchdog_interval
 from hstsync.service.web import serving_status
+from hstsync.service.workers import use_worker_threads
 from hstsync.store.db import RequestRow, Store
+
+__all__ = ["Daemon", "daemon_status", "run_forever", "run_lock", "run_once", "wake"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,14 @@ FAILED_DIR = "failed"
 SETTLE_SECONDS = 0.5
 #: the listing is re-read this often even without file events
 RESCAN_SECONDS = 30.0
+#: ... and this often while the request directory is missing
+MISSING_RESCAN_SECONDS = 3.0
+#: after the database could not be written (disk full): first pause, and the longest
+STORE_BACKOFF_SECONDS = 2.0
+STORE_BACKOFF_MAX_SECONDS = 300.0
+#: the signals that stop a run (SIGHUP too: nothing to reload, and its default
+#: action would kill the process without any cleanup)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,51 +64,60 @@ class Scan:
 
 
 def prepare_directories(config: Config) -> None:
-    for path in (config.paths.requests, config.paths.mirror, config.paths.database.parent):
-        path.mkdir(parents=True, exist_ok=True)
+    """Make the directories a run needs, refusing to invent a missing request directory.
 
-
-@contextlib.contextmanager
-def run_lock(config: Config) -> Iterator[None]:
-    """One ``hstsync run`` per database at a time.
-
-    Two passes over one mirror would resume each other's ``.part`` files and reset
-    each other's rows at start; a second run is refused instead. The lock is a
-    ``flock`` on ``DATABASE.lock``, released by the kernel when the process dies,
-    so a ``kill -9`` never leaves a stale lock behind.
+    The request directory is created only on a first run (no database yet) and only
+    inside an existing parent. Otherwise a missing one is most likely a share that is
+    not mounted: an empty directory made in its place would make the run forget every
+    request.
     """
-    path = config.paths.database.with_name(config.paths.database.name + ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    requests = config.paths.requests
+    if not requests.is_dir():
+        first_run = not config.paths.database.exists() and requests.parent.is_dir()
+        if requests.exists() or not first_run:
+            raise ConfigError(missing_requests(config))
+        _make(requests, "requests")
+    _make(config.paths.mirror, "mirror")
+    _make(config.paths.database.parent, "database")
+
+
+def _make(path: Path, key: str) -> None:
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise AlreadyRunningError(
-                f"another `hstsync run` (pid {holder}) is mirroring with "
-                f"{config.paths.database}; stop it first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"[paths] {key}: cannot create {path}: {exc.strerror or exc}") from None
+
+
+def missing_requests(config: Config) -> str:
+    where = f" in {config.source}" if config.source else ""
+    what = "is not a directory" if config.paths.requests.exists() else "does not exist"
+    return (
+        f"the request directory {config.paths.requests} {what} (a share not mounted?); "
+        f"create it, or fix `requests` under [paths]{where}"
+    )
 
 
 @contextlib.contextmanager
-def opened_store(config: Config) -> Iterator[Store]:
-    """What every run starts with: its directories, the run lock, and the store with
-    the work of an interrupted run (rows left ``resolving``/``downloading``) requeued."""
+def opened_store(config: Config) -> Iterator[tuple[Store, RunLock]]:
+    """What every run starts with: its directories, the run lock, and the store.
+
+    Opening errors (a read-only directory, not a database) are raised here; the
+    first write, :func:`recover`, is the caller's, with the writes that follow.
+    """
     prepare_directories(config)
-    with run_lock(config), Store(config.paths.database) as store:
-        products, requests = store.recover_interrupted()
-        if products or requests:
-            log.info(
-                "recovered %d transfers and %d requests from an interrupted run",
-                products,
-                requests,
-            )
-        yield store
+    with run_lock(config) as lock, Store(config.paths.database) as store:
+        yield store, lock
+
+
+def recover(store: Store) -> None:
+    """Requeue the work of an interrupted run (rows left ``resolving``/``downloading``)."""
+    products, requests = store.recover_interrupted()
+    if products or requests:
+        log.info(
+            "recovered %d transfers and %d requests from an interrupted run",
+            products,
+            requests,
+        )
 
 
 def forget_removed(store: Store, present: set[str]) -> None:
@@ -158,29 +179,77 @@ def settled(info: os.stat_result, now: float, *, settle: float, steady: bool) ->
     return finished(info) or (now - info.st_mtime >= settle and steady)
 
 
+def _failed_dir(directory: Path, *, create: bool) -> int:
+    """An open descriptor of ``directory/failed``, refused when it is not a plain
+    directory: a symlink planted there would carry manifests and notes elsewhere."""
+    failed = directory / FAILED_DIR
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(failed)
+    try:
+        return os.open(failed, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(exc.errno, f"{failed} is not a directory (a symlink?)") from None
+        raise
+
+
 def set_aside(path: Path, reason: str) -> Path:
-    """Move an invalid manifest to ``failed/`` with ``NAME.error.txt`` beside it."""
-    failed = path.parent / FAILED_DIR
-    failed.mkdir(exist_ok=True)
-    target = failed / path.name
-    os.replace(path, target)
-    note = failed / f"{request_name(path)}.error.txt"
-    atomic_write(
-        note,
-        f"{path.name} was not taken: {reason}\n"
-        f"Fix it and move it back to {path.parent}/ to try again.\n",
-    )
-    return target
+    """Move an invalid manifest to ``failed/`` with ``NAME.error.txt`` beside it.
+
+    Both names are taken inside the ``failed`` directory opened once without
+    following links: the move replaces a symlink planted at ``failed/NAME.toml``
+    (never its target), and the note is written by :func:`atomic_write`, which never
+    writes through one. Raises :class:`OSError` when ``failed`` is not a plain
+    directory; the manifest then stays where it is.
+    """
+    fd = _failed_dir(path.parent, create=True)
+    try:
+        os.replace(path, path.name, dst_dir_fd=fd)
+        note = Path(f"{request_name(path)}.error.txt")
+        atomic_write(
+            note,
+            f"{path.name} was not taken: {reason}\n"
+            f"Fix it and move it back to {path.parent}/ to try again.\n",
+            dir_fd=fd,
+        )
+    finally:
+        os.close(fd)
+    return path.parent / FAILED_DIR / path.name
+
+
+def put_aside(path: Path, reason: str) -> tuple[Path, str]:
+    """:func:`set_aside`, or say why the manifest had to stay: (where it is, why)."""
+    try:
+        moved = set_aside(path, reason)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        log.error("manifest %s is invalid and stays in place: %s (%s)", path.name, why, reason)
+        return path, f"{reason} (not moved aside: {why})"
+    log.warning("manifest %s set aside: %s", path.name, reason)
+    return moved, reason
+
+
+def clear_note(path: Path) -> None:
+    """Remove a stale ``failed/NAME.error.txt`` once ``NAME``'s manifest is taken."""
+    try:
+        fd = _failed_dir(path.parent, create=False)
+    except OSError:
+        return
+    try:
+        os.unlink(f"{request_name(path)}.error.txt", dir_fd=fd)
+        log.info("request %s: manifest taken; removed its old error note", request_name(path))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def scan(directory: Path) -> Scan:
     """Parse every manifest present; set aside the ones that cannot be taken."""
     requests: list[tuple[Request, Path]] = []
     invalid: list[tuple[str, Path, str]] = []
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except FileNotFoundError:
-        return Scan([], [])
+    entries = sorted(os.scandir(directory), key=lambda e: e.name)
     for entry in entries:
         if not entry.is_file() or not is_manifest_name(entry.name):
             continue
@@ -188,59 +257,119 @@ def scan(directory: Path) -> Scan:
         try:
             requests.append((parse_manifest(path), path))
         except ManifestError as exc:
-            reason = str(exc)
-            moved = set_aside(path, reason)
-            log.warning("manifest %s set aside: %s", path.name, reason)
+            moved, reason = put_aside(path, str(exc))
             invalid.append((request_name(path), moved, reason))
+            continue
+        clear_note(path)
     return Scan(requests, invalid)
 
 
 async def run_once(config: Config, progress: Progress | None = None) -> int:
     """Take every manifest present, mirror it, and return SPEC's exit code.
 
-    SIGTERM and SIGINT cancel the pass: partial files stay for resume and rows
-    go back to pending, so the next pass (or the daemon) carries on.
+    SIGTERM, SIGINT and SIGHUP cancel the pass: partial files stay for resume and
+    rows go back to pending, so the next pass (or the daemon) carries on. A second
+    signal cancels again, cutting short whatever the cleanup still waits for; the
+    store is closed either way. A worker thread stuck in astroquery is not waited
+    for (:mod:`hstsync.service.workers`).
     """
     loop = asyncio.get_running_loop()
+    use_worker_threads(loop)
     this = asyncio.current_task()
     assert this is not None
     signalled: list[int] = []
 
     def interrupt(signum: int) -> None:
         signalled.append(signum)
+        if len(signalled) > 1:
+            log.warning("second signal: stopping without waiting for in-flight work")
         this.cancel()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, interrupt, signum)
     try:
         return await _one_pass(config, progress)
+    except DiskFullError as exc:
+        log.error("%s", exc)
+        return 1
     except asyncio.CancelledError:
         if not signalled:
             raise
-        this.uncancel()
+        while this.uncancel():
+            pass
         log.warning("interrupted: partial files are kept and resume on the next run")
         return 1
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
 
 
 async def _one_pass(config: Config, progress: Progress | None) -> int:
     token = find_token(config.mast.token_file)
-    with opened_store(config) as store:
-        found = scan(config.paths.requests)
-        for name, moved, reason in found.invalid:
-            store.record_invalid(name, str(moved), reason)
-        forget_removed(store, {request.name for request, _ in found.requests})
-        for request, path in found.requests:
-            store.upsert_request(request, str(path))
-        async with Mirror(
-            config, store, token=token.value if token else None, progress=progress
-        ) as mirror:
-            states = await sync_requests(mirror, [request for request, _ in found.requests])
+    failure: StoreError | None = None
+    with opened_store(config) as (store, lock):
+        try:
+            found = scan(config.paths.requests)
+        except FileNotFoundError:
+            raise ConfigError(missing_requests(config)) from None
+        try:
+            recover(store)
+            for name, moved, reason in found.invalid:
+                store.record_invalid(name, str(moved), reason)
+            forget_removed(store, {request.name for request, _ in found.requests})
+            for request, path in found.requests:
+                store.upsert_request(request, str(path))
+            async with (
+                Mirror(
+                    config, store, token=token.value if token else None, progress=progress
+                ) as mirror,
+                _keeping_alive(lock),
+            ):
+                states = await sync_requests(mirror, [request for request, _ in found.requests])
+        except* StoreError as group:
+            failure = _first_store_error(group)
+    if failure is not None:
+        # The database could not be written (disk full, I/O error): every transaction
+        # either happened or not, and the next run takes up where this one stopped.
+        log.error("%s; stopping (the next run resumes)", failure)
+        return 1
     if found.invalid:
         return 1
     return exit_code(states.values())
+
+
+def _first_store_error(group: BaseExceptionGroup[StoreError]) -> StoreError:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, StoreError)
+    return error
+
+
+@contextlib.asynccontextmanager
+async def _keeping_alive(lock: RunLock) -> AsyncIterator[None]:
+    """While the block runs: the run lock's heartbeat and systemd's watchdog, both
+    from the event loop, so that a loop that stops turning stops them too."""
+
+    async def beat() -> None:
+        watchdog = watchdog_interval()
+        every = min(HEARTBEAT_SECONDS, watchdog or HEARTBEAT_SECONDS)
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(every)
+            if watchdog is not None:
+                sd_notify("WATCHDOG=1")
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS - every / 2:
+                lock.beat()
+                last_beat = time.monotonic()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Daemon:
@@ -265,6 +394,7 @@ class Daemon:
         self.rescan_every = rescan_every
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._rewatch = asyncio.Event()  # ends the current watch (stop, directory back)
         self._watching = asyncio.Event()
         #: set once the watcher reports events and the first scan is done (READY=1)
         self.ready = asyncio.Event()
@@ -275,41 +405,73 @@ class Daemon:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._unsettled = False
         self._signals = 0
+        #: set by a second signal: stop without waiting for in-flight work
+        self.force_exit = False
+        self._main: asyncio.Task[int] | None = None
+        self._store_backoff = 0.0  # seconds; 0 while the database takes writes
+        self._store_retry_at = 0.0  # monotonic time of the next attempt after a failure
+        self._requests_missing = False
+        self._requests_device: int | None = None
+        self._rewatched_until = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop taking work; in-flight transfers are cancelled and left resumable."""
+        """Stop taking work; in-flight transfers are cancelled and left resumable.
+
+        Like uvicorn: a second call (a second signal) sets :attr:`force_exit` and
+        cancels whatever the graceful stop still waits for; the cleanup that closes
+        the store runs either way.
+        """
         self._signals += 1
         if self._signals > 1:
-            log.warning("second signal: exiting at once (partial files stay resumable)")
-            os._exit(1)
+            if not self.force_exit:
+                log.warning("second signal: stopping without waiting for in-flight work")
+                self.force_exit = True
+                if self._main is not None:
+                    self._main.cancel()
+            return
         log.info("stopping: finishing in-flight writes")
         sd_notify("STOPPING=1")
         self._stop.set()
+        self._rewatch.set()
         self._wake.set()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        use_worker_threads(loop)
+        self._main = asyncio.current_task()
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
         token = find_token(self.config.mast.token_file)
         try:
-            with opened_store(self.config) as store:
+            with opened_store(self.config) as (store, lock):
                 # The token is looked up again at each pass: a token installed or
                 # renewed while the daemon runs is used without a restart.
-                async with Mirror(
-                    self.config,
-                    store,
-                    token=token.value if token else None,
-                    token_source=lambda: find_token(self.config.mast.token_file),
-                ) as mirror:
+                async with (
+                    Mirror(
+                        self.config,
+                        store,
+                        token=token.value if token else None,
+                        token_source=lambda: find_token(self.config.mast.token_file),
+                    ) as mirror,
+                    _keeping_alive(lock),
+                ):
                     await self._serve(store, mirror)
+        except asyncio.CancelledError:
+            # a second signal: the store was closed on the way out all the same
+            if not self.force_exit:
+                raise
+            while self._main is not None and self._main.uncancel():
+                pass
+        except DiskFullError as exc:
+            log.error("%s", exc)  # exit 1: systemd may try again later
+            return 1
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
         log.info("stopped")
-        return 0
+        return 1 if self.force_exit else 0
 
     async def _serve(self, store: Store, mirror: Mirror) -> None:
         # The status endpoint (if configured) is up before the first scan and stays up
@@ -319,7 +481,10 @@ class Daemon:
             flusher = group.create_task(mirror.flush_progress_forever())
             group.create_task(mirror.warm_up())
             await self._until_watching()
-            await self._rescan(store, first=True)
+            with self._store_guard():
+                recover(store)
+            with self._store_guard():
+                await self._rescan(store, first=True)
             sd_notify("READY=1", f"STATUS=watching {self.config.paths.requests}")
             self.ready.set()
             log.info(
@@ -328,12 +493,15 @@ class Daemon:
                 self.config.paths.mirror,
             )
             while not self._stop.is_set():
-                self._start_due(store, mirror, group)
+                if time.monotonic() >= self._store_retry_at:
+                    with self._store_guard():
+                        self._start_due(store, mirror, group)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_for(store))
                 self._wake.clear()
-                if not self._stop.is_set():
-                    await self._rescan(store)
+                if not self._stop.is_set() and time.monotonic() >= self._store_retry_at:
+                    with self._store_guard():
+                        await self._rescan(store)
             # Shutdown travels as cancellation: downloads close their .part files,
             # rows go back to pending, and the group waits for every task.
             for task in self._tasks.values():
@@ -341,10 +509,40 @@ class Daemon:
             watcher.cancel()
             flusher.cancel()
 
+    @contextlib.contextmanager
+    def _store_guard(self) -> Iterator[None]:
+        """Turn a database that cannot be written (disk full) into a pause.
+
+        Every write is one transaction, so a failed one leaves the rows as they were;
+        the work is tried again after a pause that doubles up to
+        :data:`STORE_BACKOFF_MAX_SECONDS`, and the daemon keeps running.
+        """
+        try:
+            yield
+        except StoreError as exc:
+            self._store_failed(exc)
+        else:
+            if self._store_backoff:
+                log.info("the database takes writes again")
+                self._store_backoff = 0.0
+
+    def _store_failed(self, exc: StoreError) -> None:
+        backoff = self._store_backoff * 2 or STORE_BACKOFF_SECONDS
+        self._store_backoff = min(backoff, STORE_BACKOFF_MAX_SECONDS)
+        self._store_retry_at = time.monotonic() + self._store_backoff
+        log.error("%s; trying again in %.0f s", exc, self._store_backoff)
+        self._wake.set()
+
     def _sleep_for(self, store: Store) -> float:
+        if self._store_retry_at > time.monotonic():
+            return self._store_retry_at - time.monotonic()
         if self._unsettled:
             return min(self.settle, 0.25)
         wait = self.rescan_every
+        if self._requests_missing:  # no file event tells when a share comes back
+            wait = min(wait, MISSING_RESCAN_SECONDS)
+        if time.monotonic() < self._rewatched_until:  # the watcher is restarting
+            wait = min(wait, 0.25)
         now = _now()
         for name in self._manifests:
             if name in self._tasks:
@@ -369,6 +567,7 @@ class Daemon:
     async def _watch(self) -> None:
         """Turn file events into wake-ups; a crashed watcher is restarted."""
         while not self._stop.is_set():
+            self._rewatch = asyncio.Event()
             try:
                 async for changes in awatch(
                     self.config.paths.requests,
@@ -376,13 +575,14 @@ class Daemon:
                     debounce=100,
                     step=20,
                     recursive=False,
-                    stop_event=self._stop,
+                    stop_event=self._rewatch,
                 ):
                     self._note_renames(changes)
                     self._watching.set()
                     self._wake.set()
             except Exception as exc:
-                log.warning("directory watcher failed (%s); restarting", type(exc).__name__)
+                if not self._requests_missing:  # that one is said once by _rescan
+                    log.warning("directory watcher failed (%s); restarting", type(exc).__name__)
             if not self._stop.is_set():
                 await asyncio.sleep(1.0)
 
@@ -413,10 +613,24 @@ class Daemon:
         self._unsettled = False
         now = time.time()
         try:
+            device = os.stat(directory).st_dev
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError as exc:
-            log.warning("cannot list %s (%s)", directory, exc.strerror)
+            self._requests_gone(exc.strerror or str(exc))
             return
+        if self._requests_device is None:
+            self._requests_device = device
+        elif device != self._requests_device:
+            if self._manifests and not any(is_manifest_name(e.name) for e in entries):
+                # an empty mount point where the share was
+                self._requests_gone("now an empty directory on another filesystem")
+                return
+            self._requests_device = device
+        if self._requests_missing:
+            log.info("the request directory %s is back", directory)
+            self._requests_missing = False
+            self._rewatch.set()  # watch the directory that is there now; until the
+            self._rewatched_until = time.monotonic() + 3.0  # watcher is back, poll
         for entry in entries:
             try:
                 if not entry.is_file() or not is_manifest_name(entry.name):
@@ -438,16 +652,32 @@ class Daemon:
                 self._unsettled = True
                 continue
             self._taken[entry.name] = stat
-            await self._take(store, path, name)
+            try:
+                await self._take(store, path, name)
+            except StoreError:
+                del self._taken[entry.name]  # taken again once the database recovers
+                raise
         for name in list(self._manifests):
             if name not in present:
                 await self._cancel(name)
+                store.remove_request(name)  # first: a failed write is tried again
                 del self._manifests[name]
                 log.info("request %s: manifest removed, request stopped", name)
-                store.remove_request(name)
         if first:
             # manifests removed while the daemon was down
             forget_removed(store, present)
+
+    def _requests_gone(self, why: str) -> None:
+        """The request directory vanished (a share unmounted?): keep every request."""
+        if not self._requests_missing:
+            log.error(
+                "the request directory %s cannot be read (%s): keeping its %d requests "
+                "and looking again at the next rescan; check [paths] requests",
+                self.config.paths.requests,
+                why,
+                len(self._manifests),
+            )
+        self._requests_missing = True
 
     async def _take(self, store: Store, path: Path, name: str) -> None:
         try:
@@ -455,12 +685,13 @@ class Daemon:
         except ManifestError as exc:
             await self._cancel(name)
             self._manifests.pop(name, None)
-            moved = set_aside(path, str(exc))
-            self._seen.pop(path.name, None)
-            self._taken.pop(path.name, None)
-            log.warning("manifest %s set aside: %s", path.name, exc)
-            store.record_invalid(name, str(moved), str(exc))
+            moved, reason = put_aside(path, str(exc))
+            if moved != path:
+                self._seen.pop(path.name, None)
+                self._taken.pop(path.name, None)
+            store.record_invalid(name, str(moved), reason)
             return
+        clear_note(path)
         before = store.get_request(name)
         row = store.upsert_request(request, str(path))
         if before is not None and before.digest != row.digest:
@@ -496,13 +727,17 @@ class Daemon:
 
     async def _sync(self, store: Store, mirror: Mirror, request: Request) -> None:
         try:
-            await mirror.sync(request)
+            try:
+                await mirror.sync(request)
+            except* StoreError as group:
+                self._store_failed(_first_store_error(group))
         except Exception:
             # A bug must not take the daemon down with it; the request says so.
             log.exception("request %s: unexpected error", request.name)
-            store.set_request_state(
-                request.name, RequestState.INCOMPLETE, "internal error; see the service log"
-            )
+            with contextlib.suppress(StoreError):
+                store.set_request_state(
+                    request.name, RequestState.INCOMPLETE, "internal error; see the service log"
+                )
         finally:
             self._tasks.pop(request.name, None)
             self._wake.set()

@@ -465,12 +465,36 @@ class Mirror:
 
     async def fetch(self, job: Job) -> Outcome:
         key = (job.request, job.product.data_uri)
-        shared = self._inflight.get(job.dest)
-        if shared is not None:
-            self._progress_keys[job.dest].append(key)
-            outcome = await asyncio.shield(shared)
-            self._record(key, job, outcome)
-            return outcome
+        while (shared := self._inflight.get(job.dest)) is not None:
+            outcome = await self._wait_for_shared(key, job, shared)
+            if outcome is not None:
+                self._record(key, job, outcome)
+                return outcome
+            # The request that owned the transfer was stopped (manifest removed or
+            # re-planned): this one takes it over from the same .part.
+            log.info("%s:%s: taking over a shared transfer", job.request, job.product.filename)
+        return await self._fetch_owned(key, job)
+
+    async def _wait_for_shared(
+        self, key: tuple[str, str], job: Job, shared: asyncio.Future[Outcome]
+    ) -> Outcome | None:
+        """Wait for another request's transfer of the same file; None when that
+        transfer was cancelled while this request still wants the file."""
+        waiting = self._progress_keys[job.dest]
+        waiting.append(key)
+        try:
+            return await asyncio.shield(shared)
+        except asyncio.CancelledError:
+            this = asyncio.current_task()
+            if shared.cancelled() and this is not None and not this.cancelling():
+                return None
+            # This request is stopping: the owner must not record for it any more.
+            with contextlib.suppress(ValueError):
+                waiting.remove(key)
+            self._progress.pop(key, None)
+            raise
+
+    async def _fetch_owned(self, key: tuple[str, str], job: Job) -> Outcome:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._inflight[job.dest] = future
         self._progress_keys[job.dest] = [key]
@@ -487,8 +511,8 @@ class Mirror:
                     self._interrupted(job)
                     raise
             future.set_result(outcome)
-            for other in self._progress_keys[job.dest]:
-                self._record(other, job, outcome)
+            # each waiting request records the outcome for itself (fetch)
+            self._record(key, job, outcome)
             return outcome
         except BaseException:
             if not future.done():
@@ -600,8 +624,13 @@ class Mirror:
                 self._display.advanced(key[0], delta)
 
     def _flush_progress(self) -> None:
-        if self._progress:
+        if not self._progress:
+            return
+        try:
             self.store.record_progress(dict(self._progress))
+        except StoreError as exc:
+            # Counters only: the next flush (or the transfer's end) writes them again.
+            log.warning("transfer progress not recorded: %s", exc)
 
     async def flush_progress_forever(self) -> None:
         """Write byte counters to the database periodically, batched in one transaction."""

@@ -54,9 +54,9 @@ from hstsync.store.schema import (
     connect_readwrite,
     first_row,
     migrate,
+    open_failure,
     too_new,
     utc_now,
-    write_failure,
 )
 
 # Names other modules import from here, including those defined in schema.py.
@@ -146,7 +146,7 @@ class Store:
             self._migrate()
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(write_failure(path, exc)) from exc
+            raise open_failure(path, exc) from exc
         except BaseException:
             conn.close()
             raise
@@ -565,6 +565,7 @@ class Store:
         Returns (products, requests) reset.
         """
         now = utc_now()
+        pending = str(ProductState.PENDING)
         with self._writing("recover interrupted work") as db:
             products = db.execute(
                 "UPDATE products SET state = ?, updated = ? WHERE state = ?",
@@ -579,6 +580,13 @@ class Store:
                     str(RequestState.DOWNLOADING),
                 ],
             ).rowcount
+            # A pass that ended with products never fetched (a shared transfer lost
+            # with another request, a full disk) is taken again, not left to re-sync.
+            requests += db.execute(
+                "UPDATE requests SET state = ?, updated = ? WHERE state = ?"
+                " AND name IN (SELECT request FROM products WHERE state = ?)",
+                [str(RequestState.QUEUED), now, str(RequestState.INCOMPLETE), pending],
+            ).rowcount
         return int(products), int(requests)
 
     def retry(self, request: str | None = None) -> int:
@@ -588,8 +596,18 @@ class Store:
         Returns how many products were put back.
         """
         now = utc_now()
-        where = "state IN (?, ?)"
-        args: list[Any] = [str(ProductState.FAILED), str(ProductState.AUTH_REQUIRED)]
+        # ... and pending products of a request that ended incomplete without them
+        # (a pass that never fetched them), so that they are fetched now too.
+        where = (
+            "(state IN (?, ?) OR (state = ? AND request IN"
+            " (SELECT name FROM requests WHERE state = ?)))"
+        )
+        args: list[Any] = [
+            str(ProductState.FAILED),
+            str(ProductState.AUTH_REQUIRED),
+            str(ProductState.PENDING),
+            str(RequestState.INCOMPLETE),
+        ]
         if request is not None:
             where += " AND request = ?"
             args.append(request)

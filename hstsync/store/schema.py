@@ -13,6 +13,7 @@ in ``store.py``.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from hstsync.errors import StoreError, UnsafePathError
+from hstsync.errors import DiskFullError, StoreError, UnsafePathError
 from hstsync.model import Product
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
@@ -51,9 +52,37 @@ def connect_readwrite(path: Path) -> sqlite3.Connection:
             raise StoreError(f"cannot write the database {path}: permission denied")
         return sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     except OSError as exc:
+        if disk_full(path):
+            raise DiskFullError(full_message(path)) from exc
         raise StoreError(f"cannot create database {path}: {exc.strerror or exc}") from exc
     except sqlite3.Error as exc:
-        raise StoreError(write_failure(path, exc)) from exc
+        raise open_failure(path, exc) from exc
+
+
+#: below this many free bytes the database's filesystem counts as full
+_FULL_BELOW = 64 * 1024
+
+
+def disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < _FULL_BELOW
+    except OSError:
+        return False
+
+
+def full_message(path: Path) -> str:
+    return f"cannot open the database {path}: the disk is full (no space left in {path.parent})"
+
+
+def open_failure(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The error for a database that cannot be opened for writing, explained.
+
+    SQLite says "disk I/O error" when it cannot make its -wal or -shm file on a full
+    disk; that is said plainly (and is not a configuration error).
+    """
+    if disk_full(path):
+        return DiskFullError(full_message(path))
+    return StoreError(write_failure(path, exc))
 
 
 def _create_private(path: Path) -> None:
