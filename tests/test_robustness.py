@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -506,6 +507,23 @@ async def test_daemon_status_tells_a_running_daemon_and_its_last_heartbeat(
         running, pid, last = daemon_status(config)
         assert running and pid == d.proc.pid
         assert last is not None and last <= time.time()
+        # what a person and a script read
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "hstsync", "status", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert f"daemon: running (pid {d.proc.pid}, last heartbeat" in shown.stdout
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "hstsync", "status", "--json", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert json.loads(shown.stdout)["daemon"]["pid"] == d.proc.pid
         d.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(d.proc.wait(), 10) == 0
     running, pid, last = daemon_status(config)

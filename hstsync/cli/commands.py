@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -478,6 +479,7 @@ def _retry(config: Config, request: str | None) -> int:
 def _status(config: Config, request: str | None, *, as_json: bool) -> int:
     from hstsync.cli import report
     from hstsync.service import status
+    from hstsync.service.runlock import daemon_status
     from hstsync.store.db import Store
 
     with Store.open_readonly(config.paths.database) as store:
@@ -486,11 +488,14 @@ def _status(config: Config, request: str | None, *, as_json: bool) -> int:
             print(f"hstsync: no request named {request!r}", file=sys.stderr)
             return EXIT_USAGE
         products = store.products(request) if request is not None else None
+    running, pid, beat = daemon_status(config)
     if as_json:
         doc: dict[str, Any] = status.status_document(summaries, products)
+        doc["daemon"] = {"running": running, "pid": pid, "heartbeat": beat}
         print(json.dumps(doc, indent=2))
     else:
         report.print_status(summaries, products)
+        print(report.daemon_line(running, pid, beat, time.time()))
     unfinished = [s.request for s in summaries if s.request.state != "done"]
     if not unfinished:
         return EXIT_OK

@@ -202,6 +202,15 @@ def product_table(products: Sequence[ProductRow], width: int | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def daemon_line(running: bool, pid: int | None, heartbeat: float | None, now: float) -> str:
+    """Whether an ``hstsync run`` is mirroring with this database, from its run lock."""
+    if not running:
+        return "\ndaemon: not running (no `hstsync run` holds this database)"
+    who = f"pid {pid}" if pid is not None else "pid unknown"
+    seen = f", last heartbeat {max(now - heartbeat, 0):.0f} s ago" if heartbeat else ""
+    return f"\ndaemon: running ({who}{seen})"
+
+
 def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Columns padded to their widest cell, the last one left ragged."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
