@@ -564,3 +564,33 @@ def test_login_at_a_terminal_reads_the_token_without_echo(tmp_path: Path):
         KEYRING_SERVICE, KEYRING_USER
     )
     assert stored == SECRET
+
+
+# -- advice that can work where it is given (issue: "run hstsync login" where it cannot help)
+
+
+def test_advice_for_a_token_from_the_environment_does_not_stop_at_login():
+    advice = auth.renewal_advice("environment", keyring_usable=True)
+    assert "MAST_API_TOKEN" in advice and "would not help" in advice
+
+
+def test_advice_for_a_token_file_names_the_file():
+    advice = auth.renewal_advice("token_file", token_file=Path("/run/credentials/x/token"))
+    assert "/run/credentials/x/token" in advice and "login" not in advice
+
+
+def test_advice_without_a_keyring_never_says_login_alone():
+    assert auth.renewal_advice(None, keyring_usable=False).startswith("set MAST_API_TOKEN")
+    assert auth.renewal_advice(None, keyring_usable=True) == (
+        "run `hstsync login` or set MAST_API_TOKEN"
+    )
+    assert auth.renewal_advice("keyring", keyring_usable=True) == "run `hstsync login`"
+
+
+def test_refused_token_message_names_what_to_do_for_its_source():
+    message = auth.auth_required_message(
+        ["9999"], have_token=True, refusal="HTTP 401", source="environment"
+    )
+    assert "MAST_API_TOKEN" in message and "(HTTP 401)" in message
+    warning = auth.session_warning({"anon": True}, source="environment") or ""
+    assert "does not accept" in warning and "would not help" in warning

@@ -12,6 +12,7 @@ No message built here or by callers contains it; :class:`Token`'s repr hides it;
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -258,13 +259,52 @@ def expiry_of(info: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def session_warning(info: Mapping[str, Any], now: datetime | None = None) -> str | None:
-    """What a long-running mirror should tell its operator about its token, if anything."""
+def renewal_advice(
+    source: str | None, *, token_file: Path | None = None, keyring_usable: bool | None = None
+) -> str:
+    """How to give hstsync a new token, for the source the current one came from
+    (``Token.source``; None: there is none), as advice that can work where it is given:
+    ``hstsync login`` only helps where the keyring is read, which a token file and
+    ``$MAST_API_TOKEN`` come before, and only where a keyring exists."""
+    if source == "token_file":
+        where = str(token_file) if token_file else "the file [mast] token_file names"
+        return f"write it into {where} (mast.token_file, which comes first)"
+    if source == "environment":
+        return (
+            "put it in $MAST_API_TOKEN (it takes precedence over the keyring, so "
+            "`hstsync login` alone would not help), or unset MAST_API_TOKEN and run "
+            "`hstsync login`"
+        )
+    if keyring_usable is None:
+        keyring_usable = _keyring_available()
+    if keyring_usable:
+        return "run `hstsync login`" + (" or set MAST_API_TOKEN" if source is None else "")
+    return (
+        "set MAST_API_TOKEN or point [mast] token_file at a file holding it "
+        "(`hstsync login` needs a keyring, and there is none here)"
+    )
+
+
+@functools.cache
+def _keyring_available() -> bool:
+    try:
+        require_keyring()
+    except HstsyncError:
+        return False
+    return True
+
+
+def session_warning(
+    info: Mapping[str, Any], now: datetime | None = None, *, source: str | None = "keyring"
+) -> str | None:
+    """What a long-running mirror should tell its operator about its token, if anything.
+
+    ``source`` is where the token came from (``Token.source``): the advice names it."""
     if is_anonymous(info):
         return (
             "the archive does not accept the MAST token (expired or revoked?): "
             f"exclusive-access files wait as auth_required; make a new token at {TOKEN_PAGE} "
-            "and run `hstsync login` (or update MAST_API_TOKEN / mast.token_file)"
+            f"and {renewal_advice(source)}"
         )
     expires = expiry_of(info)
     if expires is None:
@@ -274,25 +314,30 @@ def session_warning(info: Mapping[str, Any], now: datetime | None = None) -> str
         return None
     when = expires.strftime("%Y-%m-%d %H:%M UTC")
     if left.total_seconds() <= 0:
-        return f"the MAST token of {user_of(info)} expired at {when}; run `hstsync login`"
+        return f"the MAST token of {user_of(info)} expired at {when}; {renewal_advice(source)}"
     return (
         f"the MAST token of {user_of(info)} expires at {when}: make a new one at "
-        f"{TOKEN_PAGE} and run `hstsync login`"
+        f"{TOKEN_PAGE} and {renewal_advice(source)}"
     )
 
 
-def auth_required_message(proposals: Sequence[str], *, have_token: bool, refusal: str) -> str:
-    """The ``last_error`` of a product the archive refused: what happened, what to do."""
+def auth_required_message(
+    proposals: Sequence[str], *, have_token: bool, refusal: str, source: str | None = None
+) -> str:
+    """The ``last_error`` of a product the archive refused: what happened, what to do.
+
+    ``source`` is where the refused token came from (``Token.source``), when known."""
     ids = ", ".join(proposals) or "this program"
     status = re.search(r"HTTP \d+", refusal)
     code = f" ({status.group(0)})" if status else ""
     if have_token:
         return (
             f"the archive refused the MAST token{code}: it needs a token with access to "
-            f"proposal {ids}, and this one has none or has expired; run `hstsync login` "
-            "with a new token or set MAST_API_TOKEN"
+            f"proposal {ids}, and this one has none or has expired; "
+            + (
+                renewal_advice(source)
+                if source
+                else "run `hstsync login` with a new token or set MAST_API_TOKEN"
+            )
         )
-    return (
-        f"needs a MAST token with access to proposal {ids}{code}: "
-        "run `hstsync login` or set MAST_API_TOKEN"
-    )
+    return f"needs a MAST token with access to proposal {ids}{code}: {renewal_advice(None)}"
