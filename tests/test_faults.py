@@ -23,7 +23,7 @@ from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState, RequestState
 from hstsync.service.daemon import run_once
 from hstsync.service.results import RESULTS_DIR
-from hstsync.store.db import ProductRow, Store
+from hstsync.store import ProductRow, Store
 from hstsync.transfer.verify import CorruptFileError, verify_file
 
 HST = Path("mastDownload/HST")

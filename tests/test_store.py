@@ -17,7 +17,7 @@ import pytest
 import hstsync
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState, Request, RequestState, counts_of
-from hstsync.store.db import SCHEMA_VERSION, PlanDiff, Store
+from hstsync.store import SCHEMA_VERSION, PlanDiff, Store
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 REPO = Path(hstsync.__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from hstsync.model import ProductState, human_bytes
 from hstsync.service.planner import Plan
-from hstsync.store.db import ProductRow, RequestSummary
+from hstsync.store import ProductRow, RequestSummary
 
 
 def _console(file: IO[str] | None) -> Console:

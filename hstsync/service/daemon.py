@@ -33,7 +33,7 @@ from hstsync.service.runlock import HEARTBEAT_SECONDS, RunLock, daemon_status, r
 from hstsync.service.sdnotify import sd_notify, watchdog_interval
 from hstsync.service.web import serving_status
 from hstsync.service.workers import use_worker_threads
-from hstsync.store.db import RequestRow, Store
+from hstsync.store import RequestRow, Store
 
 __all__ = ["Daemon", "daemon_status", "run_forever", "run_lock", "run_once", "wake"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hstsync.config import Config
-from hstsync.store.db import Store, utc_now
+from hstsync.store import Store, utc_now
 
 log = logging.getLogger(__name__)
 

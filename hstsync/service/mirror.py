@@ -45,7 +45,7 @@ from hstsync.service.hooks import PassLog
 from hstsync.service.lookup import Lookups
 from hstsync.service.planner import free_space, room_for
 from hstsync.service.results import results_path, write_results
-from hstsync.store.db import ProductRow, Store
+from hstsync.store import ProductRow, Store
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, after_fallback, open_session
 from hstsync.transfer.ranges import held_bytes
 from hstsync.transfer.verify import CorruptFileError, needs_verification, verify_file

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hstsync.files import atomic_write
 from hstsync.model import ProductState, relpath_or_none
-from hstsync.store.db import ProductRow
+from hstsync.store import ProductRow
 
 RESULTS_DIR = "results"
 

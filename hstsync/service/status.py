@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hstsync.model import relpath_or_none
-from hstsync.store.db import ProductRow, RequestSummary
+from hstsync.store import ProductRow, RequestSummary
 
 
 def request_document(summary: RequestSummary) -> dict[str, Any]:

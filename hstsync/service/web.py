@@ -36,7 +36,7 @@ from hstsync.config import Config, is_loopback
 from hstsync.errors import ConfigError, StoreError
 from hstsync.model import RequestState, human_bytes
 from hstsync.service.status import status_document
-from hstsync.store.db import RequestSummary, Store
+from hstsync.store import RequestSummary, Store
 
 log = logging.getLogger(__name__)
 

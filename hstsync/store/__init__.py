@@ -1,9 +1,22 @@
 """What hstsync remembers: requests and products in one SQLite file.
 
-- ``db``: :class:`Store`, the only place that speaks SQL about rows.
+- ``db``: :class:`Store`, the connection and its transactions; the public face.
+- ``rows``: the row dataclasses callers get back, and rows <-> columns conversion.
+- ``request_queries``, ``product_queries``: the statements about rows, run by the
+  ``Store`` inside its transactions (with ``db`` and ``schema``, the only SQL).
 - ``schema``: tables, migrations, connection opening and pragmas.
 """
 
-from hstsync.store.db import ProductRow, RequestRow, RequestSummary, Store
+from hstsync.store.db import Store
+from hstsync.store.rows import PlanDiff, ProductRow, RequestRow, RequestSummary, utc_now
+from hstsync.store.schema import SCHEMA_VERSION
 
-__all__ = ["ProductRow", "RequestRow", "RequestSummary", "Store"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "PlanDiff",
+    "ProductRow",
+    "RequestRow",
+    "RequestSummary",
+    "Store",
+    "utc_now",
+]

@@ -1,13 +1,13 @@
-"""The store's side of the SQLite file: schema, migrations, connections, column values.
+"""The store's side of the SQLite file: schema, migrations, connections.
 
-Part of the store: with ``store.py``, the only modules that speak SQL; ``store.py``
-imports this module and nothing here imports ``store.py``. Owns the database file
-(created 0600, WAL, ``PRAGMA user_version`` as the schema version), the tables and
-indexes, the migration to :data:`SCHEMA_VERSION`, opening a connection read-write or
-read-only (``mode=ro`` URI) with clear messages when that fails, the per-connection
-pragmas, and the helpers that turn values into columns and timestamps. The
-:class:`~hstsync.store.db.Store` built on it, its transactions and its row dataclasses are
-in ``store.py``.
+Part of the store, and with ``db.py``, ``request_queries.py`` and ``product_queries.py``
+the only modules that speak SQL; nothing here imports them. Owns the database file
+(created 0600, WAL, ``PRAGMA user_version`` as the schema version), the tables,
+indexes and tally triggers, the migration to :data:`SCHEMA_VERSION`, opening a
+connection read-write or read-only (``mode=ro`` URI) with clear messages when that
+fails, and the per-connection pragmas. The :class:`~hstsync.store.db.Store` built on
+it and its transactions are in ``db.py``; the row dataclasses and column values in
+``rows.py``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from hstsync.errors import DiskFullError, StoreError, UnsafePathError
-from hstsync.model import Product
+from hstsync.errors import DiskFullError, StoreError
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
 #: the number of steps in :data:`MIGRATIONS` (version 1 is the first schema).
@@ -34,11 +32,6 @@ PRODUCTS = "products"
 TALLIES = "tallies"
 #: the schema version that has :data:`TALLIES`
 TALLIES_VERSION = 3
-
-
-def utc_now() -> str:
-    """The timestamp format of every row: ISO-8601 UTC to the second, ``…Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- connections -------------------------------------------------------------------------
@@ -159,6 +152,15 @@ def write_failure(path: Path, exc: sqlite3.Error) -> str:
     return f"cannot open the database {path}: {message}"
 
 
+def unreadable(path: Path, version: int) -> str | None:
+    """Why a database at schema ``version`` cannot be read as it is, or None."""
+    if version == 0:
+        return f"{path} holds no hstsync data yet — run `hstsync run` first"
+    if version > SCHEMA_VERSION:
+        return too_new(path, version)
+    return None
+
+
 def too_new(path: Path, version: int) -> str:
     return (
         f"{path} has schema version {version}, newer than this hstsync knows "
@@ -171,7 +173,7 @@ def too_new(path: Path, version: int) -> str:
 
 def migrate(db: Any, path: Path) -> None:
     """Bring the database ``db`` (inside a write transaction) to :data:`SCHEMA_VERSION`."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    version = user_version(db)
     if version > SCHEMA_VERSION:
         raise StoreError(too_new(path, version))
     if version == 0:
@@ -180,6 +182,11 @@ def migrate(db: Any, path: Path) -> None:
     for step in MIGRATIONS[version - 1 :]:
         step(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def user_version(db: Any) -> int:
+    """The schema version of the database ``db`` (0: nothing created yet)."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
 def _add_lookup_and_size_columns(db: Any) -> None:
@@ -324,33 +331,3 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _add_tallies,
     _add_last_new_files,
 )
-
-
-# -- values -> columns -------------------------------------------------------------------
-
-
-def first_row(rows: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
-    return next(iter(rows), None)
-
-
-def catalogue_columns(product: Product) -> dict[str, Any]:
-    try:
-        relpath: str | None = str(product.relpath())
-    except UnsafePathError:
-        relpath = None
-    return {
-        "data_uri": product.data_uri,
-        "obs_collection": product.obs_collection,
-        "obs_id": product.obs_id,
-        "filename": product.filename,
-        "relpath": relpath,
-        # -1: unknown until a transfer brings the file (the column is NOT NULL)
-        "size": -1 if product.size is None else product.size,
-        "catalogue_size": product.size,
-        "obsid": product.obsid,
-        "product_type": product.product_type,
-        "calib_level": product.calib_level,
-        "data_rights": product.data_rights,
-        "description": product.description,
-        "problem": product.problem,
-    }

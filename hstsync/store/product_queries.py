@@ -1,0 +1,248 @@
+"""The statements about product rows: planning, marking, progress, summaries, recovery.
+
+Free functions taking the sqlite-utils ``Database`` (``db``) that the
+:class:`~hstsync.store.db.Store` hands out inside one of its transactions; they never
+begin or end one, so each runs whole or not at all. ``path`` is the database file, for
+the messages of a missing row. What each write means for a caller is documented on the
+``Store`` method that calls it.
+
+sqlite-utils inserts, and updates or deletes rows it can name; statements that change
+many rows by a condition (some of which touch requests too: a product put back in the
+queue puts its request back), and the aggregate behind :func:`summaries`, are written
+out here because sqlite-utils has no API for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hstsync.errors import StoreError
+from hstsync.model import Product, ProductState, RequestState
+from hstsync.store import request_queries
+from hstsync.store.rows import (
+    PlanDiff,
+    ProductRow,
+    RequestSummary,
+    catalogue_columns,
+    counts,
+    first_row,
+    product_row,
+    utc_now,
+)
+from hstsync.store.schema import PRODUCTS, REQUESTS
+
+# ``db`` is a sqlite_utils.Database, which is untyped: ``Any`` in every signature.
+
+# Bound parameters per statement stay well under SQLite's limit (32766 since 3.32).
+_CHUNK = 500
+
+
+def replace(db: Any, path: Path, request: str, products: Sequence[Product]) -> PlanDiff:
+    fresh: dict[str, Product] = {}
+    for product in products:
+        fresh.setdefault(product.data_uri, product)
+    now = utc_now()
+    restart = {
+        "state": str(ProductState.PENDING),
+        "bytes_done": 0,
+        "attempts": 0,
+        "last_error": None,
+        "updated": now,
+        "done_at": None,
+    }
+    new: list[dict[str, Any]] = []
+    changed = unchanged = 0
+    request_queries.require(db, request, path)
+    table = db.table(PRODUCTS)
+    stored = {r["data_uri"]: r for r in table.rows_where("request = ?", [request])}
+    for uri, product in fresh.items():
+        columns = catalogue_columns(product)
+        old = stored.get(uri)
+        if old is None:
+            new.append({"request": request, **columns, **restart})
+        elif (
+            old["catalogue_size"] != product.size
+            or old["data_rights"] != product.data_rights
+            or old["problem"] != product.problem
+        ):
+            table.update(old["id"], columns | restart | {"size_note": None})
+            changed += 1
+        else:
+            unchanged += 1
+            # "size" is ours once a transfer recorded the server's: a catalogue
+            # still wrong the same way changes nothing
+            drift = {k: v for k, v in columns.items() if k != "size" and old[k] != v}
+            if drift:
+                table.update(old["id"], drift)
+    gone = [r["id"] for uri, r in stored.items() if uri not in fresh]
+    for start in range(0, len(gone), _CHUNK):
+        ids = gone[start : start + _CHUNK]
+        table.delete_where(f"id IN ({', '.join('?' * len(ids))})", ids)
+    if new:
+        table.insert_all(new, batch_size=_CHUNK)
+    db.table(REQUESTS).update(request, {"next_lookup": None, "lookup_failures": 0})
+    return PlanDiff(new=len(new), changed=changed, unchanged=unchanged, removed=len(gone))
+
+
+def of_request(
+    db: Any, request: str, states: Collection[ProductState] | None = None
+) -> list[ProductRow]:
+    where, args = "request = ?", [request]
+    if states is not None:
+        if not states:
+            return []
+        where += f" AND state IN ({', '.join('?' * len(states))})"
+        args += [str(s) for s in states]
+    rows = db.table(PRODUCTS).rows_where(where, args, order_by="obs_id, filename, data_uri")
+    return [product_row(r) for r in rows]
+
+
+def mark(
+    db: Any,
+    path: Path,
+    request: str,
+    data_uri: str,
+    state: ProductState,
+    *,
+    bytes_done: int | None,
+    error: str | None,
+    attempts: int,
+    size: int | None,
+    size_note: str | None,
+) -> None:
+    now = utc_now()
+    table = db.table(PRODUCTS)
+    row = first_row(table.rows_where("request = ? AND data_uri = ?", [request, data_uri]))
+    if row is None:
+        raise StoreError(f"no product {data_uri} in request {request!r} in {path}")
+    changes: dict[str, Any] = {"state": str(state), "updated": now}
+    if state is ProductState.DONE:
+        if size is not None:
+            changes |= {"size": size, "size_note": size_note}
+        done = size if size is not None else max(row["size"], 0)
+        changes |= {"bytes_done": done, "last_error": None, "done_at": now}
+    else:
+        changes["done_at"] = None
+        if bytes_done is not None:
+            changes["bytes_done"] = bytes_done
+    if error is not None:
+        changes["last_error"] = error
+    if attempts:
+        changes["attempts"] = row["attempts"] + attempts
+    table.update(row["id"], changes)
+
+
+def record_progress(db: Any, updates: Mapping[tuple[str, str], int]) -> None:
+    now = utc_now()
+    params = [(n, now, req, uri) for (req, uri), n in updates.items()]
+    db.conn.executemany(
+        "UPDATE products SET bytes_done = ?, updated = ?"
+        " WHERE request = ? AND data_uri = ? AND state != 'done'",
+        params,
+    )
+
+
+def summaries(db: Any, name: str | None, *, tallied: bool) -> list[RequestSummary]:
+    """Each request (or only ``name``) with its counts; ``tallied``: the schema has tallies."""
+    where, args = ("WHERE request = ?", [name]) if name is not None else ("", [])
+    # A few rows per request, kept by triggers (schema.TALLIES): O(requests). A
+    # database an older daemon still holds (read-only here) has no tallies yet: one
+    # pass over the (request, state, size, bytes_done) index instead.
+    sql = (
+        f"SELECT request, state, n, total, done FROM tallies {where}"
+        if tallied
+        else f"""
+        SELECT request, state, COUNT(*) AS n,
+               SUM(MAX(size, 0)) AS total,
+               SUM(CASE WHEN state = 'done' THEN MAX(size, 0)
+                        ELSE MIN(MAX(bytes_done, 0), MAX(size, 0)) END) AS done
+        FROM products {where}
+        GROUP BY request, state
+        """
+    )
+    tallies: dict[str, dict[ProductState, int]] = {}
+    totals: dict[str, list[int]] = {}
+    if name is None:
+        requests = request_queries.all_requests(db)
+    else:
+        one = request_queries.get(db, name)
+        requests = [] if one is None else [one]
+    for row in db.query(sql, args):
+        tallies.setdefault(row["request"], {})[ProductState(row["state"])] = row["n"]
+        sums = totals.setdefault(row["request"], [0, 0])
+        sums[0] += row["total"]
+        sums[1] += row["done"]
+    return [
+        RequestSummary(
+            request=r,
+            counts=counts(tallies.get(r.name, {})),
+            bytes_total=totals.get(r.name, [0, 0])[0],
+            bytes_done=totals.get(r.name, [0, 0])[1],
+        )
+        for r in requests
+    ]
+
+
+# -- recovery: products back in the queue, and their requests with them ------------------
+
+
+def recover_interrupted(db: Any) -> tuple[int, int]:
+    now = utc_now()
+    pending = str(ProductState.PENDING)
+    products = db.execute(
+        "UPDATE products SET state = ?, updated = ? WHERE state = ?",
+        [str(ProductState.PENDING), now, str(ProductState.DOWNLOADING)],
+    ).rowcount
+    requests = db.execute(
+        "UPDATE requests SET state = ?, updated = ? WHERE state IN (?, ?)",
+        [
+            str(RequestState.QUEUED),
+            now,
+            str(RequestState.RESOLVING),
+            str(RequestState.DOWNLOADING),
+        ],
+    ).rowcount
+    # A pass that ended with products never fetched (a shared transfer lost
+    # with another request, a full disk) is taken again, not left to re-sync.
+    requests += db.execute(
+        "UPDATE requests SET state = ?, updated = ? WHERE state = ?"
+        " AND name IN (SELECT request FROM products WHERE state = ?)",
+        [str(RequestState.QUEUED), now, str(RequestState.INCOMPLETE), pending],
+    ).rowcount
+    return int(products), int(requests)
+
+
+def retry(db: Any, request: str | None) -> int:
+    now = utc_now()
+    # ... and pending products of a request that ended incomplete without them
+    # (a pass that never fetched them), so that they are fetched now too.
+    where = (
+        "(state IN (?, ?) OR (state = ? AND request IN"
+        " (SELECT name FROM requests WHERE state = ?)))"
+    )
+    args: list[Any] = [
+        str(ProductState.FAILED),
+        str(ProductState.AUTH_REQUIRED),
+        str(ProductState.PENDING),
+        str(RequestState.INCOMPLETE),
+    ]
+    if request is not None:
+        where += " AND request = ?"
+        args.append(request)
+    names = [
+        r["request"] for r in db.table(PRODUCTS).rows_where(where, args, select="DISTINCT request")
+    ]
+    count = db.execute(
+        f"UPDATE products SET state = ?, last_error = NULL, updated = ? WHERE {where}",
+        [str(ProductState.PENDING), now, *args],
+    ).rowcount
+    for start in range(0, len(names), _CHUNK):
+        chunk = names[start : start + _CHUNK]
+        db.execute(
+            "UPDATE requests SET state = ?, last_error = NULL, updated = ?"
+            f" WHERE state != ? AND name IN ({', '.join('?' * len(chunk))})",
+            [str(RequestState.QUEUED), now, str(RequestState.INVALID), *chunk],
+        )
+    return int(count)

@@ -1,0 +1,144 @@
+"""The statements about request rows: one function per read or write of the requests table.
+
+Free functions taking the sqlite-utils ``Database`` (``db``) that the
+:class:`~hstsync.store.db.Store` hands out inside one of its transactions; they never
+begin or end one, so each runs whole or not at all. ``path`` is the database file, for
+the messages of a missing row. Rows come back as the dataclasses of ``rows.py``. What
+each write means for a caller is documented on the ``Store`` method that calls it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hstsync.errors import StoreError
+from hstsync.model import Request, RequestState, relookup_delay
+from hstsync.store.rows import RequestRow, first_row, request_row, utc_now
+from hstsync.store.schema import PRODUCTS, REQUESTS
+
+# ``db`` is a sqlite_utils.Database, which is untyped: ``Any`` in every signature.
+
+
+def require(db: Any, name: str, path: Path) -> dict[str, Any]:
+    """The stored row of request ``name``; a :class:`StoreError` when there is none."""
+    row = first_row(db.table(REQUESTS).rows_where("name = ?", [name]))
+    if row is None:
+        raise StoreError(f"no request named {name!r} in {path}")
+    return row
+
+
+def upsert(db: Any, request: Request, manifest: str) -> RequestRow:
+    digest, now = request.digest(), utc_now()
+    table = db.table(REQUESTS)
+    old = first_row(table.rows_where("name = ?", [request.name]))
+    if old is None:
+        table.insert(
+            {
+                "name": request.name,
+                "proposal_ids": json.dumps(list(request.proposal_ids)),
+                "digest": digest,
+                "manifest": manifest,
+                "state": str(RequestState.QUEUED),
+                "last_error": None,
+                "created": now,
+                "updated": now,
+                "resolved_at": None,
+            }
+        )
+    elif old["digest"] != digest:
+        table.update(
+            request.name,
+            {
+                "proposal_ids": json.dumps(list(request.proposal_ids)),
+                "digest": digest,
+                "manifest": manifest,
+                "state": str(RequestState.QUEUED),
+                "last_error": None,
+                "updated": now,
+                "resolved_at": None,
+                "next_lookup": None,
+                "lookup_failures": 0,
+            },
+        )
+    elif old["manifest"] != manifest:
+        # same request, file moved: follow the file, keep the state
+        table.update(request.name, {"manifest": manifest})
+    return request_row(table.get(request.name))
+
+
+def record_invalid(db: Any, name: str, manifest: str, reason: str) -> None:
+    now = utc_now()
+    table = db.table(REQUESTS)
+    changes = {
+        # empty: differs from every real digest, so the next valid manifest is queued
+        "digest": "",
+        "manifest": manifest,
+        "state": str(RequestState.INVALID),
+        "last_error": reason,
+        "updated": now,
+    }
+    if first_row(table.rows_where("name = ?", [name])) is None:
+        table.insert(
+            {"name": name, "proposal_ids": "[]", "created": now} | changes | {"resolved_at": None}
+        )
+    else:
+        table.update(name, changes)
+
+
+def set_state(
+    db: Any, path: Path, name: str, state: RequestState, last_error: str | None, *, resolved: bool
+) -> None:
+    now = utc_now()
+    changes: dict[str, Any] = {"state": str(state), "last_error": last_error, "updated": now}
+    if resolved:
+        changes["resolved_at"] = now
+    require(db, name, path)
+    db.table(REQUESTS).update(name, changes)
+
+
+def lookup_failed(db: Any, path: Path, name: str, error: str) -> RequestRow:
+    now = datetime.now(UTC)
+    failures = int(require(db, name, path)["lookup_failures"] or 0) + 1
+    due = now + timedelta(seconds=relookup_delay(failures))
+    table = db.table(REQUESTS)
+    table.update(
+        name,
+        {
+            "last_error": error,
+            "lookup_failures": failures,
+            "next_lookup": due.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "updated": utc_now(),
+        },
+    )
+    return request_row(table.get(name))
+
+
+def retry_lookups(db: Any, request: str | None) -> int:
+    where, args = "next_lookup IS NOT NULL AND state != ?", [str(RequestState.INVALID)]
+    if request is not None:
+        where += " AND name = ?"
+        args.append(request)
+    sql = f"UPDATE requests SET next_lookup = ? WHERE {where}"
+    return int(db.execute(sql, [utc_now(), *args]).rowcount)
+
+
+def note_new_files(db: Any, name: str) -> None:
+    db.table(REQUESTS).update(name, {"last_new_files": utc_now()})
+
+
+def get(db: Any, name: str) -> RequestRow | None:
+    row = first_row(db.table(REQUESTS).rows_where("name = ?", [name]))
+    return None if row is None else request_row(row)
+
+
+def all_requests(db: Any) -> list[RequestRow]:
+    return [request_row(r) for r in db.table(REQUESTS).rows_where(order_by="name")]
+
+
+def remove(db: Any, name: str) -> None:
+    """Delete a request and its products."""
+    db.table(PRODUCTS).delete_where("request = ?", [name])
+    db.table(REQUESTS).delete_where("name = ?", [name])

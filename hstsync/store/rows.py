@@ -1,0 +1,169 @@
+"""What a row of the store is, as callers see it, and its columns as SQLite holds them.
+
+Owns the frozen dataclasses the :class:`~hstsync.store.db.Store` hands out
+(:class:`RequestRow`, :class:`ProductRow`, :class:`RequestSummary`, :class:`PlanDiff`)
+and the pure conversions between them and column dicts: a stored row into a dataclass,
+a :class:`~hstsync.model.Product` into the catalogue's columns, per-state tallies into
+:class:`~hstsync.model.Counts`, and the timestamp format of every row. No SQL and no
+connection here: the statements are in ``request_queries.py`` and ``product_queries.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hstsync.errors import UnsafePathError
+from hstsync.model import Counts, Product, ProductState, RequestState, counts_of
+
+
+def utc_now() -> str:
+    """The timestamp format of every row: ISO-8601 UTC to the second, ``…Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    name: str
+    proposal_ids: tuple[str, ...]
+    digest: str
+    manifest: str
+    state: RequestState
+    last_error: str | None
+    created: str
+    updated: str
+    resolved_at: str | None
+    #: when a failed lookup is tried again (ISO UTC), None when none failed
+    next_lookup: str | None = None
+    #: lookups that failed in a row
+    lookup_failures: int = 0
+    #: when a pass last brought new or changed files (schema 2)
+    last_new_files: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRow:
+    request: str
+    product: Product
+    state: ProductState
+    bytes_done: int
+    attempts: int
+    last_error: str | None
+    updated: str
+    #: what the catalogue says (None: it gives no size); ``product.size`` is the size
+    #: we expect, the server's once a transfer finished
+    catalogue_size: int | None = None
+    #: why the two differ, when the server's size won
+    size_note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    request: RequestRow
+    counts: Counts
+    bytes_total: int
+    bytes_done: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDiff:
+    """How a freshly resolved product list differs from the stored one."""
+
+    new: int
+    changed: int
+    unchanged: int
+    removed: int
+
+
+# -- rows -> values ----------------------------------------------------------------------
+
+
+def first_row(rows: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
+    return next(iter(rows), None)
+
+
+def request_row(row: Mapping[str, Any]) -> RequestRow:
+    return RequestRow(
+        name=str(row["name"]),
+        proposal_ids=tuple(str(p) for p in json.loads(row["proposal_ids"])),
+        digest=str(row["digest"]),
+        manifest=str(row["manifest"]),
+        state=RequestState(row["state"]),
+        last_error=row["last_error"],
+        created=str(row["created"]),
+        updated=str(row["updated"]),
+        resolved_at=row["resolved_at"],
+        next_lookup=row["next_lookup"],
+        lookup_failures=int(row["lookup_failures"] or 0),
+        last_new_files=row.get("last_new_files"),
+    )
+
+
+def product_row(row: Mapping[str, Any]) -> ProductRow:
+    calib = row["calib_level"]
+    return ProductRow(
+        request=str(row["request"]),
+        product=Product(
+            data_uri=str(row["data_uri"]),
+            obs_collection=str(row["obs_collection"]),
+            obs_id=str(row["obs_id"]),
+            filename=str(row["filename"]),
+            size=None if row["size"] < 0 else int(row["size"]),
+            obsid=str(row["obsid"]),
+            product_type=str(row["product_type"]),
+            calib_level=None if calib is None else int(calib),
+            data_rights=str(row["data_rights"]),
+            description=str(row["description"]),
+            problem=row["problem"],
+        ),
+        state=ProductState(row["state"]),
+        bytes_done=int(row["bytes_done"]),
+        attempts=int(row["attempts"]),
+        last_error=row["last_error"],
+        updated=str(row["updated"]),
+        catalogue_size=row["catalogue_size"],
+        size_note=row["size_note"],
+    )
+
+
+def counts(tally: Mapping[ProductState, int]) -> Counts:
+    """The :class:`Counts` of a request from its products counted per state."""
+    # counts_of decides which count a state feeds (downloading is pending). Asking it
+    # once per state and scaling keeps that rule in model.py without a per-row loop.
+    names = [f.name for f in dataclasses.fields(Counts)]
+    sums = dict.fromkeys(names, 0)
+    for state, n in tally.items():
+        unit = counts_of([state])
+        for field_name in names:
+            sums[field_name] += n * getattr(unit, field_name)
+    return Counts(**sums)
+
+
+# -- values -> columns -------------------------------------------------------------------
+
+
+def catalogue_columns(product: Product) -> dict[str, Any]:
+    try:
+        relpath: str | None = str(product.relpath())
+    except UnsafePathError:
+        relpath = None
+    return {
+        "data_uri": product.data_uri,
+        "obs_collection": product.obs_collection,
+        "obs_id": product.obs_id,
+        "filename": product.filename,
+        "relpath": relpath,
+        # -1: unknown until a transfer brings the file (the column is NOT NULL)
+        "size": -1 if product.size is None else product.size,
+        "catalogue_size": product.size,
+        "obsid": product.obsid,
+        "product_type": product.product_type,
+        "calib_level": product.calib_level,
+        "data_rights": product.data_rights,
+        "description": product.description,
+        "problem": product.problem,
+    }
