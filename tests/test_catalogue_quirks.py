@@ -19,7 +19,7 @@ from astroquery.mast.discovery_portal import _json_to_table
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hstsync.archive.resolve import (
+from hstsync.archive.rows import (
     SIZE_LIMIT,
     CatalogueValueError,
     parse_size,

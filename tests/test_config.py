@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hstsync import config as config_module
 from hstsync.config import (
     SYSTEM_CONFIG,
     Config,
@@ -25,6 +24,7 @@ from hstsync.config import (
     parse_duration,
     read_config,
 )
+from hstsync.config import load as config_load
 from hstsync.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
@@ -314,7 +314,7 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("HSTSYNC_CONFIG", raising=False)
     system = tmp_path / "etc" / "hstsync" / "config.toml"
-    monkeypatch.setattr(config_module, "SYSTEM_CONFIG", system)
+    monkeypatch.setattr(config_load, "SYSTEM_CONFIG", system)
     return {
         "explicit": tmp_path / "explicit.toml",
         "env": tmp_path / "env.toml",

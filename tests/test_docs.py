@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from hstsync.archive.validate import FILTER_OPTIONS, TOP_KEYS
-from hstsync.cli.commands import build_parser
+from hstsync.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -2,8 +2,10 @@
 
 The steps are the tutorial's, unchanged: ``Observations.query_criteria`` →
 ``get_product_list`` (in batches of obsids) → ``filter_products``; then the rows
-become Products at one boundary (:func:`products_from_rows`), which also collapses
-repeated dataURIs and gives each destination path one owner. astroquery is
+become Products at one boundary (:func:`hstsync.archive.rows.products_from_rows`),
+which also collapses repeated dataURIs and gives each destination path one owner.
+This module owns the astroquery side: the :class:`Resolver`, its calls and the
+translation of their failures into our errors. astroquery is
 synchronous (requests), so every :class:`Resolver` method blocks; the service calls
 them one step at a time in worker threads, each under a deadline
 (``service.lookup``), and downloads never wait for them.
@@ -19,19 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import re
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from hstsync.archive.auth import check_transport, token_domain
+from hstsync.archive.rows import missing, products_from_rows
 from hstsync.errors import ManifestError, ResolveError
-from hstsync.model import Product, Request, relpath_or_none
+from hstsync.model import Product, Request
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +192,7 @@ class Resolver:
             )
             if len(observations) == 0:
                 raise ManifestError(f"proposal {ids} has no HST observations matching the request")
-            obsids = [str(o) for o in observations["obsid"] if not _missing(o) and str(o)]
+            obsids = [str(o) for o in observations["obsid"] if not missing(o) and str(o)]
         log.debug("request %s: %d observations", request.name, len(obsids))
         return obsids
 
@@ -336,245 +335,3 @@ def _network_reason(exc: BaseException) -> str | None:
     if "Connection refused" in repr(seen):
         return f"connection refused (nothing listens there){hint}"
     return None
-
-
-# -- catalogue rows -> products (the boundary) --------------------------------------------
-#
-# The real archive's rows repeat, carry masked (null) cells anywhere, and send ``size``
-# as an int, a float or a string, sometimes wrong. Everything below is pure: a row
-# (an astropy Row or any mapping) becomes a Product, and whatever is wrong with one row
-# becomes that product's ``problem``, never an exception that loses the whole request.
-
-#: sizes at or above this do not fit SQLite's INTEGER (and no file is that large)
-SIZE_LIMIT = 2**63
-_DIGITS = re.compile(r"^\+?([0-9]+)(?:\.0*)?$")
-
-
-class CatalogueValueError(ValueError):
-    """One cell of a catalogue row cannot be used; the message says which and why."""
-
-
-def _from_numpy(value: Any) -> bool:
-    # numpy is imported only when a value comes from it: `status` never loads it
-    return type(value).__module__.partition(".")[0] == "numpy"
-
-
-def _missing(value: Any) -> bool:
-    """A null cell: None, an astropy/numpy masked value (``str()`` of one is ``--``),
-    an empty string, or NaN.
-
-    NaN because astroquery fills a null of a float column with NaN and its mask test
-    (``np.equal(data, nan)``) never matches: a float ``size`` column's nulls arrive
-    as plain, unmasked NaN, indistinguishable from a NaN the archive might send.
-    Unknown, then: fetched, and the server's size counts.
-    """
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, float):
-        return math.isnan(value)
-    if _from_numpy(value):
-        import numpy as np
-
-        if np.ma.is_masked(value):
-            return True
-        return isinstance(value, np.floating) and bool(np.isnan(value))
-    return False
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds."""
-    if _from_numpy(value) and hasattr(value, "item"):
-        return value.item()
-    return value
-
-
-def _cell(row: Any, column: str) -> Any:
-    names = getattr(row, "colnames", None)
-    if names is None:
-        names = row.keys()
-    if column not in names:
-        return None
-    value = row[column]
-    return None if _missing(value) else value
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """A catalogue value quoted for a message: printable, ASCII-safe, bounded."""
-    text = repr(_plain(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def parse_size(value: Any) -> int | None:
-    """The catalogue's ``size`` cell as bytes: any integral number; None when missing.
-
-    Accepts ints (numpy's too), integral floats (``1234.0``) and integral strings
-    (``"1234"``, ``" 1234 "``); NaN is a null (see :func:`_missing`). Raises
-    :class:`CatalogueValueError` for anything else: infinities, fractions, negative or
-    absurdly large numbers, text that is not a number (``"nan"`` included), lists.
-    """
-    if _missing(value):
-        return None
-    value = _plain(value)
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "backslashreplace")
-    number = _integral(value)
-    if number < 0:
-        raise CatalogueValueError(f"the catalogue's size for this file is negative: {number}")
-    if number >= SIZE_LIMIT:
-        raise CatalogueValueError(f"the catalogue's size for this file is too large: {number}")
-    return number
-
-
-def _integral(value: Any) -> int:
-    what = "the catalogue's size for this file"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        if not value.is_integer():
-            raise CatalogueValueError(f"{what} is not a whole number: {shown(value)}")
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        match = _DIGITS.match(text.removeprefix("-"))
-        if match is not None:
-            number = int(match.group(1))
-            return -number if text.startswith("-") else number
-    raise CatalogueValueError(f"{what} is not a number: {shown(value)}")
-
-
-def _text(row: Any, column: str, problems: list[str]) -> str:
-    """A text cell, "" when missing. Text that cannot be stored as UTF-8 (a lone
-    surrogate from a JSON escape) is kept escaped, and the row gets a problem."""
-    value = _cell(row, column)
-    if value is None:
-        return ""
-    value = _plain(value)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "surrogateescape")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # an id sent as a float (obsID 2003738726.0)
-    text = value if isinstance(value, str) else str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-        problems.append(f"the catalogue's {column} is not valid text: {shown(text)}")
-    return text
-
-
-def _calib_level(row: Any) -> int | None:
-    value = _cell(row, "calib_level")
-    try:
-        level = parse_size(value)
-    except CatalogueValueError:
-        return None
-    return level
-
-
-#: what a missing cell of a column required for the file's path says
-_REQUIRED = (
-    ("obs_collection", "obs_collection"),
-    ("obs_id", "obs_id"),
-    ("productFilename", "productFilename"),
-)
-
-
-def product_from_row(row: Any) -> Product:
-    """One row of a products table → :class:`Product`; never raises.
-
-    Whatever makes this one row unusable is the product's ``problem``: a size that is
-    not a whole number of bytes, a missing obs_id or file name, text that is not valid
-    Unicode. A missing size is not a problem (None: fetched, the server's size counts);
-    a missing ``dataRights`` is "" (unknown, fetched as public). A masked cell never
-    becomes the text ``--`` or ``None``.
-    """
-    problems: list[str] = []
-    texts = {
-        column: _text(row, column, problems)
-        for column in (
-            "dataURI",
-            "obs_collection",
-            "obs_id",
-            "productFilename",
-            "obsID",
-            "productType",
-            "dataRights",
-            "description",
-        )
-    }
-    for column, name in _REQUIRED:
-        if not texts[column]:
-            problems.insert(0, f"the catalogue gives no {name} for this file")
-    try:
-        size = parse_size(_cell(row, "size"))
-    except CatalogueValueError as exc:
-        size = None
-        problems.insert(0, str(exc))
-    return Product(
-        data_uri=texts["dataURI"],
-        obs_collection=texts["obs_collection"],
-        obs_id=texts["obs_id"],
-        filename=texts["productFilename"],
-        size=size,
-        obsid=texts["obsID"],
-        product_type=texts["productType"],
-        calib_level=_calib_level(row),
-        data_rights=texts["dataRights"],
-        description=texts["description"],
-        problem=problems[0] if problems else None,
-    )
-
-
-def products_from_rows(rows: Iterable[Any]) -> list[Product]:
-    """Catalogue rows → products: one per dataURI, one owner per path. Pure.
-
-    Repeats (the same dataURI listed again, as HAP and association rows do) collapse
-    to the first usable row, the one astroquery itself would keep. Rows without a
-    dataURI cannot be named or fetched and are left out (logged). Twins, rows with
-    different dataURIs that would land on the same path, get one owner (see
-    :func:`_claim_paths`); the others fail with a reason and are never written.
-    """
-    chosen: dict[str, Product] = {}
-    nameless = 0
-    for row in rows:
-        product = product_from_row(row)
-        if not product.data_uri:
-            nameless += 1
-            continue
-        held = chosen.get(product.data_uri)
-        if held is None or (held.problem is not None and product.problem is None):
-            chosen[product.data_uri] = product
-    if nameless:
-        log.warning("%d catalogue rows have no dataURI and are left out", nameless)
-    return _claim_paths(list(chosen.values()))
-
-
-def _claim_paths(products: list[Product]) -> list[Product]:
-    """One product per destination path; the others get a ``problem``.
-
-    The owner is the product whose dataURI names its own file (``…/<productFilename>``),
-    then the first by dataURI: the same one every pass, so a path's content never
-    swaps between two files.
-    """
-    by_path: dict[PurePosixPath, list[Product]] = {}
-    for product in products:
-        if product.problem is None and (path := relpath_or_none(product)) is not None:
-            by_path.setdefault(path, []).append(product)
-    losers: dict[str, Product] = {}
-    for path, claimants in by_path.items():
-        if len(claimants) < 2:
-            continue
-        owner = min(
-            claimants,
-            key=lambda p: (not p.data_uri.endswith("/" + p.filename), p.data_uri),
-        )
-        for other in claimants:
-            if other is not owner:
-                losers[other.data_uri] = replace(
-                    other,
-                    problem=f"another product ({owner.data_uri}) has the same path {path}; "
-                    "only that one is fetched",
-                )
-    return [losers.get(p.data_uri, p) for p in products]

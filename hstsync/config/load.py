@@ -1,150 +1,42 @@
-"""Configuration: typed dataclasses, loaded once from TOML and validated.
+"""Loading the configuration: where it is looked for, reading the TOML, validating it.
 
 Lookup order (SPEC): ``--config``, ``$HSTSYNC_CONFIG``, the user config dir
 (platformdirs), ``/etc/hstsync/config.toml``. Unknown keys and wrong types are
 refused with the key's dotted name, so a typo never silently becomes a default.
+The values and their defaults are :mod:`hstsync.config.values`.
 """
 
 from __future__ import annotations
 
 import difflib
-import fnmatch
-import ipaddress
 import math
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from enum import StrEnum
+from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import platformdirs
-from tenacity import wait_exponential_jitter
-from tenacity.wait import wait_base
 
+from hstsync.config.hosts import default_trusted_hosts
+from hstsync.config.values import (
+    DEFAULT_CLOUD_BASE,
+    DEFAULT_SERVER,
+    Config,
+    DownloadConfig,
+    DownloadSource,
+    HooksConfig,
+    MastConfig,
+    PathsConfig,
+    ScheduleConfig,
+    StatusConfig,
+)
 from hstsync.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/hstsync/config.toml")
-DEFAULT_SERVER = "https://mast.stsci.edu"
-#: the public ``stpubdata`` bucket (public HST files), virtual-hosted S3 over HTTPS
-DEFAULT_CLOUD_BASE = "https://stpubdata.s3.amazonaws.com"
-
-
-@dataclass(frozen=True, slots=True)
-class PathsConfig:
-    requests: Path
-    mirror: Path
-    database: Path
-
-
-#: hosts the token may go to besides the configured server's (see trusted_hosts)
-ARCHIVE_HOSTS = ("*.stsci.edu",)
-
-
-@dataclass(frozen=True, slots=True)
-class MastConfig:
-    server: str = DEFAULT_SERVER
-    token_file: Path | None = None
-    #: seconds one archive call (a query, a batch of product lists) may take
-    timeout: float = 120.0
-    #: host patterns (``*.stsci.edu``) the token may be sent to, also on a redirect;
-    #: None = the server's host and :data:`ARCHIVE_HOSTS`
-    trusted_hosts: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.trusted_hosts is None:
-            object.__setattr__(self, "trusted_hosts", default_trusted_hosts(self.server))
-
-    @property
-    def token_hosts(self) -> tuple[str, ...]:
-        """The host patterns the token may go to (``trusted_hosts``, defaults filled in)."""
-        return self.trusted_hosts or ()
-
-
-def default_trusted_hosts(server: str) -> tuple[str, ...]:
-    host = (urlsplit(server).hostname or "").lower()
-    return tuple(dict.fromkeys((host, *ARCHIVE_HOSTS)) if host else ARCHIVE_HOSTS)
-
-
-class DownloadSource(StrEnum):
-    """Where files come from: MAST only, or the cloud copy first for public files."""
-
-    MAST = "mast"
-    AUTO = "auto"
-
-
-@dataclass(frozen=True, slots=True)
-class DownloadConfig:
-    concurrency: int = 8
-    retries: int = 5
-    timeout: float = 600.0
-    #: first retry delay in seconds; doubles each attempt, with jitter
-    backoff: float = 1.0
-    #: longest wait between two attempts (a server's Retry-After may ask for more)
-    backoff_max: float = 120.0
-    #: HTTP connections open at once, over all files and hosts (files and their segments)
-    connections: int = 16
-    #: HTTP connections open at once to any one host
-    per_host: int = 8
-    #: files larger than this (bytes) are fetched as several Range segments at once;
-    #: 0 = never split a file
-    segment_min: int = 8 << 20
-    #: "auto": public HST files from the cloud copy first, MAST when that fails
-    source: DownloadSource = DownloadSource.MAST
-    #: base URL of the cloud copy's bucket (no credentials are ever sent there)
-    cloud_base: str = DEFAULT_CLOUD_BASE
-    #: a transfer slower than ``min_speed`` bytes/s over ``min_speed_time`` seconds is
-    #: aborted and retried, resuming (curl's --speed-limit/--speed-time); 0 = off
-    min_speed: int = 1024
-    min_speed_time: float = 60.0
-
-
-def backoff_wait(cfg: DownloadConfig) -> wait_base:
-    """The waits between attempts: exponential from ``backoff`` to ``backoff_max``, with
-    jitter. One construction for every retry policy (transfers, archive lookups)."""
-    return wait_exponential_jitter(multiplier=cfg.backoff, max=cfg.backoff_max, jitter=cfg.backoff)
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleConfig:
-    #: seconds between re-resolutions of a finished request
-    resync_every: float = 24 * 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class StatusConfig:
-    #: "host:port" of the read-only status endpoint (IPv6 as "[::1]:8470"); "" = off
-    listen: str = ""
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        """The validated ``(host, port)`` to bind, or None when the endpoint is off."""
-        return parse_listen(self.listen, "status.listen") if self.listen else None
-
-
-@dataclass(frozen=True, slots=True)
-class HooksConfig:
-    #: shell command run after a pass that brought new or changed files or left
-    #: failures, with a JSON document on stdin; "" = none
-    on_change: str = ""
-    #: seconds a hook may run before it is killed
-    timeout: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    paths: PathsConfig
-    mast: MastConfig = field(default_factory=MastConfig)
-    download: DownloadConfig = field(default_factory=DownloadConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    status: StatusConfig = field(default_factory=StatusConfig)
-    hooks: HooksConfig = field(default_factory=HooksConfig)
-    #: the file this configuration came from, if any
-    source: Path | None = None
-
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -166,66 +58,6 @@ def parse_duration(value: str | int | float, key: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{key}: must be longer than zero and finite, got {value!r}")
     return seconds
-
-
-_LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})$")
-
-
-def parse_listen(value: str, key: str) -> tuple[str, int]:
-    """``"127.0.0.1:8470"``, ``"[::1]:8470"`` or ``"localhost:8470"`` → (host, port).
-
-    The host is an IP address or ``localhost``: a name that resolves to several
-    addresses would bind wherever the resolver says. Port 0 takes a free port (the
-    daemon logs which).
-    """
-    example = 'like "127.0.0.1:8470" or "[::1]:8470"'
-    match = _LISTEN.match(value)
-    if not match:
-        raise ConfigError(f"{key}: expected host:port {example}, got {value!r}")
-    host = match.group("v6") or match.group("host")
-    port = int(match.group("port"))
-    if port > 65535:
-        raise ConfigError(f"{key}: port must be 0-65535, got {port}")
-    if host == "localhost":
-        return host, port
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(
-            f"{key}: the host must be an IP address or localhost, {example}, got {value!r}"
-        ) from None
-    if (address.version == 6) != bool(match.group("v6")):
-        raise ConfigError(f"{key}: an IPv6 address goes in brackets, {example}, got {value!r}")
-    return str(address), port
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this
-    machine. The one definition: the status endpoint's warning and where a token may
-    go over plain http both use it."""
-    name = host.strip().lower().rstrip(".")
-    if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def token_allowed(url: str, trusted: Iterable[str]) -> bool:
-    """Whether the MAST token may be sent with a request to ``url``: its host matches
-    one of the ``trusted`` patterns (``[mast] trusted_hosts``), over https, or over
-    plain http to this machine only. The one rule, for queries and downloads alike."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower().rstrip(".")
-    except ValueError:
-        return False
-    if not host:
-        return False
-    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(host)):
-        return False
-    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in trusted)
 
 
 def _hosts(value: Any, server: str) -> tuple[str, ...]:
@@ -470,14 +302,3 @@ def read_config(path: Path) -> Config:
         return parse_config(doc, base=path.parent.resolve(), source=path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def for_directory(root: Path, *, server: str, **download: Any) -> Config:
-    """A configuration keeping everything under ``root`` (demo, tests, benchmarks)."""
-    return Config(
-        paths=PathsConfig(
-            requests=root / "requests", mirror=root / "mirror", database=root / "hstsync.db"
-        ),
-        mast=MastConfig(server=server.rstrip("/")),
-        download=replace(DownloadConfig(), **download),
-    )

@@ -1,0 +1,122 @@
+"""The commands about the mirror itself: ``run``, ``plan``, ``status`` and ``retry``.
+
+Each takes the loaded :class:`Config` and returns its exit code; what they print is
+the tables of :mod:`hstsync.cli.report`. Services are imported inside each command,
+so ``status`` never pays for astroquery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, UsageError
+from hstsync.cli.token import lenient_token
+from hstsync.config import Config
+from hstsync.errors import ManifestError
+
+
+def cmd_run(config: Config, *, once: bool) -> int:
+    from hstsync.service import daemon
+
+    if once:
+        if not sys.stderr.isatty():
+            return asyncio.run(daemon.run_once(config))
+        from hstsync.cli.progress import TerminalProgress
+
+        with TerminalProgress() as progress:
+            return asyncio.run(daemon.run_once(config, progress))
+    return daemon.run_forever(config)
+
+
+def cmd_plan(config: Config, manifest: Path) -> int:
+    from hstsync.archive.manifest import parse_manifest
+    from hstsync.archive.resolve import Resolver
+    from hstsync.cli.report import print_plan
+    from hstsync.service.planner import plan_files
+
+    try:
+        request = parse_manifest(manifest)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    token = lenient_token(config.mast)
+    resolver = Resolver(
+        config.mast.server, token.value if token else None, timeout=config.mast.timeout
+    )
+    plan = plan_files(resolver.resolve(request), config.paths.mirror)
+    unwritable = unwritable_reason(config.paths.mirror)
+    print_plan(request.name, plan, unwritable=unwritable)
+    return EXIT_OK if plan.fits and unwritable is None else EXIT_INCOMPLETE
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why files cannot be written under ``directory`` (or the nearest existing parent it
+    would be created in), or None when they can."""
+    import errno
+
+    target = directory
+    while not target.exists() and target.parent != target:
+        target = target.parent
+    try:
+        os.statvfs(target)
+    except OSError as exc:
+        return f"cannot look at {target}: {exc.strerror}"
+    if os.access(target, os.W_OK | os.X_OK):
+        return None
+    if os.statvfs(target).f_flag & os.ST_RDONLY:
+        return f"{target} is on a read-only file system ({errno.errorcode[errno.EROFS]})"
+    return f"{target} is not writable by this user"
+
+
+def cmd_retry(config: Config, request: str | None) -> int:
+    from hstsync.store.db import Store
+
+    with Store(config.paths.database) as store:
+        if request is not None and store.get_request(request) is None:
+            print(f"hstsync: no request named {request!r}", file=sys.stderr)
+            return EXIT_USAGE
+        count = store.retry(request)
+        lookups = store.retry_lookups(request)
+    if count or lookups:
+        from hstsync.service.daemon import wake
+
+        wake(config.paths.requests)
+    print(f"{count} product(s) put back in the queue")
+    if lookups:
+        print(f"{lookups} failed lookup(s) to be tried again now")
+    return EXIT_OK
+
+
+def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
+    from hstsync.cli import report
+    from hstsync.service import status
+    from hstsync.service.runlock import daemon_status
+    from hstsync.store.db import Store
+
+    with Store.open_readonly(config.paths.database) as store:
+        summaries = store.summaries(request)
+        if request is not None and not summaries:
+            print(f"hstsync: no request named {request!r}", file=sys.stderr)
+            return EXIT_USAGE
+        products = store.products(request) if request is not None else None
+    running, pid, beat = daemon_status(config)
+    if as_json:
+        doc: dict[str, Any] = status.status_document(summaries, products)
+        doc["daemon"] = {"running": running, "pid": pid, "heartbeat": beat}
+        print(json.dumps(doc, indent=2))
+    else:
+        report.print_status(summaries, products)
+        print(report.daemon_line(running, pid, beat, time.time()))
+    unfinished = [s.request for s in summaries if s.request.state != "done"]
+    if not unfinished:
+        return EXIT_OK
+    sys.stdout.flush()
+    named = ", ".join(f"{r.name} is {r.state}" for r in unfinished[:5])
+    more = f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
+    print(f"hstsync: not all done: {named}{more}", file=sys.stderr)
+    return EXIT_INCOMPLETE

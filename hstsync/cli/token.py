@@ -1,0 +1,162 @@
+"""The MAST token commands: ``login``, ``logout`` and ``whoami``, and the advice on
+renewing a token that fits where it came from.
+
+They work without a configuration file (the real archive, :class:`MastConfig`'s
+defaults). The token itself is never printed; :func:`lenient_token` is how read-only
+commands (``plan``, ``whoami``) find one.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hstsync.archive.auth import TOKEN_PAGE, checked
+from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK
+from hstsync.config import MastConfig, candidate_paths, load_config
+from hstsync.errors import ConfigError, HstsyncError
+
+
+def lenient_token(mast: MastConfig) -> Any:
+    """The token for a read-only command: a missing ``token_file`` (a systemd credential
+    seen from outside its unit) is a warning and no token, not an error."""
+    from hstsync.archive.auth import find_token
+
+    if mast.token_file is not None and not mast.token_file.exists():
+        print(
+            f"hstsync: warning: mast.token_file {mast.token_file} does not exist here "
+            "(a systemd credential is only visible inside its unit); going on without "
+            "that token",
+            file=sys.stderr,
+        )
+        return find_token(None)
+    return find_token(mast.token_file)
+
+
+def mast_config(explicit: Path | None) -> MastConfig:
+    """The [mast] table; without any configuration file, the real archive."""
+    if explicit is None and not any(p.exists() for p in candidate_paths(None, os.environ)):
+        return MastConfig()
+    return load_config(explicit).mast
+
+
+def _read_token() -> str:
+    if sys.stdin.isatty():
+        print(f"A MAST API token can be made at {TOKEN_PAGE}", file=sys.stderr)
+        text = getpass.getpass("MAST API token: ")  # no echo
+    else:
+        text = sys.stdin.read(4096)  # scripts: `hstsync login < file`
+    if not text.strip():
+        raise ConfigError("no token given")
+    return checked(text, "the token given")
+
+
+def _session(server: str, token: str | None) -> dict[str, Any]:
+    from hstsync.archive.resolve import Resolver
+
+    return Resolver(server, token).session_info()
+
+
+def cmd_login(mast: MastConfig) -> int:
+    from hstsync.archive import auth
+
+    auth.require_keyring()  # before the token is typed, not after
+    token = _read_token()
+    info = _session(mast.server, token)
+    if auth.is_anonymous(info):
+        print(
+            f"hstsync: {mast.server} does not accept this token (mistyped, expired or "
+            f"revoked?); make a new one at {TOKEN_PAGE}",
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    auth.store_in_keyring(token)
+    print(f"MAST token accepted for {auth.user_of(info)}; stored in the keyring")
+    shadow = _shadowing(mast)
+    if shadow:
+        print(f"note: {shadow} comes first, so hstsync uses that token, not this one")
+    return EXIT_OK
+
+
+def _shadowing(mast: MastConfig) -> str | None:
+    """A token source that takes precedence over the keyring, if one is set."""
+    if mast.token_file is not None:
+        return f"mast.token_file ({mast.token_file})"
+    if os.environ.get("MAST_API_TOKEN", "").strip():
+        return "$MAST_API_TOKEN"
+    return None
+
+
+def renew_advice(source: str | None, mast: MastConfig) -> str:
+    """What to do about the token from ``source`` (a :class:`Token`'s), or about having
+    none: advice that can work where it is given."""
+    if source == "token_file":
+        return f"write it into {mast.token_file} (mast.token_file, which comes first)"
+    if source == "environment":
+        return (
+            "put it in $MAST_API_TOKEN (it takes precedence over the keyring, so "
+            "`hstsync login` alone would not help), or unset MAST_API_TOKEN and run "
+            "`hstsync login`"
+        )
+    if _keyring_usable():
+        return "run `hstsync login`"
+    return (
+        "set MAST_API_TOKEN or point [mast] token_file at a file holding it "
+        "(`hstsync login` needs a keyring, and there is none here)"
+    )
+
+
+def _keyring_usable() -> bool:
+    from hstsync.archive import auth
+
+    try:
+        auth.require_keyring()
+    except HstsyncError:
+        return False
+    return True
+
+
+def cmd_logout(mast: MastConfig) -> int:
+    from hstsync.archive import auth
+
+    if auth.remove_from_keyring():
+        print("MAST token removed from the keyring")
+    else:
+        print("no MAST token was stored in the keyring")
+    shadow = _shadowing(mast)
+    if shadow:
+        print(f"note: {shadow} still provides a token")
+    return EXIT_OK
+
+
+def cmd_whoami(mast: MastConfig) -> int:
+    from hstsync.archive import auth
+
+    token = lenient_token(mast)
+    if token is None:
+        print(
+            "hstsync: no MAST token (looked in mast.token_file, $MAST_API_TOKEN and the "
+            "keyring): public data only; for exclusive-access data " + renew_advice(None, mast),
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    info = _session(mast.server, token.value)
+    print(f"token from: {token.describe()}")
+    print(f"server: {mast.server}")
+    for line in auth.session_lines(info, token.value):
+        print(line)
+    if auth.is_anonymous(info):
+        print(
+            f"hstsync: {mast.server} does not accept the token from {token.describe()} "
+            f"(expired or revoked?); make a new one at {TOKEN_PAGE} and "
+            + renew_advice(token.source, mast),
+            file=sys.stderr,
+        )
+        return EXIT_INCOMPLETE
+    warning = auth.session_warning(info)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK

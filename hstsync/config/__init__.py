@@ -1,0 +1,64 @@
+"""Configuration: typed dataclasses, loaded once from TOML and validated.
+
+- ``values``: the frozen dataclasses (:class:`Config` and its sections) and defaults.
+- ``load``: SPEC's lookup order, reading the TOML file, validation with dotted key names.
+- ``hosts``: where the MAST token may go and where the status endpoint may listen.
+
+Everything public is importable from ``hstsync.config`` itself.
+"""
+
+from hstsync.config.hosts import (
+    ARCHIVE_HOSTS,
+    default_trusted_hosts,
+    is_loopback,
+    parse_listen,
+    token_allowed,
+)
+from hstsync.config.load import (
+    SYSTEM_CONFIG,
+    candidate_paths,
+    load_config,
+    parse_config,
+    parse_duration,
+    read_config,
+)
+from hstsync.config.values import (
+    DEFAULT_CLOUD_BASE,
+    DEFAULT_SERVER,
+    Config,
+    DownloadConfig,
+    DownloadSource,
+    HooksConfig,
+    MastConfig,
+    PathsConfig,
+    ScheduleConfig,
+    StatusConfig,
+    backoff_wait,
+    for_directory,
+)
+
+__all__ = [
+    "ARCHIVE_HOSTS",
+    "DEFAULT_CLOUD_BASE",
+    "DEFAULT_SERVER",
+    "SYSTEM_CONFIG",
+    "Config",
+    "DownloadConfig",
+    "DownloadSource",
+    "HooksConfig",
+    "MastConfig",
+    "PathsConfig",
+    "ScheduleConfig",
+    "StatusConfig",
+    "backoff_wait",
+    "candidate_paths",
+    "default_trusted_hosts",
+    "for_directory",
+    "is_loopback",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "parse_listen",
+    "read_config",
+    "token_allowed",
+]
