@@ -17,7 +17,7 @@ from typing import Any
 from hstsync.archive.auth import TOKEN_PAGE, checked
 from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK
 from hstsync.config import MastConfig, candidate_paths, load_config
-from hstsync.errors import ConfigError, HstsyncError
+from hstsync.errors import ConfigError
 
 
 def lenient_token(mast: MastConfig) -> Any:
@@ -92,31 +92,10 @@ def _shadowing(mast: MastConfig) -> str | None:
 
 def renew_advice(source: str | None, mast: MastConfig) -> str:
     """What to do about the token from ``source`` (a :class:`Token`'s), or about having
-    none: advice that can work where it is given."""
-    if source == "token_file":
-        return f"write it into {mast.token_file} (mast.token_file, which comes first)"
-    if source == "environment":
-        return (
-            "put it in $MAST_API_TOKEN (it takes precedence over the keyring, so "
-            "`hstsync login` alone would not help), or unset MAST_API_TOKEN and run "
-            "`hstsync login`"
-        )
-    if _keyring_usable():
-        return "run `hstsync login`"
-    return (
-        "set MAST_API_TOKEN or point [mast] token_file at a file holding it "
-        "(`hstsync login` needs a keyring, and there is none here)"
-    )
-
-
-def _keyring_usable() -> bool:
+    none: :func:`hstsync.archive.auth.renewal_advice` with this configuration's file."""
     from hstsync.archive import auth
 
-    try:
-        auth.require_keyring()
-    except HstsyncError:
-        return False
-    return True
+    return auth.renewal_advice(source, token_file=mast.token_file)
 
 
 def cmd_logout(mast: MastConfig) -> int:
