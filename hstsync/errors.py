@@ -1,8 +1,31 @@
-"""The error hierarchy.
+"""The error hierarchy: every exception hstsync defines lives here.
 
 Every failure a user can meet has a class here. The CLI turns them into one line
 and an exit code; the daemon turns them into a state and a ``last_error``.
 Messages are written for people and never carry a token or request headers.
+
+::
+
+    HstsyncError
+    ├── ConfigError            the configuration is missing or invalid (exit 2)
+    ├── ManifestError          a manifest is unreadable or invalid: set aside
+    ├── ResolveError           the archive could not resolve a request
+    ├── UnsafePathError        catalogue data would place a file outside the mirror
+    ├── AuthError              a token cannot be checked, stored or removed
+    ├── AuthRequiredError      a product refused without a valid token (401/403)
+    ├── SizeMismatchError      the server's size differs from the catalogue's
+    ├── TransferError          a transfer failed in a way worth retrying
+    │   ├── RetryLater         429/503, with the server's wait if it gave one
+    │   └── CorruptFileError   right size, wrong bytes (FITS check): fetch again
+    ├── Refused                another attempt would not change it (404, disk)
+    ├── RangesRefused          segments were refused: fall back to one transfer
+    ├── StoreError             the database cannot be opened or written
+    └── AlreadyRunningError    another ``hstsync run`` holds the database (exit 2)
+
+``RetryLater``, ``Refused``, ``RangesRefused`` and ``CorruptFileError`` are the
+transfer package's own signals: a :class:`~hstsync.transfer.downloader.Downloader`
+turns each into an ``Outcome`` and never lets one escape. (The manifest parser's
+private ``_Invalid`` never leaves it either: it becomes a ``ManifestError``.)
 """
 
 
@@ -26,16 +49,41 @@ class UnsafePathError(HstsyncError):
     """Catalogue data would place a file outside the mirror."""
 
 
-class TransferError(HstsyncError):
-    """A transfer failed in a way worth retrying (network, 5xx, short body)."""
+class AuthError(HstsyncError):
+    """A token cannot be checked, stored or removed; the message says what to do."""
+
+
+class AuthRequiredError(HstsyncError):
+    """The archive refused a product without a valid token (401/403)."""
 
 
 class SizeMismatchError(HstsyncError):
     """The server's file size differs from the catalogue's: not retried blindly."""
 
 
-class AuthRequiredError(HstsyncError):
-    """The archive refused a product without a valid token (401/403)."""
+class TransferError(HstsyncError):
+    """A transfer failed in a way worth retrying (network, 5xx, short body)."""
+
+
+class RetryLater(TransferError):
+    """A transient refusal (429/503) whose server may have said when to come back."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CorruptFileError(TransferError):
+    """The bytes arrived at the right size but are not the file: fetch it again."""
+
+
+class Refused(HstsyncError):
+    """A failure another attempt would not change: 404, other 4xx, an unwritable disk."""
+
+
+class RangesRefused(HstsyncError):
+    """A segment request was not answered with its range (200, a wrong 206, a changed
+    file): the segmented transfer is given up for one whole-file transfer."""
 
 
 class StoreError(HstsyncError):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hstsync.errors import ConfigError, HstsyncError
+from hstsync.errors import AuthError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ SECRET_KEYS = frozenset({"token", "mast_token", "access_token"})
 # Printable ASCII without spaces: anything else would be a header-injection risk, and
 # aiohttp's complaint about a bad header value would quote the value in a traceback.
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-
-
-class AuthError(HstsyncError):
-    """A token cannot be checked, stored or removed; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -4,9 +4,9 @@ Owns the process's :class:`aiohttp.ClientSession` (:func:`open_session`), the GE
 follows redirects itself so credentials stay on the configured origin (:func:`get`),
 and the reading of a response: :func:`body_start` (where a body goes in the part, or
 which failure it means), ``Content-Range`` and ``Retry-After`` parsing, the strong
-validator sent back as ``If-Range``. It also defines the failures an answer can mean
-besides :mod:`hstsync.errors`' own: :class:`RetryLater` (429/503, with the server's
-wait) and :class:`Refused` (another attempt would not change it).
+validator sent back as ``If-Range``. Besides the shared failures it raises
+:class:`~hstsync.errors.RetryLater` (429/503, with the server's wait) and
+:class:`~hstsync.errors.Refused` (another attempt would not change it).
 
 Failure texts are written here from status codes, errno names and byte counts, never
 copied from an aiohttp exception, whose text can carry the request's headers
@@ -31,7 +31,12 @@ import yarl
 
 from hstsync import __version__
 from hstsync.config import DownloadConfig
-from hstsync.errors import AuthRequiredError, HstsyncError, SizeMismatchError, TransferError
+from hstsync.errors import (
+    AuthRequiredError,
+    Refused,
+    RetryLater,
+    SizeMismatchError,
+)
 
 #: bytes per read: large reads are several times faster than small ones on fast links
 CHUNK_SIZE = 1 << 20
@@ -163,18 +168,6 @@ def _status_text(status: int) -> str:
 
 
 # -- failures an answer can mean -----------------------------------------------------
-
-
-class RetryLater(TransferError):
-    """A transient refusal (429/503) whose server may have said when to come back."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Refused(HstsyncError):
-    """A failure another attempt would not change: 404, other 4xx, an unwritable disk."""
 
 
 def body_start(status: int, headers: Mapping[str, str], offset: int, size: int) -> int | None:

@@ -22,14 +22,10 @@ import threading
 import warnings
 from pathlib import Path
 
-from hstsync.errors import TransferError
+from hstsync.errors import CorruptFileError
 
 #: one verification at a time: ``warnings.catch_warnings`` is not thread-safe
 _LOCK = threading.Lock()
-
-
-class CorruptFileError(TransferError):
-    """The bytes arrived at the right size but are not the file: fetch it again."""
 
 
 def needs_verification(name: str) -> bool:
