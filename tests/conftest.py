@@ -1,12 +1,28 @@
-"""Shared fixtures: a real MAST emulator on a free port of 127.0.0.1."""
+"""Shared fixtures: a real MAST emulator on a free port of 127.0.0.1.
+
+Helpers shared by several test files live in modules beside this one (``helpers``: a
+real daemon process; ``tutorial``: what proposal 7291 yields; ``file_keyring``: a
+keyring backend for tests); test files never import each other.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
 
 from hstsync.emulator import Emulator, default_catalogue
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.unprivileged`` tests expect EACCES, which root never gets."""
+    if os.geteuid() != 0:
+        return
+    skip = pytest.mark.skip(reason="unprivileged: file permissions do not bind root")
+    for item in items:
+        if item.get_closest_marker("unprivileged"):
+            item.add_marker(skip)
 
 
 @pytest.fixture
