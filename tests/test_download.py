@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -358,7 +357,7 @@ async def test_destination_under_a_file_fails_with_reason(h: Harness) -> None:
     assert h.gets(X1D) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
+@pytest.mark.unprivileged
 async def test_unwritable_directory_fails_with_reason(h: Harness) -> None:
     folder = h.transfer(X1D).dest.parent
     folder.mkdir(parents=True)

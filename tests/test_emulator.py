@@ -361,7 +361,8 @@ async def test_rate_limits_each_response_and_latency_delays_it() -> None:
         _, _, body = await fetch(emu, "mast:HST/product/o58701010_wav.fits")  # 2128320 bytes
         took = time.monotonic() - began
     assert len(body) == 2128320
-    assert 2.0 <= took < 4.0
+    # at 1 MB/s the body alone takes 2.1 s; no upper bound: a loaded machine is slower
+    assert took >= 2.0
 
 
 # -- the catalogue, growing and changing ------------------------------------------------------

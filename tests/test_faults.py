@@ -20,11 +20,12 @@ from conftest import small_disk
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
+from hstsync.errors import CorruptFileError
 from hstsync.model import ProductState, RequestState
 from hstsync.service.daemon import run_once
 from hstsync.service.results import RESULTS_DIR
 from hstsync.store import ProductRow, Store
-from hstsync.transfer.verify import CorruptFileError, verify_file
+from hstsync.transfer.verify import verify_file
 
 HST = Path("mastDownload/HST")
 X1D = "o58701010_x1d.fits"
@@ -491,7 +492,7 @@ BAD_MANIFESTS: dict[str, tuple[bytes, str]] = {
 async def test_bad_manifests_are_set_aside_while_a_good_one_is_mirrored(
     tmp_path: Path, emulator: Emulator
 ):
-    from test_daemon import daemon, request_state, until, write_config
+    from helpers import daemon, request_state, until, write_config
 
     config = write_config(tmp_path, emulator.url)
     requests = tmp_path / "requests"

@@ -20,7 +20,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_daemon import Daemon, daemon, request_state, until, write_config
+from helpers import Daemon, daemon, request_state, until, write_config
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, RecordedRequest, default_catalogue

@@ -392,7 +392,7 @@ def test_open_readonly_on_something_else_is_a_clear_error(tmp_path: Path) -> Non
         Store(junk)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes whatever it likes")
+@pytest.mark.unprivileged
 def test_open_readonly_explains_missing_permissions(db: Path) -> None:
     Store(db).close()
     db.chmod(0)

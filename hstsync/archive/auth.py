@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hstsync.config import token_allowed
-from hstsync.errors import ConfigError, HstsyncError
+from hstsync.errors import AuthError, ConfigError, HstsyncError
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ SECRET_KEYS = frozenset({"token", "mast_token", "access_token"})
 # Printable ASCII without spaces: anything else would be a header-injection risk, and
 # aiohttp's complaint about a bad header value would quote the value in a traceback.
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-
-
-class AuthError(HstsyncError):
-    """A token cannot be checked, stored or removed; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from hstsync.archive.auth import check_transport, token_domain
 from hstsync.archive.rows import missing, products_from_rows
-from hstsync.errors import ManifestError, ResolveError
+from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,6 @@ def _quieten() -> None:
     # before astropy's import breaks astropy's own logger setup.
     for name in ("astroquery", "astropy"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-class ArchiveUnavailable(ResolveError):
-    """Trouble worth trying again soon: no connection, no answer in time, a 5xx or 429,
-    or the portal's ``status: ERROR``."""
 
 
 #: seconds an archive call may take when the configuration does not say ([mast] timeout)

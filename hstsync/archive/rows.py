@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
+from hstsync.errors import CatalogueValueError
 from hstsync.model import Product, relpath_or_none
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,6 @@ log = logging.getLogger(__name__)
 #: sizes at or above this do not fit SQLite's INTEGER (and no file is that large)
 SIZE_LIMIT = 2**63
 _DIGITS = re.compile(r"^\+?([0-9]+)(?:\.0*)?$")
-
-
-class CatalogueValueError(ValueError):
-    """One cell of a catalogue row cannot be used; the message says which and why."""
 
 
 def _from_numpy(value: Any) -> bool:

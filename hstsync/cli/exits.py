@@ -8,7 +8,9 @@ traceback).
 
 from __future__ import annotations
 
-from hstsync.errors import ConfigError
+from hstsync.errors import UsageError
+
+__all__ = ["EXIT_CODES", "EXIT_INCOMPLETE", "EXIT_OK", "EXIT_USAGE", "UsageError"]
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 
@@ -18,7 +20,3 @@ EXIT_CODES = (
     "or a request is still queued, resolving or downloading (named on stderr); "
     "2 bad usage or bad configuration (one line on stderr)"
 )
-
-
-class UsageError(ConfigError):
-    """Bad arguments: exit 2 with the reason."""

@@ -9,9 +9,9 @@ import argparse
 import sys
 from typing import Any
 
-from hstsync.cli.exits import EXIT_OK, EXIT_USAGE, UsageError
+from hstsync.cli.exits import EXIT_OK, EXIT_USAGE
 from hstsync.config import Config
-from hstsync.errors import ManifestError
+from hstsync.errors import ManifestError, UsageError
 
 
 def cmd_add(config: Config, args: argparse.Namespace) -> int:

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, UsageError
+from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from hstsync.cli.token import lenient_token
 from hstsync.config import Config
-from hstsync.errors import ManifestError
+from hstsync.errors import ManifestError, UsageError
 
 
 def cmd_run(config: Config, *, once: bool) -> int:

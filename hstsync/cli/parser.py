@@ -13,8 +13,9 @@ from pathlib import Path
 
 from hstsync import __version__
 from hstsync.archive.auth import TOKEN_PAGE
-from hstsync.cli.exits import EXIT_CODES, UsageError
+from hstsync.cli.exits import EXIT_CODES
 from hstsync.config import Config
+from hstsync.errors import UsageError
 
 
 def _verbose_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:

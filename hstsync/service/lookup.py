@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from hstsync.archive.resolve import ArchiveUnavailable, Resolver, batches
+from hstsync.archive.resolve import Resolver, batches
 from hstsync.config import Config, backoff_wait
+from hstsync.errors import ArchiveUnavailable
 from hstsync.model import Product, Request
 
 log = logging.getLogger(__name__)

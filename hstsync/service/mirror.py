@@ -31,7 +31,13 @@ from hstsync.archive.auth import (
 from hstsync.archive.cloud import cloud_source
 from hstsync.archive.resolve import preload
 from hstsync.config import Config
-from hstsync.errors import HstsyncError, ManifestError, StoreError, UnsafePathError
+from hstsync.errors import (
+    CorruptFileError,
+    HstsyncError,
+    ManifestError,
+    StoreError,
+    UnsafePathError,
+)
 from hstsync.model import (
     Product,
     ProductState,
@@ -48,7 +54,7 @@ from hstsync.service.results import results_path, write_results
 from hstsync.store import ProductRow, Store
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, after_fallback, open_session
 from hstsync.transfer.ranges import held_bytes
-from hstsync.transfer.verify import CorruptFileError, needs_verification, verify_file
+from hstsync.transfer.verify import needs_verification, verify_file
 
 log = logging.getLogger(__name__)
 

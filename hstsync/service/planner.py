@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hstsync.errors import UnsafePathError
+from hstsync.errors import CorruptFileError, UnsafePathError
 from hstsync.model import Product
 from hstsync.transfer.ranges import held_bytes
-from hstsync.transfer.verify import CorruptFileError, verify_file
+from hstsync.transfer.verify import verify_file
 
 #: room kept free on the mirror's filesystem beyond what a request needs
 HEADROOM = 64 * 1024 * 1024

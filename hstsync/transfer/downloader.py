@@ -56,7 +56,15 @@ from tenacity import (
 )
 
 from hstsync.config import DownloadConfig
-from hstsync.errors import AuthRequiredError, TransferError
+from hstsync.errors import (
+    AuthRequiredError,
+    CorruptFileError,
+    RangesRefused,
+    Refused,
+    RetryLater,
+    TooSlow,
+    TransferError,
+)
 from hstsync.model import ProductState
 from hstsync.transfer.budget import ConnectionBudget, Expected, host_of
 from hstsync.transfer.http import (
@@ -64,9 +72,6 @@ from hstsync.transfer.http import (
     CONNECT_TIMEOUT,
     MAX_REDIRECTS,
     RETRY_AFTER_CAP,
-    Refused,
-    RetryLater,
-    TooSlow,
     body_start,
     get,
     html_instead,
@@ -101,8 +106,8 @@ from hstsync.transfer.ranges import (
     worth_segmenting,
     write_record,
 )
-from hstsync.transfer.segmented import CHECKPOINT_SECONDS, RangesRefused, SegmentedTransfer, Work
-from hstsync.transfer.verify import CorruptFileError, verify_file
+from hstsync.transfer.segmented import CHECKPOINT_SECONDS, SegmentedTransfer, Work
+from hstsync.transfer.verify import verify_file
 
 __all__ = [
     "CHECKPOINT_SECONDS",

@@ -7,9 +7,9 @@ speed of a body (:func:`speed_floor`), the HTML error page told from data
 (:func:`html_instead`),
 and the reading of a response: :func:`body_start` (where a body goes in the part, or
 which failure it means), ``Content-Range`` and ``Retry-After`` parsing, the strong
-validator sent back as ``If-Range``. It also defines the failures an answer can mean
-besides :mod:`hstsync.errors`' own: :class:`RetryLater` (429/503, with the server's
-wait) and :class:`Refused` (another attempt would not change it).
+validator sent back as ``If-Range``. Besides the shared failures it raises
+:class:`~hstsync.errors.RetryLater` (429/503, with the server's wait) and
+:class:`~hstsync.errors.Refused` (another attempt would not change it).
 
 Failure texts are written here from status codes, errno names and byte counts, never
 copied from an aiohttp exception, whose text can carry the request's headers
@@ -35,7 +35,12 @@ import yarl
 
 from hstsync import __version__
 from hstsync.config import DownloadConfig, token_allowed
-from hstsync.errors import AuthRequiredError, HstsyncError, TransferError
+from hstsync.errors import (
+    AuthRequiredError,
+    Refused,
+    RetryLater,
+    TooSlow,
+)
 
 #: bytes per read: large reads are several times faster than small ones on fast links
 CHUNK_SIZE = 1 << 20
@@ -190,10 +195,6 @@ async def get(
     raise Refused(f"the server redirected more than {MAX_REDIRECTS} times")
 
 
-class TooSlow(TransferError):
-    """The body came slower than ``[download] min_speed`` over ``min_speed_time``."""
-
-
 @contextlib.asynccontextmanager
 async def speed_floor(cfg: DownloadConfig) -> AsyncIterator[Callable[[int], None]]:
     """Abort a body that arrives slower than ``min_speed`` bytes/s for ``min_speed_time``
@@ -239,18 +240,6 @@ def _status_text(status: int) -> str:
 
 
 # -- failures an answer can mean -----------------------------------------------------
-
-
-class RetryLater(TransferError):
-    """A transient refusal (429/503) whose server may have said when to come back."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Refused(HstsyncError):
-    """A failure another attempt would not change: 404, other 4xx, an unwritable disk."""
 
 
 RATE_LIMITED = (

@@ -32,12 +32,16 @@ import aiohttp
 from tenacity import AsyncRetrying
 
 from hstsync.config import DownloadConfig
-from hstsync.errors import AuthRequiredError, HstsyncError, TransferError
+from hstsync.errors import (
+    AuthRequiredError,
+    RangesRefused,
+    Refused,
+    TooSlow,
+    TransferError,
+)
 from hstsync.transfer.budget import ConnectionBudget, Expected, host_of
 from hstsync.transfer.http import (
     CHUNK_SIZE,
-    Refused,
-    TooSlow,
     body_start,
     get,
     html_instead,
@@ -64,11 +68,6 @@ log = logging.getLogger(__name__)
 #: how often a segmented transfer records its progress beside the part (and at each
 #: segment's end): what a crash can cost is this much transfer time, never a segment
 CHECKPOINT_SECONDS = 1.0
-
-
-class RangesRefused(HstsyncError):
-    """A segment request was not answered with its range (200, a wrong 206, a changed
-    file): the segmented transfer is given up for one whole-file transfer."""
 
 
 @dataclass(slots=True, eq=False)

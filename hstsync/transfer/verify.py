@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from hstsync.errors import TransferError
+from hstsync.errors import CorruptFileError
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ _FIRST_CARD = re.compile(rb"[A-Z0-9_-]{1,8} {0,7}[ -~]{72}")
 _LOST_BYTES = ("truncated",)
 #: non-compliance messages already logged at INFO in this process
 _SEEN: set[str] = set()
-
-
-class CorruptFileError(TransferError):
-    """The bytes arrived but are not the file: fetch it again."""
 
 
 def needs_verification(name: str) -> bool:
