@@ -12,7 +12,6 @@ No message built here or by callers contains it; :class:`Token`'s repr hides it;
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -281,7 +280,6 @@ def renewal_advice(
     )
 
 
-@functools.cache
 def _keyring_available() -> bool:
     try:
         require_keyring()
