@@ -355,7 +355,7 @@ def _plan(config: Config, manifest: Path) -> int:
     from hstsync.archive.manifest import parse_manifest
     from hstsync.archive.resolve import Resolver
     from hstsync.cli.report import print_plan
-    from hstsync.service.planner import plan_files
+    from hstsync.service.holdings import plan_files
 
     try:
         request = parse_manifest(manifest)
@@ -440,7 +440,7 @@ def _add(config: Config, args: argparse.Namespace) -> int:
 def _export_curl(config: Config, request: str) -> int:
     from hstsync.cli.curl import curl_script
     from hstsync.model import relpath_or_none
-    from hstsync.service.mirror import download_url
+    from hstsync.service.fetcher import download_url
     from hstsync.store.db import Store
 
     with Store.open_readonly(config.paths.database) as store:

@@ -28,9 +28,10 @@ from hstsync.config import Config
 from hstsync.errors import ConfigError, DiskFullError, ManifestError, StoreError
 from hstsync.files import atomic_write
 from hstsync.model import Request, RequestState
-from hstsync.service.mirror import Mirror, Progress, exit_code, sync_requests
+from hstsync.service.mirror import Mirror, Progress, sync_requests
 from hstsync.service.runlock import HEARTBEAT_SECONDS, RunLock, daemon_status, run_lock
 from hstsync.service.sdnotify import sd_notify, watchdog_interval
+from hstsync.service.settlement import exit_code
 from hstsync.service.web import serving_status
 from hstsync.service.workers import use_worker_threads
 from hstsync.store.db import RequestRow, Store
