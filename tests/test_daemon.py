@@ -25,7 +25,7 @@ from hstsync.emulator import Emulator, default_catalogue
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, RequestState
 from hstsync.service.daemon import Daemon as Service
-from hstsync.service.daemon import renamed_in, settled
+from hstsync.service.schedule import renamed_in, settled
 from hstsync.store.db import Store
 from hstsync.transfer.ranges import held_bytes
 

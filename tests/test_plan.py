@@ -17,8 +17,9 @@ from hstsync.emulator import Emulator, run_in_thread
 from hstsync.emulator.fits import Bodies
 from hstsync.model import Product, RequestState
 from hstsync.service.daemon import run_once
-from hstsync.service.mirror import download_url
-from hstsync.service.planner import HEADROOM, plan_files, room_for
+from hstsync.service.fetcher import download_url
+from hstsync.service.holdings import plan_files
+from hstsync.service.planner import HEADROOM, room_for
 from hstsync.service.results import results_path
 from hstsync.store.db import Store
 

@@ -48,7 +48,7 @@ def cmd_add(config: Config, args: argparse.Namespace) -> int:
 def cmd_export_curl(config: Config, request: str) -> int:
     from hstsync.cli.curl import curl_script
     from hstsync.model import relpath_or_none
-    from hstsync.service.mirror import download_url
+    from hstsync.service.fetcher import download_url
     from hstsync.store.db import Store
 
     with Store.open_readonly(config.paths.database) as store:

@@ -38,7 +38,7 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     from hstsync.archive.manifest import parse_manifest
     from hstsync.archive.resolve import Resolver
     from hstsync.cli.report import print_plan
-    from hstsync.service.planner import plan_files
+    from hstsync.service.holdings import plan_files
 
     try:
         request = parse_manifest(manifest)

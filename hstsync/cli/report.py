@@ -234,7 +234,7 @@ def print_plan(
     for f in plan.files:
         p = f.product
         if f.refused:
-            where = f"refused: {f.refused}"
+            where = f"refused: {f.refused.removeprefix('refused: ')}"
         elif f.present:
             where = "present"
         elif f.on_disk:

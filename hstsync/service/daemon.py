@@ -1,267 +1,58 @@
 """The service: take manifests from the request directory and keep them mirrored.
 
-``run_once`` is one pass (``hstsync run --once``); ``run_forever`` is the daemon.
-Manifests are standing requests: they stay in the request directory and are
-re-synced; an invalid one is moved to ``failed/`` beside a ``NAME.error.txt``
-that says why in plain language, and the others go on.
+``run_once`` is one pass (``hstsync run --once``); :class:`Daemon` is the long-running
+service (``run_forever``): its lifecycle (signals, startup, the main loop, shutdown),
+the directory watcher, and the starting and stopping of each request's pass. What is
+due when is decided by ``service.schedule`` (pure); the request directory itself is
+``service.requestdir``; what every run stands on (directories, run lock, store,
+heartbeat) is ``service.runtime``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-import signal
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from watchfiles import Change, awatch
-
 from hstsync.archive.auth import find_token
-from hstsync.archive.manifest import is_manifest_name, parse_manifest, request_name
+from hstsync.archive.manifest import parse_manifest, request_name
 from hstsync.config import Config
 from hstsync.errors import ConfigError, DiskFullError, ManifestError, StoreError
-from hstsync.files import atomic_write
 from hstsync.model import Request, RequestState
-from hstsync.service.mirror import Mirror, Progress, exit_code, sync_requests
-from hstsync.service.runlock import HEARTBEAT_SECONDS, RunLock, daemon_status, run_lock
-from hstsync.service.sdnotify import sd_notify, watchdog_interval
+from hstsync.service.mirror import Mirror, Progress, sync_requests
+from hstsync.service.requestdir import Intake, Watcher, clear_note, put_aside, scan, wake
+from hstsync.service.runlock import daemon_status, run_lock
+from hstsync.service.runtime import (
+    STOP_SIGNALS,
+    WriteGuard,
+    first_store_error,
+    forget_removed,
+    keeping_alive,
+    missing_requests,
+    opened_store,
+    recover,
+)
+from hstsync.service.schedule import Start, next_wake, start_due
+from hstsync.service.sdnotify import sd_notify
+from hstsync.service.settlement import exit_code
 from hstsync.service.web import serving_status
 from hstsync.service.workers import use_worker_threads
-from hstsync.store import RequestRow, Store
+from hstsync.store import Store
 
 __all__ = ["Daemon", "daemon_status", "run_forever", "run_lock", "run_once", "wake"]
 
 log = logging.getLogger(__name__)
 
-FAILED_DIR = "failed"
 #: a manifest written in place is taken once unchanged for this long (writers that
-#: skip the .tmp rename); one renamed into place is taken at once (see ``finished``)
+#: skip the .tmp rename); one renamed into place is taken at once
+#: (``schedule.finished``)
 SETTLE_SECONDS = 0.5
 #: the listing is re-read this often even without file events
 RESCAN_SECONDS = 30.0
 #: ... and this often while the request directory is missing
 MISSING_RESCAN_SECONDS = 3.0
-#: after the database could not be written (disk full): first pause, and the longest
-STORE_BACKOFF_SECONDS = 2.0
-STORE_BACKOFF_MAX_SECONDS = 300.0
-#: the signals that stop a run (SIGHUP too: nothing to reload, and its default
-#: action would kill the process without any cleanup)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-@dataclass(frozen=True, slots=True)
-class Scan:
-    """What the request directory holds right now."""
-
-    requests: list[tuple[Request, Path]]
-    invalid: list[tuple[str, Path, str]]  # name, where it was moved, why
-
-
-def prepare_directories(config: Config) -> None:
-    """Make the directories a run needs, refusing to invent a missing request directory.
-
-    The request directory is created only on a first run (no database yet) and only
-    inside an existing parent. Otherwise a missing one is most likely a share that is
-    not mounted: an empty directory made in its place would make the run forget every
-    request.
-    """
-    requests = config.paths.requests
-    if not requests.is_dir():
-        first_run = not config.paths.database.exists() and requests.parent.is_dir()
-        if requests.exists() or not first_run:
-            raise ConfigError(missing_requests(config))
-        _make(requests, "requests")
-    _make(config.paths.mirror, "mirror")
-    _make(config.paths.database.parent, "database")
-
-
-def _make(path: Path, key: str) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"[paths] {key}: cannot create {path}: {exc.strerror or exc}") from None
-
-
-def missing_requests(config: Config) -> str:
-    where = f" in {config.source}" if config.source else ""
-    what = "is not a directory" if config.paths.requests.exists() else "does not exist"
-    return (
-        f"the request directory {config.paths.requests} {what} (a share not mounted?); "
-        f"create it, or fix `requests` under [paths]{where}"
-    )
-
-
-@contextlib.contextmanager
-def opened_store(config: Config) -> Iterator[tuple[Store, RunLock]]:
-    """What every run starts with: its directories, the run lock, and the store.
-
-    Opening errors (a read-only directory, not a database) are raised here; the
-    first write, :func:`recover`, is the caller's, with the writes that follow.
-    """
-    prepare_directories(config)
-    with run_lock(config) as lock, Store(config.paths.database) as store:
-        yield store, lock
-
-
-def recover(store: Store) -> None:
-    """Requeue the work of an interrupted run (rows left ``resolving``/``downloading``)."""
-    products, requests = store.recover_interrupted()
-    if products or requests:
-        log.info(
-            "recovered %d transfers and %d requests from an interrupted run",
-            products,
-            requests,
-        )
-
-
-def forget_removed(store: Store, present: set[str]) -> None:
-    """Stop the requests whose manifests are gone (their files stay in the mirror)."""
-    for row in store.list_requests():
-        if row.name not in present and row.state is not RequestState.INVALID:
-            log.info("request %s: manifest removed, request stopped", row.name)
-            store.remove_request(row.name)
-
-
-def wake(directory: Path) -> None:
-    """Nudge a running daemon to look at the database now (after ``hstsync retry``).
-
-    A dot file is never a manifest, but creating it is a file event, and file events
-    wake the daemon's scheduler; without one it would look at its next rescan.
-    """
-    nudge = directory / f".hstsync-wake-{os.getpid()}"
-    with contextlib.suppress(OSError):
-        nudge.touch()
-        nudge.unlink()
-
-
-def renamed_in(changes: Iterable[tuple[Change, str]]) -> set[str]:
-    """The manifests a batch of file events shows renamed into place from a temporary
-    name: ``NAME.tmp`` (the convention) or rsync's ``.NAME.XXXXXX``.
-
-    A rename is one event pair, the temporary name deleted and the manifest's added,
-    so they arrive in one batch; a file written in place is only ever added or
-    modified. Names only: the caller checks the file is the one that was renamed.
-    """
-    gone = {os.path.basename(path) for change, path in changes if change == Change.deleted}
-    added = {os.path.basename(path) for change, path in changes if change == Change.added}
-    return {
-        name
-        for name in added
-        if is_manifest_name(name)
-        and (f"{name}.tmp" in gone or any(g.startswith(f".{name}.") for g in gone))
-    }
-
-
-def finished(info: os.stat_result) -> bool:
-    """Whether a file's writer is known to be done with it.
-
-    Its metadata changed after its contents last did (ctime later than mtime): it was
-    renamed into place some time after being written (``mv`` of an older file), or its
-    times were set after writing (``cp -p``, ``rsync -t``, ``touch``).
-    Every write sets both times to the same instant, so a file still being written in
-    place never passes; a rename within the same clock tick as the last write (file
-    times are coarse: ~4 ms) does not either, which is why the daemon also reads
-    renames off its file events (:func:`renamed_in`).
-    """
-    return info.st_ctime_ns > info.st_mtime_ns
-
-
-def settled(info: os.stat_result, now: float, *, settle: float, steady: bool) -> bool:
-    """Whether a manifest may be read now without catching its writer half-way:
-    finished, or last written ``settle`` seconds ago and ``steady`` (the same size and
-    mtime at the previous look)."""
-    return finished(info) or (now - info.st_mtime >= settle and steady)
-
-
-def _failed_dir(directory: Path, *, create: bool) -> int:
-    """An open descriptor of ``directory/failed``, refused when it is not a plain
-    directory: a symlink planted there would carry manifests and notes elsewhere."""
-    failed = directory / FAILED_DIR
-    if create:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(failed)
-    try:
-        return os.open(failed, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise OSError(exc.errno, f"{failed} is not a directory (a symlink?)") from None
-        raise
-
-
-def set_aside(path: Path, reason: str) -> Path:
-    """Move an invalid manifest to ``failed/`` with ``NAME.error.txt`` beside it.
-
-    Both names are taken inside the ``failed`` directory opened once without
-    following links: the move replaces a symlink planted at ``failed/NAME.toml``
-    (never its target), and the note is written by :func:`atomic_write`, which never
-    writes through one. Raises :class:`OSError` when ``failed`` is not a plain
-    directory; the manifest then stays where it is.
-    """
-    fd = _failed_dir(path.parent, create=True)
-    try:
-        os.replace(path, path.name, dst_dir_fd=fd)
-        note = Path(f"{request_name(path)}.error.txt")
-        atomic_write(
-            note,
-            f"{path.name} was not taken: {reason}\n"
-            f"Fix it and move it back to {path.parent}/ to try again.\n",
-            dir_fd=fd,
-        )
-    finally:
-        os.close(fd)
-    return path.parent / FAILED_DIR / path.name
-
-
-def put_aside(path: Path, reason: str) -> tuple[Path, str]:
-    """:func:`set_aside`, or say why the manifest had to stay: (where it is, why)."""
-    try:
-        moved = set_aside(path, reason)
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        log.error("manifest %s is invalid and stays in place: %s (%s)", path.name, why, reason)
-        return path, f"{reason} (not moved aside: {why})"
-    log.warning("manifest %s set aside: %s", path.name, reason)
-    return moved, reason
-
-
-def clear_note(path: Path) -> None:
-    """Remove a stale ``failed/NAME.error.txt`` once ``NAME``'s manifest is taken."""
-    try:
-        fd = _failed_dir(path.parent, create=False)
-    except OSError:
-        return
-    try:
-        os.unlink(f"{request_name(path)}.error.txt", dir_fd=fd)
-        log.info("request %s: manifest taken; removed its old error note", request_name(path))
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def scan(directory: Path) -> Scan:
-    """Parse every manifest present; set aside the ones that cannot be taken."""
-    requests: list[tuple[Request, Path]] = []
-    invalid: list[tuple[str, Path, str]] = []
-    entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    for entry in entries:
-        if not entry.is_file() or not is_manifest_name(entry.name):
-            continue
-        path = Path(entry.path)
-        try:
-            requests.append((parse_manifest(path), path))
-        except ManifestError as exc:
-            moved, reason = put_aside(path, str(exc))
-            invalid.append((request_name(path), moved, reason))
-            continue
-        clear_note(path)
-    return Scan(requests, invalid)
 
 
 async def run_once(config: Config, progress: Progress | None = None) -> int:
@@ -323,11 +114,11 @@ async def _one_pass(config: Config, progress: Progress | None) -> int:
                 Mirror(
                     config, store, token=token.value if token else None, progress=progress
                 ) as mirror,
-                _keeping_alive(lock),
+                keeping_alive(lock),
             ):
                 states = await sync_requests(mirror, [request for request, _ in found.requests])
         except* StoreError as group:
-            failure = _first_store_error(group)
+            failure = first_store_error(group)
     if failure is not None:
         # The database could not be written (disk full, I/O error): every transaction
         # either happened or not, and the next run takes up where this one stopped.
@@ -338,46 +129,12 @@ async def _one_pass(config: Config, progress: Progress | None) -> int:
     return exit_code(states.values())
 
 
-def _first_store_error(group: BaseExceptionGroup[StoreError]) -> StoreError:
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    assert isinstance(error, StoreError)
-    return error
-
-
-@contextlib.asynccontextmanager
-async def _keeping_alive(lock: RunLock) -> AsyncIterator[None]:
-    """While the block runs: the run lock's heartbeat and systemd's watchdog, both
-    from the event loop, so that a loop that stops turning stops them too."""
-
-    async def beat() -> None:
-        watchdog = watchdog_interval()
-        every = min(HEARTBEAT_SECONDS, watchdog or HEARTBEAT_SECONDS)
-        last_beat = time.monotonic()
-        while True:
-            await asyncio.sleep(every)
-            if watchdog is not None:
-                sd_notify("WATCHDOG=1")
-            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS - every / 2:
-                lock.beat()
-                last_beat = time.monotonic()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 class Daemon:
     """The long-running service: watch, schedule, mirror, re-sync, shut down cleanly.
 
     The request directory's listing is the truth; watchfiles events wake the
     scheduler early and tell renames. A manifest renamed into place is taken at once
-    (:func:`renamed_in`, :func:`finished`); one written in place once its mtime is
+    (``schedule.renamed_in``, ``schedule.finished``); one written in place once its mtime is
     ``settle`` seconds old and its size and mtime held still between two looks, so a
     writer that ignores the ``.tmp``-then-rename convention is not read half-way.
     """
@@ -394,25 +151,17 @@ class Daemon:
         self.rescan_every = rescan_every
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self._rewatch = asyncio.Event()  # ends the current watch (stop, directory back)
-        self._watching = asyncio.Event()
         #: set once the watcher reports events and the first scan is done (READY=1)
         self.ready = asyncio.Event()
-        self._seen: dict[str, tuple[int, int]] = {}  # file name -> (size, mtime_ns)
-        self._taken: dict[str, tuple[int, int]] = {}  # file name -> stat of the version taken
-        self._renamed: dict[str, tuple[int, int]] = {}  # file name -> stat just after its rename
+        self._intake = Intake(config.paths.requests, settle)
+        self._watcher = Watcher(self._intake, self._wake, self._stop)
         self._manifests: dict[str, Request] = {}  # request name -> its current request
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._unsettled = False
         self._signals = 0
         #: set by a second signal: stop without waiting for in-flight work
         self.force_exit = False
         self._main: asyncio.Task[int] | None = None
-        self._store_backoff = 0.0  # seconds; 0 while the database takes writes
-        self._store_retry_at = 0.0  # monotonic time of the next attempt after a failure
-        self._requests_missing = False
-        self._requests_device: int | None = None
-        self._rewatched_until = 0.0
+        self._writes = WriteGuard(on_failure=self._wake.set)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -434,7 +183,7 @@ class Daemon:
         log.info("stopping: finishing in-flight writes")
         sd_notify("STOPPING=1")
         self._stop.set()
-        self._rewatch.set()
+        self._watcher.end()
         self._wake.set()
 
     async def run(self) -> int:
@@ -455,7 +204,7 @@ class Daemon:
                         token=token.value if token else None,
                         token_source=lambda: find_token(self.config.mast.token_file),
                     ) as mirror,
-                    _keeping_alive(lock),
+                    keeping_alive(lock),
                 ):
                     await self._serve(store, mirror)
         except asyncio.CancelledError:
@@ -477,13 +226,13 @@ class Daemon:
         # The status endpoint (if configured) is up before the first scan and stays up
         # until every task of the group has finished.
         async with serving_status(self.config), asyncio.TaskGroup() as group:
-            watcher = group.create_task(self._watch())
+            watcher = group.create_task(self._watcher.run())
             flusher = group.create_task(mirror.flush_progress_forever())
             group.create_task(mirror.warm_up())
-            await self._until_watching()
-            with self._store_guard():
+            await self._watcher.started()
+            with self._writes():
                 recover(store)
-            with self._store_guard():
+            with self._writes():
                 await self._rescan(store, first=True)
             sd_notify("READY=1", f"STATUS=watching {self.config.paths.requests}")
             self.ready.set()
@@ -493,14 +242,14 @@ class Daemon:
                 self.config.paths.mirror,
             )
             while not self._stop.is_set():
-                if time.monotonic() >= self._store_retry_at:
-                    with self._store_guard():
+                if not self._writes.pause:
+                    with self._writes():
                         self._start_due(store, mirror, group)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_for(store))
                 self._wake.clear()
-                if not self._stop.is_set() and time.monotonic() >= self._store_retry_at:
-                    with self._store_guard():
+                if not self._stop.is_set() and not self._writes.pause:
+                    with self._writes():
                         await self._rescan(store)
             # Shutdown travels as cancellation: downloads close their .part files,
             # rows go back to pending, and the group waits for every task.
@@ -509,175 +258,44 @@ class Daemon:
             watcher.cancel()
             flusher.cancel()
 
-    @contextlib.contextmanager
-    def _store_guard(self) -> Iterator[None]:
-        """Turn a database that cannot be written (disk full) into a pause.
-
-        Every write is one transaction, so a failed one leaves the rows as they were;
-        the work is tried again after a pause that doubles up to
-        :data:`STORE_BACKOFF_MAX_SECONDS`, and the daemon keeps running.
-        """
-        try:
-            yield
-        except StoreError as exc:
-            self._store_failed(exc)
-        else:
-            if self._store_backoff:
-                log.info("the database takes writes again")
-                self._store_backoff = 0.0
-
-    def _store_failed(self, exc: StoreError) -> None:
-        backoff = self._store_backoff * 2 or STORE_BACKOFF_SECONDS
-        self._store_backoff = min(backoff, STORE_BACKOFF_MAX_SECONDS)
-        self._store_retry_at = time.monotonic() + self._store_backoff
-        log.error("%s; trying again in %.0f s", exc, self._store_backoff)
-        self._wake.set()
-
     def _sleep_for(self, store: Store) -> float:
-        if self._store_retry_at > time.monotonic():
-            return self._store_retry_at - time.monotonic()
-        if self._unsettled:
+        if self._writes.pause:
+            return self._writes.pause
+        if self._intake.unsettled:
             return min(self.settle, 0.25)
         wait = self.rescan_every
-        if self._requests_missing:  # no file event tells when a share comes back
+        if self._intake.missing:  # no file event tells when a share comes back
             wait = min(wait, MISSING_RESCAN_SECONDS)
-        if time.monotonic() < self._rewatched_until:  # the watcher is restarting
+        if self._watcher.restarting:  # poll until the new watch is up
             wait = min(wait, 0.25)
-        now = _now()
-        for name in self._manifests:
-            if name in self._tasks:
-                continue
-            row = store.get_request(name)
-            due = None if row is None else self._due(row)
-            if due is not None:
-                wait = min(wait, max((due - now).total_seconds(), 0.05))
-        return wait
-
-    def _due(self, row: RequestRow) -> datetime | None:
-        """When a settled request is looked up next: a failed lookup's retry (minutes,
-        backing off to an hour), else its re-sync ``resync_every`` after the last pass."""
-        if row.state is RequestState.INVALID and row.next_lookup is None:
-            return None  # never looked up; waits for a new manifest
-        if row.next_lookup is not None:
-            return _parse_time(row.next_lookup)
-        if row.state in RESYNCED:
-            return _last_pass(row) + timedelta(seconds=self.config.schedule.resync_every)
-        return None
-
-    async def _watch(self) -> None:
-        """Turn file events into wake-ups; a crashed watcher is restarted."""
-        while not self._stop.is_set():
-            self._rewatch = asyncio.Event()
-            try:
-                async for changes in awatch(
-                    self.config.paths.requests,
-                    watch_filter=None,
-                    debounce=100,
-                    step=20,
-                    recursive=False,
-                    stop_event=self._rewatch,
-                ):
-                    self._note_renames(changes)
-                    self._watching.set()
-                    self._wake.set()
-            except Exception as exc:
-                if not self._requests_missing:  # that one is said once by _rescan
-                    log.warning("directory watcher failed (%s); restarting", type(exc).__name__)
-            if not self._stop.is_set():
-                await asyncio.sleep(1.0)
-
-    async def _until_watching(self, attempts: int = 40) -> None:
-        """Until the watcher reports a nudge of ours, so that no file dropped after the
-        first scan goes unseen until the next rescan (and renames are told from the
-        first one)."""
-        for _ in range(attempts):
-            wake(self.config.paths.requests)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._watching.wait(), 0.05)
-                return
-        log.warning("the directory watcher is slow to start; rescans will find new files")
-
-    def _note_renames(self, changes: set[tuple[Change, str]]) -> None:
-        """Remember each manifest renamed into place as it is now: that version is
-        finished (a later write in place changes its stat and it settles as usual)."""
-        for name in renamed_in(changes):
-            with contextlib.suppress(OSError):
-                info = os.stat(self.config.paths.requests / name)
-                self._renamed[name] = (info.st_size, info.st_mtime_ns)
+        idle = (store.get_request(name) for name in self._manifests if name not in self._tasks)
+        rows = [row for row in idle if row is not None]
+        return next_wake(rows, _now(), self.config.schedule.resync_every, longest=wait)
 
     # -- the request directory -----------------------------------------------------------
 
     async def _rescan(self, store: Store, *, first: bool = False) -> None:
-        directory = self.config.paths.requests
-        present: set[str] = set()
-        self._unsettled = False
-        now = time.time()
-        try:
-            device = os.stat(directory).st_dev
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError as exc:
-            self._requests_gone(exc.strerror or str(exc))
+        look = self._intake.look(first=first, known=len(self._manifests))
+        if look is None:
             return
-        if self._requests_device is None:
-            self._requests_device = device
-        elif device != self._requests_device:
-            if self._manifests and not any(is_manifest_name(e.name) for e in entries):
-                # an empty mount point where the share was
-                self._requests_gone("now an empty directory on another filesystem")
-                return
-            self._requests_device = device
-        if self._requests_missing:
-            log.info("the request directory %s is back", directory)
-            self._requests_missing = False
-            self._rewatch.set()  # watch the directory that is there now; until the
-            self._rewatched_until = time.monotonic() + 3.0  # watcher is back, poll
-        for entry in entries:
+        if look.back:
+            self._watcher.restart()
+        for path, version in look.due:
+            self._intake.took(path.name, version)
             try:
-                if not entry.is_file() or not is_manifest_name(entry.name):
-                    continue
-                info = entry.stat()
-            except (OSError, UnicodeError):
-                continue
-            path = Path(entry.path)
-            name = request_name(path)
-            present.add(name)
-            stat = (info.st_size, info.st_mtime_ns)
-            previous = self._seen.get(entry.name)
-            self._seen[entry.name] = stat
-            if self._taken.get(entry.name) == stat:
-                continue
-            renamed = self._renamed.pop(entry.name, None) == stat
-            steady = first or previous == stat
-            if not (renamed or settled(info, now, settle=self.settle, steady=steady)):
-                self._unsettled = True
-                continue
-            self._taken[entry.name] = stat
-            try:
-                await self._take(store, path, name)
+                await self._take(store, path, request_name(path))
             except StoreError:
-                del self._taken[entry.name]  # taken again once the database recovers
+                self._intake.untake(path.name)  # taken again once the database recovers
                 raise
         for name in list(self._manifests):
-            if name not in present:
+            if name not in look.present:
                 await self._cancel(name)
                 store.remove_request(name)  # first: a failed write is tried again
                 del self._manifests[name]
                 log.info("request %s: manifest removed, request stopped", name)
         if first:
             # manifests removed while the daemon was down
-            forget_removed(store, present)
-
-    def _requests_gone(self, why: str) -> None:
-        """The request directory vanished (a share unmounted?): keep every request."""
-        if not self._requests_missing:
-            log.error(
-                "the request directory %s cannot be read (%s): keeping its %d requests "
-                "and looking again at the next rescan; check [paths] requests",
-                self.config.paths.requests,
-                why,
-                len(self._manifests),
-            )
-        self._requests_missing = True
+            forget_removed(store, look.present)
 
     async def _take(self, store: Store, path: Path, name: str) -> None:
         try:
@@ -687,8 +305,7 @@ class Daemon:
             self._manifests.pop(name, None)
             moved, reason = put_aside(path, str(exc))
             if moved != path:
-                self._seen.pop(path.name, None)
-                self._taken.pop(path.name, None)
+                self._intake.forget(path.name)
             store.record_invalid(name, str(moved), reason)
             return
         clear_note(path)
@@ -710,27 +327,19 @@ class Daemon:
             if name in self._tasks:
                 continue
             row = store.get_request(name)
-            if row is None:
+            why = None if row is None else start_due(row, now, self.config.schedule.resync_every)
+            if why is None:
                 continue
-            waiting = row.state in (
-                RequestState.QUEUED,
-                RequestState.RESOLVING,
-                RequestState.DOWNLOADING,
-            )
-            due = self._due(row)
-            resync = not waiting and due is not None and now >= due
-            if waiting or resync:
-                if resync:
-                    again = " after a failed lookup" if row.next_lookup is not None else ""
-                    log.info("request %s: re-sync%s", name, again)
-                self._tasks[name] = group.create_task(self._sync(store, mirror, request))
+            if why is not Start.WAITING:
+                log.info("request %s: %s", name, why)
+            self._tasks[name] = group.create_task(self._sync(store, mirror, request))
 
     async def _sync(self, store: Store, mirror: Mirror, request: Request) -> None:
         try:
             try:
                 await mirror.sync(request)
             except* StoreError as group:
-                self._store_failed(_first_store_error(group))
+                self._writes.failed(first_store_error(group))
         except Exception:
             # A bug must not take the daemon down with it; the request says so.
             log.exception("request %s: unexpected error", request.name)
@@ -751,22 +360,9 @@ class Daemon:
             await task
 
 
-#: request states that are re-resolved every ``resync_every``
-RESYNCED = (RequestState.DONE, RequestState.INCOMPLETE, RequestState.INVALID)
-
-
 def _now() -> datetime:
     """The scheduler's clock (tests move it)."""
     return datetime.now(UTC)
-
-
-def _parse_time(stamp: str) -> datetime:
-    moment = datetime.fromisoformat(stamp)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _last_pass(row: RequestRow) -> datetime:
-    return _parse_time(row.resolved_at or row.updated)
 
 
 def run_forever(config: Config) -> int:

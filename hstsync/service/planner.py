@@ -1,39 +1,75 @@
-"""What a request would fetch, before anything is fetched: ``hstsync plan``.
+"""What a request needs from the mirror: the one planning function, pure.
 
-Decisions over resolved products and what the mirror already holds: which files
-are present at the catalogue size (and, for ``*.fits``, pass the same content check
-as a download: a file of the right size with other content is not "present"), how
-many bytes are missing, and whether the mirror's filesystem has room for them.
+:func:`plan` takes a request's products (with the state each is recorded in, if any)
+and what the mirror holds for each (a :class:`Holding`, looked at by
+:mod:`hstsync.service.holdings`) and says, without any I/O, which files must be
+fetched, which are already present, which can never be fetched and why, which wait
+for a MAST token, how many bytes that is and whether the mirror has room for them.
+``hstsync plan`` and the mirroring pass both use it, so what ``plan`` promises is
+what a pass does.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Sequence
+import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hstsync.errors import CorruptFileError, UnsafePathError
-from hstsync.model import Product
-from hstsync.transfer.ranges import held_bytes
-from hstsync.transfer.verify import verify_file
+from hstsync.errors import UnsafePathError
+from hstsync.model import Product, ProductState, human_bytes
 
 #: room kept free on the mirror's filesystem beyond what a request needs
 HEADROOM = 64 * 1024 * 1024
 
 
+class Action(enum.StrEnum):
+    """What a pass does with one product."""
+
+    #: bytes are missing: a transfer
+    FETCH = "fetch"
+    #: complete in the mirror but not recorded done (astroquery's own tree, an earlier
+    #: copy, a new database): the pass records it without fetching a byte
+    RECORD = "record"
+    #: complete in the mirror and recorded done: nothing to do
+    KEEP = "keep"
+    #: can never be fetched; ``PlannedFile.refused`` says why
+    REFUSE = "refuse"
+    #: the archive refused it for want of a MAST token, and there still is none
+    WAIT = "wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What the mirror holds for one product, as looked at: observed, not judged."""
+
+    #: size of the file under its final name, None when there is none
+    whole: int | None = None
+    #: bytes already fetched into its ``.part``
+    part: int = 0
+    #: why the file under its final name is not the product (the content check of a
+    #: download failed); None when it passed or was not checked
+    corrupt: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedFile:
     product: Product
+    action: Action
+    #: where it goes in the mirror; None when it is refused
+    dest: Path | None = None
     #: bytes already on disk for it: the whole file, a ``.part``, or nothing
-    on_disk: int
-    present: bool
+    on_disk: int = 0
     refused: str | None = None
 
     @property
+    def present(self) -> bool:
+        return self.action in (Action.RECORD, Action.KEEP)
+
+    @property
     def missing(self) -> int:
-        if self.present or self.refused or self.product.size is None:
+        """Bytes still to fetch (0 when the size is unknown)."""
+        if self.action is not Action.FETCH or self.product.size is None:
             return 0
         return max(self.product.size - self.on_disk, 0)
 
@@ -41,6 +77,7 @@ class PlannedFile:
 @dataclass(frozen=True, slots=True)
 class Plan:
     files: tuple[PlannedFile, ...]
+    #: free bytes on the mirror's filesystem
     free: int
 
     @property
@@ -53,7 +90,7 @@ class Plan:
 
     @property
     def to_fetch(self) -> int:
-        return sum(1 for f in self.files if not f.present and f.refused is None)
+        return sum(1 for f in self.files if f.action is Action.FETCH)
 
     @property
     def missing_bytes(self) -> int:
@@ -63,52 +100,81 @@ class Plan:
     def fits(self) -> bool:
         return room_for(self.missing_bytes, self.free)
 
+    @property
+    def transfers(self) -> tuple[PlannedFile, ...]:
+        """What goes through the downloader: files to fetch, and files to record (the
+        downloader finds them present and fetches nothing)."""
+        return tuple(f for f in self.files if f.action in (Action.FETCH, Action.RECORD))
+
+    @property
+    def refusals(self) -> tuple[PlannedFile, ...]:
+        return tuple(f for f in self.files if f.action is Action.REFUSE)
+
+    def shortfall(self) -> str | None:
+        """Why the mirror cannot hold what is missing, or None when it can."""
+        if self.fits:
+            return None
+        return (
+            f"not enough room: {human_bytes(self.missing_bytes)} to fetch, "
+            f"{human_bytes(self.free)} free on the mirror's filesystem"
+        )
+
 
 def room_for(needed: int, free: int) -> bool:
     return needed == 0 or needed + HEADROOM <= free
 
 
-def free_space(path: Path) -> int:
-    """Free bytes on the filesystem that holds (or will hold) ``path``."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
-
-
-def _size(path: Path) -> int | None:
+def refusal(product: Product) -> str | None:
+    """Why a catalogue row can never be fetched, or None."""
+    if product.problem is not None:
+        return product.problem
     try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
+        product.relpath()
+    except UnsafePathError as exc:
+        return f"refused: {exc}"
+    if not product.data_uri:
+        return "the catalogue gives no dataURI for this file"
+    return None
 
 
-def sound(path: Path) -> bool:
-    """Whether a file already at its destination may count as the product: the content
-    check of a download (``transfer.verify``; FITS files only)."""
-    try:
-        verify_file(path, path.name)
-    except (CorruptFileError, OSError):
-        return False
-    return True
+def plan(
+    products: Sequence[Product],
+    mirror: Path,
+    holdings: Mapping[str, Holding],
+    *,
+    free: int,
+    recorded: Mapping[str, ProductState] | None = None,
+    have_token: bool = False,
+) -> Plan:
+    """Decide, for each product, what a pass does with it.
 
-
-def plan_files(products: Sequence[Product], mirror: Path) -> Plan:
+    ``holdings`` and ``recorded`` are keyed by dataURI; a product missing from them has
+    nothing on disk and no record (``hstsync plan`` records nothing). A file under its
+    final name is complete when it has the catalogue's size (any size when the
+    catalogue gives none) and did not fail its content check. A complete file recorded
+    done is left alone; one not recorded is recorded; anything else is fetched (a done
+    file that vanished or changed too: a mirror, not a log). A product the archive
+    refused for want of a token waits until there is one.
+    """
+    recorded = recorded or {}
     files: list[PlannedFile] = []
     for product in products:
-        if product.problem is not None:
-            files.append(PlannedFile(product, 0, False, refused=product.problem))
+        reason = refusal(product)
+        if reason is not None:
+            files.append(PlannedFile(product, Action.REFUSE, refused=reason))
             continue
-        try:
-            dest = mirror / product.relpath()
-        except UnsafePathError as exc:
-            files.append(PlannedFile(product, 0, False, refused=str(exc)))
+        dest = mirror / product.relpath()
+        held = holdings.get(product.data_uri, Holding())
+        state = recorded.get(product.data_uri)
+        size = product.size
+        part = held.part if size is None else min(held.part, size)
+        if state is ProductState.AUTH_REQUIRED and not have_token:
+            files.append(PlannedFile(product, Action.WAIT, dest, part))
             continue
-        whole = _size(dest)
-        expected = whole if product.size is None else product.size
-        if whole is not None and whole == expected and sound(dest):
-            files.append(PlannedFile(product, whole, True))
-            continue
-        part = held_bytes(dest)
-        files.append(PlannedFile(product, min(part, expected or 0), False))
-    return Plan(tuple(files), free_space(mirror))
+        complete = held.whole is not None and held.corrupt is None and size in (None, held.whole)
+        if complete and held.whole is not None:
+            action = Action.KEEP if state is ProductState.DONE else Action.RECORD
+            files.append(PlannedFile(product, action, dest, held.whole))
+        else:
+            files.append(PlannedFile(product, Action.FETCH, dest, part))
+    return Plan(tuple(files), free)

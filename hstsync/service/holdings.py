@@ -1,0 +1,108 @@
+"""What the mirror holds: the looking that feeds :func:`hstsync.service.planner.plan`.
+
+Reads only, except :func:`reject`: the size of each product's file under its final
+name and of its ``.part`` (:func:`look`), the content check of a file already in
+place (:func:`content_problem`, the same check as a download: ``transfer.verify``),
+and the free space of the mirror's filesystem. :func:`plan_files` is ``hstsync
+plan``'s whole survey; the mirroring pass does the same steps around its fetching
+(``service.mirror``), setting a file that fails its check aside to ``FILE.rejected``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from hstsync.errors import CorruptFileError
+from hstsync.model import Product
+from hstsync.service.planner import Action, Holding, Plan, PlannedFile, plan, refusal
+from hstsync.transfer.ranges import held_bytes
+from hstsync.transfer.verify import needs_verification, verify_file
+
+log = logging.getLogger(__name__)
+
+
+def free_space(path: Path) -> int:
+    """Free bytes on the filesystem that holds (or will hold) ``path``."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def look(products: Iterable[Product], mirror: Path) -> dict[str, Holding]:
+    """Each fetchable product's file and ``.part`` sizes, by dataURI (no content check)."""
+    holdings: dict[str, Holding] = {}
+    for product in products:
+        if refusal(product) is not None:
+            continue
+        dest = mirror / product.relpath()
+        holdings[product.data_uri] = Holding(_size(dest), held_bytes(dest))
+    return holdings
+
+
+def needs_check(planned: PlannedFile) -> bool:
+    """Whether a file is "present" only once its content is checked: one found in place
+    but not recorded done (a done file was checked when it was fetched)."""
+    return (
+        planned.action is Action.RECORD
+        and planned.dest is not None
+        and needs_verification(planned.dest.name)
+    )
+
+
+def content_problem(dest: Path) -> str | None:
+    """Why the file at ``dest`` is not the product, or None when it passes the content
+    check of a download. A file that cannot be read is not judged (logged, None)."""
+    try:
+        verify_file(dest, dest.name)
+    except CorruptFileError as exc:
+        return str(exc)
+    except OSError as exc:
+        log.warning("cannot read %s (%s)", dest, exc)
+    return None
+
+
+def with_problems(holdings: dict[str, Holding], problems: dict[str, str]) -> dict[str, Holding]:
+    """The holdings, with the content check's verdicts (by dataURI) written in."""
+    merged = dict(holdings)
+    for uri, why in problems.items():
+        merged[uri] = dataclasses.replace(merged[uri], corrupt=why)
+    return merged
+
+
+def reject(dest: Path) -> Path:
+    """Move a file that is not the product aside to ``FILE.rejected`` (never deleted:
+    it may be someone's); the transfer then writes the product in its place."""
+    aside = dest.with_name(dest.name + ".rejected")
+    os.replace(dest, aside)
+    return aside
+
+
+def plan_files(products: Sequence[Product], mirror: Path) -> Plan:
+    """``hstsync plan``: look, plan, check the files found in place, plan again.
+
+    Nothing is recorded or moved: a file that fails its check is only "to fetch".
+    """
+    holdings = look(products, mirror)
+    free = free_space(mirror)
+    first = plan(products, mirror, holdings, free=free)
+    problems = {
+        f.product.data_uri: why
+        for f in first.files
+        if needs_check(f) and f.dest is not None and (why := content_problem(f.dest)) is not None
+    }
+    if not problems:
+        return first
+    return plan(products, mirror, with_problems(holdings, problems), free=free)

@@ -1,0 +1,315 @@
+"""The request directory: reading manifests from it, and setting invalid ones aside.
+
+Manifests are standing requests: they stay in the directory and are re-synced; an
+invalid one is moved to ``failed/`` beside a ``NAME.error.txt`` that says why in plain
+language. :func:`scan` is ``run --once``'s single look. :class:`Intake` is the
+daemon's memory of the directory between looks (the versions seen and taken, renames
+into place, whether the directory is there at all: a share may be unmounted), and
+:class:`Watcher` turns its file events into the daemon's wake-ups; which manifest is
+taken when is decided by ``service.schedule``. :func:`wake` nudges a running daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+from hstsync.archive.manifest import is_manifest_name, parse_manifest, request_name
+from hstsync.errors import ManifestError
+from hstsync.files import atomic_write
+from hstsync.model import Request
+from hstsync.service.schedule import Take, manifest_due, renamed_in
+
+log = logging.getLogger(__name__)
+
+FAILED_DIR = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What the request directory holds right now."""
+
+    requests: list[tuple[Request, Path]]
+    invalid: list[tuple[str, Path, str]]  # name, where it was moved, why
+
+
+def wake(directory: Path) -> None:
+    """Nudge a running daemon to look at the database now (after ``hstsync retry``).
+
+    A dot file is never a manifest, but creating it is a file event, and file events
+    wake the daemon's scheduler; without one it would look at its next rescan.
+    """
+    nudge = directory / f".hstsync-wake-{os.getpid()}"
+    with contextlib.suppress(OSError):
+        nudge.touch()
+        nudge.unlink()
+
+
+def _failed_dir(directory: Path, *, create: bool) -> int:
+    """An open descriptor of ``directory/failed``, refused when it is not a plain
+    directory: a symlink planted there would carry manifests and notes elsewhere."""
+    failed = directory / FAILED_DIR
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(failed)
+    try:
+        return os.open(failed, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(exc.errno, f"{failed} is not a directory (a symlink?)") from None
+        raise
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Move an invalid manifest to ``failed/`` with ``NAME.error.txt`` beside it.
+
+    Both names are taken inside the ``failed`` directory opened once without
+    following links: the move replaces a symlink planted at ``failed/NAME.toml``
+    (never its target), and the note is written by :func:`atomic_write`, which never
+    writes through one. Raises :class:`OSError` when ``failed`` is not a plain
+    directory; the manifest then stays where it is.
+    """
+    fd = _failed_dir(path.parent, create=True)
+    try:
+        os.replace(path, path.name, dst_dir_fd=fd)
+        note = Path(f"{request_name(path)}.error.txt")
+        atomic_write(
+            note,
+            f"{path.name} was not taken: {reason}\n"
+            f"Fix it and move it back to {path.parent}/ to try again.\n",
+            dir_fd=fd,
+        )
+    finally:
+        os.close(fd)
+    return path.parent / FAILED_DIR / path.name
+
+
+def put_aside(path: Path, reason: str) -> tuple[Path, str]:
+    """:func:`set_aside`, or say why the manifest had to stay: (where it is, why)."""
+    try:
+        moved = set_aside(path, reason)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        log.error("manifest %s is invalid and stays in place: %s (%s)", path.name, why, reason)
+        return path, f"{reason} (not moved aside: {why})"
+    log.warning("manifest %s set aside: %s", path.name, reason)
+    return moved, reason
+
+
+def clear_note(path: Path) -> None:
+    """Remove a stale ``failed/NAME.error.txt`` once ``NAME``'s manifest is taken."""
+    try:
+        fd = _failed_dir(path.parent, create=False)
+    except OSError:
+        return
+    try:
+        os.unlink(f"{request_name(path)}.error.txt", dir_fd=fd)
+        log.info("request %s: manifest taken; removed its old error note", request_name(path))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def scan(directory: Path) -> Scan:
+    """Parse every manifest present; set aside the ones that cannot be taken."""
+    requests: list[tuple[Request, Path]] = []
+    invalid: list[tuple[str, Path, str]] = []
+    entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    for entry in entries:
+        if not entry.is_file() or not is_manifest_name(entry.name):
+            continue
+        path = Path(entry.path)
+        try:
+            requests.append((parse_manifest(path), path))
+        except ManifestError as exc:
+            moved, reason = put_aside(path, str(exc))
+            invalid.append((request_name(path), moved, reason))
+            continue
+        clear_note(path)
+    return Scan(requests, invalid)
+
+
+#: a file's version as the scheduler compares them: (size, mtime_ns)
+Version = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """One look at the request directory."""
+
+    #: the request names whose manifests are there
+    present: set[str]
+    #: the manifests to take now (new or changed, and finished), with their version
+    due: list[tuple[Path, Version]]
+    #: the directory is readable again after it was missing
+    back: bool
+
+
+class Intake:
+    """The daemon's memory of the request directory between two looks."""
+
+    def __init__(self, directory: Path, settle: float) -> None:
+        self.directory = directory
+        self.settle = settle
+        self._seen: dict[str, Version] = {}  # file name -> version at the last look
+        self._taken: dict[str, Version] = {}  # file name -> the version taken
+        self._renamed: dict[str, Version] = {}  # file name -> version just after its rename
+        self._device: int | None = None
+        #: some manifest may still be being written: look again soon
+        self.unsettled = False
+        #: the directory could not be read at the last look (a share unmounted?)
+        self.missing = False
+
+    def note_renames(self, changes: set[tuple[Change, str]]) -> None:
+        """Remember each manifest renamed into place as it is now: that version is
+        finished (a later write in place changes its stat and it settles as usual)."""
+        for name in renamed_in(changes):
+            with contextlib.suppress(OSError):
+                info = os.stat(self.directory / name)
+                self._renamed[name] = (info.st_size, info.st_mtime_ns)
+
+    def look(self, *, first: bool, known: int) -> Look | None:
+        """What the directory holds now; None when it cannot be read (``known``: how
+        many requests the daemon holds, all kept until it is back)."""
+        self.unsettled = False
+        now = time.time()
+        try:
+            device = os.stat(self.directory).st_dev
+            entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
+        except OSError as exc:
+            self._gone(exc.strerror or str(exc), known)
+            return None
+        if self._device is None:
+            self._device = device
+        elif device != self._device:
+            if known and not any(is_manifest_name(e.name) for e in entries):
+                # an empty mount point where the share was
+                self._gone("now an empty directory on another filesystem", known)
+                return None
+            self._device = device
+        back = self.missing
+        if back:
+            log.info("the request directory %s is back", self.directory)
+            self.missing = False
+        present: set[str] = set()
+        due: list[tuple[Path, Version]] = []
+        for entry in entries:
+            try:
+                if not entry.is_file() or not is_manifest_name(entry.name):
+                    continue
+                info = entry.stat()
+            except (OSError, UnicodeError):
+                continue
+            path = Path(entry.path)
+            present.add(request_name(path))
+            version = (info.st_size, info.st_mtime_ns)
+            take = manifest_due(
+                info,
+                now,
+                previous=self._seen.get(entry.name),
+                taken=self._taken.get(entry.name),
+                renamed=self._renamed.get(entry.name),
+                first=first,
+                settle=self.settle,
+            )
+            self._seen[entry.name] = version
+            if take is Take.NOW:
+                self._renamed.pop(entry.name, None)
+                due.append((path, version))
+            elif take is Take.LATER:
+                self._renamed.pop(entry.name, None)
+                self.unsettled = True
+        return Look(present, due, back)
+
+    def took(self, file_name: str, version: Version) -> None:
+        self._taken[file_name] = version
+
+    def untake(self, file_name: str) -> None:
+        """The version could not be recorded: it is taken again at the next look."""
+        self._taken.pop(file_name, None)
+
+    def forget(self, file_name: str) -> None:
+        """The file was moved away (set aside): a new one of that name is new."""
+        self._seen.pop(file_name, None)
+        self._taken.pop(file_name, None)
+
+    def _gone(self, why: str, known: int) -> None:
+        """The request directory vanished (a share unmounted?): keep every request."""
+        if not self.missing:
+            log.error(
+                "the request directory %s cannot be read (%s): keeping its %d requests "
+                "and looking again at the next rescan; check [paths] requests",
+                self.directory,
+                why,
+                known,
+            )
+        self.missing = True
+
+
+class Watcher:
+    """File events in the request directory as wake-ups for the scheduler, and the
+    renames among them (``Intake.note_renames``). A crashed watch is restarted; one on
+    a directory that came back (a share mounted again) is started anew."""
+
+    def __init__(self, intake: Intake, wake: asyncio.Event, stop: asyncio.Event) -> None:
+        self._intake = intake
+        self._wake = wake
+        self._stop = stop
+        self._rewatch = asyncio.Event()  # ends the current watch (stop, directory back)
+        self._watching = asyncio.Event()
+        self._restarted_until = 0.0
+
+    @property
+    def restarting(self) -> bool:
+        """Whether a restarted watch may not be up yet (the scheduler polls meanwhile)."""
+        return time.monotonic() < self._restarted_until
+
+    def restart(self) -> None:
+        """Watch the directory that is there now."""
+        self._rewatch.set()
+        self._restarted_until = time.monotonic() + 3.0
+
+    def end(self) -> None:
+        self._rewatch.set()
+
+    async def run(self) -> None:
+        """Turn file events into wake-ups; a crashed watcher is restarted."""
+        while not self._stop.is_set():
+            self._rewatch = asyncio.Event()
+            try:
+                async for changes in awatch(
+                    self._intake.directory,
+                    watch_filter=None,
+                    debounce=100,
+                    step=20,
+                    recursive=False,
+                    stop_event=self._rewatch,
+                ):
+                    self._intake.note_renames(changes)
+                    self._watching.set()
+                    self._wake.set()
+            except Exception as exc:
+                if not self._intake.missing:  # that one is said once by the intake
+                    log.warning("directory watcher failed (%s); restarting", type(exc).__name__)
+            if not self._stop.is_set():
+                await asyncio.sleep(1.0)
+
+    async def started(self, attempts: int = 40) -> None:
+        """Until the watcher reports a nudge of ours, so that no file dropped after the
+        first scan goes unseen until the next rescan (and renames are told from the
+        first one)."""
+        for _ in range(attempts):
+            wake(self._intake.directory)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._watching.wait(), 0.05)
+                return
+        log.warning("the directory watcher is slow to start; rescans will find new files")

@@ -1,0 +1,169 @@
+"""What every run stands on, ``run --once`` and the daemon alike.
+
+Its directories (a missing request directory is refused rather than invented: it is
+most likely a share that is not mounted), the run lock and the store opened
+(:func:`opened_store`), the recovery of an interrupted run's rows, the forgetting of
+requests whose manifests went while nothing ran, and while work runs the run lock's
+heartbeat and systemd's watchdog (:func:`keeping_alive`); in the daemon, a database
+that refuses writes made a pause (:class:`WriteGuard`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+from hstsync.config import Config
+from hstsync.errors import ConfigError, StoreError
+from hstsync.model import RequestState
+from hstsync.service.runlock import HEARTBEAT_SECONDS, RunLock, run_lock
+from hstsync.service.schedule import store_backoff
+from hstsync.service.sdnotify import sd_notify, watchdog_interval
+from hstsync.store.db import Store
+
+log = logging.getLogger(__name__)
+
+#: the signals that stop a run (SIGHUP too: nothing to reload, and its default
+#: action would kill the process without any cleanup)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def prepare_directories(config: Config) -> None:
+    """Make the directories a run needs, refusing to invent a missing request directory.
+
+    The request directory is created only on a first run (no database yet) and only
+    inside an existing parent. Otherwise a missing one is most likely a share that is
+    not mounted: an empty directory made in its place would make the run forget every
+    request.
+    """
+    requests = config.paths.requests
+    if not requests.is_dir():
+        first_run = not config.paths.database.exists() and requests.parent.is_dir()
+        if requests.exists() or not first_run:
+            raise ConfigError(missing_requests(config))
+        _make(requests, "requests")
+    _make(config.paths.mirror, "mirror")
+    _make(config.paths.database.parent, "database")
+
+
+def _make(path: Path, key: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"[paths] {key}: cannot create {path}: {exc.strerror or exc}") from None
+
+
+def missing_requests(config: Config) -> str:
+    where = f" in {config.source}" if config.source else ""
+    what = "is not a directory" if config.paths.requests.exists() else "does not exist"
+    return (
+        f"the request directory {config.paths.requests} {what} (a share not mounted?); "
+        f"create it, or fix `requests` under [paths]{where}"
+    )
+
+
+@contextlib.contextmanager
+def opened_store(config: Config) -> Iterator[tuple[Store, RunLock]]:
+    """What every run starts with: its directories, the run lock, and the store.
+
+    Opening errors (a read-only directory, not a database) are raised here; the
+    first write, :func:`recover`, is the caller's, with the writes that follow.
+    """
+    prepare_directories(config)
+    with run_lock(config) as lock, Store(config.paths.database) as store:
+        yield store, lock
+
+
+def recover(store: Store) -> None:
+    """Requeue the work of an interrupted run (rows left ``resolving``/``downloading``)."""
+    products, requests = store.recover_interrupted()
+    if products or requests:
+        log.info(
+            "recovered %d transfers and %d requests from an interrupted run",
+            products,
+            requests,
+        )
+
+
+def forget_removed(store: Store, present: set[str]) -> None:
+    """Stop the requests whose manifests are gone (their files stay in the mirror)."""
+    for row in store.list_requests():
+        if row.name not in present and row.state is not RequestState.INVALID:
+            log.info("request %s: manifest removed, request stopped", row.name)
+            store.remove_request(row.name)
+
+
+def first_store_error(group: BaseExceptionGroup[StoreError]) -> StoreError:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, StoreError)
+    return error
+
+
+@contextlib.asynccontextmanager
+async def keeping_alive(lock: RunLock) -> AsyncIterator[None]:
+    """While the block runs: the run lock's heartbeat and systemd's watchdog, both
+    from the event loop, so that a loop that stops turning stops them too."""
+
+    async def beat() -> None:
+        watchdog = watchdog_interval()
+        every = min(HEARTBEAT_SECONDS, watchdog or HEARTBEAT_SECONDS)
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(every)
+            if watchdog is not None:
+                sd_notify("WATCHDOG=1")
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS - every / 2:
+                lock.beat()
+                last_beat = time.monotonic()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class WriteGuard:
+    """Turn a database that cannot be written (disk full) into a pause.
+
+    Every write is one transaction, so a failed one leaves the rows as they were; the
+    work is tried again after a pause that doubles up to
+    :data:`~hstsync.service.schedule.STORE_BACKOFF_MAX_SECONDS` (``schedule.store_backoff``),
+    and the daemon keeps running. ``on_failure`` wakes the scheduler to sleep the pause.
+    """
+
+    def __init__(self, on_failure: Callable[[], None]) -> None:
+        self._on_failure = on_failure
+        self._backoff = 0.0  # seconds; 0 while the database takes writes
+        self._retry_at = 0.0  # monotonic time of the next attempt after a failure
+
+    @property
+    def pause(self) -> float:
+        """Seconds until writes may be tried again (0: now)."""
+        return max(self._retry_at - time.monotonic(), 0.0)
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreError as exc:
+            self.failed(exc)
+        else:
+            if self._backoff:
+                log.info("the database takes writes again")
+                self._backoff = 0.0
+
+    def failed(self, exc: StoreError) -> None:
+        self._backoff = store_backoff(self._backoff)
+        self._retry_at = time.monotonic() + self._backoff
+        log.error("%s; trying again in %.0f s", exc, self._backoff)
+        self._on_failure()
