@@ -46,7 +46,8 @@ from hstsync.service.lookup import Lookups
 from hstsync.service.planner import free_space, room_for
 from hstsync.service.results import results_path, write_results
 from hstsync.store.db import ProductRow, Store
-from hstsync.transfer.downloader import Downloader, Outcome, Transfer, after_fallback, open_session
+from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session
+from hstsync.transfer.outcome import after_fallback
 from hstsync.transfer.ranges import held_bytes
 from hstsync.transfer.verify import CorruptFileError, needs_verification, verify_file
 
