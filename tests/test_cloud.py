@@ -30,7 +30,7 @@ from hstsync.errors import ConfigError
 from hstsync.model import Product, ProductState, RequestState
 from hstsync.service.daemon import run_once
 from hstsync.store.db import Store
-from hstsync.transfer.downloader import Outcome, after_fallback
+from hstsync.transfer.outcome import Outcome, after_fallback
 
 HST = Path("mastDownload/HST")
 SECRET = "cloud-test-token-0123456789abcdef"

@@ -314,7 +314,7 @@ async def test_catalogue_size_differing_from_the_server_is_fetched_once(h: Harne
 
 
 async def test_401_is_auth_required_at_once(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="hstsync.transfer.downloader")
+    caplog.set_level(logging.DEBUG, logger="hstsync.transfer")
     h.emu.faults.add(Fault(FaultKind.STATUS, match=X1D, status=401, times=None))
 
     outcome = await h.fetch(X1D, token=True)
@@ -338,7 +338,7 @@ async def test_404_fails_without_retries(h: Harness) -> None:
 async def test_network_errors_never_leak_the_token(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="hstsync.transfer.downloader")
+    caplog.set_level(logging.DEBUG, logger="hstsync.transfer")
     h.emu.faults.add(Fault(FaultKind.RESET, match=X1D, after=1000, times=None))
 
     outcome = await h.fetch(X1D, token=True)

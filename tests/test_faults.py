@@ -125,7 +125,7 @@ async def test_reset_mid_body_resumes_and_ends_byte_identical(config: Config, em
 async def test_busy_server_is_retried_after_its_retry_after(
     config: Config, emulator: Emulator, status: int, caplog: pytest.LogCaptureFixture
 ):
-    caplog.set_level(logging.WARNING, logger="hstsync.transfer.downloader")
+    caplog.set_level(logging.WARNING, logger="hstsync.transfer")
     emulator.faults.add(Fault(FaultKind.STATUS, match=X1D, status=status, retry_after=1, times=1))
 
     assert await run_once(config) == 0

@@ -40,7 +40,7 @@ from hstsync.transfer.ranges import (
     sidecar_path,
     write_record,
 )
-from hstsync.transfer.segmented import Work
+from hstsync.transfer.work import Work
 
 X1D = "o58701010_x1d.fits"
 X2D = "o58701010_x2d.fits"

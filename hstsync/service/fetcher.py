@@ -27,7 +27,8 @@ from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState
 from hstsync.service.hooks import PassLog
 from hstsync.store.db import Store
-from hstsync.transfer.downloader import Downloader, Outcome, Transfer, after_fallback, open_session
+from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session
+from hstsync.transfer.outcome import after_fallback
 from hstsync.transfer.ranges import held_bytes
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ validator sent back as ``If-Range``. Besides the shared failures it raises
 
 Failure texts are written here from status codes, errno names and byte counts, never
 copied from an aiohttp exception, whose text can carry the request's headers
-(``Authorization``). No retries, no files: :mod:`hstsync.transfer.downloader` decides
-what to do with an answer, :mod:`~hstsync.transfer.partfile` and
-:mod:`~hstsync.transfer.segmented` write the bytes.
+(``Authorization``). No retries, no files: :mod:`hstsync.transfer.stream` and
+:mod:`~hstsync.transfer.segmented` decide what to do with an answer and write the
+bytes (through :mod:`~hstsync.transfer.partfile`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ written as ``FILE.part`` beside its final name), :func:`preallocate` and
 :func:`disk_error`, the text of a failed file operation written from its errno name
 (``disk full (ENOSPC) writing …``). Plain functions that raise :class:`OSError`; which
 failure that becomes is the caller's decision. The rename that gives a part its final
-name is in :mod:`hstsync.transfer.downloader`, after verification.
+name is in :mod:`hstsync.transfer.finish`, after verification.
 
 Symbolic links: nothing under the mirror is opened through a link hstsync did not make.
 :func:`make_dirs` walks from the mirror root to a file's directory refusing any link on
@@ -87,7 +87,7 @@ def preallocate(part: Path, size: int) -> None:
 
 
 def pwrite(fd: int, data: memoryview, offset: int) -> None:
-    # written synchronously, like Downloader._receive: 1 MiB writes do not stall the loop long
+    # written synchronously, like Stream._receive: 1 MiB writes do not stall the loop long
     while data:
         written = os.pwrite(fd, data, offset)
         data, offset = data[written:], offset + written

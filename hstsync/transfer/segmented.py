@@ -5,26 +5,23 @@
 writes each segment at its offset in one preallocated part, cuts the running ranges
 evenly among the spare connections that come to it together (one alone takes half of
 the range with most left), retries a failed segment on its own from where it stopped,
-and keeps the record current (:class:`_Checkpoints`) so that a crash costs at most
-``CHECKPOINT_SECONDS`` of transfer. Every request holds a token of the
+and keeps the record current (:class:`~hstsync.transfer.work.Checkpoints`) so that a
+crash costs at most ``CHECKPOINT_SECONDS`` of transfer; the ranges themselves are
+:class:`~hstsync.transfer.work.Work`'s. Every request holds a token of the
 :class:`~hstsync.transfer.budget.ConnectionBudget`: further segments only take spare tokens.
 
 A segment answered with anything but its own range, or from a file that changed, is
 :class:`RangesRefused`: the caller gives the segmented part up for one whole-file
-transfer. Which file to segment, the retry policy and finishing the part are
-:mod:`hstsync.transfer.downloader`'s; this module imports nothing from it.
+transfer. Which file to segment and finishing the part are
+:mod:`hstsync.transfer.downloader`'s, the retry policy :mod:`hstsync.transfer.retry`'s
+(handed in as ``retrying``); this module imports neither.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import logging
 import os
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 
@@ -50,158 +47,8 @@ from hstsync.transfer.http import (
     speed_floor,
     validator_of,
 )
-from hstsync.transfer.partfile import disk_error, fsync, pwrite
-from hstsync.transfer.ranges import (
-    Range,
-    SegmentRecord,
-    apportion,
-    capacity,
-    cuts,
-    merge,
-    missing,
-    share,
-    write_record,
-)
-
-log = logging.getLogger(__name__)
-
-#: how often a segmented transfer records its progress beside the part (and at each
-#: segment's end): what a crash can cost is this much transfer time, never a segment
-CHECKPOINT_SECONDS = 1.0
-
-
-@dataclass(slots=True, eq=False)
-class _Segment:
-    """A range being fetched: bytes ``start..position`` are written, ``position..end``
-    are still to come; ``end`` moves down when the range is split."""
-
-    start: int
-    position: int
-    end: int
-
-
-class Work:
-    """The ranges of one segmented file: done, waiting for a connection, or running."""
-
-    def __init__(self, size: int, done: Iterable[Range], validator: str | None) -> None:
-        self.size = size
-        self.validator = validator
-        self._done = merge(done)
-        self._waiting = [_Segment(a, a, b) for a, b in missing(size, self._done)]
-        self._running: list[_Segment] = []
-        self._promised = 0
-
-    def promise(self) -> None:
-        """A connection was taken for this file and will claim a range: count it."""
-        self._promised += 1
-
-    def claim(self, count: int = 1) -> list[_Segment]:
-        """Ranges for ``count`` more connections: waiting ones first, then running
-        ranges cut so that the file's ranges end together (:func:`apportion`). Fewer,
-        or none, when no cut is worth a request."""
-        self._promised = 0
-        claimed: list[_Segment] = []
-        while self._waiting and len(claimed) < count:
-            claimed.append(self._waiting.pop(0))
-        self._running.extend(claimed)
-        running = list(self._running)
-        given = apportion([s.end - s.position for s in running], count - len(claimed))
-        for victim, extra in zip(running, given, strict=True):
-            if not extra:
-                continue
-            points = [*cuts(victim.position, victim.end, extra + 1), victim.end]
-            pieces = [_Segment(a, a, b) for a, b in itertools.pairwise(points)]
-            victim.end = points[0]
-            self._running.extend(pieces)
-            claimed.extend(pieces)
-        return claimed
-
-    def finish(self, segment: _Segment) -> None:
-        self._running.remove(segment)
-        self._done = merge([*self._done, (segment.start, segment.end)])
-
-    def drop(self, segment: _Segment) -> None:
-        """A segment that failed: its bytes so far count, the rest waits again."""
-        if segment in self._running:
-            self._running.remove(segment)
-        self._done = merge([*self._done, (segment.start, segment.position)])
-        if segment.position < segment.end:
-            self._waiting.append(_Segment(segment.position, segment.position, segment.end))
-
-    def snapshot(self) -> list[Range]:
-        return merge([*self._done, *((s.start, s.position) for s in self._running)])
-
-    def held(self) -> int:
-        return sum(end - start for start, end in self.snapshot())
-
-    def remaining(self) -> int:
-        return sum(s.end - s.position for s in (*self._waiting, *self._running))
-
-    def share(self) -> float | None:
-        """Bytes per connection left, if another connection could take a range."""
-        room = len(self._waiting) + capacity(s.end - s.position for s in self._running)
-        if room <= self._promised:
-            return None
-        return share(self.remaining(), len(self._running) + self._promised)
-
-    def record(self) -> SegmentRecord:
-        return SegmentRecord(self.size, tuple(self.snapshot()), self.validator)
-
-
-class _Checkpoints:
-    """Writes a segmented part's record: every CHECKPOINT_SECONDS while bytes arrive,
-    soon after each segment ends, and once more when the transfer stops.
-
-    The part is fsynced before each record that names its bytes. Writes run in a
-    worker thread under a lock; :meth:`close` waits for one in progress and stops all
-    later ones, so no record can reappear after the part is finished or removed.
-    """
-
-    def __init__(self, part: Path, work: Work) -> None:
-        self._part = part
-        self._work = work
-        self._lock = threading.Lock()
-        self._closed = False
-        self._written: tuple[Range, ...] | None = None
-        self._wanted = asyncio.Event()
-        self._last = time.monotonic()
-
-    def tick(self) -> None:
-        if time.monotonic() - self._last >= CHECKPOINT_SECONDS:
-            self._wanted.set()
-
-    def wanted(self) -> None:
-        self._wanted.set()
-
-    async def run(self) -> None:
-        while True:
-            await self._wanted.wait()
-            self._wanted.clear()
-            self._last = time.monotonic()
-            record = self._work.record()
-            try:
-                await asyncio.to_thread(self._write, record)
-            except OSError as exc:
-                # the transfer can still finish; only what a crash would keep is less
-                log.warning("cannot record segments of %s: %s", self._part, exc.strerror)
-
-    def save_now(self) -> None:
-        try:
-            self._write(self._work.record())
-        except OSError as exc:
-            log.warning("cannot record segments of %s: %s", self._part, exc.strerror)
-
-    def _write(self, record: SegmentRecord) -> None:
-        with self._lock:
-            if self._closed or record.done == self._written:
-                return
-            fsync(self._part)  # the bytes first, then the record that names them
-            write_record(self._part, record)
-            self._written = record.done
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
+from hstsync.transfer.partfile import disk_error, pwrite
+from hstsync.transfer.work import Checkpoints, Segment, Work
 
 
 class SegmentedTransfer:
@@ -245,7 +92,7 @@ class SegmentedTransfer:
         self._filename = filename
         self._public = public
         self._trusted = trusted
-        self._keeper = _Checkpoints(part, work)
+        self._keeper = Checkpoints(part, work)
 
     async def run(
         self, first: aiohttp.ClientResponse | None = None, expected: Expected | None = None
@@ -310,9 +157,7 @@ class SegmentedTransfer:
                     self.budget.poke()  # another file may use what is left
                 await self.budget.changed()
 
-    async def _segment(
-        self, segment: _Segment, first: aiohttp.ClientResponse | None = None
-    ) -> None:
+    async def _segment(self, segment: Segment, first: aiohttp.ClientResponse | None = None) -> None:
         """One segment to its end, retried on its own from where it stopped."""
         work = self._work
 
@@ -347,7 +192,7 @@ class SegmentedTransfer:
         work.finish(segment)
         self._keeper.wanted()
 
-    async def _stream(self, resp: aiohttp.ClientResponse, segment: _Segment) -> None:
+    async def _stream(self, resp: aiohttp.ClientResponse, segment: Segment) -> None:
         """Write a body at its segment's offsets until the segment's (moving) end."""
         part = self._part
         try:
@@ -389,12 +234,12 @@ class SegmentedTransfer:
             )
 
 
-def _one(segments: list[_Segment]) -> _Segment | None:
+def _one(segments: list[Segment]) -> Segment | None:
     return segments[0] if segments else None
 
 
 def _check_segment(
-    resp: aiohttp.ClientResponse, segment: _Segment, work: Work, filename: str, *, public: bool
+    resp: aiohttp.ClientResponse, segment: Segment, work: Work, filename: str, *, public: bool
 ) -> None:
     """A segment's answer must be its own range, of the file the other segments came from
     (the same validator, the same length the server stated at first)."""

@@ -1,0 +1,147 @@
+"""Finishing a part: verify, fsync, rename; and a part's sidecars when it is given up.
+
+A complete ``.part`` gets its final name here and nowhere else (:func:`finish`): its
+content passes :mod:`hstsync.transfer.verify` (FITS CHECKSUM/DATASUM, in a worker
+thread), a segmented part is fsynced before it loses its ``.part.segments`` record,
+and :func:`commit` checks the size, fsyncs and renames, refusing a symbolic link
+planted at the final name or on the way to it; the validator sidecar
+(``.part.meta``) goes once the file is in place. A part that fails verification is
+deleted with its sidecars and the failure raised as a :class:`TransferError`, so the
+retry policy fetches it again. Also here: the ``lstat`` sizes a transfer decides
+from (:func:`file_size`, :func:`part_size`) and the removals that only log when a
+disk says no (:func:`discard`, :func:`drop_record`, :func:`drop_meta`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from pathlib import Path
+
+from hstsync.errors import CorruptFileError, Refused, TransferError
+from hstsync.transfer.outcome import OnProgress, Progress, Transfer
+from hstsync.transfer.partfile import check_dirs, disk_error, fsync, refuse_link, remove_meta
+from hstsync.transfer.ranges import remove_record
+from hstsync.transfer.verify import verify_file
+
+log = logging.getLogger(__name__)
+
+
+async def finish(
+    transfer: Transfer,
+    part: Path,
+    progress: Progress,
+    report: OnProgress,
+    *,
+    segmented: bool = False,
+) -> None:
+    """Verify a complete part's content, then give it its final name.
+
+    Verification reads the whole file, so it runs in a worker thread. A part that
+    fails it is deleted (its bytes are wrong, resuming from them cannot help) and
+    the failure is a :class:`TransferError`, so the retry policy fetches it again.
+    A segmented part loses its record only once its bytes are fsynced and sound:
+    from then on it is a complete prefix, which is all a part without one may be.
+    """
+    try:
+        check_dirs(transfer.root, part.parent)
+        refuse_link(part)
+        if segmented:
+            await asyncio.to_thread(fsync, part)
+        await asyncio.to_thread(verify_file, part, transfer.dest.name)
+    except CorruptFileError as exc:
+        held = part_size(part)
+        discard(part)
+        drop_meta(part)
+        report(transfer, -held)
+        log.warning("%s: %s; fetching it again", transfer.label, exc)
+        raise
+    except OSError as exc:
+        raise Refused(disk_error(exc, "reading", part)) from None
+    if segmented:
+        drop_record(part)
+    if progress.total is None:
+        progress.total = part_size(part)
+    commit(transfer.root, part, transfer.dest, progress.total)
+    drop_meta(part)
+
+
+def commit(root: Path | None, part: Path, dest: Path, size: int) -> None:
+    """Give a complete part its final name, durably.
+
+    The rename is the only place a file gets its final name, and it comes after the
+    size check and the fsync: a crash leaves a part to resume, never a short file
+    that a later pass would take for a finished one. A symbolic link planted at the
+    final name (or on the way to it) is refused, not replaced.
+    """
+    try:
+        check_dirs(root, dest.parent)
+        refuse_link(dest)
+        fd = os.open(part, os.O_RDWR | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+            held = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if held != size:  # callers checked already; this line is the promise itself
+            raise TransferError(f"the partial file holds {held} of {size} bytes")
+        os.replace(part, dest)
+    except OSError as exc:
+        raise Refused(disk_error(exc, "finishing", dest)) from None
+    try:  # make the rename itself survive a power cut; not every file system allows it
+        fd = os.open(dest.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- sizes and removals -----------------------------------------------------------------
+
+
+def file_size(path: Path) -> int | None:
+    """The size of a regular file at ``path`` (never through a link), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def part_size(part: Path) -> int:
+    """The bytes ``part`` holds (0: no part); a disk that cannot say is :class:`Refused`."""
+    try:
+        return os.lstat(part).st_size
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise Refused(disk_error(exc, "reading", part)) from None
+
+
+def discard(part: Path) -> None:
+    """The part and its segment record gone (a failure to remove is logged)."""
+    try:
+        part.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", part, exc.strerror)
+    drop_record(part)
+
+
+def drop_record(part: Path) -> None:
+    try:
+        remove_record(part)
+    except OSError as exc:
+        log.warning("cannot remove the segment record of %s: %s", part, exc.strerror)
+
+
+def drop_meta(part: Path) -> None:
+    try:
+        remove_meta(part)
+    except OSError as exc:
+        log.warning("cannot remove the validator of %s: %s", part, exc.strerror)

@@ -1,0 +1,102 @@
+"""The retry policy, all of it: which failures, how many attempts, how long to wait.
+
+Only :class:`~hstsync.errors.TransferError` is retried (a 403 for public data is
+one); a refusal (401/403/404) or a disk that cannot be written ends the transfer at
+once. A file has one budget of ``retries + 1`` attempts, whole-file attempts and
+segment retries alike. The wait is exponential backoff with jitter, raised to the
+server's ``Retry-After`` when it sent one (capped at
+:data:`~hstsync.transfer.http.RETRY_AFTER_CAP`, not at ``backoff_max``). Each wait
+is logged and announced to the caller's ``on_retry`` hook first.
+:func:`retrying` builds the tenacity object; nothing else in the package retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from hstsync.config import DownloadConfig
+from hstsync.errors import RetryLater, TransferError
+from hstsync.transfer.outcome import Progress, Transfer
+
+log = logging.getLogger(__name__)
+
+#: called before each wait between two attempts: (transfer, attempts so far, error)
+OnRetry = Callable[[Transfer, int, str], None]
+
+
+class Backoff:
+    """Exponential backoff with jitter, raised to the server's Retry-After if it sent one."""
+
+    def __init__(self, cfg: DownloadConfig) -> None:
+        self._exponential = wait_exponential_jitter(
+            multiplier=cfg.backoff, max=cfg.backoff_max, jitter=cfg.backoff
+        )
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self._exponential(state)
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, RetryLater) and exc.retry_after is not None:
+            # a lower bound: the server's wish wins over a shorter backoff, and
+            # backoff_max does not cut it short (RETRY_AFTER_CAP does).
+            wait = max(wait, exc.retry_after)
+        return wait
+
+
+def retrying(
+    cfg: DownloadConfig,
+    transfer: Transfer,
+    progress: Progress,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    on_retry: OnRetry | None = None,
+    segment: bool = False,
+) -> AsyncRetrying:
+    """The retry policy's object for one transfer or one segment (a fresh one each).
+
+    One budget of ``retries + 1`` attempts per file: a segment's retry (only that
+    segment is fetched again) spends from the same count as a whole-file attempt,
+    so a dead server costs a segmented file no more attempts than a plain one.
+    A whole-file attempt counts itself (``progress.attempts``); a segment's retry is
+    counted here, when granted.
+    """
+    attempts = cfg.retries + 1
+
+    def announce(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "%s: %s; retrying in %.1f s (attempt %d of %d failed)",
+            transfer.label,
+            exc,
+            state.upcoming_sleep,
+            progress.attempts,
+            attempts,
+        )
+        if on_retry is not None:
+            try:
+                on_retry(transfer, progress.attempts, str(exc))
+            except Exception:  # a hook's bug must not end the transfer
+                log.error("%s: on_retry failed", transfer.label, exc_info=True)
+
+    def spent(_: RetryCallState) -> bool:
+        if progress.attempts >= attempts:
+            return True
+        if segment:  # counted when granted: segments failing together share the count
+            progress.attempts += 1
+        return False
+
+    return AsyncRetrying(
+        sleep=sleep,
+        stop=spent,
+        wait=Backoff(cfg),
+        retry=retry_if_exception_type(TransferError),
+        before_sleep=announce,
+        reraise=True,
+    )
