@@ -27,7 +27,6 @@ from hstsync.store.rows import (
     RequestSummary,
     catalogue_columns,
     counts,
-    first_row,
     product_row,
     utc_now,
 )
@@ -112,26 +111,40 @@ def mark(
     size: int | None,
     size_note: str | None,
 ) -> None:
-    now = utc_now()
-    table = db.table(PRODUCTS)
-    row = first_row(table.rows_where("request = ? AND data_uri = ?", [request, data_uri]))
-    if row is None:
+    # One statement, no read first: this runs twice for every file of a pass. On the
+    # right-hand side, columns are the row's values before the update.
+    done = state is ProductState.DONE
+    changed = db.conn.execute(
+        """
+        UPDATE products SET
+            state = :state,
+            updated = :now,
+            done_at = :done_at,
+            size = CASE WHEN :done AND :size IS NOT NULL THEN :size ELSE size END,
+            size_note = CASE WHEN :done AND :size IS NOT NULL THEN :note ELSE size_note END,
+            bytes_done = CASE
+                WHEN :done THEN COALESCE(:size, MAX(size, 0))
+                ELSE COALESCE(:bytes_done, bytes_done) END,
+            last_error = COALESCE(:error, CASE WHEN :done THEN NULL ELSE last_error END),
+            attempts = attempts + :attempts
+        WHERE request = :request AND data_uri = :uri
+        """,
+        {
+            "state": str(state),
+            "now": (now := utc_now()),
+            "done_at": now if done else None,
+            "done": done,
+            "size": size,
+            "note": size_note,
+            "bytes_done": bytes_done,
+            "error": error,
+            "attempts": attempts,
+            "request": request,
+            "uri": data_uri,
+        },
+    ).rowcount
+    if not changed:
         raise StoreError(f"no product {data_uri} in request {request!r} in {path}")
-    changes: dict[str, Any] = {"state": str(state), "updated": now}
-    if state is ProductState.DONE:
-        if size is not None:
-            changes |= {"size": size, "size_note": size_note}
-        done = size if size is not None else max(row["size"], 0)
-        changes |= {"bytes_done": done, "last_error": None, "done_at": now}
-    else:
-        changes["done_at"] = None
-        if bytes_done is not None:
-            changes["bytes_done"] = bytes_done
-    if error is not None:
-        changes["last_error"] = error
-    if attempts:
-        changes["attempts"] = row["attempts"] + attempts
-    table.update(row["id"], changes)
 
 
 def record_progress(db: Any, updates: Mapping[tuple[str, str], int]) -> None:
