@@ -4,8 +4,12 @@ chatter from the libraries hstsync uses."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.service.daemon import run_once
+from hstsync.store import Store
 
 X2D = "o58701010_x2d.fits"
 
@@ -58,3 +63,38 @@ async def test_one_failed_attempt_is_one_warning_naming_file_attempt_and_reason(
     assert "attempt 1 of 4 failed" in warnings[0] and reason in warnings[0], warnings
     [done] = [r for r in about if "done" in r.getMessage()]
     assert done.levelno == logging.INFO and "in 2 attempt(s)" in done.getMessage()
+
+
+@contextlib.contextmanager
+def read_only_mount(directory: Path) -> Iterator[Path]:
+    """``directory`` as a read-only tmpfs: every write there fails with EROFS."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("needs mount(8) for a read-only tmpfs")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1g", "tmpfs", str(directory)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip("needs to mount a read-only tmpfs (root)")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True, check=False)
+
+
+async def test_read_only_mirror_says_it_cannot_be_written_without_counting_attempts(
+    config: Config, caplog: pytest.LogCaptureFixture
+):
+    with read_only_mount(config.paths.mirror), caplog.at_level(logging.DEBUG, logger="hstsync"):
+        await run_once(config)
+        with Store.open_readonly(config.paths.database) as store:
+            errors = [row.last_error or "" for row in store.products("7291")]
+            request = store.get_request("7291")
+
+    assert errors and all("read-only file system" in e for e in errors), errors
+    assert request is not None and "read-only file system" in (request.last_error or "")
+    said = [r.getMessage() for r in caplog.records if "read-only file system" in r.getMessage()]
+    assert said and not any("attempt" in line for line in said), said
+    assert not any("attempt" in e for e in [*errors, request.last_error or ""])
