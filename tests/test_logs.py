@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
+import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from astropy.io import fits
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
+from hstsync.errors import CorruptFileError
 from hstsync.service.daemon import run_once
 from hstsync.store import Store
+from hstsync.transfer.verify import verify_file
 
 X2D = "o58701010_x2d.fits"
 
@@ -98,3 +105,61 @@ async def test_read_only_mirror_says_it_cannot_be_written_without_counting_attem
     said = [r.getMessage() for r in caplog.records if "read-only file system" in r.getMessage()]
     assert said and not any("attempt" in line for line in said), said
     assert not any("attempt" in e for e in [*errors, request.last_error or ""])
+
+
+def test_watchfiles_change_batches_stay_out_of_the_log_even_verbose(tmp_path: Path):
+    (tmp_path / "requests").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[paths]\nrequests = "requests"\nmirror = "mirror"\ndatabase = "hstsync.db"\n'
+        '[mast]\nserver = "http://127.0.0.1:9"\n'
+    )
+    # logging configured as a fresh process's main() does it (pytest's own handlers
+    # would make basicConfig a no-op here)
+    probe = (
+        "import logging, sys\n"
+        "from hstsync.cli.commands import main\n"
+        f"main(['status', '--config', {str(config)!r}, '-v'])\n"
+        "sys.stderr.write('LEVEL=%d\\n' % logging.getLogger('watchfiles.main')"
+        ".getEffectiveLevel())\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    # watchfiles says "N changes detected" at INFO on watchfiles.main for every batch
+    [level] = re.findall(r"^LEVEL=(\d+)$", done.stderr, re.MULTILINE)
+    assert int(level) >= logging.WARNING, done.stderr
+
+
+def fits_without_simple() -> bytes:
+    """A sound image whose first card is a COMMENT, not SIMPLE (non-compliant)."""
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(np.arange(2000, dtype=">i4")).writeto(buffer)
+    data = buffer.getvalue()
+    return b"COMMENT   first card is not SIMPLE".ljust(80) + data[80:]
+
+
+@pytest.mark.parametrize("truncated", [False, True], ids=["sound", "truncated"])
+def test_astropy_hint_to_ignore_missing_simple_never_reaches_users(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    recwarn: pytest.WarningsRecorder,
+    truncated: bool,
+):
+    data = fits_without_simple()
+    path = tmp_path / "x.fits.part"
+    path.write_bytes(data[:-3000] if truncated else data)
+
+    with caplog.at_level(logging.DEBUG):
+        try:
+            verify_file(path, "x.fits")
+            said = ""
+        except CorruptFileError as exc:
+            said = str(exc)
+
+    assert bool(said) is truncated, said
+    assert "ignore_missing_simple" not in said
+    assert "ignore_missing_simple" not in caplog.text
+    assert not [w for w in recwarn if "ignore_missing_simple" in str(w.message)]
