@@ -171,7 +171,10 @@ class Downloader:
                 size,
                 note,
             )
-        log.warning("%s: %s after %d attempt(s): %s", label, state, progress.attempts, error)
+        if progress.attempts:
+            log.warning("%s: %s after %d attempt(s): %s", label, state, progress.attempts, error)
+        else:  # refused before any request (a disk that cannot be written): no count
+            log.warning("%s: %s: %s", label, state, error)
         return Outcome(state, progress.fetched, progress.resumed_from, progress.attempts, error)
 
     def _retrying(

@@ -51,13 +51,12 @@ async def finish(
         if segmented:
             await asyncio.to_thread(fsync, part)
         await asyncio.to_thread(verify_file, part, transfer.dest.name)
-    except CorruptFileError as exc:
+    except CorruptFileError:
         held = part_size(part)
         discard(part)
         drop_meta(part)
         report(transfer, -held)
-        log.warning("%s: %s; fetching it again", transfer.label, exc)
-        raise
+        raise  # the retry policy logs it, once
     except OSError as exc:
         raise Refused(disk_error(exc, "reading", part)) from None
     if segmented:

@@ -6,7 +6,9 @@ once. A file has one budget of ``retries + 1`` attempts, whole-file attempts and
 segment retries alike. The wait is exponential backoff with jitter, raised to the
 server's ``Retry-After`` when it sent one (capped at
 :data:`~hstsync.transfer.http.RETRY_AFTER_CAP`, not at ``backoff_max``). Each wait
-is logged and announced to the caller's ``on_retry`` hook first.
+is logged (one WARNING per failed attempt, naming the attempt that failed; nothing
+else in the package logs a retried failure) and announced to the caller's
+``on_retry`` hook first.
 :func:`retrying` builds the tenacity object; nothing else in the package retries.
 """
 
@@ -68,6 +70,7 @@ def retrying(
     counted here, when granted.
     """
     attempts = cfg.retries + 1
+    failed = 0  # the number of the attempt that just failed, for the log line
 
     def announce(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -76,7 +79,7 @@ def retrying(
             transfer.label,
             exc,
             state.upcoming_sleep,
-            progress.attempts,
+            failed,
             attempts,
         )
         if on_retry is not None:
@@ -86,6 +89,8 @@ def retrying(
                 log.error("%s: on_retry failed", transfer.label, exc_info=True)
 
     def spent(_: RetryCallState) -> bool:
+        nonlocal failed
+        failed = progress.attempts
         if progress.attempts >= attempts:
             return True
         if segment:  # counted when granted: segments failing together share the count
