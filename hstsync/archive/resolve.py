@@ -24,11 +24,12 @@ import logging
 import time
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from hstsync.archive.auth import check_transport, token_domain
-from hstsync.archive.rows import missing, products_from_rows
+from hstsync.archive.rows import missing, products_from_rows, unusable_sizes
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
 
@@ -87,6 +88,9 @@ class Resolver:
         self.server = server.rstrip("/")
         self.timeout = timeout
         self._obs = ObservationsClass()
+        #: dataURI -> why its catalogue size could not be used, for cells taken out of
+        #: the portal's answer before astroquery parses it (:func:`unusable_sizes`)
+        self._unusable: dict[str, str] = {}
         self._repoint(self._obs)
         self._bound(self._obs)
         if token:
@@ -102,7 +106,10 @@ class Resolver:
         def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             if kwargs.get("timeout") is None:
                 kwargs["timeout"] = timeout
-            return unbounded(method, url, *args, **kwargs)
+            response = unbounded(method, url, *args, **kwargs)
+            if url.endswith("/invoke"):
+                self._unusable |= unusable_sizes(response)
+            return response
 
         session.request = request
         # astroquery's own limit for EXECUTING polling, checked between replies
@@ -210,6 +217,13 @@ class Resolver:
             products = vstack(filled) if len(filled) > 1 else filled[0]
             filtered = self._obs.filter_products(products, **dict(request.filters))
         result = products_from_rows(filtered)
+        if self._unusable:
+            result = [
+                replace(p, size=None, problem=p.problem or self._unusable[p.data_uri])
+                if p.data_uri in self._unusable
+                else p
+                for p in result
+            ]
         log.info(
             "request %s: %d product rows, %d selected, %d products",
             request.name,
@@ -251,7 +265,7 @@ class Resolver:
             raise ArchiveUnavailable(
                 f"the archive did not finish the query within {self.timeout:g} s"
             ) from None
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise ResolveError(
                 f"unexpected answer from the archive: {type(exc).__name__}"
             ) from None

@@ -11,6 +11,7 @@ archive and hands its table over.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -100,6 +101,48 @@ def parse_size(value: Any) -> int | None:
     if number >= SIZE_LIMIT:
         raise CatalogueValueError(f"the catalogue's size for this file is too large: {number}")
     return number
+
+
+#: the numeric types the portal may declare a column with (its ``fields`` list)
+_NUMERIC = frozenset({"int", "long", "short", "float", "double", "real", "decimal"})
+
+
+def unusable_sizes(response: Any) -> dict[str, str]:
+    """Take ``size`` cells astroquery cannot parse out of a portal answer, in place.
+
+    astroquery turns each column into the type the portal declares for it: one size of
+    2**63 or more, or a list, in a numeric column makes that whole page unreadable
+    (OverflowError, TypeError), and so the whole request. Such a cell is set to null
+    before astroquery reads the answer, and the reason returned by dataURI so that
+    only that product fails (``Product.problem``). Anything that is not a portal
+    answer with rows is left alone. ``response`` is a requests ``Response``.
+    """
+    try:
+        doc = response.json()
+        fields = {f["name"]: str(f.get("type", "")).lower() for f in doc["fields"]}
+        rows = doc["data"]
+    except Exception:  # not JSON, or not a table: astroquery says what it makes of it
+        return {}
+    if fields.get("size") not in _NUMERIC or not isinstance(rows, list):
+        return {}
+    found: dict[str, str] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        value = row.get("size")
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is None or (numeric and (value != value or -SIZE_LIMIT <= value < SIZE_LIMIT)):
+            continue  # parsed as it is (NaN: astroquery's own null for a float column)
+        try:
+            parse_size(value)
+            reason = f"the catalogue's size for this file cannot be read: {shown(value)}"
+        except CatalogueValueError as exc:
+            reason = str(exc)
+        row["size"] = None
+        found[str(row.get("dataURI"))] = reason
+    if found:
+        response._content = json.dumps(doc).encode("utf-8")
+    return found
 
 
 def _integral(value: Any) -> int:

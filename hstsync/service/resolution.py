@@ -15,7 +15,7 @@ from collections.abc import Callable
 from hstsync.archive.auth import Token, check_transport, session_warning, user_of
 from hstsync.archive.resolve import preload
 from hstsync.config import Config
-from hstsync.errors import HstsyncError, ManifestError
+from hstsync.errors import HstsyncError, ManifestError, ResolveError
 from hstsync.model import Product, Request, RequestState
 from hstsync.service.hooks import PassLog
 from hstsync.service.lookup import Lookups
@@ -122,7 +122,12 @@ class Resolution:
             self._passes.failure(name, str(exc))
             self.store.set_request_state(name, RequestState.INVALID, str(exc))
             return None
-        except HstsyncError as exc:
+        except Exception as exc:
+            if not isinstance(exc, HstsyncError):
+                # a bug, or an answer nobody foresaw: this request's lookup fails and is
+                # tried again later; the pass and every other request go on
+                log.exception("request %s: the lookup failed unexpectedly", name)
+                exc = ResolveError(f"the lookup failed unexpectedly: {type(exc).__name__}")
             row = self.store.lookup_failed(name, str(exc))
             log.warning(
                 "request %s: cannot resolve: %s (looked up again at %s)",
