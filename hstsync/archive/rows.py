@@ -114,7 +114,8 @@ def unusable_sizes(response: Any) -> dict[str, str]:
     2**63 or more, or a list, in a numeric column makes that whole page unreadable
     (OverflowError, TypeError), and so the whole request. Such a cell is set to null
     before astroquery reads the answer, and the reason returned by dataURI so that
-    only that product fails (``Product.problem``). Anything that is not a portal
+    only that product fails (``Product.problem``); a size given as text that is a
+    whole number (``"11520"``) is written as that number. Anything that is not a portal
     answer with rows is left alone. ``response`` is a requests ``Response``.
     """
     try:
@@ -126,6 +127,7 @@ def unusable_sizes(response: Any) -> dict[str, str]:
     if fields.get("size") not in _NUMERIC or not isinstance(rows, list):
         return {}
     found: dict[str, str] = {}
+    changed = False
     for row in rows:
         if not isinstance(row, dict):
             continue
@@ -133,14 +135,13 @@ def unusable_sizes(response: Any) -> dict[str, str]:
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         if value is None or (numeric and (value != value or -SIZE_LIMIT <= value < SIZE_LIMIT)):
             continue  # parsed as it is (NaN: astroquery's own null for a float column)
+        changed = True
         try:
-            parse_size(value)
-            reason = f"the catalogue's size for this file cannot be read: {shown(value)}"
+            row["size"] = parse_size(value)  # "11520", 1234.0 as text: the number itself
         except CatalogueValueError as exc:
-            reason = str(exc)
-        row["size"] = None
-        found[str(row.get("dataURI"))] = reason
-    if found:
+            row["size"] = None
+            found[str(row.get("dataURI"))] = str(exc)
+    if changed:
         response._content = json.dumps(doc).encode("utf-8")
     return found
 
