@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,13 +19,18 @@ from hstsync.model import RequestState
 from hstsync.store.db import Store
 
 
-def write_config(root: Path, server: str, **schedule: str) -> Path:
+def write_config(
+    root: Path, server: str, *, download: Mapping[str, int] | None = None, **schedule: str
+) -> Path:
+    """A daemon config under ``root``: quick retries, ``download`` keys added to
+    ``[download]`` (numbers), ``schedule`` keys to ``[schedule]`` (strings)."""
     (root / "requests").mkdir(exist_ok=True)
     config = root / "config.toml"
     text = (
         '[paths]\nrequests = "requests"\nmirror = "mirror"\ndatabase = "hstsync.db"\n'
         f'[mast]\nserver = "{server}"\n'
         "[download]\nbackoff = 0.05\nbackoff_max = 0.5\ntimeout = 10\n"
+        + "".join(f"{k} = {v}\n" for k, v in (download or {}).items())
     )
     if schedule:
         text += "[schedule]\n" + "".join(f'{k} = "{v}"\n' for k, v in schedule.items())

@@ -34,7 +34,7 @@ from hstsync.transfer.downloader import (
     part_path,
     retry_after_seconds,
 )
-from hstsync.transfer.partfile import write_meta
+from hstsync.transfer.partfile import meta_path, write_meta
 
 X1D = "o58701010_x1d.fits"
 X2D = "o58701010_x2d.fits"
@@ -141,6 +141,19 @@ async def test_file_already_present_is_not_requested(h: Harness) -> None:
     outcome = await h.fetch(X1D)
 
     assert outcome == Outcome(ProductState.DONE, 0, 0, 0, None, SIZES[X1D])
+    assert h.gets(X1D) == []
+
+
+async def test_file_already_present_loses_a_validator_left_by_a_kill(h: Harness) -> None:
+    # killed after the part became the file and before its .part.meta went (finish)
+    dest = h.transfer(X1D).dest
+    write_part(h, X1D, h.body(X1D)).rename(dest)
+    assert meta_path(part_path(dest)).exists()
+
+    outcome = await h.fetch(X1D)
+
+    assert outcome == Outcome(ProductState.DONE, 0, 0, 0, None, SIZES[X1D])
+    assert sorted(p.name for p in dest.parent.iterdir()) == [X1D]
     assert h.gets(X1D) == []
 
 

@@ -408,6 +408,18 @@ async def test_a_record_that_does_not_match_the_part_is_not_trusted(harness):
     assert header(h.gets(X2D)[0], "Range") is None  # started again from zero
 
 
+async def test_a_record_write_cut_by_a_kill_leaves_no_temporary_file(harness):
+    h = await harness()
+    part = prepare_gaps(h, X2D, [(1_000_000, 3_000_000)])
+    # killed inside write_record: atomic_write's temporary file stays beside the record
+    stray = sidecar_path(part).with_name(f".{sidecar_path(part).name}.0badf00d.tmp")
+    stray.write_text("{")
+
+    assert (await h.fetch(X2D)).state is ProductState.DONE
+    assert h.on_disk(X2D) == h.body(X2D)
+    assert sorted(p.name for p in part.parent.iterdir()) == [X2D]
+
+
 def prepare_gaps(h: Harness, name: str, gaps: list[tuple[int, int]]) -> Path:
     """A preallocated part holding the true bytes except zeros in ``gaps``, recorded."""
     body = bytearray(h.body(name))

@@ -143,6 +143,9 @@ class Downloader:
             present = file_size(transfer.dest)
             if present is not None and transfer.size in (None, present):
                 log.debug("%s: already present (%d bytes)", label, present)
+                # a kill between the part's rename and its validator's removal (finish)
+                # leaves the validator behind: nothing will resume from it now
+                drop_meta(part)
                 return Outcome(ProductState.DONE, 0, 0, 0, None, present)
             await self._retrying(transfer, progress)(self._attempt, transfer, part, progress)
         except AuthRequiredError as exc:

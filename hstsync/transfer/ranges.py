@@ -22,6 +22,7 @@ after the part is complete (or deleted).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -204,10 +205,14 @@ def write_record(part: Path, record: SegmentRecord) -> None:
 
 
 def remove_record(part: Path) -> None:
+    """Remove the record, and the temporary files a kill during :func:`write_record`
+    leaves beside it (``atomic_write``'s ``.NAME.<hex>.tmp``)."""
     path = sidecar_path(part)
     path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+    strays = path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+    for stray in (path.with_name(path.name + ".tmp"), *strays):
+        with contextlib.suppress(OSError):
+            stray.unlink(missing_ok=True)
 
 
 def held_bytes(dest: Path) -> int:
