@@ -20,6 +20,7 @@ from pathlib import Path
 from hstsync.errors import CorruptFileError
 from hstsync.model import Product
 from hstsync.service.planner import Action, Holding, Plan, PlannedFile, plan, refusal
+from hstsync.transfer.finish import file_size
 from hstsync.transfer.ranges import held_bytes
 from hstsync.transfer.verify import needs_verification, verify_file
 
@@ -34,13 +35,6 @@ def free_space(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def _size(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
-
-
 def look(products: Iterable[Product], mirror: Path) -> dict[str, Holding]:
     """Each fetchable product's file and ``.part`` sizes, by dataURI (no content check)."""
     holdings: dict[str, Holding] = {}
@@ -48,7 +42,7 @@ def look(products: Iterable[Product], mirror: Path) -> dict[str, Holding]:
         if refusal(product) is not None:
             continue
         dest = mirror / product.relpath()
-        holdings[product.data_uri] = Holding(_size(dest), held_bytes(dest))
+        holdings[product.data_uri] = Holding(file_size(dest), held_bytes(dest))
     return holdings
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hstsync.files import atomic_write
+from hstsync.transfer.partfile import part_path
 
 Range = tuple[int, int]
 
@@ -218,7 +219,7 @@ def remove_record(part: Path) -> None:
 def held_bytes(dest: Path) -> int:
     """Bytes of ``dest`` already fetched into its ``.part``: the record's count for a
     segmented part (preallocated to full size), the part's size otherwise."""
-    part = dest.with_name(dest.name + ".part")
+    part = part_path(dest)
     if has_record(part):
         record = read_record(part)
         return record.held if record is not None else 0
