@@ -74,3 +74,15 @@ def test_readme_documents_every_manifest_key():
 
 if __name__ == "__main__" and "--write" in sys.argv:
     README.write_text(readme_with_example(README.read_text()))
+
+
+def test_the_units_documentation_is_the_readme_that_pip_installs():
+    import tomllib
+
+    shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "README.md" in shipped["data-files"]["share/doc/hstsync"]
+    for unit in ("hstsync.service", "hstsync-nightly.service"):
+        text = (ROOT / "systemd" / unit).read_text()
+        prefix = re.search(r"^ExecStart=(\S+)/bin/hstsync ", text, re.M)
+        assert prefix is not None, unit
+        assert f"Documentation=file://{prefix.group(1)}/share/doc/hstsync/README.md" in text
