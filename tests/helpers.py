@@ -1,8 +1,10 @@
 """Helpers shared by the tests that run a real daemon process (``python -m hstsync run``).
 
 ``daemon(root, config)`` starts one against a config from :func:`write_config` and waits
-until it watches; :func:`until` polls a condition with a generous deadline (a failure
-message, not a speed check); :func:`request_state` reads the store as ``status`` would.
+until it watches; :func:`run_hstsync` runs one command to its end; :func:`until` polls
+a condition with a generous deadline (a failure message, not a speed check);
+:func:`request_state` reads the store as ``status`` would; :func:`drop` writes a
+manifest as people are told to; :func:`assert_tree_identical` checks the tutorial's files.
 """
 
 from __future__ import annotations
@@ -14,9 +16,34 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from hstsync.emulator import Emulator
 from hstsync.errors import StoreError
 from hstsync.model import RequestState
 from hstsync.store.db import Store
+from hstsync.transfer.ranges import held_bytes
+
+
+async def run_hstsync(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 110,
+) -> tuple[int, str, str]:
+    """``python -m hstsync ARGS`` to its end: exit code, stdout, stderr. Without ``env``,
+    this environment without the developer's keyring."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hstsync",
+        *args,
+        cwd=cwd,
+        env=dict(env) if env is not None else dict(os.environ, HSTSYNC_NO_KEYRING="1"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def write_config(
@@ -96,3 +123,48 @@ def request_state(root: Path, name: str) -> RequestState | None:
     except StoreError:
         return None
     return row.state if row else None
+
+
+HST = Path("mastDownload/HST")
+
+
+def held_under(mirror: Path) -> int:
+    """Bytes fetched so far into the parts under ``mirror``."""
+    parts = mirror.rglob("*.part")
+    return sum(held_bytes(p.with_name(p.name.removesuffix(".part"))) for p in parts)
+
+
+async def until_done(
+    root: Path,
+    d: Daemon,
+    name: str = "7291",
+    what: str = "7291 to be mirrored",
+    timeout: float = 60,
+) -> None:
+    await until(
+        lambda: request_state(root, name) is RequestState.DONE,
+        what=what,
+        daemon=d,
+        timeout=timeout,
+    )
+
+
+async def until_transferring(root: Path, d: Daemon, held: int = 4_000_000) -> None:
+    """Until ``held`` bytes sit in partial files: a moment to interrupt transfers."""
+    await until(lambda: held_under(root / "mirror") > held, what="transfers under way", daemon=d)
+
+
+def drop(root: Path, name: str, text: str) -> None:
+    """The convention: write NAME.toml.tmp, then rename."""
+    tmp = root / "requests" / f"{name}.tmp"
+    tmp.write_text(text)
+    tmp.rename(root / "requests" / name)
+
+
+def assert_tree_identical(root: Path, emulator: Emulator, names: list[str]) -> None:
+    for name in names:
+        obs_id = name.split("_")[0]
+        path = root / "mirror" / HST / obs_id / name
+        assert path.read_bytes() == emulator.body(f"mast:HST/product/{name}"), name
+    leftovers = list((root / "mirror").rglob("*.part"))
+    assert leftovers == []

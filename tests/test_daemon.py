@@ -14,7 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import Daemon, daemon, request_state, until, write_config
+from helpers import (
+    assert_tree_identical,
+    daemon,
+    drop,
+    request_state,
+    until,
+    until_done,
+    until_transferring,
+    write_config,
+)
 from tutorial import TUTORIAL_BYTES, TUTORIAL_NAMES
 from watchfiles import Change
 
@@ -28,50 +37,6 @@ from hstsync.service.daemon import Daemon as Service
 from hstsync.service.schedule import renamed_in, settled
 from hstsync.store.db import Store
 from hstsync.transfer.ranges import held_bytes
-
-HST = Path("mastDownload/HST")
-
-
-def held_under(mirror: Path) -> int:
-    """Bytes fetched so far into the parts under ``mirror``."""
-    parts = mirror.rglob("*.part")
-    return sum(held_bytes(p.with_name(p.name.removesuffix(".part"))) for p in parts)
-
-
-async def until_done(
-    root: Path,
-    d: Daemon,
-    name: str = "7291",
-    what: str = "7291 to be mirrored",
-    timeout: float = 60,
-) -> None:
-    await until(
-        lambda: request_state(root, name) is RequestState.DONE,
-        what=what,
-        daemon=d,
-        timeout=timeout,
-    )
-
-
-async def until_transferring(root: Path, d: Daemon, held: int = 4_000_000) -> None:
-    """Until ``held`` bytes sit in partial files: a moment to interrupt transfers."""
-    await until(lambda: held_under(root / "mirror") > held, what="transfers under way", daemon=d)
-
-
-def drop(root: Path, name: str, text: str) -> None:
-    """The convention: write NAME.toml.tmp, then rename."""
-    tmp = root / "requests" / f"{name}.tmp"
-    tmp.write_text(text)
-    tmp.rename(root / "requests" / name)
-
-
-def assert_tree_identical(root: Path, emulator: Emulator, names: list[str]) -> None:
-    for name in names:
-        obs_id = name.split("_")[0]
-        path = root / "mirror" / HST / obs_id / name
-        assert path.read_bytes() == emulator.body(f"mast:HST/product/{name}"), name
-    leftovers = list((root / "mirror").rglob("*.part"))
-    assert leftovers == []
 
 
 async def test_manifest_dropped_into_running_daemon_is_mirrored(tmp_path: Path, emulator: Emulator):

@@ -8,30 +8,14 @@ see no request at all, and the configured emulator must see every one.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from helpers import run_hstsync
+
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator
-
-
-async def run_hstsync(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hstsync",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_every_request_of_a_run_reaches_the_configured_server(

@@ -8,34 +8,15 @@ its program and every other request are mirrored.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
-from helpers import write_config
+from helpers import run_hstsync, write_config
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, default_catalogue
 
 HOSTILE = "94001"
-
-
-async def hstsync(*args: str, cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hstsync",
-        *args,
-        cwd=cwd,
-        env=dict(os.environ, HSTSYNC_NO_KEYRING="1"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=110)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_hostile_rows_fail_alone_and_the_pass_goes_on(tmp_path: Path) -> None:
@@ -52,14 +33,16 @@ async def test_hostile_rows_fail_alone_and_the_pass_goes_on(tmp_path: Path) -> N
         (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
         (tmp_path / "requests" / "hostile.toml").write_text(f"proposal_id = {HOSTILE}\n")
 
-        code, _, err = await hstsync("run", "--once", "--config", str(config), cwd=tmp_path)
+        code, _, err = await run_hstsync("run", "--once", "--config", str(config), cwd=tmp_path)
         assert "Traceback" not in err
         assert code == 1  # some products failed: SPEC's exit 1, not a crash
 
-        code, out, err = await hstsync("status", "--json", "--config", str(config), cwd=tmp_path)
+        code, out, err = await run_hstsync(
+            "status", "--json", "--config", str(config), cwd=tmp_path
+        )
         states = {r["name"]: r for r in json.loads(out)["requests"]}
         assert states["7291"]["state"] == "done"  # the other request got everything
-        code, out, err = await hstsync(
+        code, out, err = await run_hstsync(
             "status", "--json", "hostile", "--config", str(config), cwd=tmp_path
         )
         products = {p["filename"]: p for p in json.loads(out)["products"]}

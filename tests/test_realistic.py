@@ -14,31 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs
+
+from helpers import run_hstsync
 
 from hstsync.emulator import Emulator, default_catalogue
 from hstsync.emulator.realistic import PROPOSAL_ID, expected_products
 
 DOWNLOAD = "/api/v0.1/Download/file"
-
-
-async def hstsync(*args: str, cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hstsync",
-        *args,
-        cwd=cwd,
-        env=dict(os.environ, HSTSYNC_NO_KEYRING="1"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=110)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def file_requests(emulator: Emulator) -> Counter[str]:
@@ -64,7 +49,7 @@ async def test_realistic_program_ends_complete_byte_identical_each_file_fetched_
             # every pass re-resolves the program: the re-sync below sees the same quirks
             '[schedule]\nresync_every = "1s"\n'
         )
-        code, _, err = await hstsync("run", "--once", "--config", str(config), cwd=tmp_path)
+        code, _, err = await run_hstsync("run", "--once", "--config", str(config), cwd=tmp_path)
         assert code == 0, err
 
         mirror = tmp_path / "mirror"
@@ -74,7 +59,7 @@ async def test_realistic_program_ends_complete_byte_identical_each_file_fetched_
         assert {p for p in held if "." in Path(p).name} == {e.relpath for e in expected.values()}
         assert file_requests(emulator) == Counter(dict.fromkeys(expected, 1))
 
-        code, out, err = await hstsync(
+        code, out, err = await run_hstsync(
             "status", "--json", "real", "--config", str(config), cwd=tmp_path
         )
         doc = json.loads(out)
@@ -90,7 +75,7 @@ async def test_realistic_program_ends_complete_byte_identical_each_file_fetched_
         # what a person reads at 80 columns: each quirk said beside its file, nothing cut
         os.environ["COLUMNS"] = "80"
         try:
-            code, table, err = await hstsync(
+            code, table, err = await run_hstsync(
                 "status", "real", "--config", str(config), cwd=tmp_path
             )
         finally:
@@ -117,7 +102,7 @@ async def test_realistic_program_ends_complete_byte_identical_each_file_fetched_
         # the nightly re-sync: the catalogue still has its quirks, nothing is fetched again
         await asyncio.sleep(1.1)
         before = len(emulator.requests)
-        code, _, err = await hstsync("run", "--once", "--config", str(config), cwd=tmp_path)
+        code, _, err = await run_hstsync("run", "--once", "--config", str(config), cwd=tmp_path)
         assert code == 0, err
         later = emulator.requests[before:]
         assert any(r.path == "/api/v0/invoke" for r in later)  # it did look again

@@ -22,12 +22,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon import (
+from helpers import (
     assert_tree_identical,
     daemon,
     drop,
     held_under,
     request_state,
+    run_hstsync,
     until,
     until_done,
     until_transferring,
@@ -48,13 +49,8 @@ ENV = dict(os.environ, HSTSYNC_NO_KEYRING="1")
 
 async def run_cli(*args: str, timeout: float = 60) -> tuple[int, str]:
     """``python -m hstsync ARGS``: its exit code and its stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hstsync", *args,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=ENV,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, err.decode(errors="replace")
+    code, _, err = await run_hstsync(*args, env=ENV, timeout=timeout)
+    return code, err
 
 
 def integrity(db: Path) -> str:

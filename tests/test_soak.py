@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
-from helpers import Daemon, daemon, request_state, until, write_config
+from helpers import Daemon, daemon, drop, request_state, until, write_config
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, RecordedRequest, default_catalogue
@@ -54,12 +54,6 @@ DOWNLOAD = {"segment_min": 8 << 20, "connections": 16, "per_host": 8}
 #: deleted the parts after each kill (2.10 at the default seed, where resuming measured
 #: 1.04-1.18).
 BOUND = 1.4
-
-
-def _drop(root: Path, name: str, text: str) -> None:
-    tmp = root / "requests" / f"{name}.tmp"
-    tmp.write_text(text)
-    tmp.rename(root / "requests" / name)
 
 
 def final_files(root: Path) -> list[Path]:
@@ -165,8 +159,8 @@ async def soak(root: Path, kills: int, seed: int, *, files: int = 12, rate: floa
     lives: list[Life] = []
     async with Emulator(catalogue, rate=rate) as emulator:
         config = write_config(root, emulator.url, download=DOWNLOAD)
-        _drop(root, "7291.toml", TUTORIAL_MANIFEST)
-        _drop(root, "90001.toml", "proposal_id = 90001\n")
+        drop(root, "7291.toml", TUTORIAL_MANIFEST)
+        drop(root, "90001.toml", "proposal_id = 90001\n")
         for kill in range(kills):
             d: Daemon
             life = Life()
