@@ -1,19 +1,16 @@
 """Shared fixtures: a real MAST emulator on a free port of 127.0.0.1.
 
 Helpers shared by several test files live in modules beside this one (``helpers``: a
-real daemon process; ``tutorial``: what proposal 7291 yields; ``file_keyring``: a
-keyring backend for tests); test files never import each other.
+real daemon process, a command run to its end, tmpfs mounts; ``tutorial``: what
+proposal 7291 yields; ``file_keyring``: a keyring backend for tests); test files never
+import each other.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -62,26 +59,3 @@ def no_ambient_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.setenv("HSTSYNC_NO_KEYRING", "1")
     monkeypatch.delenv("MAST_API_TOKEN", raising=False)
-
-
-@contextlib.contextmanager
-def small_disk(directory: Path, size: str = "4k") -> Iterator[Path]:
-    """``directory`` on a tmpfs of ``size``: writes beyond it fail with ENOSPC.
-
-    Needs to mount (root); skips otherwise. A symbolic link to /dev/full no longer
-    serves: hstsync refuses to write a part through a link.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    if shutil.which("mount") is None:
-        pytest.skip("needs mount(8) for a small tmpfs")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip("needs to mount a small tmpfs (root)")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], capture_output=True, check=False)

@@ -10,11 +10,16 @@ manifest as people are told to; :func:`assert_tree_identical` checks the tutoria
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from hstsync.emulator import Emulator
 from hstsync.errors import StoreError
@@ -168,3 +173,31 @@ def assert_tree_identical(root: Path, emulator: Emulator, names: list[str]) -> N
         assert path.read_bytes() == emulator.body(f"mast:HST/product/{name}"), name
     leftovers = list((root / "mirror").rglob("*.part"))
     assert leftovers == []
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str, *options: str) -> Iterator[Path]:
+    """``directory`` as a tmpfs of ``size`` with mount ``options`` (``"ro"``): writes
+    beyond its size fail with ENOSPC, on a read-only one with EROFS. Needs to mount
+    (root); skips otherwise."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("needs mount(8) for a tmpfs")
+    opts = ",".join([f"size={size}", *options])
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(directory)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True, check=False)
+
+
+def small_disk(directory: Path, size: str = "4k") -> contextlib.AbstractContextManager[Path]:
+    """``directory`` on a tmpfs of ``size``: writes beyond it fail with ENOSPC.
+
+    Needs to mount (root); skips otherwise. A symbolic link to /dev/full no longer
+    serves: hstsync refuses to write a part through a link."""
+    return tmpfs(directory, size)

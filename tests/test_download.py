@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import small_disk
+from helpers import small_disk
 
 from hstsync.config import DownloadConfig
 from hstsync.emulator import Emulator, Fault, FaultKind

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import small_disk
+from helpers import small_disk
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import tmpfs
 
 from hstsync.cli.commands import main
 from hstsync.cli.demo import TUTORIAL_MANIFEST
@@ -224,14 +225,7 @@ async def test_files_to_fetch_counts_only_files_not_on_disk(
 def test_plan_on_a_read_only_mirror_says_it_cannot_be_written(
     tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
 ):
-    mirror = tmp_path / "ro"
-    mirror.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mirror)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a read-only file system here")
-    try:
+    with tmpfs(tmp_path / "ro", "1m", "ro"):
         config = make_config(tmp_path, served.url)
         config.write_text(config.read_text().replace('mirror = "mirror"', 'mirror = "ro"'))
         manifest = tmp_path / "7291.toml"
@@ -241,8 +235,6 @@ def test_plan_on_a_read_only_mirror_says_it_cannot_be_written(
 
         last = capsys.readouterr().out.splitlines()[-1]
         assert "CANNOT BE WRITTEN" in last and "read-only file system" in last
-    finally:
-        subprocess.run(["umount", str(mirror)], check=False)
 
 
 def test_logs_off_a_terminal_carry_timestamps(tmp_path: Path, served: Emulator):

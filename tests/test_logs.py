@@ -4,20 +4,18 @@ chatter from the libraries hstsync uses."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import logging
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
+from helpers import tmpfs
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
@@ -72,29 +70,10 @@ async def test_one_failed_attempt_is_one_warning_naming_file_attempt_and_reason(
     assert done.levelno == logging.INFO and "in 2 attempt(s)" in done.getMessage()
 
 
-@contextlib.contextmanager
-def read_only_mount(directory: Path) -> Iterator[Path]:
-    """``directory`` as a read-only tmpfs: every write there fails with EROFS."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if shutil.which("mount") is None:
-        pytest.skip("needs mount(8) for a read-only tmpfs")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1g", "tmpfs", str(directory)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip("needs to mount a read-only tmpfs (root)")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], capture_output=True, check=False)
-
-
 async def test_read_only_mirror_says_it_cannot_be_written_without_counting_attempts(
     config: Config, caplog: pytest.LogCaptureFixture
 ):
-    with read_only_mount(config.paths.mirror), caplog.at_level(logging.DEBUG, logger="hstsync"):
+    with tmpfs(config.paths.mirror, "1g", "ro"), caplog.at_level(logging.DEBUG, logger="hstsync"):
         await run_once(config)
         with Store.open_readonly(config.paths.database) as store:
             errors = [row.last_error or "" for row in store.products("7291")]

@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,7 @@ from helpers import (
     held_under,
     request_state,
     run_hstsync,
+    tmpfs,
     until,
     until_done,
     until_transferring,
@@ -240,21 +241,6 @@ async def test_a_request_directory_vanishing_under_the_daemon_keeps_its_requests
 
 
 # -- 4. a full disk, a read-only database directory ---------------------------------------
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str, *options: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    opts = ",".join([f"size={size}", *options])
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def fill(directory: Path) -> Path:
