@@ -172,16 +172,24 @@ _JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\
 _JPEG_EOI = b"\xff\xd9"
 
 
+def _primary_cards(data_uri: str, size: int) -> list[bytes]:
+    """The cards every emulator FITS file starts with: one 8-bit data array after a
+    one-block header, and where it came from."""
+    return [
+        _card("SIMPLE", f"{'T':>20}"),
+        _card("BITPIX", _int(8)),
+        _card("NAXIS", _int(1)),
+        _card("NAXIS1", _int(size - BLOCK)),
+        _card("ORIGIN", _str(ORIGIN)),
+        _card("FILENAME", _str(_filename(data_uri))),
+    ]
+
+
 def _plain_header(data_uri: str, size: int) -> bytes:
     """A FITS primary header without checksum cards."""
     raw = b"".join(
         [
-            _card("SIMPLE", f"{'T':>20}"),
-            _card("BITPIX", _int(8)),
-            _card("NAXIS", _int(1)),
-            _card("NAXIS1", _int(size - BLOCK)),
-            _card("ORIGIN", _str(ORIGIN)),
-            _card("FILENAME", _str(_filename(data_uri))),
+            *_primary_cards(data_uri, size),
             b"END".ljust(80),
         ]
     )
@@ -202,12 +210,7 @@ def _odd_header(data_uri: str, size: int) -> bytes:
     continued.append(f"CONTINUE  '{pieces[-1]}'".ljust(80).encode("ascii"))
     raw = b"".join(
         [
-            _card("SIMPLE", f"{'T':>20}"),
-            _card("BITPIX", _int(8)),
-            _card("NAXIS", _int(1)),
-            _card("NAXIS1", _int(size - BLOCK)),
-            _card("ORIGIN", _str(ORIGIN)),
-            _card("FILENAME", _str(_filename(data_uri))),
+            *_primary_cards(data_uri, size),
             # non-standard: a lower-case keyword, no space before a comment's slash
             b"date-obs= '2010-10-27'".ljust(80),
             b"EXPTIME =                 339.0/no space before the slash".ljust(80),
@@ -225,12 +228,7 @@ def _header(data_uri: str, size: int, pattern: Pattern) -> bytes:
     def cards(checksum: str) -> bytes:
         raw = b"".join(
             [
-                _card("SIMPLE", f"{'T':>20}"),
-                _card("BITPIX", _int(8)),
-                _card("NAXIS", _int(1)),
-                _card("NAXIS1", _int(size - BLOCK)),
-                _card("ORIGIN", _str(ORIGIN)),
-                _card("FILENAME", _str(_filename(data_uri))),
+                *_primary_cards(data_uri, size),
                 _card("CHECKSUM", _str(checksum)),
                 _card("DATASUM", _str(str(datasum))),
                 b"END".ljust(80),
