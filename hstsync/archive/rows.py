@@ -192,12 +192,8 @@ def _calib_level(row: Any) -> int | None:
     return level
 
 
-#: what a missing cell of a column required for the file's path says
-_REQUIRED = (
-    ("obs_collection", "obs_collection"),
-    ("obs_id", "obs_id"),
-    ("productFilename", "productFilename"),
-)
+#: the columns a file's path is made of: a missing cell is the product's problem
+_REQUIRED = ("obs_collection", "obs_id", "productFilename")
 
 
 def product_from_row(row: Any) -> Product:
@@ -223,9 +219,9 @@ def product_from_row(row: Any) -> Product:
             "description",
         )
     }
-    for column, name in _REQUIRED:
+    for column in _REQUIRED:
         if not texts[column]:
-            problems.insert(0, f"the catalogue gives no {name} for this file")
+            problems.insert(0, f"the catalogue gives no {column} for this file")
     try:
         size = parse_size(_cell(row, "size"))
     except CatalogueValueError as exc:

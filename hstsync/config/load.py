@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from hstsync.config.hosts import default_trusted_hosts
 from hstsync.config.values import (
     DEFAULT_CLOUD_BASE,
     DEFAULT_SERVER,
@@ -60,9 +59,9 @@ def parse_duration(value: str | int | float, key: str) -> float:
     return seconds
 
 
-def _hosts(value: Any, server: str) -> tuple[str, ...]:
+def _hosts(value: Any) -> tuple[str, ...] | None:
     if value is None:
-        return default_trusted_hosts(server)
+        return None  # MastConfig fills in the server's host and ARCHIVE_HOSTS
     if not isinstance(value, list) or not all(
         isinstance(v, str) and v.strip() and not any(c in v for c in "/:@ ") for v in value
     ):
@@ -187,7 +186,7 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
         server=server,
         token_file=token_file,
         timeout=_number(mast, "timeout", "mast", MastConfig().timeout),
-        trusted_hosts=_hosts(mast.get("trusted_hosts"), server),
+        trusted_hosts=_hosts(mast.get("trusted_hosts")),
     )
 
     dl = _table(doc, "download")
