@@ -1,8 +1,9 @@
-"""Helpers shared by the tests that run a real daemon process (``python -m hstsync run``).
+"""Helpers shared by the tests, most by those running a real daemon (``python -m hstsync run``).
 
 ``daemon(root, config)`` starts one against a config from :func:`write_config` and waits
 until it watches; :func:`until` polls a condition with a generous deadline (a failure
 message, not a speed check); :func:`request_state` reads the store as ``status`` would.
+:class:`Naps` is the recording ``sleep`` the in-process transfer tests hand a downloader.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ from pathlib import Path
 from hstsync.errors import StoreError
 from hstsync.model import RequestState
 from hstsync.store.db import Store
+
+
+class Naps:
+    """A ``sleep`` that records what it was asked to wait, and does not wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0)
 
 
 def write_config(
