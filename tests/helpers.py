@@ -1,10 +1,11 @@
-"""Helpers shared by the tests that run a real daemon process (``python -m hstsync run``).
+"""Helpers shared by the tests, most by those running a real daemon (``python -m hstsync run``).
 
 ``daemon(root, config)`` starts one against a config from :func:`write_config` and waits
 until it watches; :func:`run_hstsync` runs one command to its end; :func:`until` polls
 a condition with a generous deadline (a failure message, not a speed check);
 :func:`request_state` reads the store as ``status`` would; :func:`drop` writes a
 manifest as people are told to; :func:`assert_tree_identical` checks the tutorial's files.
+:class:`Naps` is the recording ``sleep`` the in-process transfer tests hand a downloader.
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ async def run_hstsync(
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+class Naps:
+    """A ``sleep`` that records what it was asked to wait, and does not wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0)
 
 
 def write_config(

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import small_disk
+from helpers import Naps, small_disk
 
 from hstsync.config import DownloadConfig
 from hstsync.emulator import Emulator, Fault, FaultKind
@@ -46,17 +46,6 @@ SECRET = "s3cret-token-value"
 CFG = DownloadConfig(
     concurrency=4, retries=3, timeout=1.0, backoff=0.01, backoff_max=0.05, segment_min=0
 )
-
-
-class Naps:
-    """A ``sleep`` that records what it was asked to wait, and does not wait."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await asyncio.sleep(0)
 
 
 class Harness:

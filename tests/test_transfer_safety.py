@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers import Naps
 
 from hstsync.config import DownloadConfig, MastConfig, token_allowed
 from hstsync.emulator import Emulator, Fault, FaultKind
@@ -31,15 +32,6 @@ X1D = "o58701010_x1d.fits"
 X1D_SIZE = 77760
 SECRET = "s3cret-token-value"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Naps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await asyncio.sleep(0)
 
 
 class Server:

@@ -15,12 +15,14 @@ disk says no (:func:`discard`, :func:`drop_record`, :func:`drop_meta`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
 from pathlib import Path
 
 from hstsync.errors import CorruptFileError, Refused, TransferError
+from hstsync.files import fsync_directory
 from hstsync.transfer.outcome import OnProgress, Progress, Transfer
 from hstsync.transfer.partfile import check_dirs, disk_error, fsync, refuse_link, remove_meta
 from hstsync.transfer.ranges import remove_record
@@ -89,16 +91,8 @@ def commit(root: Path | None, part: Path, dest: Path, size: int) -> None:
         os.replace(part, dest)
     except OSError as exc:
         raise Refused(disk_error(exc, "finishing", dest)) from None
-    try:  # make the rename itself survive a power cut; not every file system allows it
-        fd = os.open(dest.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):  # the rename durable; not every file system allows it
+        fsync_directory(dest.parent)
 
 
 # -- sizes and removals -----------------------------------------------------------------
