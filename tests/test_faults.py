@@ -553,3 +553,19 @@ async def test_status_shows_a_retried_files_attempts_and_error_while_it_waits(
     assert await task == 0
     final = rows(config)[X1D]
     assert final.state is ProductState.DONE and final.attempts == 2 and final.last_error is None
+
+
+async def test_a_retried_file_shared_by_two_requests_counts_its_attempts_once_in_each(
+    config: Config, emulator: Emulator
+):
+    # two requests name the same six files: one transfer each, recorded for both
+    (config.paths.requests / "again.toml").write_text(TUTORIAL_MANIFEST)
+    # failing twice, a second apart: the second request is waiting by the second failure
+    emulator.faults.add(Fault(FaultKind.STATUS, match=X1D, status=503, retry_after=1, times=2))
+
+    assert await run_once(config) == 0
+
+    assert len(gets(emulator, X1D)) == 3  # one transfer, three attempts
+    for request in ("7291", "again"):
+        row = rows(config, request)[X1D]
+        assert (row.state, row.attempts, row.last_error) == (ProductState.DONE, 3, None)

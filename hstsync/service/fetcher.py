@@ -94,8 +94,9 @@ class Fetcher:
         self._inflight: dict[Path, asyncio.Future[Outcome]] = {}
         self._progress: dict[tuple[str, str], int] = {}
         self._progress_keys: dict[Path, list[tuple[str, str]]] = {}
-        #: failed attempts of each file in flight already recorded while it retries
-        self._live_attempts: dict[Path, int] = {}
+        #: failed attempts already recorded for each (request, dataURI) while its file
+        #: retries (each request sharing the file has its own row and its own count)
+        self._live_attempts: dict[tuple[str, str], int] = {}
 
     async def __aenter__(self) -> Fetcher:
         self._session = open_session(self.config.download)
@@ -143,6 +144,8 @@ class Fetcher:
             # The request that owned the transfer was stopped (manifest removed or
             # re-planned): this one takes it over from the same .part.
             log.info("%s:%s: taking over a shared transfer", job.request, job.product.filename)
+            # the attempts recorded so far were the old transfer's; its outcome never comes
+            self._live_attempts.pop(key, None)
         return await self._fetch_owned(key, job)
 
     async def _wait_for_shared(
@@ -162,6 +165,7 @@ class Fetcher:
             with contextlib.suppress(ValueError):
                 waiting.remove(key)
             self._progress.pop(key, None)
+            self._live_attempts.pop(key, None)
             raise
 
     async def _fetch_owned(self, key: tuple[str, str], job: Job) -> Outcome:
@@ -190,7 +194,6 @@ class Fetcher:
             raise
         finally:
             self._inflight.pop(job.dest, None)
-            self._live_attempts.pop(job.dest, None)
             for other in self._progress_keys.pop(job.dest, []):
                 self._progress.pop(other, None)
 
@@ -237,6 +240,7 @@ class Fetcher:
 
     def _interrupted(self, job: Job) -> None:
         on_disk = held_bytes(job.dest)
+        self._live_attempts.pop((job.request, job.product.data_uri), None)
         for request, uri in self._progress_keys.get(
             job.dest, [(job.request, job.product.data_uri)]
         ):
@@ -247,8 +251,9 @@ class Fetcher:
     def _retrying(self, transfer: Transfer, attempts: int, error: str) -> None:
         """A transfer failed an attempt and will try again: ``status`` shows the attempt
         and its error now, not only once the file is done or has failed for good."""
-        self._live_attempts[transfer.dest] = self._live_attempts.get(transfer.dest, 0) + 1
         for request, uri in self._progress_keys.get(transfer.dest, ()):
+            key = (request, uri)
+            self._live_attempts[key] = self._live_attempts.get(key, 0) + 1
             with contextlib.suppress(StoreError):  # the request may be gone already
                 self.store.mark(request, uri, ProductState.DOWNLOADING, error=error, attempts=1)
 
@@ -270,7 +275,7 @@ class Fetcher:
             bytes_done=None if done else held_bytes(job.dest),
             error=self._explain(request, outcome),
             # attempts already recorded as they failed (_retrying) are not counted twice
-            attempts=max(outcome.attempts - self._live_attempts.get(job.dest, 0), 0),
+            attempts=max(outcome.attempts - self._live_attempts.pop(key, 0), 0),
             # the server's size, when it won over the catalogue's or the catalogue had
             # none: the product's size from now on, so the next pass finds it present
             size=outcome.size if done else None,
