@@ -271,14 +271,3 @@ def test_export_curl_script_fetches_then_a_second_run_skips_complete_files(
     assert "0 fetched, 6 already complete, 0 failed" in second.stderr
     for path in (tmp_path / "mirror").rglob("*.fits"):
         assert (elsewhere / path.relative_to(tmp_path / "mirror")).read_bytes() == path.read_bytes()
-
-
-def test_plain_table_pads_columns_and_handles_no_rows():
-    from hstsync.cli.report import plain_table
-
-    text = plain_table(("A", "LONGER", "LAST"), [("xx", "y", "free text"), ("x", "yyyyyyy", "")])
-    lines = text.strip("\n").splitlines()
-    assert lines[0] == "A   LONGER   LAST"
-    assert lines[2] == "xx  y        free text"
-    assert lines[3] == "x   yyyyyyy"
-    assert plain_table(("A", "B"), []).strip().splitlines()[0] == "A  B"

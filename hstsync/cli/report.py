@@ -211,18 +211,6 @@ def daemon_line(running: bool, pid: int | None, heartbeat: float | None, now: fl
     return f"\ndaemon: running ({who}{seen})"
 
 
-def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, the last one left ragged."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [c.ljust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True)]
-        return "  ".join([*padded, cells[-1]]).rstrip() + "\n"
-
-    rule = "  ".join("-" * w for w in widths[:-1]) + "  " + "-" * len(header[-1])
-    return "\n" + line(header) + rule + "\n" + "".join(line(r) for r in rows)
-
-
 def print_plan(
     name: str, plan: Plan, *, unwritable: str | None = None, file: IO[str] | None = None
 ) -> None:
