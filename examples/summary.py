@@ -14,7 +14,8 @@ def size(n: int) -> str:
 
 
 def subject(doc: dict[str, Any]) -> str:
-    new, failed = len(doc["new_files"]), len(doc["failures"])
+    new = doc.get("new_file_count", len(doc["new_files"]))
+    failed = doc.get("failure_count", len(doc["failures"]))
     parts = []
     if new:
         parts.append(f"{new} new file(s)")
@@ -28,17 +29,19 @@ def body(doc: dict[str, Any], limit: int = 50) -> str:
     lines.append(f"proposal(s): {', '.join(doc.get('proposal_ids', []))}")
     lines.append(f"mirror: {doc.get('mirror', '')}   pass finished: {doc.get('finished', '')}")
     if doc["new_files"]:
-        total = sum(f["size"] for f in doc["new_files"])
+        total = doc.get("new_bytes", sum(f["size"] for f in doc["new_files"]))
         lines += ["", f"new files ({size(total)}):"]
         lines += [f"  {f['path']}  {size(f['size'])}" for f in doc["new_files"][:limit]]
-        if len(doc["new_files"]) > limit:
-            lines.append(f"  ... and {len(doc['new_files']) - limit} more")
+        more = doc.get("new_file_count", len(doc["new_files"])) - limit
+        if more > 0:
+            lines.append(f"  ... and {more} more")
     if doc["failures"]:
         lines += ["", "failures:"]
         for f in doc["failures"][:limit]:
             what = f.get("path") or f.get("data_uri") or "the request"
             lines.append(f"  {what}: {f['reason']}")
-        if len(doc["failures"]) > limit:
-            lines.append(f"  ... and {len(doc['failures']) - limit} more")
+        more = doc.get("failure_count", len(doc["failures"])) - limit
+        if more > 0:
+            lines.append(f"  ... and {more} more")
     lines += ["", f"details: hstsync status {doc['request']}"]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -31,29 +32,36 @@ def fsync_directory(directory: Path) -> None:
 
 def atomic_write(
     path: Path,
-    data: bytes | str,
+    data: bytes | str | Iterable[bytes],
     *,
     mode: int = 0o644,
     durable: bool = True,
     dir_fd: int | None = None,
 ) -> None:
-    """Replace ``path`` with ``data``, all or nothing.
+    """Replace ``path`` with ``data`` (or the chunks it yields), all or nothing.
 
     Raises :class:`OSError` (the temporary file is removed). ``durable=False`` skips
     the fsyncs for files that are cheap to make again. With ``dir_fd`` (an open
     directory), ``path``'s name is taken in that directory, whatever its path now
     leads to: a directory checked once cannot be swapped for a symlink meanwhile.
     """
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    chunks: Iterable[bytes]
+    if isinstance(data, str):
+        chunks = [data.encode("utf-8")]
+    elif isinstance(data, bytes):
+        chunks = [data]
+    else:
+        chunks = data  # written as they come: a big file is never held whole
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     if dir_fd is not None:
         tmp, path = Path(tmp.name), Path(path.name)
     fd = os.open(tmp, _FLAGS, mode, dir_fd=dir_fd)
     try:
         try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view) :]
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
         finally:

@@ -62,6 +62,8 @@ async def test_hook_gets_the_new_files_then_is_not_called_when_nothing_is_new(
     assert doc["failures"] == []
     files = {Path(f["path"]).name: f["size"] for f in doc["new_files"]}
     assert len(files) == 6 and files["o58701010_x2d.fits"] == 14_474_880
+    assert (doc["new_file_count"], doc["new_bytes"]) == (6, sum(files.values()))
+    assert doc["failure_count"] == 0
     for f in doc["new_files"]:
         assert Path(f["path"]).stat().st_size == f["size"]
     with Store.open_readonly(config.paths.database) as store:
@@ -155,3 +157,19 @@ def test_example_hooks_read_the_document(tmp_path: Path):
         )
         assert proc.returncode == 0, proc.stderr
         assert "7291" in proc.stdout and "a.fits" in proc.stdout and "HTTP 404" in proc.stdout
+
+
+async def test_hook_of_a_big_pass_names_the_first_files_and_counts_them_all(
+    tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+):
+    from hstsync.service import hooks
+
+    monkeypatch.setattr(hooks, "LISTED", 4)
+    command, out = recorder(tmp_path)
+    config = hooked(tmp_path, emulator, command)
+
+    assert await run_once(config) == 0
+
+    [doc] = calls(out)
+    assert len(doc["new_files"]) == 4
+    assert doc["new_file_count"] == 6 and doc["new_bytes"] == 50_175_360

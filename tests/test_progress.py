@@ -81,3 +81,16 @@ def test_terminal_progress_starts_at_the_bytes_held():
         progress.planned("7291", 6, 50_175_360, held=20_000_000)
         progress.advanced("7291", 5_000_000)
     assert "25.0/50.2 MB" in out.getvalue()
+
+
+def test_terminal_progress_adds_each_batch_of_a_big_program_to_one_bar():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    with TerminalProgress(console) as progress:
+        progress.planned("big", 4, 20_000_000)
+        progress.planned("big", 2, 30_000_000, held=5_000_000)
+        progress.advanced("big", 20_000_000)
+        progress.file_done("big")
+    text = out.getvalue()
+    assert "1/6 files" in text
+    assert "25.0/50.0 MB" in text

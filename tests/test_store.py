@@ -549,6 +549,9 @@ def test_a_version_2_database_gains_tallies_that_match_its_rows(db: Path) -> Non
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 2 left it
         drop_tallies(conn)
         conn.execute("ALTER TABLE requests DROP COLUMN last_new_files")
+        conn.execute("DROP INDEX products_request_order")
+        conn.execute("ALTER TABLE products DROP COLUMN seen")
+        conn.execute("ALTER TABLE requests DROP COLUMN resolution")
         conn.execute("PRAGMA user_version = 2")
     with Store.open_readonly(db) as store:  # status beside a daemon not yet upgraded
         [summary] = store.summaries("a")
@@ -566,7 +569,10 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
         store.replace_products("r", [product(1, size=1000)])
     conn = sqlite3.connect(db)
     drop_tallies(conn)
+    conn.execute("DROP INDEX products_request_order")
     for table, column in [
+        ("products", "seen"),
+        ("requests", "resolution"),
         ("requests", "last_new_files"),
         ("requests", "next_lookup"),
         ("requests", "lookup_failures"),
@@ -580,7 +586,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
     conn.close()
 
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         [row] = store.products("r")
         assert row.catalogue_size == row.product.size == 1000
         assert store.get_request("r").lookup_failures == 0  # type: ignore[union-attr]
@@ -616,3 +622,53 @@ def test_unknown_catalogue_size_is_stored_as_unknown(store: Store) -> None:
     store.replace_products("r", [unknown])
     [row] = store.products("r")
     assert (row.state, row.product.size) == (ProductState.DONE, 5760)
+
+
+def test_a_version_4_database_resolved_again_keeps_what_is_still_listed(db: Path) -> None:
+    with Store(db) as store:
+        store.upsert_request(Request("r", ("1",)), "r.toml")
+        store.replace_products("r", [product(1), product(2), product(3)])
+        store.mark("r", uri(1), ProductState.DONE)
+    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 4 left it
+        conn.execute("DROP INDEX products_request_order")
+        conn.execute("ALTER TABLE products DROP COLUMN seen")
+        conn.execute("ALTER TABLE requests DROP COLUMN resolution")
+        conn.execute("PRAGMA user_version = 4")
+
+    with Store(db) as store:
+        diff = store.replace_products("r", [product(1), product(2)])
+        assert (diff.unchanged, diff.removed) == (2, 1)
+        states = {row.product.data_uri: row.state for row in store.products("r")}
+        assert states == {uri(1): ProductState.DONE, uri(2): ProductState.PENDING}
+
+
+def test_a_resolution_recorded_in_batches_removes_only_at_its_end(store: Store) -> None:
+    store.upsert_request(Request("r", ("1",)), "r.toml")
+    store.replace_products("r", [product(n) for n in range(4)])
+    stamp = store.begin_resolution("r")
+
+    diff, rows = store.record_batch("r", [product(1), product(9)], stamp)
+    assert (diff.new, diff.unchanged) == (1, 1)
+    assert {row.product.data_uri for row in rows} == {uri(1), uri(9)}
+    # half-way (a lookup that fails here): nothing is removed, and the products the
+    # resolution has not reached yet are what an earlier one listed
+    assert len(store.products("r")) == 5
+    assert {row.product.data_uri for row in store.unseen_products("r", stamp, page=2)} == {
+        uri(0),
+        uri(2),
+        uri(3),
+    }
+
+    store.record_batch("r", [product(2)], stamp)
+    assert store.end_resolution("r", stamp) == 2
+    assert {row.product.data_uri for row in store.products("r")} == {uri(1), uri(2), uri(9)}
+
+
+def test_product_pages_read_every_product_once_in_list_order(store: Store) -> None:
+    store.upsert_request(Request("r", ("1",)), "r.toml")
+    store.replace_products("r", [product(n, obs=f"o{n % 3}") for n in range(25)])
+
+    pages = list(store.product_pages("r", page=4))
+
+    assert [len(page) for page in pages] == [4, 4, 4, 4, 4, 4, 1]
+    assert [row for page in pages for row in page] == store.products("r")

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hstsync.archive.auth import check_transport, token_domain
-from hstsync.archive.rows import missing, products_from_rows, unusable_sizes
+from hstsync.archive.rows import Claims, missing, products_from_rows, unusable_sizes
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
 
@@ -170,16 +170,24 @@ class Resolver:
     # runs them in order, blocking (``hstsync plan``).
 
     def resolve(self, request: Request) -> list[Product]:
-        """The products a request names today. Blocking.
+        """The products a request names today, all at once. Blocking.
 
         Raises :class:`ManifestError` for what the user must fix (an unknown
         criterion, a proposal with no observations), :class:`ArchiveUnavailable`
         for trouble worth trying again soon and :class:`ResolveError` for other
         archive trouble.
         """
-        obsids = self.observations(request)
-        tables = [self.product_table(batch) for batch in batches(obsids)]
-        return self.select(request, tables)
+        return [product for batch in self.resolve_batches(request) for product in batch]
+
+    def resolve_batches(self, request: Request) -> Iterator[list[Product]]:
+        """The request's products one batch of observations at a time. Blocking.
+
+        Each batch's table is asked for, selected and dropped before the next: a
+        program of 100,000 products never holds more than one batch's table.
+        """
+        claims = Claims()
+        for batch in batches(self.observations(request)):
+            yield self.select(request, [self.product_table(batch)], claims)
 
     def observations(self, request: Request) -> list[str]:
         """The obsids of the request's observations (``query_criteria``). Blocking."""
@@ -204,19 +212,26 @@ class Resolver:
             warnings.simplefilter("ignore")
             return self._obs.get_product_list(obsids)
 
-    def select(self, request: Request, tables: Iterable[Any]) -> list[Product]:
-        """``filter_products`` over the batches' tables, then rows → products."""
+    def select(
+        self, request: Request, tables: Iterable[Any], claims: Claims | None = None
+    ) -> list[Product]:
+        """``filter_products`` over the batches' tables, then rows → products.
+
+        ``claims``: the tables are part of a bigger list, resolved batch by batch
+        (:class:`~hstsync.archive.rows.Claims`); what earlier batches gave out is left out.
+        """
         from astropy.table import vstack
 
         filled = [t for t in tables if len(t)]
         if not filled:
-            log.info("request %s: the proposal lists no products", request.name)
+            if claims is None:
+                log.info("request %s: the proposal lists no products", request.name)
             return []
         with self._translated(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             products = vstack(filled) if len(filled) > 1 else filled[0]
             filtered = self._obs.filter_products(products, **dict(request.filters))
-        result = products_from_rows(filtered)
+        result = products_from_rows(filtered, claims)
         if self._unusable:
             result = [
                 replace(p, size=None, problem=p.problem or self._unusable[p.data_uri])
@@ -224,7 +239,8 @@ class Resolver:
                 else p
                 for p in result
             ]
-        log.info(
+        log.log(
+            logging.INFO if claims is None else logging.DEBUG,
             "request %s: %d product rows, %d selected, %d products",
             request.name,
             len(products),

@@ -11,12 +11,14 @@ archive and hands its table over.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -242,7 +244,57 @@ def product_from_row(row: Any) -> Product:
     )
 
 
-def products_from_rows(rows: Iterable[Any]) -> list[Product]:
+@dataclass
+class Claims:
+    """What the batches of one resolution have already given out: dataURIs and paths.
+
+    A big program is resolved in batches of observations (``resolve.OBSID_BATCH``), and
+    a product can be listed again in a later batch (HAP and association products belong
+    to many observations). Each batch's products are passed on (recorded, planned,
+    fetched) before the next batch is asked for, so the list as a whole is never held:
+    only a 16-byte keyed digest of each dataURI and path, about 130 bytes a product
+    where the strings would take twice that. Digests of 128 bits never collide by
+    chance, and the key is new for every resolution.
+    """
+
+    _key: bytes = field(default_factory=lambda: os.urandom(16))
+    _uris: set[bytes] = field(default_factory=set)
+    #: dataURIs given out with a problem: a later row of the same dataURI may be usable
+    _flawed: set[bytes] = field(default_factory=set)
+    _paths: set[bytes] = field(default_factory=set)
+
+    def _digest(self, kind: bytes, text: str) -> bytes:
+        data = kind + text.encode("utf-8", "surrogateescape")
+        return hashlib.blake2b(data, digest_size=16, key=self._key).digest()
+
+    def take(self, products: list[Product]) -> list[Product]:
+        """``products`` (one batch, repeats already collapsed) less what earlier
+        batches gave out; a path an earlier batch owns makes a later claimant fail."""
+        fresh: list[Product] = []
+        for product in products:
+            uri = self._digest(b"u", product.data_uri)
+            if uri in self._uris:
+                if uri not in self._flawed or product.problem is not None:
+                    continue  # a repeat: the first usable row stands
+                self._flawed.discard(uri)  # a usable row for a product first listed flawed
+            self._uris.add(uri)
+            if product.problem is not None:
+                self._flawed.add(uri)
+            elif (path := relpath_or_none(product)) is not None:
+                where = self._digest(b"p", str(path))
+                if where in self._paths:
+                    product = replace(
+                        product,
+                        problem=f"another product listed earlier has the same path {path}; "
+                        "only that one is fetched",
+                    )
+                else:
+                    self._paths.add(where)
+            fresh.append(product)
+        return fresh
+
+
+def products_from_rows(rows: Iterable[Any], claims: Claims | None = None) -> list[Product]:
     """Catalogue rows → products: one per dataURI, one owner per path. Pure.
 
     Repeats (the same dataURI listed again, as HAP and association rows do) collapse
@@ -250,6 +302,8 @@ def products_from_rows(rows: Iterable[Any]) -> list[Product]:
     dataURI cannot be named or fetched and are left out (logged). Twins, rows with
     different dataURIs that would land on the same path, get one owner (see
     :func:`_claim_paths`); the others fail with a reason and are never written.
+    With ``claims``, the rows are one batch of a bigger list: what earlier batches
+    gave out is left out or, for a path, kept by its first owner (:class:`Claims`).
     """
     chosen: dict[str, Product] = {}
     nameless = 0
@@ -263,7 +317,8 @@ def products_from_rows(rows: Iterable[Any]) -> list[Product]:
             chosen[product.data_uri] = product
     if nameless:
         log.warning("%d catalogue rows have no dataURI and are left out", nameless)
-    return _claim_paths(list(chosen.values()))
+    claimed = _claim_paths(list(chosen.values()))
+    return claimed if claims is None else claims.take(claimed)
 
 
 def _claim_paths(products: list[Product]) -> list[Product]:

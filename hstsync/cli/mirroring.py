@@ -48,10 +48,12 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     resolver = Resolver(
         config.mast.server, token.value if token else None, timeout=config.mast.timeout
     )
-    plan = plan_files(resolver.resolve(request), config.paths.mirror)
-    unwritable = unwritable_reason(config.paths.mirror)
-    print_plan(request.name, plan, unwritable=unwritable)
-    return EXIT_OK if plan.fits and unwritable is None else EXIT_INCOMPLETE
+    mirror = config.paths.mirror
+    unwritable = unwritable_reason(mirror)
+    # a batch of observations at a time: printed as it is resolved, never held whole
+    plans = (plan_files(batch, mirror) for batch in resolver.resolve_batches(request))
+    fits = print_plan(request.name, plans, unwritable=unwritable)
+    return EXIT_OK if fits and unwritable is None else EXIT_INCOMPLETE
 
 
 def unwritable_reason(directory: Path) -> str | None:

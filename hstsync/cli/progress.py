@@ -70,11 +70,23 @@ class TerminalProgress:
 
     def planned(self, request: str, files: int, size: int, held: int = 0) -> None:
         """``held``: bytes already on disk (complete files, parts to resume); the bars
-        start there, so a resumed pass does not count from zero."""
-        self._files[request] = (0, files)
-        self._tasks[request] = self._bar.add_task(
-            request, total=size, completed=held, files=self._label(request)
-        )
+        start there, so a resumed pass does not count from zero. A big program is
+        planned a batch at a time: each batch adds to its request's bar."""
+        if request in self._tasks:
+            done, before = self._files[request]
+            self._files[request] = (done, before + files)
+            task = self._bar.tasks[self._tasks[request]]
+            self._bar.update(
+                self._tasks[request],
+                total=(task.total or 0) + size,
+                completed=task.completed + held,
+                files=self._label(request),
+            )
+        else:
+            self._files[request] = (0, files)
+            self._tasks[request] = self._bar.add_task(
+                request, total=size, completed=held, files=self._label(request)
+            )
         if self._overall is None:
             self._files["all"] = (0, 0)
             self._overall = self._bar.add_task("all", total=0, files="")

@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import IO
 
 from rich import box
@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hstsync.model import ProductState, human_bytes
-from hstsync.service.planner import Plan
+from hstsync.service.planner import Plan, PlannedFile, room_for
 from hstsync.store import ProductRow, RequestSummary
 
 
@@ -212,40 +212,64 @@ def daemon_line(running: bool, pid: int | None, heartbeat: float | None, now: fl
 
 
 def print_plan(
-    name: str, plan: Plan, *, unwritable: str | None = None, file: IO[str] | None = None
-) -> None:
-    """``hstsync plan``: the tutorial's columns, what is mirrored, and whether it fits."""
+    name: str,
+    plans: Iterable[Plan],
+    *,
+    unwritable: str | None = None,
+    file: IO[str] | None = None,
+) -> bool:
+    """``hstsync plan``: the tutorial's columns, what is mirrored, and whether it fits.
+
+    ``plans``: the request's batches of observations, each printed as it comes (a big
+    program is never held whole); the totals follow. True when it all fits.
+    """
     console = _console(file)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("obs_id", "productFilename", "productType", "calib_level", "size", "mirror"):
-        table.add_column(column, no_wrap=True)
-    for f in plan.files:
-        p = f.product
-        if f.refused:
-            where = f"refused: {f.refused.removeprefix('refused: ')}"
-        elif f.present:
-            where = "present"
-        elif f.on_disk:
-            where = f"partial ({human_bytes(f.on_disk)})"
-        else:
-            where = "to fetch"
-        cells = (
-            p.obs_id,
-            p.filename,
-            p.product_type,
-            "" if p.calib_level is None else str(p.calib_level),
-            str(p.size),
-            where,
-        )
-        # catalogue text is data: "[...]" must not be taken for rich markup
-        table.add_row(*(escape(c) for c in cells))
-    console.print(table)
+    products = total = present = to_fetch = missing = 0
+    free: int | None = None
+    for index, plan in enumerate(plans):
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_header=index == 0)
+        for column in ("obs_id", "productFilename", "productType", "calib_level", "size", "mirror"):
+            table.add_column(column, no_wrap=True)
+        for f in plan.files:
+            table.add_row(*(escape(c) for c in _plan_cells(f)))
+        if plan.files or index == 0:
+            console.print(table)
+        products += len(plan.files)
+        total += plan.total
+        present += plan.present
+        to_fetch += plan.to_fetch
+        missing += plan.missing_bytes
+        free = plan.free if free is None else min(free, plan.free)
+    free = free or 0
     console.print(
-        f"{escape(name)}: {len(plan.files)} products, {human_bytes(plan.total)}; "
-        f"{plan.present} already mirrored; {plan.to_fetch} to fetch, "
-        f"{human_bytes(plan.missing_bytes)}"
+        f"{escape(name)}: {products} products, {human_bytes(total)}; "
+        f"{present} already mirrored; {to_fetch} to fetch, "
+        f"{human_bytes(missing)}"
     )
-    verdict = "fits" if plan.fits else "DOES NOT FIT"
+    fits = room_for(missing, free)
+    verdict = "fits" if fits else "DOES NOT FIT"
     if unwritable is not None:
         verdict = f"CANNOT BE WRITTEN: {escape(unwritable)}"
-    console.print(f"free on the mirror's filesystem: {human_bytes(plan.free)} — {verdict}")
+    console.print(f"free on the mirror's filesystem: {human_bytes(free)} — {verdict}")
+    return fits
+
+
+def _plan_cells(f: PlannedFile) -> tuple[str, ...]:
+    p = f.product
+    if f.refused:
+        where = f"refused: {f.refused.removeprefix('refused: ')}"
+    elif f.present:
+        where = "present"
+    elif f.on_disk:
+        where = f"partial ({human_bytes(f.on_disk)})"
+    else:
+        where = "to fetch"
+    # catalogue text is data: "[...]" must not be taken for rich markup (escaped by caller)
+    return (
+        p.obs_id,
+        p.filename,
+        p.product_type,
+        "" if p.calib_level is None else str(p.calib_level),
+        str(p.size),
+        where,
+    )

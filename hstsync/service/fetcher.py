@@ -58,6 +58,27 @@ class Job:
     dest: Path
 
 
+class JobFeed:
+    """The jobs of a pass on their way to :meth:`Fetcher.fetch_feed`'s workers: a
+    bounded queue, closed by its filler when there will be no more."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._queue: asyncio.Queue[Job | None] = asyncio.Queue(max(2 * concurrency, 1))
+        #: how many workers take from it (one end-of-feed mark each)
+        self.workers = concurrency
+
+    async def put(self, job: Job) -> None:
+        await self._queue.put(job)
+
+    async def get(self) -> Job | None:
+        return await self._queue.get()
+
+    async def close(self) -> None:
+        """No more jobs: each worker finishes what it has and stops."""
+        for _ in range(self.workers):
+            await self._queue.put(None)
+
+
 def download_url(server: str, data_uri: str) -> str:
     # astroquery's own form (download_file): quote everything but ':' and '/'.
     return f"{server}{DOWNLOAD_PATH}?uri={quote(data_uri, safe=':/')}"
@@ -118,20 +139,30 @@ class Fetcher:
             await self._session.close()
 
     async def fetch_all(self, jobs: Sequence[Job]) -> None:
-        """Fetch every job, ``concurrency`` at a time, in order.
+        """Fetch every job, ``concurrency`` at a time, in order."""
+        feed = JobFeed(self.config.download.concurrency)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.fetch_feed(feed))
+            for job in jobs:
+                await feed.put(job)
+            await feed.close()
+
+    async def fetch_feed(self, feed: JobFeed) -> None:
+        """Fetch the jobs put in ``feed`` as they come, ``concurrency`` at a time,
+        until it is closed and empty.
 
         A fixed set of workers takes the jobs one after another: a task per job, made
         up front, held a coroutine frame per file for the whole pass, and memory grew
-        with the size of the program.
+        with the size of the program. The feed is bounded, so whoever fills it (the
+        pass, batch by batch) waits for the workers rather than running ahead.
         """
-        queue = iter(jobs)
 
         async def worker() -> None:
-            for job in queue:  # shared: each job is taken by exactly one worker
+            while (job := await feed.get()) is not None:
                 await self.fetch(job)
 
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(len(jobs), self.config.download.concurrency)):
+            for _ in range(feed.workers):
                 group.create_task(worker())
 
     async def fetch(self, job: Job) -> Outcome:

@@ -32,16 +32,25 @@ log = logging.getLogger(__name__)
 STDERR_TAIL = 2000
 
 
+#: files (and failures) a hook's document lists by name; the counts cover them all
+LISTED = 1000
+
+
 @dataclass(slots=True)
 class PassReport:
-    """What one pass of one request brought and left failed."""
+    """What one pass of one request brought and left failed: counted in full, the
+    first :data:`LISTED` of each named (a pass of 100,000 new files holds no list of
+    them all)."""
 
     new_files: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    new_file_count: int = 0
+    new_bytes: int = 0
+    failure_count: int = 0
 
     @property
     def worth_telling(self) -> bool:
-        return bool(self.new_files or self.failures)
+        return bool(self.new_file_count or self.failure_count)
 
 
 class PassLog:
@@ -54,16 +63,25 @@ class PassLog:
         self._reports[request] = PassReport()
 
     def new_file(self, request: str, path: Path, size: int, data_uri: str) -> None:
-        self._report(request).new_files.append(
-            {"path": str(path), "size": size, "data_uri": data_uri}
-        )
+        report = self._report(request)
+        report.new_file_count += 1
+        report.new_bytes += size
+        if len(report.new_files) < LISTED:
+            report.new_files.append({"path": str(path), "size": size, "data_uri": data_uri})
 
     def failure(
         self, request: str, reason: str, *, path: Path | None = None, data_uri: str | None = None
     ) -> None:
-        self._report(request).failures.append(
-            {"path": None if path is None else str(path), "data_uri": data_uri, "reason": reason}
-        )
+        report = self._report(request)
+        report.failure_count += 1
+        if len(report.failures) < LISTED:
+            report.failures.append(
+                {
+                    "path": None if path is None else str(path),
+                    "data_uri": data_uri,
+                    "reason": reason,
+                }
+            )
 
     def _report(self, request: str) -> PassReport:
         return self._reports.setdefault(request, PassReport())
@@ -71,7 +89,7 @@ class PassLog:
     async def finish(self, config: Config, store: Store, request: str, state: str) -> None:
         """Stamp ``last_new_files`` and run the hook if this pass is worth telling."""
         report = self._reports.pop(request, PassReport())
-        if report.new_files:
+        if report.new_file_count:
             store.note_new_files(request)
         if not report.worth_telling or not config.hooks.on_change:
             return
@@ -82,7 +100,10 @@ class PassLog:
             "proposal_ids": list(row.proposal_ids) if row is not None else [],
             "mirror": str(config.paths.mirror),
             "new_files": report.new_files,
+            "new_file_count": report.new_file_count,
+            "new_bytes": report.new_bytes,
             "failures": report.failures,
+            "failure_count": report.failure_count,
             "finished": utc_now(),
         }
         await run_hook(config.hooks.on_change, doc, config.hooks.timeout, label=request)

@@ -24,12 +24,13 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from hstsync.archive.resolve import Resolver, batches
+from hstsync.archive.rows import Claims
 from hstsync.config import Config, backoff_wait
 from hstsync.errors import ArchiveUnavailable
 from hstsync.model import Product, Request
@@ -71,6 +72,10 @@ def _product_table(resolver: Resolver, obsids: list[str]) -> Any:
     return resolver.product_table(obsids)
 
 
+def _select(resolver: Resolver, request: Request, table: Any, claims: Claims) -> list[Product]:
+    return resolver.select(request, [table], claims)
+
+
 class Lookups:
     """Resolution of requests for one process: bounded, retried, concurrent."""
 
@@ -96,17 +101,28 @@ class Lookups:
         self._idle.clear()
 
     async def resolve(self, request: Request) -> list[Product]:
-        """The request's products: observations, product lists by batch, selection."""
+        """The request's products, all at once."""
+        return [product async for batch in self.resolve_batches(request) for product in batch]
+
+    async def resolve_batches(self, request: Request) -> AsyncGenerator[list[Product], None]:
+        """The request's products one batch of observations at a time: the observation
+        query, then per batch its product list and the selection. The caller acts on a
+        batch (records, plans, fetches) before the next is asked for, so a big program's
+        transfers start with its first batch and its list is never held whole."""
         obsids = await self._retried(
             lambda r: r.observations(request), f"request {request.name}: observations"
         )
-        tables: list[Any] = []
+        claims = Claims()
         parts = list(batches(obsids))
         for index, batch in enumerate(parts, 1):
             what = f"request {request.name}: product list {index} of {len(parts)}"
             step = functools.partial(_product_table, obsids=batch)
-            tables.append(await self._retried(step, what))
-        return await self._call(lambda r: r.select(request, tables))
+            table = await self._retried(step, what)
+            selected = await self._call(
+                functools.partial(_select, request=request, table=table, claims=claims)
+            )
+            del table
+            yield selected
 
     async def session_info(self) -> dict[str, Any]:
         """The archive's view of the token; one bounded call, not retried."""

@@ -15,14 +15,15 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from hstsync.archive.auth import Token
 from hstsync.config import Config
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, Request, RequestState, counts_of
-from hstsync.service.fetcher import Fetcher, Job, Progress, download_url
+from hstsync.service.fetcher import Fetcher, Job, JobFeed, Progress, download_url
 from hstsync.service.holdings import (
     content_problem,
     free_space,
@@ -32,7 +33,7 @@ from hstsync.service.holdings import (
     with_problems,
 )
 from hstsync.service.hooks import PassLog
-from hstsync.service.planner import Action, Plan, plan
+from hstsync.service.planner import Action, Plan, Room, plan
 from hstsync.service.resolution import Resolution
 from hstsync.service.results import results_path, write_results
 from hstsync.service.settlement import first_failure, settle
@@ -99,66 +100,88 @@ class Mirror:
         return state
 
     async def _sync(self, request: Request) -> RequestState:
-        products = await self.resolution.resolve(request)
+        """Resolve batch by batch; each batch is planned and its transfers queued while
+        the next is looked up. Even when the lookup fails, what an earlier one listed is
+        still fetched."""
         name = request.name
-        current = self.store.get_request(name)
-        lookup_error: str | None = None
-        if products is None and current is not None:
-            if current.state is RequestState.INVALID:
+        pass_ = _Pass(name, Room(free_space(self.config.paths.mirror)))
+        feed = JobFeed(self.config.download.concurrency)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.fetcher.fetch_feed(feed))
+            looked = await self.resolution.resolve(
+                request, functools.partial(self._take, pass_, feed)
+            )
+            if looked.invalid:
+                await feed.close()
                 return RequestState.INVALID
-            lookup_error = current.last_error or "the lookup failed"
-        resolved = lookup_error is None
-        # Even when resolution failed we still fetch what an earlier pass resolved.
-        planned = await self.plan(name)
-        shortfall = planned.shortfall()
+            if looked.error is not None:
+                pass_.lookup_error = looked.error
+                for rows in _pages(self.store.unseen_products(name, looked.stamp)):
+                    await self._take(pass_, feed, rows)
+            await feed.close()
+        resolved = pass_.lookup_error is None
+        shortfall = pass_.room.shortfall()
         if shortfall is not None:
             log.warning("request %s: %s", name, shortfall)
-            self._passes.failure(name, lookup_error or shortfall)
+            self._passes.failure(name, pass_.lookup_error or shortfall)
             self.store.set_request_state(
-                name, RequestState.INCOMPLETE, lookup_error or shortfall, resolved=resolved
+                name,
+                RequestState.INCOMPLETE,
+                pass_.lookup_error or shortfall,
+                resolved=resolved,
             )
             return RequestState.INCOMPLETE
-        transfers = planned.transfers
-        if transfers:
-            if self._display is not None:
-                size = sum(f.product.size or 0 for f in transfers)
-                # files already complete on disk are only recorded, not fetched
-                held = sum(
-                    (f.product.size or 0) if f.action is Action.RECORD else f.on_disk
-                    for f in transfers
-                )
-                self._display.planned(name, len(transfers), size, held)
-            self.store.set_request_state(
-                name, RequestState.DOWNLOADING, lookup_error, resolved=resolved
-            )
-            log.info(
-                "request %s: %d files to fetch, %d bytes",
-                name,
-                planned.to_fetch,
-                planned.missing_bytes,
-            )
-            jobs = [Job(name, f.product, f.dest) for f in transfers if f.dest is not None]
-            await self.fetcher.fetch_all(jobs)
-        return self.settle(name, lookup_error=lookup_error)
+        return self.settle(name, lookup_error=pass_.lookup_error)
 
-    async def plan(self, name: str) -> Plan:
-        """What the request's recorded products need now (``service.planner.plan``).
+    async def _take(self, pass_: _Pass, feed: JobFeed, rows: list[ProductRow]) -> None:
+        """Plan one batch of a request's products and queue its transfers, while the
+        mirror has room for all that the pass has planned so far."""
+        name = pass_.name
+        planned = await self.plan(name, rows)
+        if not pass_.room.take(planned):
+            return
+        transfers = planned.transfers
+        if not transfers:
+            return
+        if self._display is not None:
+            size = sum(f.product.size or 0 for f in transfers)
+            # files already complete on disk are only recorded, not fetched
+            held = sum(
+                (f.product.size or 0) if f.action is Action.RECORD else f.on_disk for f in transfers
+            )
+            self._display.planned(name, len(transfers), size, held)
+        if not pass_.downloading:
+            pass_.downloading = True
+            self.store.set_request_state(
+                name, RequestState.DOWNLOADING, pass_.lookup_error, resolved=False
+            )
+        log.info(
+            "request %s: %d files to fetch, %d bytes",
+            name,
+            planned.to_fetch,
+            planned.missing_bytes,
+        )
+        for f in transfers:
+            if f.dest is not None:
+                await feed.put(Job(name, f.product, f.dest))
+
+    async def plan(self, name: str, rows: Sequence[ProductRow]) -> Plan:
+        """What some of the request's recorded products need now (``service.planner.plan``).
 
         Rows that can never be fetched are failed with the reason. A file found where a
         product goes (astroquery's own tree, an earlier copy) counts as present only once
         it passes the same content check as a download: one that fails is moved aside to
         ``FILE.rejected`` and fetched, never accepted.
         """
-        rows = self.store.products(name)
         products = [row.product for row in rows]
         mirror = self.config.paths.mirror
-        holdings = look(products, mirror)
+        holdings = await asyncio.to_thread(look, products, mirror)
         recorded = {row.product.data_uri: row.state for row in rows}
         decide = functools.partial(
             plan,
             products,
             mirror,
-            free=free_space(mirror),
+            free=0,
             recorded=recorded,
             have_token=self.resolution.token is not None,
         )
@@ -211,26 +234,56 @@ class Mirror:
 
     def settle(self, name: str, *, lookup_error: str | None = None) -> RequestState:
         """Write the request's state after a pass (``service.settlement.settle``)."""
-        rows = self.store.products(name)
-        self._write_results(name, rows)
-        counts = counts_of(row.state for row in rows)
-        settled = settle(counts, first_failure=first_failure(rows), lookup_error=lookup_error)
+        self._write_results(name)
+        summary = self.store.summaries(name)
+        counts = summary[0].counts if summary else counts_of(())
+        failed = self.store.first_failed(name)
+        settled = settle(
+            counts,
+            first_failure=first_failure([failed] if failed else []),
+            lookup_error=lookup_error,
+        )
         self.store.set_request_state(
             name, settled.state, settled.last_error, resolved=settled.resolved
         )
         log.info("request %s: %s (%d/%d done)", name, settled.state, counts.done, counts.total)
         return settled.state
 
-    def _write_results(self, name: str, rows: Sequence[ProductRow]) -> None:
+    def _write_results(self, name: str) -> None:
         """astroquery's manifest table for the request, as ECSV beside the mirror."""
         server = self.config.mast.server
-        urls = {row.product.data_uri: download_url(server, row.product.data_uri) for row in rows}
         try:
             write_results(
-                results_path(self.config.paths.mirror, name), rows, self.config.paths.mirror, urls
+                results_path(self.config.paths.mirror, name),
+                self.store.product_pages(name),
+                self.config.paths.mirror,
+                functools.partial(download_url, server),
             )
         except OSError as exc:
             log.warning("request %s: cannot write the results table (%s)", name, exc.strerror)
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One request's pass while its batches are planned."""
+
+    name: str
+    room: Room
+    #: why this pass's lookup failed (it fetches what an earlier one listed)
+    lookup_error: str | None = None
+    #: the request has been marked downloading
+    downloading: bool = False
+
+
+def _pages(rows: Iterable[ProductRow], size: int = 1000) -> Iterator[list[ProductRow]]:
+    page: list[ProductRow] = []
+    for row in rows:
+        page.append(row)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
 async def sync_requests(mirror: Mirror, requests: Sequence[Request]) -> dict[str, RequestState]:

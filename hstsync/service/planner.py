@@ -112,12 +112,37 @@ class Plan:
 
     def shortfall(self) -> str | None:
         """Why the mirror cannot hold what is missing, or None when it can."""
-        if self.fits:
-            return None
-        return (
-            f"not enough room: {human_bytes(self.missing_bytes)} to fetch, "
-            f"{human_bytes(self.free)} free on the mirror's filesystem"
-        )
+        return None if self.fits else shortfall(self.missing_bytes, self.free)
+
+
+@dataclass(slots=True)
+class Room:
+    """A pass's room on the mirror, across the batches it plans one after another.
+
+    ``free`` is measured once, before the pass fetches anything; each batch's missing
+    bytes add up, and the pass stops taking new transfers at the first batch that
+    would not fit: the test a whole list gets (:attr:`Plan.fits`), made batch by batch.
+    """
+
+    free: int
+    missing_bytes: int = 0
+    full: bool = False
+
+    def take(self, planned: Plan) -> bool:
+        """Count ``planned``'s missing bytes; False once the mirror cannot hold them."""
+        self.missing_bytes += planned.missing_bytes
+        self.full = self.full or not room_for(self.missing_bytes, self.free)
+        return not self.full
+
+    def shortfall(self) -> str | None:
+        return shortfall(self.missing_bytes, self.free) if self.full else None
+
+
+def shortfall(missing: int, free: int) -> str:
+    return (
+        f"not enough room: {human_bytes(missing)} to fetch, "
+        f"{human_bytes(free)} free on the mirror's filesystem"
+    )
 
 
 def room_for(needed: int, free: int) -> bool:

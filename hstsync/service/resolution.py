@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from hstsync.archive.auth import Token, check_transport, session_warning, user_of
 from hstsync.archive.resolve import preload
 from hstsync.config import Config
 from hstsync.errors import HstsyncError, ManifestError, ResolveError
-from hstsync.model import Product, Request, RequestState
+from hstsync.model import Request, RequestState
 from hstsync.service.hooks import PassLog
 from hstsync.service.lookup import Lookups
+from hstsync.store import ProductRow
 from hstsync.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -104,46 +106,86 @@ class Resolution:
         else:
             log.info("MAST token accepted for %s", user_of(info))
 
-    async def resolve(self, request: Request) -> list[Product] | None:
-        """Resolve and record; None when the request could not be resolved."""
+    async def resolve(
+        self, request: Request, on_batch: Callable[[list[ProductRow]], Awaitable[None]]
+    ) -> Lookup:
+        """Resolve and record, one batch of observations at a time.
+
+        Each batch is recorded, then handed to ``on_batch`` (which plans and queues its
+        transfers) before the next is asked for: a big program's first files are
+        fetched while the rest is still being looked up, and its list is never held
+        whole. Only the archive's own trouble makes the lookup fail; what ``on_batch``
+        raises goes to the caller.
+        """
         name = request.name
         previous = self.store.get_request(name)
         self.store.set_request_state(
             name, RequestState.RESOLVING, previous.last_error if previous else None
         )
+        stamp = self.store.begin_resolution(name)
+        listed = new = changed = 0
+        batches = self._lookups.resolve_batches(request)
         try:
             await self._check_session()
-            # Each archive call in a daemon thread, under [mast] timeout, retried when
-            # transient (service.lookup): the loop, and other requests' lookups and
-            # transfers, carry on meanwhile.
-            products = await self._lookups.resolve(request)
-        except ManifestError as exc:
-            log.warning("request %s: invalid: %s", name, exc)
-            self._passes.failure(name, str(exc))
-            self.store.set_request_state(name, RequestState.INVALID, str(exc))
-            return None
-        except Exception as exc:
-            if not isinstance(exc, HstsyncError):
-                # a bug, or an answer nobody foresaw: this request's lookup fails and is
-                # tried again later; the pass and every other request go on
-                log.exception("request %s: the lookup failed unexpectedly", name)
-                exc = ResolveError(f"the lookup failed unexpectedly: {type(exc).__name__}")
-            row = self.store.lookup_failed(name, str(exc))
-            log.warning(
-                "request %s: cannot resolve: %s (looked up again at %s)",
-                name,
-                exc,
-                row.next_lookup,
-            )
-            self._passes.failure(name, str(exc))
-            return None
-        diff = self.store.replace_products(name, products)
+            while True:
+                try:
+                    # Each archive call in a daemon thread, under [mast] timeout, retried
+                    # when transient (service.lookup): the loop, and other requests'
+                    # lookups and transfers, carry on meanwhile.
+                    products = await anext(batches)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    return self._failed(name, stamp, exc)
+                diff, rows = self.store.record_batch(name, products, stamp)
+                listed += len(rows)
+                new += diff.new
+                changed += diff.changed
+                await on_batch(rows)
+        finally:
+            await batches.aclose()
+        removed = self.store.end_resolution(name, stamp)
+        if not listed:
+            log.info("request %s: the proposal lists no products", name)
         log.info(
             "request %s: resolved %d products (%d new, %d changed, %d removed)",
             name,
-            len(products),
-            diff.new,
-            diff.changed,
-            diff.removed,
+            listed,
+            new,
+            changed,
+            removed,
         )
-        return products
+        return Lookup(stamp)
+
+    def _failed(self, name: str, stamp: int, exc: Exception) -> Lookup:
+        if isinstance(exc, ManifestError):
+            log.warning("request %s: invalid: %s", name, exc)
+            self._passes.failure(name, str(exc))
+            self.store.set_request_state(name, RequestState.INVALID, str(exc))
+            return Lookup(stamp, error=str(exc), invalid=True)
+        if not isinstance(exc, HstsyncError):
+            # a bug, or an answer nobody foresaw: this request's lookup fails and is
+            # tried again later; the pass and every other request go on
+            log.error("request %s: the lookup failed unexpectedly", name, exc_info=exc)
+            exc = ResolveError(f"the lookup failed unexpectedly: {type(exc).__name__}")
+        row = self.store.lookup_failed(name, str(exc))
+        log.warning(
+            "request %s: cannot resolve: %s (looked up again at %s)",
+            name,
+            exc,
+            row.next_lookup,
+        )
+        self._passes.failure(name, str(exc))
+        return Lookup(stamp, error=str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """How a request's lookup ended."""
+
+    #: the resolution's stamp (``Store.begin_resolution``)
+    stamp: int
+    #: why it failed; None when every batch was listed and recorded
+    error: str | None = None
+    #: the archive refused the request itself (the manifest must be fixed)
+    invalid: bool = False

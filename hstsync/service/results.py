@@ -9,7 +9,7 @@ SKIPPED.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from hstsync.files import atomic_write
@@ -34,26 +34,54 @@ def _status(row: ProductRow) -> tuple[str, str | None]:
 
 
 def write_results(
-    path: Path, rows: Sequence[ProductRow], mirror: Path, url_of: dict[str, str]
+    path: Path,
+    pages: Iterable[Sequence[ProductRow]],
+    mirror: Path,
+    url_of: Callable[[str], str],
 ) -> Path:
-    """Write the table atomically (tmp + rename) and return its path."""
+    """Write the table atomically (tmp + rename), a page of rows at a time, and return
+    its path. ``url_of``: a product's download URL from its dataURI."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, _ecsv(pages, mirror, url_of))
+    return path
+
+
+def _ecsv(
+    pages: Iterable[Sequence[ProductRow]], mirror: Path, url_of: Callable[[str], str]
+) -> Iterator[bytes]:
+    # astropy writes each page (a whole table would hold every row in fixed-width
+    # numpy columns: tens of MB for a big program); every page's text starts with the
+    # same header, written once.
+    header = _table([])
+    yield header.encode("utf-8")
+    for rows in pages:
+        text = _table(rows, mirror, url_of)
+        if not text.startswith(header):  # an astropy that writes otherwise
+            raise RuntimeError("astropy's ECSV header changed between pages")
+        yield text[len(header) :].encode("utf-8")
+
+
+def _table(
+    rows: Sequence[ProductRow],
+    mirror: Path | None = None,
+    url_of: Callable[[str], str] | None = None,
+) -> str:
     from astropy.table import Table
 
     local, status, message, url = [], [], [], []
     for row in rows:
+        assert mirror is not None and url_of is not None
         state, text = _status(row)
         rel = relpath_or_none(row.product)
         local.append("" if rel is None else str(mirror / rel))
         status.append(state)
         message.append(text or "None")
-        url.append("None" if state == "COMPLETE" else url_of.get(row.product.data_uri, "None"))
+        url.append("None" if state == "COMPLETE" else url_of(row.product.data_uri))
     table = Table(
         [local, status, message, url],
         names=("Local Path", "Status", "Message", "URL"),
         dtype=(str, str, str, str),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     ecsv = io.StringIO()
     table.write(ecsv, format="ascii.ecsv")
-    atomic_write(path, ecsv.getvalue())
-    return path
+    return ecsv.getvalue()

@@ -219,6 +219,63 @@ class Store:
         with self._writing(f"record the products of {request}") as db:
             return product_queries.replace(db, self.path, request, products)
 
+    def begin_resolution(self, request: str) -> int:
+        """A new resolution of ``request``, recorded batch by batch: its stamp.
+
+        ``replace_products`` in steps, for a list too big to hold: each batch goes
+        to :meth:`record_batch` as it is resolved, and :meth:`end_resolution` deletes
+        what none listed once the last is in. A resolution that fails half-way is not
+        ended: products it did not reach keep their rows (:meth:`unseen_products`).
+        """
+        with self._writing(f"begin a resolution of {request}") as db:
+            return product_queries.begin_resolution(db, self.path, request)
+
+    def record_batch(
+        self, request: str, products: Sequence[Product], stamp: int
+    ) -> tuple[PlanDiff, list[ProductRow]]:
+        """Record one batch of resolution ``stamp`` as :meth:`replace_products` records a
+        list (nothing is removed); the diff and the batch's rows as now stored."""
+        with self._writing(f"record products of {request}") as db:
+            return product_queries.record_batch(db, self.path, request, products, stamp)
+
+    def end_resolution(self, request: str, stamp: int) -> int:
+        """Resolution ``stamp`` is complete: delete the products it did not list, forget
+        the request's failed lookups; how many were deleted."""
+        with self._writing(f"end a resolution of {request}") as db:
+            return product_queries.end_resolution(db, request, stamp)
+
+    def unseen_products(
+        self, request: str, stamp: int, *, page: int = 1000
+    ) -> Iterator[ProductRow]:
+        """The products of ``request`` that resolution ``stamp`` did not list, read a page
+        at a time (a transaction each), so none of them is held for long."""
+        after = 0
+        while True:
+            with self._reading(f"read the products of {request}") as db:
+                rows, after = product_queries.unseen_page(db, request, stamp, after, page)
+            yield from rows
+            if len(rows) < page:
+                return
+
+    def product_pages(self, request: str, *, page: int = 1000) -> Iterator[list[ProductRow]]:
+        """The products of ``request`` in :meth:`products`' order, a page at a time (a
+        read each): a list of any length without holding it."""
+        after: tuple[str, str, str] | None = None
+        while True:
+            with self._reading(f"read the products of {request}") as db:
+                rows = product_queries.ordered_page(db, request, after, page)
+            if rows:
+                yield rows
+            if len(rows) < page:
+                return
+            last = rows[-1].product
+            after = (last.obs_id, last.filename, last.data_uri)
+
+    def first_failed(self, request: str) -> ProductRow | None:
+        """The first failed product of ``request`` (in list order) that says why."""
+        with self._reading(f"read the products of {request}") as db:
+            return product_queries.first_failed(db, request)
+
     def products(
         self, request: str, states: Collection[ProductState] | None = None
     ) -> list[ProductRow]:

@@ -14,6 +14,7 @@ out here because sqlite-utils has no API for them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,25 @@ _CHUNK = 500
 
 
 def replace(db: Any, path: Path, request: str, products: Sequence[Product]) -> PlanDiff:
+    stamp = begin_resolution(db, path, request)
+    diff, _ = record_batch(db, path, request, products, stamp)
+    return dataclasses.replace(diff, removed=end_resolution(db, request, stamp))
+
+
+def begin_resolution(db: Any, path: Path, request: str) -> int:
+    """A new resolution of ``request``: its stamp, for :func:`record_batch`."""
+    request_queries.require(db, request, path)
+    row = db.conn.execute(
+        f"UPDATE {REQUESTS} SET resolution = resolution + 1 WHERE name = ? RETURNING resolution",
+        [request],
+    ).fetchone()
+    return int(row[0])
+
+
+def record_batch(
+    db: Any, path: Path, request: str, products: Sequence[Product], stamp: int
+) -> tuple[PlanDiff, list[ProductRow]]:
+    """Record one batch of a resolution; the diff and the batch's rows as stored."""
     fresh: dict[str, Product] = {}
     for product in products:
         fresh.setdefault(product.data_uri, product)
@@ -55,34 +75,95 @@ def replace(db: Any, path: Path, request: str, products: Sequence[Product]) -> P
     changed = unchanged = 0
     request_queries.require(db, request, path)
     table = db.table(PRODUCTS)
-    stored = {r["data_uri"]: r for r in table.rows_where("request = ?", [request])}
+    stored = {r["data_uri"]: r for r in _rows_of(db, request, list(fresh))}
     for uri, product in fresh.items():
         columns = catalogue_columns(product)
         old = stored.get(uri)
         if old is None:
-            new.append({"request": request, **columns, **restart})
+            new.append({"request": request, **columns, **restart, "seen": stamp})
         elif (
             old["catalogue_size"] != product.size
             or old["data_rights"] != product.data_rights
             or old["problem"] != product.problem
         ):
-            table.update(old["id"], columns | restart | {"size_note": None})
+            table.update(old["id"], columns | restart | {"size_note": None, "seen": stamp})
             changed += 1
         else:
             unchanged += 1
             # "size" is ours once a transfer recorded the server's: a catalogue
             # still wrong the same way changes nothing
             drift = {k: v for k, v in columns.items() if k != "size" and old[k] != v}
-            if drift:
-                table.update(old["id"], drift)
-    gone = [r["id"] for uri, r in stored.items() if uri not in fresh]
-    for start in range(0, len(gone), _CHUNK):
-        ids = gone[start : start + _CHUNK]
-        table.delete_where(f"id IN ({', '.join('?' * len(ids))})", ids)
+            if drift or old["seen"] != stamp:
+                table.update(old["id"], drift | {"seen": stamp})
     if new:
         table.insert_all(new, batch_size=_CHUNK)
+    rows = [product_row(r) for r in _rows_of(db, request, list(fresh))]
+    return PlanDiff(new=len(new), changed=changed, unchanged=unchanged, removed=0), rows
+
+
+def end_resolution(db: Any, request: str, stamp: int) -> int:
+    """The resolution ``stamp`` listed everything: delete what it did not list, and
+    forget the request's failed lookups. Returns how many products were deleted."""
+    removed = db.conn.execute(
+        f"DELETE FROM {PRODUCTS} WHERE request = ? AND seen != ?", [request, stamp]
+    ).rowcount
     db.table(REQUESTS).update(request, {"next_lookup": None, "lookup_failures": 0})
-    return PlanDiff(new=len(new), changed=changed, unchanged=unchanged, removed=len(gone))
+    return int(removed)
+
+
+def _rows_of(db: Any, request: str, uris: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(uris), _CHUNK):
+        chunk = uris[start : start + _CHUNK]
+        rows += db.table(PRODUCTS).rows_where(
+            f"request = ? AND data_uri IN ({', '.join('?' * len(chunk))})", [request, *chunk]
+        )
+    return rows
+
+
+def ordered_page(
+    db: Any, request: str, after: tuple[str, str, str] | None, limit: int
+) -> list[ProductRow]:
+    """Up to ``limit`` products of ``request`` in list order (obs_id, filename, dataURI),
+    after the product whose (obs_id, filename, dataURI) is ``after``."""
+    where, args = "request = ?", [request]
+    if after is not None:
+        where += " AND (obs_id, filename, data_uri) > (?, ?, ?)"
+        args += list(after)
+    rows = db.table(PRODUCTS).rows_where(
+        where, args, order_by="obs_id, filename, data_uri", limit=limit
+    )
+    return [product_row(r) for r in rows]
+
+
+def first_failed(db: Any, request: str) -> ProductRow | None:
+    """The first failed product of ``request`` that says why, in list order."""
+    rows = list(
+        db.table(PRODUCTS).rows_where(
+            "request = ? AND state = ? AND last_error IS NOT NULL AND last_error != ''",
+            [request, str(ProductState.FAILED)],
+            order_by="obs_id, filename, data_uri",
+            limit=1,
+        )
+    )
+    return product_row(rows[0]) if rows else None
+
+
+def unseen_page(
+    db: Any, request: str, stamp: int, after: int, limit: int
+) -> tuple[list[ProductRow], int]:
+    """Up to ``limit`` products of ``request`` that resolution ``stamp`` did not list,
+    by id after ``after`` (what an earlier resolution listed, when this one failed),
+    and the id to ask after next."""
+    rows = list(
+        db.table(PRODUCTS).rows_where(
+            "request = ? AND seen != ? AND id > ?",
+            [request, stamp, after],
+            order_by="id",
+            limit=limit,
+        )
+    )
+    return [product_row(r) for r in rows], (rows[-1]["id"] if rows else after)
 
 
 def of_request(

@@ -24,7 +24,7 @@ from hstsync.errors import DiskFullError, StoreError
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
 #: the number of steps in :data:`MIGRATIONS` (version 1 is the first schema).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_SECONDS = 10.0
 
 REQUESTS = "requests"
@@ -325,9 +325,27 @@ def _add_last_new_files(db: Any) -> None:
     db.table(REQUESTS).add_column("last_new_files", str)
 
 
+def _add_resolution_stamps(db: Any) -> None:
+    """Version 5: resolutions recorded batch by batch.
+
+    ``requests.resolution`` counts a request's resolutions; ``products.seen`` is the
+    one that last listed the product. A big program is recorded one batch of
+    observations at a time, while its first batches are already being fetched; once the
+    last batch is in, what this resolution did not list is what the archive no longer
+    lists (``product_queries.end_resolution``), found without holding the list.
+    """
+    db.table(REQUESTS).add_column("resolution", int, not_null_default=0)
+    db.table(PRODUCTS).add_column("seen", int, not_null_default=0)
+    # the order lists and the results table are read in, a page at a time
+    db.table(PRODUCTS).create_index(
+        ["request", "obs_id", "filename", "data_uri"], "products_request_order"
+    )
+
+
 #: Steps from version N to N + 1, in order; ``MIGRATIONS[0]`` takes version 1 to 2.
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _add_lookup_and_size_columns,
     _add_tallies,
     _add_last_new_files,
+    _add_resolution_stamps,
 )

@@ -1,0 +1,173 @@
+"""A big program is resolved, recorded and fetched batch by batch (issue #14).
+
+Each batch of observations is recorded and its transfers queued before the next batch
+is asked for, so the first files arrive while the program is still being looked up and
+the whole list is never held. Driven through the emulator with small batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import unquote_plus
+
+import pytest
+from astropy.table import Table
+
+from hstsync.archive import resolve
+from hstsync.archive.rows import Claims, products_from_rows
+from hstsync.config import Config, for_directory
+from hstsync.emulator import Emulator, Fault, FaultKind
+from hstsync.model import ProductState, RequestState
+from hstsync.service.daemon import run_once
+from hstsync.service.results import results_path
+from hstsync.store.db import Store
+
+PROPOSAL = 95300
+
+
+def manifest(proposal: int = PROPOSAL) -> str:
+    return f'proposal_id = "{proposal}"\n'
+
+
+@pytest.fixture
+def config(tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Config:
+    # one observation per batch; one transfer at a time: the feed holds two jobs, so a
+    # batch of four cannot be queued whole before a file has been fetched
+    monkeypatch.setattr(resolve, "OBSID_BATCH", 1)
+    emulator.catalogue.add_program(PROPOSAL, files=12, size=5760, per_observation=4)
+    cfg = for_directory(
+        tmp_path, server=emulator.url, backoff=0.01, backoff_max=0.02, retries=0, timeout=5
+    )
+    cfg = replace(cfg, download=replace(cfg.download, concurrency=1, connections=1, per_host=1))
+    cfg.paths.requests.mkdir()
+    (cfg.paths.requests / "big.toml").write_text(manifest())
+    return cfg
+
+
+def events(emulator: Emulator) -> list[str]:
+    """The emulator's requests, in order: "list" for a product list, "file" for a file."""
+    seen = []
+    for r in emulator.requests:
+        if r.path == "/api/v0/invoke" and "Mast.Caom.Products" in unquote_plus(r.body):
+            seen.append("list")
+        elif r.method == "GET" and r.path.endswith("/Download/file"):
+            seen.append("file")
+    return seen
+
+
+def states(config: Config) -> dict[str, ProductState]:
+    with Store.open_readonly(config.paths.database) as store:
+        return {row.product.filename: row.state for row in store.products("big")}
+
+
+async def test_files_are_fetched_while_later_batches_are_still_being_looked_up(
+    config: Config, emulator: Emulator
+):
+    assert await run_once(config) == 0
+
+    seen = events(emulator)
+    assert seen.count("list") == 3 and seen.count("file") == 12
+    # the first batch's files came before the last batch was even asked for
+    assert seen.index("file") < len(seen) - 1 - seen[::-1].index("list")
+    assert set(states(config).values()) == {ProductState.DONE}
+
+
+async def test_a_lookup_failing_half_way_still_fetches_what_an_earlier_one_listed(
+    config: Config, emulator: Emulator
+):
+    assert await run_once(config) == 0
+    held = sorted((config.paths.mirror / "mastDownload").rglob("*.fits"))
+    assert len(held) == 12
+    lost = held[-1]  # a file of the last observation, whose batch the next lookup misses
+    lost.unlink()
+    emulator.faults.add(
+        Fault(FaultKind.INVOKE_ERROR, match="Mast.Caom.Products", skip=1, times=None)
+    )
+
+    # every file is there again, so the run succeeds; the request says the re-sync failed
+    assert await run_once(config) == 0
+
+    # nothing was forgotten: the products the failed lookup never reached keep their
+    # rows, and the lost file is fetched again from the earlier list
+    assert len(states(config)) == 12
+    assert lost.exists()
+    with Store.open_readonly(config.paths.database) as store:
+        row = store.get_request("big")
+    assert row is not None and row.state is RequestState.DONE
+    assert row.last_error is not None and row.last_error.startswith("last re-sync failed")
+
+
+async def test_a_product_listed_again_in_a_later_batch_is_recorded_once(
+    config: Config, emulator: Emulator
+):
+    # two observations that list the same file (as HAP products are), a batch each
+    first, second = emulator.catalogue.add_program(95301, files=2, size=5760, per_observation=1)
+    second.uri = first.data_uri
+    (config.paths.requests / "twice.toml").write_text(manifest(95301))
+
+    assert await run_once(config) == 0
+
+    with Store.open_readonly(config.paths.database) as store:
+        rows = store.products("twice")
+    assert [row.product.data_uri for row in rows] == [first.data_uri]
+    assert rows[0].state is ProductState.DONE
+
+
+def test_claims_keep_a_path_with_its_first_owner_across_batches() -> None:
+    def row(uri: str, obs: str = "o1", name: str = "a_flt.fits") -> dict[str, object]:
+        return {
+            "dataURI": uri,
+            "obs_collection": "HST",
+            "obs_id": obs,
+            "productFilename": name,
+            "size": 5760,
+        }
+
+    claims = Claims()
+    [owner] = products_from_rows([row("mast:HST/product/a_flt.fits")], claims)
+    # a later batch: the same dataURI again (left out), a twin of its path (fails),
+    # and a new file (kept)
+    later = products_from_rows(
+        [
+            row("mast:HST/product/a_flt.fits"),
+            row("mast:HST/product/other/a_flt.fits"),
+            row("mast:HST/product/b_flt.fits", name="b_flt.fits"),
+        ],
+        claims,
+    )
+
+    assert owner.problem is None
+    assert [p.data_uri for p in later] == [
+        "mast:HST/product/other/a_flt.fits",
+        "mast:HST/product/b_flt.fits",
+    ]
+    assert later[0].problem is not None and "same path" in later[0].problem
+    assert later[1].problem is None
+
+
+def test_a_flawed_row_is_replaced_by_a_usable_one_from_a_later_batch() -> None:
+    claims = Claims()
+    flawed = {"dataURI": "mast:HST/product/a.fits", "obs_collection": "HST", "obs_id": "o1"}
+    usable = flawed | {"productFilename": "a.fits", "size": 5760}
+
+    [first] = products_from_rows([flawed], claims)
+    [second] = products_from_rows([usable], claims)
+
+    assert first.problem is not None and second.problem is None
+    assert products_from_rows([usable], claims) == []
+
+
+async def test_the_results_table_of_a_program_written_in_pages_lists_every_file(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+):
+    from hstsync.store import db
+
+    real = db.Store.product_pages
+    monkeypatch.setattr(db.Store, "product_pages", lambda self, name: real(self, name, page=5))
+
+    assert await run_once(config) == 0
+
+    table = Table.read(results_path(config.paths.mirror, "big"), format="ascii.ecsv")
+    assert len(table) == 12 and set(table["Status"]) == {"COMPLETE"}
+    assert len(set(table["Local Path"])) == 12
