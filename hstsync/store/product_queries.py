@@ -76,6 +76,8 @@ def record_batch(
     request_queries.require(db, request, path)
     table = db.table(PRODUCTS)
     stored = {r["data_uri"]: r for r in _rows_of(db, request, list(fresh))}
+    #: rows only this resolution's stamp changes: one statement for them all
+    seen: list[tuple[int, int]] = []
     for uri, product in fresh.items():
         columns = catalogue_columns(product)
         old = stored.get(uri)
@@ -93,8 +95,11 @@ def record_batch(
             # "size" is ours once a transfer recorded the server's: a catalogue
             # still wrong the same way changes nothing
             drift = {k: v for k, v in columns.items() if k != "size" and old[k] != v}
-            if drift or old["seen"] != stamp:
+            if drift:
                 table.update(old["id"], drift | {"seen": stamp})
+            elif old["seen"] != stamp:
+                seen.append((stamp, old["id"]))
+    db.conn.executemany(f"UPDATE {PRODUCTS} SET seen = ? WHERE id = ?", seen)
     if new:
         table.insert_all(new, batch_size=_CHUNK)
     rows = [product_row(r) for r in _rows_of(db, request, list(fresh))]
