@@ -14,17 +14,19 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from hstsync.cli import manifests, mirroring, token
 from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_USAGE
 from hstsync.cli.parser import build_parser, manifest_arg, request_arg
-from hstsync.config import Config, load_config
 from hstsync.errors import (
     AlreadyRunningError,
     ConfigError,
     HstsyncError,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from hstsync.config import Config
 
 
 def _under_journald() -> bool:
@@ -104,13 +106,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         from hstsync.cli.demo import run_demo
 
         return run_demo(args.dir, keep=args.keep)
+    # Each group's module is imported when its command runs: `status` and `--version`
+    # load neither astroquery, aiohttp, asyncio nor sqlite-utils (tests/test_cli_imports.py).
     if args.command in ("login", "logout", "whoami"):
+        from hstsync.cli import token
+
         mast = token.mast_config(args.config)
         if args.command == "login":
             return token.cmd_login(mast)
         if args.command == "logout":
             return token.cmd_logout(mast)
         return token.cmd_whoami(mast)
+    from hstsync.cli import mirroring
+    from hstsync.config import load_config
+
     config = load_config(args.config)
     _loaded.append(config)
     if args.command == "run":
@@ -121,6 +130,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return mirroring.cmd_retry(config, request_arg(args.request))
     if args.command == "plan":
         return mirroring.cmd_plan(config, manifest_arg(config, args.manifest))
+    from hstsync.cli import manifests
+
     if args.command == "add":
         return manifests.cmd_add(config, args)
     if args.command == "export-curl":

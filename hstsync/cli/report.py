@@ -1,6 +1,8 @@
 """What ``hstsync status`` shows: the JSON document of SPEC and the tables people read.
 
-Pure formatting over store rows; the CLI decides where it goes.
+Pure formatting over store rows; the CLI decides where it goes. The status tables are
+laid out by hand; only ``plan``'s table uses rich, imported when it prints, so
+``hstsync status`` never loads it.
 """
 
 from __future__ import annotations
@@ -10,19 +12,20 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
-from typing import IO
-
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import IO, TYPE_CHECKING
 
 from hstsync.model import ProductState, human_bytes
-from hstsync.service.planner import Plan
-from hstsync.store import ProductRow, RequestSummary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hstsync.service.planner import Plan
+    from hstsync.store import ProductRow, RequestSummary
 
 
 def _console(file: IO[str] | None) -> Console:
+    from rich.console import Console
+
     out = file or sys.stdout
     # Off a terminal (pipes, logs, tests) nothing is wrapped or coloured.
     tty = out.isatty()
@@ -215,6 +218,10 @@ def print_plan(
     name: str, plan: Plan, *, unwritable: str | None = None, file: IO[str] | None = None
 ) -> None:
     """``hstsync plan``: the tutorial's columns, what is mirrored, and whether it fits."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
     console = _console(file)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("obs_id", "productFilename", "productType", "calib_level", "size", "mirror"):

@@ -19,6 +19,9 @@ from hstsync.errors import ConfigError
 
 #: hosts the token may go to besides the configured server's (see trusted_hosts)
 ARCHIVE_HOSTS = ("*.stsci.edu",)
+#: where MAST users create tokens (the tutorial's "Logging In/Out"); here rather than in
+#: archive/auth.py so the CLI's help text does not import the token machinery
+TOKEN_PAGE = "https://auth.mast.stsci.edu/tokens"
 
 
 def default_trusted_hosts(server: str) -> tuple[str, ...]:

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import platformdirs
-
 from hstsync.config.values import (
     DEFAULT_CLOUD_BASE,
     DEFAULT_SERVER,
@@ -252,6 +250,8 @@ def candidate_paths(explicit: Path | None, env: Mapping[str, str]) -> list[Path]
         return [explicit]
     if env.get("HSTSYNC_CONFIG"):
         return [Path(env["HSTSYNC_CONFIG"])]
+    import platformdirs  # here: a --config or $HSTSYNC_CONFIG never needs it
+
     return [Path(platformdirs.user_config_dir("hstsync")) / "config.toml", SYSTEM_CONFIG]
 
 

@@ -1,4 +1,5 @@
-"""The statements about product rows: planning, marking, progress, summaries, recovery.
+"""The statements that write product rows: planning, marking, progress, recovery.
+(Reading them, and the summaries, is ``reads.py``.)
 
 Free functions taking the sqlite-utils ``Database`` (``db``) that the
 :class:`~hstsync.store.db.Store` hands out inside one of its transactions; they never
@@ -8,13 +9,13 @@ the messages of a missing row. What each write means for a caller is documented 
 
 sqlite-utils inserts, and updates or deletes rows it can name; statements that change
 many rows by a condition (some of which touch requests too: a product put back in the
-queue puts its request back), and the aggregate behind :func:`summaries`, are written
+queue puts its request back) are written
 out here because sqlite-utils has no API for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,7 @@ from hstsync.model import Product, ProductState, RequestState
 from hstsync.store import request_queries
 from hstsync.store.rows import (
     PlanDiff,
-    ProductRow,
-    RequestSummary,
     catalogue_columns,
-    counts,
-    product_row,
     utc_now,
 )
 from hstsync.store.schema import PRODUCTS, REQUESTS
@@ -83,19 +80,6 @@ def replace(db: Any, path: Path, request: str, products: Sequence[Product]) -> P
         table.insert_all(new, batch_size=_CHUNK)
     db.table(REQUESTS).update(request, {"next_lookup": None, "lookup_failures": 0})
     return PlanDiff(new=len(new), changed=changed, unchanged=unchanged, removed=len(gone))
-
-
-def of_request(
-    db: Any, request: str, states: Collection[ProductState] | None = None
-) -> list[ProductRow]:
-    where, args = "request = ?", [request]
-    if states is not None:
-        if not states:
-            return []
-        where += f" AND state IN ({', '.join('?' * len(states))})"
-        args += [str(s) for s in states]
-    rows = db.table(PRODUCTS).rows_where(where, args, order_by="obs_id, filename, data_uri")
-    return [product_row(r) for r in rows]
 
 
 def mark(
@@ -155,47 +139,6 @@ def record_progress(db: Any, updates: Mapping[tuple[str, str], int]) -> None:
         " WHERE request = ? AND data_uri = ? AND state != 'done'",
         params,
     )
-
-
-def summaries(db: Any, name: str | None, *, tallied: bool) -> list[RequestSummary]:
-    """Each request (or only ``name``) with its counts; ``tallied``: the schema has tallies."""
-    where, args = ("WHERE request = ?", [name]) if name is not None else ("", [])
-    # A few rows per request, kept by triggers (schema.TALLIES): O(requests). A
-    # database an older daemon still holds (read-only here) has no tallies yet: one
-    # pass over the (request, state, size, bytes_done) index instead.
-    sql = (
-        f"SELECT request, state, n, total, done FROM tallies {where}"
-        if tallied
-        else f"""
-        SELECT request, state, COUNT(*) AS n,
-               SUM(MAX(size, 0)) AS total,
-               SUM(CASE WHEN state = 'done' THEN MAX(size, 0)
-                        ELSE MIN(MAX(bytes_done, 0), MAX(size, 0)) END) AS done
-        FROM products {where}
-        GROUP BY request, state
-        """
-    )
-    tallies: dict[str, dict[ProductState, int]] = {}
-    totals: dict[str, list[int]] = {}
-    if name is None:
-        requests = request_queries.all_requests(db)
-    else:
-        one = request_queries.get(db, name)
-        requests = [] if one is None else [one]
-    for row in db.query(sql, args):
-        tallies.setdefault(row["request"], {})[ProductState(row["state"])] = row["n"]
-        sums = totals.setdefault(row["request"], [0, 0])
-        sums[0] += row["total"]
-        sums[1] += row["done"]
-    return [
-        RequestSummary(
-            request=r,
-            counts=counts(tallies.get(r.name, {})),
-            bytes_total=totals.get(r.name, [0, 0])[0],
-            bytes_done=totals.get(r.name, [0, 0])[1],
-        )
-        for r in requests
-    ]
 
 
 # -- recovery: products back in the queue, and their requests with them ------------------
