@@ -110,6 +110,7 @@ def test_status_imports_no_archive_client_downloader_sqlite_utils_numpy_or_rich(
     assert code == 1  # 11360 is incomplete: the command ran to its end
     assert "hstsync.store.reads" in modules
     assert heavy_in(modules) == []
+    assert "logging" not in modules  # status prints, never logs: no logging set up
 
 
 def test_status_on_a_terminal_imports_no_rich_either(tmp_path: Path, config: Path):

@@ -4,13 +4,12 @@
 (``mirroring``: run, plan, status, retry; ``manifests``: add, export-curl; ``token``:
 login, logout, whoami; ``demo``), and turns :class:`HstsyncError` into one line on
 stderr and the exit codes of :mod:`hstsync.cli.exits` (never a traceback). Logging is
-set up here, stamped unless journald stamps it.
+set up here, stamped unless journald stamps it (not for ``status``, which only prints).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -46,7 +45,14 @@ def log_format() -> str:
     return fmt if _under_journald() else "%(asctime)s " + fmt
 
 
+#: commands that print and never log: they do not even import logging (issue #14, status
+#: within 0.1 s as a whole process)
+_SILENT = frozenset({"status"})
+
+
 def _configure_logging(verbose: bool) -> None:
+    import logging
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format=log_format(),
@@ -68,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    _configure_logging(args.verbose)
+    if args.command not in _SILENT:
+        _configure_logging(args.verbose)
     code = EXIT_INCOMPLETE  # if output stops before the command has finished
     try:
         code = _dispatch(args)

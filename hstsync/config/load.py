@@ -8,7 +8,6 @@ The values and their defaults are :mod:`hstsync.config.values`.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -75,6 +74,8 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
         if key not in allowed:
             name = f"{where}.{key}" if where else key
             known = ", ".join(sorted(allowed))
+            import difflib  # only to explain a mistake
+
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown key {name!r} (known here: {known}){hint}")
