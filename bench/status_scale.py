@@ -6,7 +6,8 @@ indexes and rows are exactly what the daemon writes), then spreads states over t
 products with one SQL UPDATE per state (80 % done, 15 % pending, 4 % failed with an
 error, 1 % auth_required) — per-row ``Store.mark`` calls would take an hour. Then
 times ``hstsync status``, ``status --json`` and ``status REQUEST`` (one request's
-products) as whole processes, best of ``--repeat``.
+products) as whole processes, best of ``--repeat``: wall seconds and CPU seconds (user +
+sys, steadier on a shared machine), next to ``python -c pass`` (the interpreter's floor).
 
 Usage: ``python bench/status_scale.py [--products 1000000] [--requests 50]
 [--keep DIR]`` (``--keep`` reuses or leaves the database in DIR).
@@ -15,6 +16,7 @@ Usage: ``python bench/status_scale.py [--products 1000000] [--requests 50]
 from __future__ import annotations
 
 import argparse
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -92,15 +94,26 @@ def count(db: Path) -> int:
 
 
 def best_of(command: list[str], repeat: int) -> tuple[float, int]:
-    times, size = [], 0
+    """The shortest wall time of ``repeat`` runs of ``command``, and its output's size."""
+    wall, _, size = timed(command, repeat)
+    return wall, size
+
+
+def timed(command: list[str], repeat: int) -> tuple[float, float, int]:
+    """Best of ``repeat`` runs: wall seconds, CPU seconds (user + sys of the process, less
+    disturbed than wall time on a shared machine), and the output's size."""
+    walls, cpus, size = [], [], 0
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run(command, capture_output=True)
-        times.append(time.perf_counter() - started)
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if proc.returncode not in (0, 1):  # 1: some request is incomplete, as built
             raise SystemExit(f"{' '.join(command)}: exit {proc.returncode}: {proc.stderr!r}")
         size = len(proc.stdout)
-    return min(times), size
+    return min(walls), min(cpus), size
 
 
 def main() -> int:
@@ -130,16 +143,17 @@ def main() -> int:
         print(f"database: {db.stat().st_size / 1e6:.0f} MB, {count(db):,} products")
         base = [PYTHON, "-m", "hstsync", "status", "--config", str(config)]
         baseline = [PYTHON, "-m", "hstsync", "--version"]
-        print(f"{'command':40} {'seconds':>8} {'output':>10}")
+        print(f"{'command':40} {'wall s':>8} {'CPU s':>8} {'output':>12}")
         for label, command in (
+            ("python -c pass (the interpreter alone)", [PYTHON, "-c", "pass"]),
             ("hstsync --version (start-up alone)", baseline),
             ("hstsync status", base),
             ("hstsync status --json", [*base, "--json"]),
             ("hstsync status program-000", [*base, "program-000"]),
             ("hstsync status program-000 --json", [*base, "program-000", "--json"]),
         ):
-            seconds, size = best_of(command, args.repeat)
-            print(f"{label:40} {seconds:8.3f} {size:>8,} B")
+            wall, cpu, size = timed(command, args.repeat)
+            print(f"{label:40} {wall:8.3f} {cpu:8.3f} {size:>10,} B")
         print(f"(whole processes, best of {args.repeat})")
     return 0
 

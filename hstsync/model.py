@@ -6,7 +6,6 @@ goes no further; everything below works with these dataclasses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +61,8 @@ class Request:
             sort_keys=True,
             default=str,
         )
+        import hashlib  # here: loading OpenSSL costs `hstsync status` more than its query
+
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hstsync.config import token_allowed
+from hstsync.config import TOKEN_PAGE, token_allowed
 from hstsync.errors import AuthError, ConfigError, HstsyncError
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 #: astroquery's keyring service and user names (astroquery/mast/auth.py)
 KEYRING_SERVICE = "astroquery:mast.stsci.edu.token"
 KEYRING_USER = "masttoken"
-#: where MAST users create tokens (the tutorial's "Logging In/Out")
-TOKEN_PAGE = "https://auth.mast.stsci.edu/tokens"
 #: keys of the archive's session info that hold (part of) the token itself
 SECRET_KEYS = frozenset({"token", "mast_token", "access_token"})
 

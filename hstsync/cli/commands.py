@@ -4,27 +4,28 @@
 (``mirroring``: run, plan, status, retry; ``manifests``: add, export-curl; ``token``:
 login, logout, whoami; ``demo``), and turns :class:`HstsyncError` into one line on
 stderr and the exit codes of :mod:`hstsync.cli.exits` (never a traceback). Logging is
-set up here, stamped unless journald stamps it.
+set up here, stamped unless journald stamps it (not for ``status``, which only prints).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from hstsync.cli import manifests, mirroring, token
 from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_USAGE
 from hstsync.cli.parser import build_parser, manifest_arg, request_arg
-from hstsync.config import Config, load_config
 from hstsync.errors import (
     AlreadyRunningError,
     ConfigError,
     HstsyncError,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from hstsync.config import Config
 
 
 def _under_journald() -> bool:
@@ -44,7 +45,14 @@ def log_format() -> str:
     return fmt if _under_journald() else "%(asctime)s " + fmt
 
 
+#: commands that print and never log: they do not even import logging (issue #14, status
+#: within 0.1 s as a whole process)
+_SILENT = frozenset({"status"})
+
+
 def _configure_logging(verbose: bool) -> None:
+    import logging
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format=log_format(),
@@ -66,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return emulator_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    _configure_logging(args.verbose)
+    if args.command not in _SILENT:
+        _configure_logging(args.verbose)
     code = EXIT_INCOMPLETE  # if output stops before the command has finished
     try:
         code = _dispatch(args)
@@ -104,13 +113,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         from hstsync.cli.demo import run_demo
 
         return run_demo(args.dir, keep=args.keep)
+    # Each group's module is imported when its command runs: `status` and `--version`
+    # load neither astroquery, aiohttp, asyncio nor sqlite-utils (tests/test_cli_imports.py).
     if args.command in ("login", "logout", "whoami"):
+        from hstsync.cli import token
+
         mast = token.mast_config(args.config)
         if args.command == "login":
             return token.cmd_login(mast)
         if args.command == "logout":
             return token.cmd_logout(mast)
         return token.cmd_whoami(mast)
+    from hstsync.cli import mirroring
+    from hstsync.config import load_config
+
     config = load_config(args.config)
     _loaded.append(config)
     if args.command == "run":
@@ -121,6 +137,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return mirroring.cmd_retry(config, request_arg(args.request))
     if args.command == "plan":
         return mirroring.cmd_plan(config, manifest_arg(config, args.manifest))
+    from hstsync.cli import manifests
+
     if args.command == "add":
         return manifests.cmd_add(config, args)
     if args.command == "export-curl":

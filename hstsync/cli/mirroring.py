@@ -1,27 +1,29 @@
 """The commands about the mirror itself: ``run``, ``plan``, ``status`` and ``retry``.
 
 Each takes the loaded :class:`Config` and returns its exit code; what they print is
-the tables of :mod:`hstsync.cli.report`. Services are imported inside each command,
-so ``status`` never pays for astroquery.
+the tables of :mod:`hstsync.cli.report`. Services (and asyncio, astroquery, aiohttp,
+sqlite-utils) are imported inside each command, so ``status`` never pays for them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
-from hstsync.cli.token import lenient_token
-from hstsync.config import Config
 from hstsync.errors import ManifestError, UsageError
+
+if TYPE_CHECKING:
+    from hstsync.config import Config
 
 
 def cmd_run(config: Config, *, once: bool) -> int:
+    import asyncio
+
     from hstsync.service import daemon
 
     if once:
@@ -38,6 +40,7 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     from hstsync.archive.manifest import parse_manifest
     from hstsync.archive.resolve import Resolver
     from hstsync.cli.report import print_plan
+    from hstsync.cli.token import lenient_token
     from hstsync.service.holdings import plan_files
 
     try:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hstsync import __version__
-from hstsync.archive.auth import TOKEN_PAGE
 from hstsync.cli.exits import EXIT_CODES
-from hstsync.config import Config
+from hstsync.config.hosts import TOKEN_PAGE
 from hstsync.errors import UsageError
+
+if TYPE_CHECKING:
+    from hstsync.config import Config
 
 
 def _verbose_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:

@@ -1,6 +1,8 @@
 """What ``hstsync status`` shows: the JSON document of SPEC and the tables people read.
 
-Pure formatting over store rows; the CLI decides where it goes.
+Pure formatting over store rows; the CLI decides where it goes. The status tables are
+laid out by hand; only ``plan``'s table uses rich, imported when it prints, so
+``hstsync status`` never loads it.
 """
 
 from __future__ import annotations
@@ -10,19 +12,20 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
-from typing import IO
-
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import IO, TYPE_CHECKING
 
 from hstsync.model import ProductState, human_bytes
-from hstsync.service.planner import Plan, PlannedFile, room_for
-from hstsync.store import ProductRow, RequestSummary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hstsync.service.planner import Plan, PlannedFile
+    from hstsync.store import ProductRow, RequestSummary
 
 
 def _console(file: IO[str] | None) -> Console:
+    from rich.console import Console
+
     out = file or sys.stdout
     # Off a terminal (pipes, logs, tests) nothing is wrapped or coloured.
     tty = out.isatty()
@@ -223,6 +226,12 @@ def print_plan(
     ``plans``: the request's batches of observations, each printed as it comes (a big
     program is never held whole); the totals follow. True when it all fits.
     """
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from hstsync.service.planner import room_for
+
     console = _console(file)
     products = total = present = to_fetch = missing = 0
     free: int | None = None

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hstsync.archive.auth import TOKEN_PAGE, checked
+from hstsync.archive.auth import checked
 from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK
-from hstsync.config import MastConfig, candidate_paths, load_config
+from hstsync.config import TOKEN_PAGE, MastConfig, candidate_paths, load_config
 from hstsync.errors import ConfigError
 
 

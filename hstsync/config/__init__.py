@@ -9,6 +9,7 @@ Everything public is importable from ``hstsync.config`` itself.
 
 from hstsync.config.hosts import (
     ARCHIVE_HOSTS,
+    TOKEN_PAGE,
     default_trusted_hosts,
     is_loopback,
     parse_listen,
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_CLOUD_BASE",
     "DEFAULT_SERVER",
     "SYSTEM_CONFIG",
+    "TOKEN_PAGE",
     "Config",
     "DownloadConfig",
     "DownloadSource",

@@ -10,7 +10,6 @@ http and the status endpoint's warning both ask it), :func:`parse_listen` (the
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -19,6 +18,9 @@ from hstsync.errors import ConfigError
 
 #: hosts the token may go to besides the configured server's (see trusted_hosts)
 ARCHIVE_HOSTS = ("*.stsci.edu",)
+#: where MAST users create tokens (the tutorial's "Logging In/Out"); here rather than in
+#: archive/auth.py so the CLI's help text does not import the token machinery
+TOKEN_PAGE = "https://auth.mast.stsci.edu/tokens"
 
 
 def default_trusted_hosts(server: str) -> tuple[str, ...]:
@@ -46,6 +48,8 @@ def parse_listen(value: str, key: str) -> tuple[str, int]:
         raise ConfigError(f"{key}: port must be 0-65535, got {port}")
     if host == "localhost":
         return host, port
+    import ipaddress  # here, not at import: `hstsync status` never needs it
+
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -64,6 +68,8 @@ def is_loopback(host: str) -> bool:
     name = host.strip().lower().rstrip(".")
     if name in ("localhost", "localhost.localdomain") or name.endswith(".localhost"):
         return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(name.strip("[]")).is_loopback
     except ValueError:

@@ -8,7 +8,6 @@ The values and their defaults are :mod:`hstsync.config.values`.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -18,8 +17,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import platformdirs
 
 from hstsync.config.values import (
     DEFAULT_CLOUD_BASE,
@@ -77,6 +74,8 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
         if key not in allowed:
             name = f"{where}.{key}" if where else key
             known = ", ".join(sorted(allowed))
+            import difflib  # only to explain a mistake
+
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown key {name!r} (known here: {known}){hint}")
@@ -252,6 +251,8 @@ def candidate_paths(explicit: Path | None, env: Mapping[str, str]) -> list[Path]
         return [explicit]
     if env.get("HSTSYNC_CONFIG"):
         return [Path(env["HSTSYNC_CONFIG"])]
+    import platformdirs  # here: a --config or $HSTSYNC_CONFIG never needs it
+
     return [Path(platformdirs.user_config_dir("hstsync")) / "config.toml", SYSTEM_CONFIG]
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-
-from tenacity import wait_exponential_jitter
-from tenacity.wait import wait_base
+from typing import TYPE_CHECKING, Any
 
 from hstsync.config.hosts import default_trusted_hosts, parse_listen
+
+if TYPE_CHECKING:
+    from tenacity.wait import wait_base
 
 DEFAULT_SERVER = "https://mast.stsci.edu"
 #: the public ``stpubdata`` bucket (public HST files), virtual-hosted S3 over HTTPS
@@ -87,6 +87,8 @@ class DownloadConfig:
 def backoff_wait(cfg: DownloadConfig) -> wait_base:
     """The waits between attempts: exponential from ``backoff`` to ``backoff_max``, with
     jitter. One construction for every retry policy (transfers, archive lookups)."""
+    from tenacity import wait_exponential_jitter  # here: `hstsync status` never retries
+
     return wait_exponential_jitter(multiplier=cfg.backoff, max=cfg.backoff_max, jitter=cfg.backoff)
 
 

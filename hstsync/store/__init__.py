@@ -2,8 +2,9 @@
 
 - ``db``: :class:`Store`, the connection and its transactions; the public face.
 - ``rows``: the row dataclasses callers get back, and rows <-> columns conversion.
-- ``request_queries``, ``product_queries``: the statements about rows, run by the
-  ``Store`` inside its transactions (with ``db`` and ``schema``, the only SQL).
+- ``request_queries``, ``product_queries``: the statements that write rows (through
+  sqlite-utils), ``reads``: those that only read (plain sqlite3), run by the ``Store``
+  inside its transactions (with ``db`` and ``schema``, the only SQL).
 - ``schema``: tables, migrations, connection opening and pragmas.
 """
 

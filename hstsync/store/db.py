@@ -1,11 +1,13 @@
 """The SQLite record of requests and products: the :class:`Store`, its one connection.
 
 Owns the one connection per :class:`Store` (read-write, or read-only for ``status``)
-and every transaction; each public method opens one and hands the sqlite-utils
-``Database`` to a statement of ``request_queries.py`` or ``product_queries.py``. Those
-two, ``schema.py`` (tables, migrations, opening the file) and this module are the only
-ones that speak SQL about rows. Callers see the frozen dataclasses of ``rows.py``,
-never dicts; each method's docstring here is the contract.
+and every transaction; each public method opens one and hands a write the sqlite-utils
+``Database`` (a statement of ``request_queries.py`` or ``product_queries.py``) and a
+read the plain connection (a statement of ``reads.py``). Those three, ``schema.py``
+(tables, migrations, opening the file) and this module are the only ones that speak SQL
+about rows. sqlite-utils (and numpy behind it) is imported only to write: a read-only
+store, all ``hstsync status`` opens, never loads it. Callers see the frozen
+dataclasses of ``rows.py``, never dicts; each method's docstring here is the contract.
 
 Transactions: every public write runs in ``BEGIN IMMEDIATE`` … ``COMMIT`` and has
 committed when it returns; reads run in one deferred transaction so they see a single
@@ -22,14 +24,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlite_utils import Database
-
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState, Request, RequestState
-from hstsync.store import product_queries, request_queries
+from hstsync.store import product_queries, reads, request_queries
 from hstsync.store.rows import PlanDiff, ProductRow, RequestRow, RequestSummary
 from hstsync.store.schema import (
-    TALLIES_VERSION,
     configure,
     connect_readonly,
     connect_readwrite,
@@ -45,7 +44,8 @@ class Store:
 
     path: Path
     readonly: bool
-    _db: Any  # sqlite_utils.Database (untyped)
+    _conn: sqlite3.Connection
+    _db: Any  # sqlite_utils.Database (untyped); None when read-only
 
     def __init__(self, path: Path) -> None:
         """Open ``path`` for reading and writing, creating it and its schema if needed."""
@@ -80,11 +80,16 @@ class Store:
     def _setup(self, path: Path, conn: sqlite3.Connection, *, readonly: bool) -> None:
         self.path = path
         self.readonly = readonly
+        self._conn = conn
         configure(conn, readonly=readonly)
-        self._db = Database(conn, execute_plugins=False)
+        self._db = None
+        if not readonly:
+            from sqlite_utils import Database
+
+            self._db = Database(conn, execute_plugins=False)
 
     def close(self) -> None:
-        self._db.close()
+        self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -99,8 +104,8 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        with self._reading("read the schema version") as db:
-            return user_version(db)
+        with self._reading("read the schema version") as conn:
+            return user_version(conn)
 
     # -- transactions ----------------------------------------------------------------
 
@@ -115,7 +120,7 @@ class Store:
     def _writing(self, what: str) -> Iterator[Any]:
         if self.readonly:
             raise StoreError(f"cannot {what}: {self.path} is open read-only")
-        conn = self._db.conn
+        conn = self._conn
         with self._errors(what):
             # IMMEDIATE takes the write lock up front: a deferred transaction that
             # reads first and writes later fails with "database is locked" when another
@@ -130,15 +135,15 @@ class Store:
             conn.execute("COMMIT")
 
     @contextmanager
-    def _reading(self, what: str) -> Iterator[Any]:
-        conn = self._db.conn
+    def _reading(self, what: str) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
         with self._errors(what):
             if conn.in_transaction:
-                yield self._db
+                yield conn
                 return
             conn.execute("BEGIN")  # one snapshot for every statement of the read
             try:
-                yield self._db
+                yield conn
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -192,12 +197,12 @@ class Store:
             request_queries.note_new_files(db, name)
 
     def get_request(self, name: str) -> RequestRow | None:
-        with self._reading(f"read request {name}") as db:
-            return request_queries.get(db, name)
+        with self._reading(f"read request {name}") as conn:
+            return reads.get_request(conn, name)
 
     def list_requests(self) -> list[RequestRow]:
-        with self._reading("list requests") as db:
-            return request_queries.all_requests(db)
+        with self._reading("list requests") as conn:
+            return reads.all_requests(conn)
 
     def remove_request(self, name: str) -> None:
         """Forget a request and its products (files on disk are left to the caller)."""
@@ -251,8 +256,8 @@ class Store:
         at a time (a transaction each), so none of them is held for long."""
         after = 0
         while True:
-            with self._reading(f"read the products of {request}") as db:
-                rows, after = product_queries.unseen_page(db, request, stamp, after, page)
+            with self._reading(f"read the products of {request}") as conn:
+                rows, after = reads.unseen_page(conn, request, stamp, after, page)
             yield from rows
             if len(rows) < page:
                 return
@@ -262,8 +267,8 @@ class Store:
         read each): a list of any length without holding it."""
         after: tuple[str, str, str] | None = None
         while True:
-            with self._reading(f"read the products of {request}") as db:
-                rows = product_queries.ordered_page(db, request, after, page)
+            with self._reading(f"read the products of {request}") as conn:
+                rows = reads.ordered_page(conn, request, after, page)
             if rows:
                 yield rows
             if len(rows) < page:
@@ -273,15 +278,15 @@ class Store:
 
     def first_failed(self, request: str) -> ProductRow | None:
         """The first failed product of ``request`` (in list order) that says why."""
-        with self._reading(f"read the products of {request}") as db:
-            return product_queries.first_failed(db, request)
+        with self._reading(f"read the products of {request}") as conn:
+            return reads.first_failed(conn, request)
 
     def products(
         self, request: str, states: Collection[ProductState] | None = None
     ) -> list[ProductRow]:
         """The products of a request, optionally only those in ``states``, by obs_id, filename."""
-        with self._reading(f"read the products of {request}") as db:
-            return product_queries.of_request(db, request, states)
+        with self._reading(f"read the products of {request}") as conn:
+            return reads.products(conn, request, states)
 
     def mark(
         self,
@@ -332,9 +337,8 @@ class Store:
 
     def summaries(self, name: str | None = None) -> list[RequestSummary]:
         """Each request (or only ``name``) with its product counts and bytes."""
-        with self._reading("summarise requests") as db:
-            tallied = user_version(db) >= TALLIES_VERSION
-            return product_queries.summaries(db, name, tallied=tallied)
+        with self._reading("summarise requests") as conn:
+            return reads.summaries(conn, name)
 
     def recover_interrupted(self) -> tuple[int, int]:
         """After a stop mid-pass: transfers back to pending, busy requests back to queued.

@@ -1,4 +1,5 @@
-"""The statements about product rows: planning, marking, progress, summaries, recovery.
+"""The statements that write product rows: planning, marking, progress, recovery.
+(Reading them, and the summaries, is ``reads.py``.)
 
 Free functions taking the sqlite-utils ``Database`` (``db``) that the
 :class:`~hstsync.store.db.Store` hands out inside one of its transactions; they never
@@ -8,29 +9,21 @@ the messages of a missing row. What each write means for a caller is documented 
 
 sqlite-utils inserts, and updates or deletes rows it can name; statements that change
 many rows by a condition (some of which touch requests too: a product put back in the
-queue puts its request back), and the aggregate behind :func:`summaries`, are written
+queue puts its request back) are written
 out here because sqlite-utils has no API for them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState, RequestState
 from hstsync.store import request_queries
-from hstsync.store.rows import (
-    PlanDiff,
-    ProductRow,
-    RequestSummary,
-    catalogue_columns,
-    counts,
-    product_row,
-    utc_now,
-)
+from hstsync.store.rows import PlanDiff, ProductRow, catalogue_columns, product_row, utc_now
 from hstsync.store.schema import PRODUCTS, REQUESTS
 
 # ``db`` is a sqlite_utils.Database, which is untyped: ``Any`` in every signature.
@@ -126,64 +119,6 @@ def _rows_of(db: Any, request: str, uris: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def ordered_page(
-    db: Any, request: str, after: tuple[str, str, str] | None, limit: int
-) -> list[ProductRow]:
-    """Up to ``limit`` products of ``request`` in list order (obs_id, filename, dataURI),
-    after the product whose (obs_id, filename, dataURI) is ``after``."""
-    where, args = "request = ?", [request]
-    if after is not None:
-        where += " AND (obs_id, filename, data_uri) > (?, ?, ?)"
-        args += list(after)
-    rows = db.table(PRODUCTS).rows_where(
-        where, args, order_by="obs_id, filename, data_uri", limit=limit
-    )
-    return [product_row(r) for r in rows]
-
-
-def first_failed(db: Any, request: str) -> ProductRow | None:
-    """The first failed product of ``request`` that says why, in list order."""
-    rows = list(
-        db.table(PRODUCTS).rows_where(
-            "request = ? AND state = ? AND last_error IS NOT NULL AND last_error != ''",
-            [request, str(ProductState.FAILED)],
-            order_by="obs_id, filename, data_uri",
-            limit=1,
-        )
-    )
-    return product_row(rows[0]) if rows else None
-
-
-def unseen_page(
-    db: Any, request: str, stamp: int, after: int, limit: int
-) -> tuple[list[ProductRow], int]:
-    """Up to ``limit`` products of ``request`` that resolution ``stamp`` did not list,
-    by id after ``after`` (what an earlier resolution listed, when this one failed),
-    and the id to ask after next."""
-    rows = list(
-        db.table(PRODUCTS).rows_where(
-            "request = ? AND seen != ? AND id > ?",
-            [request, stamp, after],
-            order_by="id",
-            limit=limit,
-        )
-    )
-    return [product_row(r) for r in rows], (rows[-1]["id"] if rows else after)
-
-
-def of_request(
-    db: Any, request: str, states: Collection[ProductState] | None = None
-) -> list[ProductRow]:
-    where, args = "request = ?", [request]
-    if states is not None:
-        if not states:
-            return []
-        where += f" AND state IN ({', '.join('?' * len(states))})"
-        args += [str(s) for s in states]
-    rows = db.table(PRODUCTS).rows_where(where, args, order_by="obs_id, filename, data_uri")
-    return [product_row(r) for r in rows]
-
-
 def mark(
     db: Any,
     path: Path,
@@ -241,47 +176,6 @@ def record_progress(db: Any, updates: Mapping[tuple[str, str], int]) -> None:
         " WHERE request = ? AND data_uri = ? AND state != 'done'",
         params,
     )
-
-
-def summaries(db: Any, name: str | None, *, tallied: bool) -> list[RequestSummary]:
-    """Each request (or only ``name``) with its counts; ``tallied``: the schema has tallies."""
-    where, args = ("WHERE request = ?", [name]) if name is not None else ("", [])
-    # A few rows per request, kept by triggers (schema.TALLIES): O(requests). A
-    # database an older daemon still holds (read-only here) has no tallies yet: one
-    # pass over the (request, state, size, bytes_done) index instead.
-    sql = (
-        f"SELECT request, state, n, total, done FROM tallies {where}"
-        if tallied
-        else f"""
-        SELECT request, state, COUNT(*) AS n,
-               SUM(MAX(size, 0)) AS total,
-               SUM(CASE WHEN state = 'done' THEN MAX(size, 0)
-                        ELSE MIN(MAX(bytes_done, 0), MAX(size, 0)) END) AS done
-        FROM products {where}
-        GROUP BY request, state
-        """
-    )
-    tallies: dict[str, dict[ProductState, int]] = {}
-    totals: dict[str, list[int]] = {}
-    if name is None:
-        requests = request_queries.all_requests(db)
-    else:
-        one = request_queries.get(db, name)
-        requests = [] if one is None else [one]
-    for row in db.query(sql, args):
-        tallies.setdefault(row["request"], {})[ProductState(row["state"])] = row["n"]
-        sums = totals.setdefault(row["request"], [0, 0])
-        sums[0] += row["total"]
-        sums[1] += row["done"]
-    return [
-        RequestSummary(
-            request=r,
-            counts=counts(tallies.get(r.name, {})),
-            bytes_total=totals.get(r.name, [0, 0])[0],
-            bytes_done=totals.get(r.name, [0, 0])[1],
-        )
-        for r in requests
-    ]
 
 
 # -- recovery: products back in the queue, and their requests with them ------------------

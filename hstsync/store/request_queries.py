@@ -1,4 +1,4 @@
-"""The statements about request rows: one function per read or write of the requests table.
+"""The statements that write request rows (reading them is ``reads.py``).
 
 Free functions taking the sqlite-utils ``Database`` (``db``) that the
 :class:`~hstsync.store.db.Store` hands out inside one of its transactions; they never
@@ -127,15 +127,6 @@ def retry_lookups(db: Any, request: str | None) -> int:
 
 def note_new_files(db: Any, name: str) -> None:
     db.table(REQUESTS).update(name, {"last_new_files": utc_now()})
-
-
-def get(db: Any, name: str) -> RequestRow | None:
-    row = first_row(db.table(REQUESTS).rows_where("name = ?", [name]))
-    return None if row is None else request_row(row)
-
-
-def all_requests(db: Any) -> list[RequestRow]:
-    return [request_row(r) for r in db.table(REQUESTS).rows_where(order_by="name")]
 
 
 def remove(db: Any, name: str) -> None:

@@ -1,0 +1,134 @@
+"""The statements that only read: a request, all requests, a request's products, and the
+per-request summaries ``hstsync status`` shows.
+
+Free functions over a plain :class:`sqlite3.Connection` (the :class:`~hstsync.store.db.Store`
+hands out its own, inside one read transaction), never sqlite-utils: a read-only store
+(``hstsync status``, the daemon's status endpoint) does not import sqlite-utils at all,
+which with numpy behind it costs more than the whole status query. Rows come back as
+the dataclasses of ``rows.py``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection
+from typing import Any
+
+from hstsync.model import ProductState
+from hstsync.store.rows import (
+    ProductRow,
+    RequestRow,
+    RequestSummary,
+    counts,
+    product_row,
+    request_row,
+)
+from hstsync.store.schema import PRODUCTS, REQUESTS, TALLIES_VERSION, user_version
+
+
+def _rows(conn: sqlite3.Connection, sql: str, args: Collection[Any] = ()) -> list[dict[str, Any]]:
+    """Each row of ``sql`` as a dict of its columns (what sqlite-utils hands out)."""
+    cursor = conn.execute(sql, tuple(args))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def get_request(conn: sqlite3.Connection, name: str) -> RequestRow | None:
+    rows = _rows(conn, f"SELECT * FROM {REQUESTS} WHERE name = ?", [name])
+    return request_row(rows[0]) if rows else None
+
+
+def all_requests(conn: sqlite3.Connection) -> list[RequestRow]:
+    return [request_row(r) for r in _rows(conn, f"SELECT * FROM {REQUESTS} ORDER BY name")]
+
+
+def products(
+    conn: sqlite3.Connection, request: str, states: Collection[ProductState] | None = None
+) -> list[ProductRow]:
+    where, args = "request = ?", [request]
+    if states is not None:
+        if not states:
+            return []
+        where += f" AND state IN ({', '.join('?' * len(states))})"
+        args += [str(s) for s in states]
+    sql = f"SELECT * FROM {PRODUCTS} WHERE {where} ORDER BY obs_id, filename, data_uri"
+    return [product_row(r) for r in _rows(conn, sql, args)]
+
+
+def ordered_page(
+    conn: sqlite3.Connection, request: str, after: tuple[str, str, str] | None, limit: int
+) -> list[ProductRow]:
+    """Up to ``limit`` products of ``request`` in list order (obs_id, filename, dataURI),
+    after the product whose (obs_id, filename, dataURI) is ``after``."""
+    where, args = "request = ?", [request]
+    if after is not None:
+        where += " AND (obs_id, filename, data_uri) > (?, ?, ?)"
+        args += list(after)
+    sql = f"SELECT * FROM {PRODUCTS} WHERE {where} ORDER BY obs_id, filename, data_uri LIMIT ?"
+    return [product_row(r) for r in _rows(conn, sql, [*args, limit])]
+
+
+def first_failed(conn: sqlite3.Connection, request: str) -> ProductRow | None:
+    """The first failed product of ``request`` that says why, in list order."""
+    rows = _rows(
+        conn,
+        f"SELECT * FROM {PRODUCTS} WHERE request = ? AND state = ? AND last_error IS NOT NULL"
+        " AND last_error != '' ORDER BY obs_id, filename, data_uri LIMIT 1",
+        [request, str(ProductState.FAILED)],
+    )
+    return product_row(rows[0]) if rows else None
+
+
+def unseen_page(
+    conn: sqlite3.Connection, request: str, stamp: int, after: int, limit: int
+) -> tuple[list[ProductRow], int]:
+    """Up to ``limit`` products of ``request`` that resolution ``stamp`` did not list,
+    by id after ``after`` (what an earlier resolution listed, when this one failed),
+    and the id to ask after next."""
+    rows = _rows(
+        conn,
+        f"SELECT * FROM {PRODUCTS} WHERE request = ? AND seen != ? AND id > ? ORDER BY id LIMIT ?",
+        [request, stamp, after, limit],
+    )
+    return [product_row(r) for r in rows], (rows[-1]["id"] if rows else after)
+
+
+def summaries(conn: sqlite3.Connection, name: str | None) -> list[RequestSummary]:
+    """Each request (or only ``name``) with its counts and bytes."""
+    where, args = ("WHERE request = ?", [name]) if name is not None else ("", [])
+    # A few rows per request, kept by triggers (schema.TALLIES): O(requests). A
+    # database an older daemon still holds (read-only here) has no tallies yet: one
+    # pass over the (request, state, size, bytes_done) index instead.
+    sql = (
+        f"SELECT request, state, n, total, done FROM tallies {where}"
+        if user_version(conn) >= TALLIES_VERSION
+        else f"""
+        SELECT request, state, COUNT(*) AS n,
+               SUM(MAX(size, 0)) AS total,
+               SUM(CASE WHEN state = 'done' THEN MAX(size, 0)
+                        ELSE MIN(MAX(bytes_done, 0), MAX(size, 0)) END) AS done
+        FROM products {where}
+        GROUP BY request, state
+        """
+    )
+    tallies: dict[str, dict[ProductState, int]] = {}
+    totals: dict[str, list[int]] = {}
+    if name is None:
+        requests = all_requests(conn)
+    else:
+        one = get_request(conn, name)
+        requests = [] if one is None else [one]
+    for request, state, n, total, done in conn.execute(sql, args):
+        tallies.setdefault(request, {})[ProductState(state)] = n
+        sums = totals.setdefault(request, [0, 0])
+        sums[0] += total
+        sums[1] += done
+    return [
+        RequestSummary(
+            request=r,
+            counts=counts(tallies.get(r.name, {})),
+            bytes_total=totals.get(r.name, [0, 0])[0],
+            bytes_done=totals.get(r.name, [0, 0])[1],
+        )
+        for r in requests
+    ]
