@@ -20,7 +20,7 @@ import pytest
 from hstsync.config import DownloadConfig
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState
-from hstsync.transfer.budget import ConnectionBudget
+from hstsync.transfer.budget import ConnectionBudget, allot
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session, part_path
 from hstsync.transfer.ranges import (
     MIN_PIECE,
@@ -190,8 +190,8 @@ async def test_spare_tokens_go_to_waiting_files_first_then_to_the_best_candidate
 
     left = {"small": 10.0, "large": 99.0}
     with (
-        budget.candidate("h", lambda: left["small"]) as small,
-        budget.candidate("h", lambda: left["large"]) as large,
+        budget.candidate("h", lambda _: left["small"]) as small,
+        budget.candidate("h", lambda _: left["large"]) as large,
     ):
         budget.give_back("h")
         assert not budget.try_take("h", small)
@@ -208,19 +208,76 @@ async def test_a_large_file_awaiting_its_first_answer_holds_spare_tokens_back():
     answers = {"small": budget.expect("h", 10_000_000), "large": budget.expect("h", 14_000_000)}
     await budget.take("h")
     await budget.take("h")
-    with budget.candidate("h", lambda: 10_000_000.0) as small:
+    with budget.candidate("h", lambda k: 10_000_000 / (1 + k)) as small:
         answers["small"].close()
         assert not budget.try_take("h", small)  # the larger file would need them more
-        with budget.candidate("h", lambda: 14_000_000.0) as large:
+        with budget.candidate("h", lambda k: 14_000_000 / (1 + k)) as large:
             answers["large"].close()
             assert not budget.try_take("h", small)
             assert budget.try_take("h", large)
 
 
+def per_connection(
+    size: float, has: int = 1, most: int | None = None
+) -> Callable[[int], float | None]:
+    """A candidate's share: ``size`` bytes over its ``has`` connections and ``extra`` more,
+    None once it has ``most`` connections in all (it cannot use another)."""
+    return lambda extra: None if most is not None and has + extra >= most else size / (has + extra)
+
+
+def test_allot_deals_each_spare_token_to_the_file_that_would_end_last():
+    # 14 MB and 10 MB on one connection each, six spare: 14/5 = 2.8 and 10/3 = 3.3 MB
+    # per connection (4 and 2 more); the other way round, 14/4 = 3.5 would end last
+    assert allot([per_connection(14e6), per_connection(10e6)], 6) == [4, 2]
+    assert allot([per_connection(10e6), per_connection(10e6)], 3) == [2, 1]  # ties: first
+    assert allot([per_connection(14e6, most=3), per_connection(1e6)], 5) == [2, 3]
+    assert allot([per_connection(14e6, most=1)], 4) == [0]  # cannot split: none dealt
+    assert allot([], 4) == []
+    assert allot([per_connection(1e6)], 0) == [0]
+
+
+async def test_each_file_takes_its_part_of_the_spare_tokens_at_once():
+    # the tokens come back together; each file's connections are taken in one go (so
+    # its pieces are cut evenly), never one by one in turns with the other files
+    m = MIN_PIECE
+    budget = ConnectionBudget(connections=8, per_host=8, grace=60)
+    await budget.take("h")
+    await budget.take("h")
+    large, small = Work(14 * m, (), None), Work(10 * m, (), None)
+    large.claim(), small.claim()  # each on its first connection
+    with (
+        budget.candidate("h", large.share) as large_one,
+        budget.candidate("h", small.share) as small_one,
+    ):
+        assert budget.spare("h") == 6
+        assert budget.take_spares("h", large_one) == 4
+        large.promise(4)
+        assert budget.take_spares("h", small_one) == 2
+        small.promise(2)
+        assert budget.spare("h") == 0 and budget.take_spares("h", large_one) == 0
+    pieces = [s.end - s.start for s in large.claim(4)]
+    assert max(pieces) - min(pieces) < 5  # five equal pieces, not halves of halves
+
+
+async def test_an_expected_file_keeps_its_part_of_the_spare_tokens():
+    budget = ConnectionBudget(connections=8, per_host=8, grace=60)
+    await budget.take("h")
+    await budget.take("h")
+    answer = budget.expect("h", 10 * MIN_PIECE)
+    work = Work(14 * MIN_PIECE, (), None)
+    work.claim()
+    with budget.candidate("h", work.share) as large:
+        assert budget.take_spares("h", large) == 4  # two stay for the expected file
+        work.promise(4)
+        assert budget.spare("h") == 2
+        answer.close()  # its transfer turned out to be one stream
+        assert budget.take_spares("h", large) == 2
+
+
 async def test_an_awaited_answer_holds_spare_tokens_back_for_the_grace_only():
     budget = ConnectionBudget(connections=4, per_host=4, grace=0.05)
     slow = budget.expect("h", 14_000_000)
-    with budget.candidate("h", lambda: 1_000_000.0) as me:
+    with budget.candidate("h", lambda _: 1_000_000.0) as me:
         assert not budget.try_take("h", me)
         await asyncio.wait_for(budget.changed(), 10)  # the grace's end wakes candidates
         assert budget.try_take("h", me)

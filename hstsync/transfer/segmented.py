@@ -139,13 +139,11 @@ class SegmentedTransfer:
             if expected is not None:
                 expected.close()
             while True:
-                # every spare token this file is the best use of, then the ranges for
-                # all of them at once, so that they are cut evenly
-                taken = 0
-                while self.budget.try_take(host, me):
-                    work.promise()
-                    taken += 1
+                # this file's part of the spare tokens, then the ranges for all of them
+                # at once, so that they are cut evenly
+                taken = self.budget.take_spares(host, me)
                 if taken:
+                    work.promise(taken)
                     segments = work.claim(taken)
                     for _ in range(taken - len(segments)):
                         self.budget.give_back(host)

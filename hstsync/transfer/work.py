@@ -61,9 +61,9 @@ class Work:
         self._running: list[Segment] = []
         self._promised = 0
 
-    def promise(self) -> None:
-        """A connection was taken for this file and will claim a range: count it."""
-        self._promised += 1
+    def promise(self, count: int = 1) -> None:
+        """Connections were taken for this file and will claim ranges: count them."""
+        self._promised += count
 
     def claim(self, count: int = 1) -> list[Segment]:
         """Ranges for ``count`` more connections: waiting ones first, then running
@@ -107,12 +107,13 @@ class Work:
     def remaining(self) -> int:
         return sum(s.end - s.position for s in (*self._waiting, *self._running))
 
-    def share(self) -> float | None:
-        """Bytes per connection left, if another connection could take a range."""
+    def share(self, extra: int = 0) -> float | None:
+        """Bytes per connection left with ``extra`` more connections, if one more than
+        that could still take a range."""
         room = len(self._waiting) + capacity(s.end - s.position for s in self._running)
-        if room <= self._promised:
+        if room <= self._promised + extra:
             return None
-        return share(self.remaining(), len(self._running) + self._promised)
+        return share(self.remaining(), len(self._running) + self._promised + extra)
 
     def record(self) -> SegmentRecord:
         return SegmentRecord(self.size, tuple(self.snapshot()), self.validator)
