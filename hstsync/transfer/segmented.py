@@ -43,12 +43,27 @@ from hstsync.transfer.http import (
     get,
     html_instead,
     network_error,
-    parse_content_range,
+    server_total,
     speed_floor,
     validator_of,
 )
 from hstsync.transfer.partfile import disk_error, pwrite
 from hstsync.transfer.work import Checkpoints, Segment, Work
+
+
+class LengthDiffers(RangesRefused):
+    """A segment's answer states another length than the one the ranges were cut for:
+    the file changed on the server, or (cut at the catalogue's size, before any answer)
+    the catalogue was wrong."""
+
+    def __init__(self, expected: int, total: int) -> None:
+        super().__init__(f"the file's length changed on the server ({expected} bytes, now {total})")
+        self.total = total
+
+
+#: how long a connection must have been carrying bytes before its rate is believed
+#: (seconds): a server's first chunk often comes in one burst
+RATE_WINDOW = 0.05
 
 
 class SegmentedTransfer:
@@ -175,8 +190,11 @@ class SegmentedTransfer:
             }
             if work.validator:
                 headers["If-Range"] = work.validator
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
             try:
                 async with get(self._session, self._url, headers, self._trusted) as resp:
+                    work.observe_latency(loop.time() - sent)
                     _check_segment(resp, segment, work, self._filename, public=self._public)
                     await self._stream(resp, segment)
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
@@ -197,10 +215,20 @@ class SegmentedTransfer:
             fd = os.open(part, os.O_WRONLY | os.O_NOFOLLOW)
         except OSError as exc:
             raise Refused(disk_error(exc, "writing", part)) from None
+        loop = asyncio.get_running_loop()
+        began: float | None = None  # when the first chunk came: the pace is timed after it
+        carried = 0
         try:
             try:
                 async with speed_floor(self._cfg) as count:
                     async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                        now = loop.time()
+                        if began is None:
+                            began = now
+                        else:
+                            carried += len(chunk)
+                            if now - began >= RATE_WINDOW:
+                                self._work.observe_rate(carried / (now - began))
                         # the end moves down when another connection takes the second half
                         n = min(len(chunk), segment.end - segment.position)
                         try:
@@ -242,6 +270,11 @@ def _check_segment(
     """A segment's answer must be its own range, of the file the other segments came from
     (the same validator, the same length the server stated at first)."""
     start = body_start(resp.status, resp.headers, segment.position, work.size, public=public)
+    if resp.status in (HTTPStatus.PARTIAL_CONTENT, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE):
+        # first: a range past the end of a shorter file is unsatisfiable, not refused
+        total = server_total(resp.status, resp.headers, segment.position)
+        if total is not None and total != work.size:
+            raise LengthDiffers(work.size, total)
     if resp.status != HTTPStatus.PARTIAL_CONTENT or start != segment.position:
         raise RangesRefused(
             f"the server answered a request for bytes {segment.position}-{segment.end - 1} "
@@ -250,12 +283,6 @@ def _check_segment(
     why = html_instead(resp.headers.get("Content-Type"), filename)
     if why is not None:
         raise TransferError(f"{why} (HTTP {resp.status})")
-    content_range = parse_content_range(resp.headers.get("Content-Range"))
-    total = content_range[2] if content_range is not None else None
-    if total is not None and total != work.size:
-        raise RangesRefused(
-            f"the file's length changed on the server ({work.size} bytes, now {total})"
-        )
     validator = validator_of(resp)
     if work.validator and validator and validator != work.validator:
         raise RangesRefused("the file changed on the server during the transfer")

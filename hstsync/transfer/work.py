@@ -22,14 +22,18 @@ from pathlib import Path
 
 from hstsync.transfer.partfile import fsync
 from hstsync.transfer.ranges import (
+    Pace,
     Range,
     SegmentRecord,
     apportion,
     capacity,
     cuts,
+    head_start,
+    largest_piece,
     merge,
+    min_piece,
     missing,
-    share,
+    splittable,
     write_record,
 )
 
@@ -50,8 +54,18 @@ class Segment:
     end: int
 
 
+#: how much a new sample of a file's pace weighs against what was seen before
+PACE_WEIGHT = 0.3
+
+
 class Work:
-    """The ranges of one segmented file: done, waiting for a connection, or running."""
+    """The ranges of one segmented file: done, waiting for a connection, or running.
+
+    ``pace`` is how its segments are being served (:class:`~hstsync.transfer.ranges.Pace`,
+    from :meth:`observe_latency` and :meth:`observe_rate`; None until both are seen):
+    it sets the smallest piece worth a request and how much of a running range its
+    connection keeps when the range is cut for a new one, so that both end together.
+    """
 
     def __init__(self, size: int, done: Iterable[Range], validator: str | None) -> None:
         self.size = size
@@ -60,6 +74,28 @@ class Work:
         self._waiting = [Segment(a, a, b) for a, b in missing(size, self._done)]
         self._running: list[Segment] = []
         self._promised = 0
+        self._latency: float | None = None
+        self._rate: float | None = None
+        self.pace: Pace | None = None
+
+    def observe_latency(self, seconds: float) -> None:
+        """A request's first byte came ``seconds`` after it was sent."""
+        self._latency = _blend(self._latency, seconds)
+        self._repace()
+
+    def observe_rate(self, rate: float) -> None:
+        """A connection carried ``rate`` bytes/s once its first byte was in."""
+        self._rate = _blend(self._rate, rate)
+        self._repace()
+
+    def _repace(self) -> None:
+        if self._latency is not None and self._rate is not None:
+            self.pace = Pace(self._rate, self._latency)
+
+    def _cuttable(self, segment: Segment) -> int:
+        """The bytes of a running range that new connections could share with it."""
+        head = head_start(self.pace, segment.position > segment.start)
+        return splittable(segment.end - segment.position, head)
 
     def promise(self, count: int = 1) -> None:
         """Connections were taken for this file and will claim ranges: count them."""
@@ -75,11 +111,15 @@ class Work:
             claimed.append(self._waiting.pop(0))
         self._running.extend(claimed)
         running = list(self._running)
-        given = apportion([s.end - s.position for s in running], count - len(claimed))
+        smallest = min_piece(self.pace)
+        given = apportion([self._cuttable(s) for s in running], count - len(claimed), smallest)
         for victim, extra in zip(running, given, strict=True):
             if not extra:
                 continue
-            points = [*cuts(victim.position, victim.end, extra + 1), victim.end]
+            # a range already streaming keeps what it carries while the new
+            # connections wait for their first byte; the rest is cut evenly
+            head = head_start(self.pace, victim.position > victim.start)
+            points = [*cuts(victim.position + head, victim.end, extra + 1), victim.end]
             pieces = [Segment(a, a, b) for a, b in itertools.pairwise(points)]
             victim.end = points[0]
             self._running.extend(pieces)
@@ -108,15 +148,29 @@ class Work:
         return sum(s.end - s.position for s in (*self._waiting, *self._running))
 
     def share(self, extra: int = 0) -> float | None:
-        """Bytes per connection left with ``extra`` more connections, if one more than
-        that could still take a range."""
-        room = len(self._waiting) + capacity(s.end - s.position for s in self._running)
-        if room <= self._promised + extra:
+        """The bytes this file's busiest connection would still carry with ``extra``
+        more connections (beyond those promised), if one more than that could still take
+        a range (:func:`~hstsync.transfer.ranges.largest_piece`). A waiting range takes a
+        connection of its own before any running one is cut."""
+        coming = self._promised + extra
+        smallest = min_piece(self.pace)
+        lengths = [self._cuttable(s) for s in self._running]
+        heads = [s.end - s.position - n for s, n in zip(self._running, lengths, strict=True)]
+        waiting = [s.end - s.position for s in self._waiting]
+        if len(waiting) + capacity(lengths, smallest) <= coming:
             return None
-        return share(self.remaining(), len(self._running) + self._promised + extra)
+        served = min(coming, len(waiting))
+        piece = largest_piece(
+            [*lengths, *waiting[:served]], [*heads, *[0] * served], coming - served, smallest
+        )
+        return max([piece, *waiting[served:]])
 
     def record(self) -> SegmentRecord:
         return SegmentRecord(self.size, tuple(self.snapshot()), self.validator)
+
+
+def _blend(before: float | None, sample: float) -> float:
+    return sample if before is None else before + PACE_WEIGHT * (sample - before)
 
 
 class Checkpoints:
