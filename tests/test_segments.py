@@ -24,6 +24,8 @@ from hstsync.transfer.budget import ConnectionBudget, allot
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session, part_path
 from hstsync.transfer.ranges import (
     MIN_PIECE,
+    SMALLEST_PIECE,
+    Pace,
     SegmentRecord,
     apportion,
     capacity,
@@ -32,6 +34,7 @@ from hstsync.transfer.ranges import (
     held_bytes,
     largest_piece,
     merge,
+    min_piece,
     missing,
     parse_record,
     read_record,
@@ -102,6 +105,48 @@ def test_work_cuts_a_fresh_file_evenly_for_a_burst_of_connections():
         work.promise()
     assert work.share() is None  # every cut the 3 m pieces allow is promised already
     assert len(work.claim(8)) == 8
+    assert work.claim() == []
+
+
+def test_the_smallest_piece_follows_the_pace_once_known():
+    assert min_piece(None) == MIN_PIECE  # before any answer
+    assert Pace(4e6, 0.05).head == 200_000
+    assert min_piece(Pace(4e6, 0.05)) == SMALLEST_PIECE  # never under it
+    assert min_piece(Pace(40e6, 0.1)) == 4_000_000  # a fast, far server: larger pieces
+
+
+def test_a_freed_connection_takes_an_end_of_the_largest_range_so_both_end_together():
+    m = MIN_PIECE
+    work = Work(12 * m, (), None)
+    [running] = work.claim()
+    running.position = 4 * m  # 8 m left, streaming
+    work.observe_latency(0.05)
+    work.observe_rate(4e6)
+    assert work.pace == Pace(4e6, 0.05)
+    work.promise()
+    [stolen] = work.claim()
+    assert stolen.end == 12 * m and running.end == stolen.start
+    # the running connection keeps what it carries while the new one waits for its
+    # first byte, then both have the same to carry
+    head = 200_000
+    assert abs((running.end - running.position) - (head + stolen.end - stolen.start)) <= 1
+    # a range not yet answered is cut evenly: all its pieces wait alike
+    running.position = running.end
+    work.finish(running)
+    work.promise()
+    [again] = work.claim()
+    assert again.start - stolen.start == again.end - again.start
+
+
+def test_a_range_is_not_cut_for_a_piece_under_the_smallest():
+    work = Work(10 * MIN_PIECE, (), None)
+    [running] = work.claim()
+    work.observe_latency(0.05)
+    work.observe_rate(4e6)
+    running.position = running.end - (200_000 + 2 * SMALLEST_PIECE)
+    assert work.share() is not None  # exactly two pieces of the smallest, after the head
+    running.position += 1
+    assert work.share() is None
     assert work.claim() == []
 
 
@@ -251,32 +296,57 @@ async def test_each_file_takes_its_part_of_the_spare_tokens_at_once():
     large, small = Work(14 * m, (), None), Work(10 * m, (), None)
     large.claim(), small.claim()  # each on its first connection
     with (
-        budget.candidate("h", large.share) as large_one,
-        budget.candidate("h", small.share) as small_one,
+        budget.candidate("h", large.share, large.lanes) as large_one,
+        budget.candidate("h", small.share, small.lanes) as small_one,
     ):
         assert budget.spare("h") == 6
-        assert budget.take_spares("h", large_one) == 4
+        assert budget.take_spares("h", large_one) == (4, 4)
         large.promise(4)
-        assert budget.take_spares("h", small_one) == 2
+        assert budget.take_spares("h", small_one) == (2, 2)
         small.promise(2)
-        assert budget.spare("h") == 0 and budget.take_spares("h", large_one) == 0
+        assert budget.spare("h") == 0 and budget.take_spares("h", large_one) == (0, 0)
     pieces = [s.end - s.start for s in large.claim(4)]
     assert max(pieces) - min(pieces) < 5  # five equal pieces, not halves of halves
 
 
 async def test_an_expected_file_keeps_its_part_of_the_spare_tokens():
+    m = MIN_PIECE
     budget = ConnectionBudget(connections=8, per_host=8, grace=60)
+    await budget.take("h")  # the expected file's first request
     await budget.take("h")
-    await budget.take("h")
-    answer = budget.expect("h", 10 * MIN_PIECE)
-    work = Work(14 * MIN_PIECE, (), None)
+    answer = budget.expect("h", 10 * m)
+    work = Work(14 * m, (), None)
     work.claim()
-    with budget.candidate("h", work.share) as large:
-        assert budget.take_spares("h", large) == 4  # two stay for the expected file
+    with budget.candidate("h", work.share, work.lanes) as large:
+        assert budget.take_spares("h", large) == (4, 4)  # two stay for the expected file
         work.promise(4)
         assert budget.spare("h") == 2
         answer.close()  # its transfer turned out to be one stream
-        assert budget.take_spares("h", large) == 2
+        # the two spare now, and pieces planned for the stream's token when it is back
+        assert budget.take_spares("h", large) == (2, 3)
+
+
+async def test_a_file_plans_pieces_for_the_tokens_whole_files_will_give_back():
+    m = MIN_PIECE
+    budget = ConnectionBudget(connections=6, per_host=6, grace=60)
+    await budget.take("h")  # a small whole file, back a moment later
+    await budget.take("h")  # the large file's first connection
+    work = Work(12 * m, (), None)
+    [first] = work.claim()
+    with budget.candidate("h", work.share, work.lanes) as me:
+        taken, planned = budget.take_spares("h", me)
+        assert (taken, planned) == (4, 5)
+        work.promise(taken)
+        running = [first, *work.claim(taken, planned)]
+        # six pieces of 2 m: five running now, one waiting for the small file's token
+        assert sorted((s.start, s.end) for s in running) == [
+            (i * 2 * m, (i + 1) * 2 * m) for i in range(5)
+        ]
+        assert work.share() == 2 * m + 2 * m  # a piece nobody carries yet ends last
+        budget.give_back("h")  # the small file is done
+        assert budget.take_spares("h", me) == (1, 1)
+        work.promise(1)
+        assert [(s.start, s.end) for s in work.claim(1, 1)] == [(10 * m, 12 * m)]
 
 
 async def test_an_awaited_answer_holds_spare_tokens_back_for_the_grace_only():
@@ -396,6 +466,22 @@ async def test_large_file_is_fetched_in_concurrent_ranges_and_is_byte_identical(
     # whole-file request before the ranges
     assert ranged == gets
     assert [r for r in h.emu.requests if r.method == "HEAD"] == []
+    assert merge(requested(r, SIZES[X2D]) for r in gets) == [(0, SIZES[X2D])]
+
+
+async def test_at_32_connections_a_large_file_is_cut_into_many_ranges_from_the_start(harness):
+    # 14.5 MB alone with 32 connections: cut at its catalogue size into as many pieces
+    # as are worth a request (MIN_PIECE before any answer), all asked for at once
+    h = await harness(rate=8e6, connections=32, per_host=32, segment_min=8 << 20)
+
+    outcome = await h.fetch(X2D)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 1
+    assert h.on_disk(X2D) == h.body(X2D)
+    gets = h.gets(X2D)
+    pieces = SIZES[X2D] // MIN_PIECE
+    assert len(gets) >= pieces and all(header(r, "Range") for r in gets)
+    assert h.emu.peak_downloads >= pieces  # at once, not a first answer then the rest
     assert merge(requested(r, SIZES[X2D]) for r in gets) == [(0, SIZES[X2D])]
 
 

@@ -18,6 +18,12 @@ Two ways to take a token, and that is the scheduling policy:
   Candidates wait on :meth:`changed`, woken whenever a token comes back or the
   candidates change. :meth:`ConnectionBudget.try_take` takes a single spare token.
 
+The deal also counts the tokens held by whole files in flight (when no other whole
+file waits for them, they come back to the candidates): a file plans its pieces for
+its part of those too, and the pieces without a connection yet wait for the next
+token. Without that, the tokens of two small files that came back a latency after a
+large file was cut went to halving two of its pieces, and the others ended last.
+
 A file large enough to be segmented is an *expected* candidate from the moment its
 first request goes out (:meth:`ConnectionBudget.expect`) until its transfer registers
 or turns out to be a single stream. Without that, the first of several large files to
@@ -76,13 +82,15 @@ def allot(shares: Sequence[Share], spare: int) -> list[int]:
 @dataclass(eq=False, slots=True)
 class Candidate:
     """A transfer that could use more connections. ``share(extra)`` says how much it
-    would gain (bytes per connection still to carry with ``extra`` more connections),
-    or None when it cannot split that often. An expected one (its transfer not
-    registered yet) counts until ``until``."""
+    would gain (the bytes its busiest connection still carries with ``extra`` more
+    connections), or None when it cannot split that often; ``lanes()`` how many
+    connections it holds or was promised. An expected one (its transfer not registered
+    yet) counts until ``until``."""
 
     host: str
     share: Share = field(repr=False)
     until: float | None = None
+    lanes: Callable[[], int] = field(default=lambda: 1, repr=False)
 
     def counts(self, now: float) -> bool:
         return self.until is None or now < self.until
@@ -158,17 +166,26 @@ class ConnectionBudget:
         room = min(self.connections - self._used, self.per_host - self._used_by.get(host, 0))
         return max(room, 0)
 
-    def take_spares(self, host: str, candidate: Candidate) -> int:
+    def take_spares(self, host: str, candidate: Candidate) -> tuple[int, int]:
         """Take ``candidate``'s part of the spare tokens for ``host`` (see :func:`allot`,
-        dealt among every candidate for the host that counts now) and say how many."""
+        dealt among every candidate for the host that counts now): how many it took, and
+        how many it should plan pieces for (its part of the spare tokens and of those
+        held by whole files, which come back to the candidates; never fewer than taken).
+        """
         now = asyncio.get_running_loop().time()
         rivals = [c for c in self._candidates if c.host == host and c.counts(now)]
         if candidate not in rivals:
-            return 0
-        mine = allot([c.share for c in rivals], self.spare(host))[rivals.index(candidate)]
+            return 0, 0
+        spare = self.spare(host)
+        if not spare:
+            return 0, 0
+        shares = [c.share for c in rivals]
+        mine = allot(shares, spare)[rivals.index(candidate)]
+        held = self._used_by.get(host, 0) - sum(c.lanes() for c in rivals)
+        planned = allot(shares, spare + max(held, 0))[rivals.index(candidate)]
         for _ in range(mine):
             self._take(host)
-        return mine
+        return mine, max(planned, mine)
 
     def give_back(self, host: str) -> None:
         self._used -= 1
@@ -211,8 +228,10 @@ class ConnectionBudget:
         return best
 
     @contextlib.contextmanager
-    def candidate(self, host: str, share: Share) -> Iterator[Candidate]:
-        entry = Candidate(host, share)
+    def candidate(
+        self, host: str, share: Share, lanes: Callable[[], int] = lambda: 1
+    ) -> Iterator[Candidate]:
+        entry = Candidate(host, share, lanes=lanes)
         self._candidates.append(entry)
         self.poke()
         try:

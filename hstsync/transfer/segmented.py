@@ -150,16 +150,16 @@ class SegmentedTransfer:
     ) -> None:
         """Put spare connections to work on this file while it is their best use."""
         work = self._work
-        with self.budget.candidate(host, work.share) as me:
+        with self.budget.candidate(host, work.share, work.lanes) as me:
             if expected is not None:
                 expected.close()
             while True:
                 # this file's part of the spare tokens, then the ranges for all of them
                 # at once, so that they are cut evenly
-                taken = self.budget.take_spares(host, me)
+                taken, planned = self.budget.take_spares(host, me)
                 if taken:
                     work.promise(taken)
-                    segments = work.claim(taken)
+                    segments = work.claim(taken, planned)
                     for _ in range(taken - len(segments)):
                         self.budget.give_back(host)
                     for segment in segments:

@@ -101,25 +101,44 @@ class Work:
         """Connections were taken for this file and will claim ranges: count them."""
         self._promised += count
 
-    def claim(self, count: int = 1) -> list[Segment]:
+    def lanes(self) -> int:
+        """Connections running a range of this file or promised to one."""
+        return len(self._running) + self._promised
+
+    def claim(self, count: int = 1, plan: int = 0) -> list[Segment]:
         """Ranges for ``count`` more connections: waiting ones first, then running
         ranges cut so that the file's ranges end together (:func:`apportion`). Fewer,
-        or none, when no cut is worth a request."""
+        or none, when no cut is worth a request. With ``plan`` above ``count`` (and
+        the waiting ranges), the ranges are cut for ``plan`` connections and the pieces
+        beyond ``count`` wait for connections to come."""
         self._promised = 0
+        waiting = len(self._waiting)
         claimed: list[Segment] = []
         while self._waiting and len(claimed) < count:
             claimed.append(self._waiting.pop(0))
         self._running.extend(claimed)
+        wanted = count - len(claimed)
+        pieces = self._cut(max(wanted, plan - waiting))
+        self._waiting.extend(pieces[wanted:])
+        for piece in pieces[wanted:]:
+            self._running.remove(piece)
+        return [*claimed, *pieces[:wanted]]
+
+    def _cut(self, extra: int) -> list[Segment]:
+        """Cut the running ranges for ``extra`` more connections: the new pieces."""
+        if extra <= 0:
+            return []
+        claimed: list[Segment] = []
         running = list(self._running)
         smallest = min_piece(self.pace)
-        given = apportion([self._cuttable(s) for s in running], count - len(claimed), smallest)
-        for victim, extra in zip(running, given, strict=True):
-            if not extra:
+        given = apportion([self._cuttable(s) for s in running], extra, smallest)
+        for victim, more in zip(running, given, strict=True):
+            if not more:
                 continue
             # a range already streaming keeps what it carries while the new
             # connections wait for their first byte; the rest is cut evenly
             head = head_start(self.pace, victim.position > victim.start)
-            points = [*cuts(victim.position + head, victim.end, extra + 1), victim.end]
+            points = [*cuts(victim.position + head, victim.end, more + 1), victim.end]
             pieces = [Segment(a, a, b) for a, b in itertools.pairwise(points)]
             victim.end = points[0]
             self._running.extend(pieces)
@@ -163,7 +182,8 @@ class Work:
         piece = largest_piece(
             [*lengths, *waiting[:served]], [*heads, *[0] * served], coming - served, smallest
         )
-        return max([piece, *waiting[served:]])
+        # a range no connection carries yet ends last: after a running one, at best
+        return piece + max(waiting[served:], default=0)
 
     def record(self) -> SegmentRecord:
         return SegmentRecord(self.size, tuple(self.snapshot()), self.validator)
