@@ -41,6 +41,7 @@ from hstsync.transfer.ranges import (
     render_record,
     should_segment,
     sidecar_path,
+    weighted_cuts,
     write_record,
 )
 from hstsync.transfer.work import Work
@@ -88,6 +89,7 @@ def test_capacity_and_cuts():
     assert cuts(0, 12, 3) == [4, 8]
     assert cuts(100, 110, 2) == [105]
     assert cuts(0, 10, 1) == []
+    assert weighted_cuts(0, 10, [2, 2, 1]) == [4, 8]  # a piece that starts later: half
 
 
 def test_work_cuts_a_fresh_file_evenly_for_a_burst_of_connections():
@@ -338,15 +340,19 @@ async def test_a_file_plans_pieces_for_the_tokens_whole_files_will_give_back():
         assert (taken, planned) == (4, 5)
         work.promise(taken)
         running = [first, *work.claim(taken, planned)]
-        # six pieces of 2 m: five running now, one waiting for the small file's token
-        assert sorted((s.start, s.end) for s in running) == [
-            (i * 2 * m, (i + 1) * 2 * m) for i in range(5)
-        ]
-        assert work.share() == 2 * m + 2 * m  # a piece nobody carries yet ends last
+        # six pieces: five running now, and one waiting for the small file's token,
+        # half their size (it starts later)
+        spans = sorted((s.start, s.end) for s in running)
+        piece = 12 * m * 2 // 11
+        assert [end - start for start, end in spans] == [piece] * 5
+        assert [a[1] for a in spans[:-1]] == [b[0] for b in spans[1:]] and spans[0][0] == 0
+        later = (spans[-1][1], 12 * m)
+        assert later[1] - later[0] in (piece // 2, piece // 2 + 1)
+        assert work.share() == piece + later[1] - later[0]  # nobody carries it yet: last
         budget.give_back("h")  # the small file is done
         assert budget.take_spares("h", me) == (1, 1)
         work.promise(1)
-        assert [(s.start, s.end) for s in work.claim(1, 1)] == [(10 * m, 12 * m)]
+        assert [(s.start, s.end) for s in work.claim(1, 1)] == [later]
 
 
 async def test_an_awaited_answer_holds_spare_tokens_back_for_the_grace_only():

@@ -16,11 +16,13 @@ Owns :class:`Downloader`: each attempt, under the retry policy of
 part from its validator, or starts again; the bytes come through the whole-file
 :class:`~hstsync.transfer.stream.Stream` or, for a file larger than ``segment_min``
 from a server that sends ``Accept-Ranges: bytes``, through
-:class:`~hstsync.transfer.segmented.SegmentedTransfer`; :mod:`hstsync.transfer.finish`
-verifies the part and gives it its final name. Every request holds a token of the
-:class:`~hstsync.transfer.budget.ConnectionBudget`: a file's first connection waits its
-turn, further segments only take spare tokens, so whole files fill the budget first
-and the largest remaining files get what is left.
+:class:`~hstsync.transfer.segmented.SegmentedTransfer` (a fresh file whose catalogue
+size is above ``segment_min`` goes there from its first request, cut at that size;
+the first answers tell a server that ignores Range or a wrong catalogue size);
+:mod:`hstsync.transfer.finish` verifies the part and gives it its final name. Every
+request holds a token of the :class:`~hstsync.transfer.budget.ConnectionBudget`: a
+file's first connection waits its turn, further segments only take spare tokens, so
+whole files fill the budget first and the largest remaining files get what is left.
 
 :meth:`Downloader.fetch` never raises for a failed transfer: failures are data in
 the :class:`Outcome`, their texts written from status codes, errno names and byte

@@ -143,8 +143,19 @@ def capacity(lengths: Iterable[int], min_piece: int = MIN_PIECE) -> int:
 
 def cuts(position: int, end: int, pieces: int) -> list[int]:
     """The ``pieces - 1`` offsets that cut ``[position, end)`` into equal pieces."""
-    step = (end - position) // pieces
-    return [position + step * i for i in range(1, pieces)]
+    return weighted_cuts(position, end, [1] * pieces)
+
+
+def weighted_cuts(position: int, end: int, weights: Sequence[int]) -> list[int]:
+    """The ``len(weights) - 1`` offsets that cut ``[position, end)`` into pieces in
+    proportion to ``weights``."""
+    total = sum(weights)
+    offsets: list[int] = []
+    running = 0
+    for weight in weights[:-1]:
+        running += weight
+        offsets.append(position + (end - position) * running // total)
+    return offsets
 
 
 def largest_piece(

@@ -3,8 +3,11 @@
 :mod:`hstsync.transfer.ranges` decides (which ranges remain, where to split, the
 ``.part.segments`` record); this module runs the requests. :class:`SegmentedTransfer`
 writes each segment at its offset in one preallocated part, cuts the running ranges
-evenly among the spare connections that come to it together (one alone takes half of
-the range with most left), retries a failed segment on its own from where it stopped,
+evenly among the spare connections that come to it together (its part of them, dealt
+by the budget; a fresh file is cut this way before any answer, at its catalogue
+size), measures the file's pace (first-byte latency, bytes/s per connection: the
+smallest piece worth a request and the head start a running range keeps when a freed
+connection takes its end), retries a failed segment on its own from where it stopped,
 and keeps the record current (:class:`~hstsync.transfer.work.Checkpoints`) so that a
 crash costs at most ``CHECKPOINT_SECONDS`` of transfer; the ranges themselves are
 :class:`~hstsync.transfer.work.Work`'s. Every request holds a token of the

@@ -27,13 +27,13 @@ from hstsync.transfer.ranges import (
     SegmentRecord,
     apportion,
     capacity,
-    cuts,
     head_start,
     largest_piece,
     merge,
     min_piece,
     missing,
     splittable,
+    weighted_cuts,
     write_record,
 )
 
@@ -53,6 +53,11 @@ class Segment:
     position: int
     end: int
 
+
+#: the weight of a piece cut to wait for a connection, against 2 for one that starts
+#: now: it starts later (when a whole file gives its token back, about a latency), so
+#: it is smaller, and the connection that takes it then ends with the others
+LATER_WEIGHT = 1
 
 #: how much a new sample of a file's pace weighs against what was seen before
 PACE_WEIGHT = 0.3
@@ -118,27 +123,33 @@ class Work:
             claimed.append(self._waiting.pop(0))
         self._running.extend(claimed)
         wanted = count - len(claimed)
-        pieces = self._cut(max(wanted, plan - waiting))
+        extra = max(wanted, plan - waiting)
+        pieces = self._cut(extra, extra - wanted)
         self._waiting.extend(pieces[wanted:])
         for piece in pieces[wanted:]:
             self._running.remove(piece)
         return [*claimed, *pieces[:wanted]]
 
-    def _cut(self, extra: int) -> list[Segment]:
-        """Cut the running ranges for ``extra`` more connections: the new pieces."""
+    def _cut(self, extra: int, later: int = 0) -> list[Segment]:
+        """Cut the running ranges for ``extra`` more connections: the new pieces. The
+        last ``later`` of them will wait for a connection: they are half the size of
+        the others, which start sooner."""
         if extra <= 0:
             return []
         claimed: list[Segment] = []
         running = list(self._running)
         smallest = min_piece(self.pace)
         given = apportion([self._cuttable(s) for s in running], extra, smallest)
+        made = 0
         for victim, more in zip(running, given, strict=True):
             if not more:
                 continue
             # a range already streaming keeps what it carries while the new
             # connections wait for their first byte; the rest is cut evenly
             head = head_start(self.pace, victim.position > victim.start)
-            points = [*cuts(victim.position + head, victim.end, more + 1), victim.end]
+            weights = [LATER_WEIGHT if made + i >= extra - later else 2 for i in range(more)]
+            made += more
+            points = [*weighted_cuts(victim.position + head, victim.end, [2, *weights]), victim.end]
             pieces = [Segment(a, a, b) for a, b in itertools.pairwise(points)]
             victim.end = points[0]
             self._running.extend(pieces)
