@@ -10,9 +10,9 @@ Two ways to take a token, and that is the scheduling policy:
   its token this way: whole files fill the budget first.
 - :meth:`ConnectionBudget.take_spares` takes spare tokens only when no whole file is
   waiting, and only this transfer's part of them: the spare tokens are dealt out one at
-  a time, each to the candidate whose connections would each have the most bytes left
-  to carry (it would finish last), and the asking transfer takes what fell to it, all
-  at once (:func:`allot`). Taken together, a file's connections cut it into equal
+  a time, each to the candidate whose busiest connection would have the most bytes
+  left to carry (it would finish last), and the asking transfer takes what fell to it,
+  all at once (:func:`allot`). Taken together, a file's connections cut it into equal
   pieces; taken one by one as they were before, each halved the largest piece and
   seven connections ended with one piece twice the size of the six others.
   Candidates wait on :meth:`changed`, woken whenever a token comes back or the
@@ -51,14 +51,14 @@ def host_of(url: str) -> str:
 #: how long an expected candidate holds spare tokens back (seconds)
 EXPECT_GRACE = 0.5
 
-#: a candidate's bytes per connection if it had ``extra`` more connections; None when
-#: it could not use that many
+#: the bytes a candidate's busiest connection would still carry if it had ``extra``
+#: more connections; None when it could not use another beyond those
 Share = Callable[[int], float | None]
 
 
 def allot(shares: Sequence[Share], spare: int) -> list[int]:
     """How many of ``spare`` tokens each candidate gets: one at a time, each to the
-    candidate whose connections would each carry the most bytes with the ones it has
+    candidate whose busiest connection would carry the most bytes with the ones it has
     been given so far (the file that would otherwise finish last); none to a
     candidate that cannot use another. Ties go to the earlier candidate.
 
