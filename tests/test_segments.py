@@ -20,24 +20,28 @@ import pytest
 from hstsync.config import DownloadConfig
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState
-from hstsync.transfer.budget import ConnectionBudget
+from hstsync.transfer.budget import ConnectionBudget, allot
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session, part_path
 from hstsync.transfer.ranges import (
     MIN_PIECE,
+    SMALLEST_PIECE,
+    Pace,
     SegmentRecord,
     apportion,
     capacity,
     covered,
     cuts,
     held_bytes,
+    largest_piece,
     merge,
+    min_piece,
     missing,
     parse_record,
     read_record,
     render_record,
-    share,
     should_segment,
     sidecar_path,
+    weighted_cuts,
     write_record,
 )
 from hstsync.transfer.work import Work
@@ -85,6 +89,7 @@ def test_capacity_and_cuts():
     assert cuts(0, 12, 3) == [4, 8]
     assert cuts(100, 110, 2) == [105]
     assert cuts(0, 10, 1) == []
+    assert weighted_cuts(0, 10, [2, 2, 1]) == [4, 8]  # a piece that starts later: half
 
 
 def test_work_cuts_a_fresh_file_evenly_for_a_burst_of_connections():
@@ -105,9 +110,56 @@ def test_work_cuts_a_fresh_file_evenly_for_a_burst_of_connections():
     assert work.claim() == []
 
 
-def test_share_is_bytes_per_connection():
-    assert share(100, 4) == 25
-    assert share(100, 0) == 100
+def test_the_smallest_piece_follows_the_pace_once_known():
+    assert min_piece(None) == MIN_PIECE  # before any answer
+    assert Pace(4e6, 0.05).head == 200_000
+    assert min_piece(Pace(4e6, 0.05)) == SMALLEST_PIECE  # never under it
+    assert min_piece(Pace(40e6, 0.1)) == 4_000_000  # a fast, far server: larger pieces
+
+
+def test_a_freed_connection_takes_an_end_of_the_largest_range_so_both_end_together():
+    m = MIN_PIECE
+    work = Work(12 * m, (), None)
+    [running] = work.claim()
+    running.position = 4 * m  # 8 m left, streaming
+    work.observe_latency(0.05)
+    work.observe_rate(4e6)
+    assert work.pace == Pace(4e6, 0.05)
+    work.promise()
+    [stolen] = work.claim()
+    assert stolen.end == 12 * m and running.end == stolen.start
+    # the running connection keeps what it carries while the new one waits for its
+    # first byte, then both have the same to carry
+    head = 200_000
+    assert abs((running.end - running.position) - (head + stolen.end - stolen.start)) <= 1
+    # a range not yet answered is cut evenly: all its pieces wait alike
+    running.position = running.end
+    work.finish(running)
+    work.promise()
+    [again] = work.claim()
+    assert again.start - stolen.start == again.end - again.start
+
+
+def test_a_range_is_not_cut_for_a_piece_under_the_smallest():
+    work = Work(10 * MIN_PIECE, (), None)
+    [running] = work.claim()
+    work.observe_latency(0.05)
+    work.observe_rate(4e6)
+    running.position = running.end - (200_000 + 2 * SMALLEST_PIECE)
+    assert work.share() is not None  # exactly two pieces of the smallest, after the head
+    running.position += 1
+    assert work.share() is None
+    assert work.claim() == []
+
+
+def test_largest_piece_is_what_the_busiest_connection_still_carries():
+    m = MIN_PIECE
+    assert largest_piece([12 * m], [0], 0) == 12 * m
+    assert largest_piece([12 * m], [0], 3) == 3 * m  # four equal pieces
+    assert largest_piece([12 * m, 2 * m], [0, m // 2], 1) == 6 * m
+    # a range whose connection keeps a head start: the head plus its equal piece
+    assert largest_piece([8 * m], [m], 1) == 5 * m
+    assert largest_piece([], [], 4) == 0
 
 
 def test_should_segment_needs_size_and_accept_ranges():
@@ -190,8 +242,8 @@ async def test_spare_tokens_go_to_waiting_files_first_then_to_the_best_candidate
 
     left = {"small": 10.0, "large": 99.0}
     with (
-        budget.candidate("h", lambda: left["small"]) as small,
-        budget.candidate("h", lambda: left["large"]) as large,
+        budget.candidate("h", lambda _: left["small"]) as small,
+        budget.candidate("h", lambda _: left["large"]) as large,
     ):
         budget.give_back("h")
         assert not budget.try_take("h", small)
@@ -208,19 +260,105 @@ async def test_a_large_file_awaiting_its_first_answer_holds_spare_tokens_back():
     answers = {"small": budget.expect("h", 10_000_000), "large": budget.expect("h", 14_000_000)}
     await budget.take("h")
     await budget.take("h")
-    with budget.candidate("h", lambda: 10_000_000.0) as small:
+    with budget.candidate("h", lambda k: 10_000_000 / (1 + k)) as small:
         answers["small"].close()
         assert not budget.try_take("h", small)  # the larger file would need them more
-        with budget.candidate("h", lambda: 14_000_000.0) as large:
+        with budget.candidate("h", lambda k: 14_000_000 / (1 + k)) as large:
             answers["large"].close()
             assert not budget.try_take("h", small)
             assert budget.try_take("h", large)
 
 
+def per_connection(
+    size: float, has: int = 1, most: int | None = None
+) -> Callable[[int], float | None]:
+    """A candidate's share: ``size`` bytes over its ``has`` connections and ``extra`` more,
+    None once it has ``most`` connections in all (it cannot use another)."""
+    return lambda extra: None if most is not None and has + extra >= most else size / (has + extra)
+
+
+def test_allot_deals_each_spare_token_to_the_file_that_would_end_last():
+    # 14 MB and 10 MB on one connection each, six spare: 14/5 = 2.8 and 10/3 = 3.3 MB
+    # per connection (4 and 2 more); the other way round, 14/4 = 3.5 would end last
+    assert allot([per_connection(14e6), per_connection(10e6)], 6) == [4, 2]
+    assert allot([per_connection(10e6), per_connection(10e6)], 3) == [2, 1]  # ties: first
+    assert allot([per_connection(14e6, most=3), per_connection(1e6)], 5) == [2, 3]
+    assert allot([per_connection(14e6, most=1)], 4) == [0]  # cannot split: none dealt
+    assert allot([], 4) == []
+    assert allot([per_connection(1e6)], 0) == [0]
+
+
+async def test_each_file_takes_its_part_of_the_spare_tokens_at_once():
+    # the tokens come back together; each file's connections are taken in one go (so
+    # its pieces are cut evenly), never one by one in turns with the other files
+    m = MIN_PIECE
+    budget = ConnectionBudget(connections=8, per_host=8, grace=60)
+    await budget.take("h")
+    await budget.take("h")
+    large, small = Work(14 * m, (), None), Work(10 * m, (), None)
+    large.claim(), small.claim()  # each on its first connection
+    with (
+        budget.candidate("h", large.share, large.lanes) as large_one,
+        budget.candidate("h", small.share, small.lanes) as small_one,
+    ):
+        assert budget.spare("h") == 6
+        assert budget.take_spares("h", large_one) == (4, 4)
+        large.promise(4)
+        assert budget.take_spares("h", small_one) == (2, 2)
+        small.promise(2)
+        assert budget.spare("h") == 0 and budget.take_spares("h", large_one) == (0, 0)
+    pieces = [s.end - s.start for s in large.claim(4)]
+    assert max(pieces) - min(pieces) < 5  # five equal pieces, not halves of halves
+
+
+async def test_an_expected_file_keeps_its_part_of_the_spare_tokens():
+    m = MIN_PIECE
+    budget = ConnectionBudget(connections=8, per_host=8, grace=60)
+    await budget.take("h")  # the expected file's first request
+    await budget.take("h")
+    answer = budget.expect("h", 10 * m)
+    work = Work(14 * m, (), None)
+    work.claim()
+    with budget.candidate("h", work.share, work.lanes) as large:
+        assert budget.take_spares("h", large) == (4, 4)  # two stay for the expected file
+        work.promise(4)
+        assert budget.spare("h") == 2
+        answer.close()  # its transfer turned out to be one stream
+        # the two spare now, and pieces planned for the stream's token when it is back
+        assert budget.take_spares("h", large) == (2, 3)
+
+
+async def test_a_file_plans_pieces_for_the_tokens_whole_files_will_give_back():
+    m = MIN_PIECE
+    budget = ConnectionBudget(connections=6, per_host=6, grace=60)
+    await budget.take("h")  # a small whole file, back a moment later
+    await budget.take("h")  # the large file's first connection
+    work = Work(12 * m, (), None)
+    [first] = work.claim()
+    with budget.candidate("h", work.share, work.lanes) as me:
+        taken, planned = budget.take_spares("h", me)
+        assert (taken, planned) == (4, 5)
+        work.promise(taken)
+        running = [first, *work.claim(taken, planned)]
+        # six pieces: five running now, and one waiting for the small file's token,
+        # half their size (it starts later)
+        spans = sorted((s.start, s.end) for s in running)
+        piece = 12 * m * 2 // 11
+        assert [end - start for start, end in spans] == [piece] * 5
+        assert [a[1] for a in spans[:-1]] == [b[0] for b in spans[1:]] and spans[0][0] == 0
+        later = (spans[-1][1], 12 * m)
+        assert later[1] - later[0] in (piece // 2, piece // 2 + 1)
+        assert work.share() == piece + later[1] - later[0]  # nobody carries it yet: last
+        budget.give_back("h")  # the small file is done
+        assert budget.take_spares("h", me) == (1, 1)
+        work.promise(1)
+        assert [(s.start, s.end) for s in work.claim(1, 1)] == [later]
+
+
 async def test_an_awaited_answer_holds_spare_tokens_back_for_the_grace_only():
     budget = ConnectionBudget(connections=4, per_host=4, grace=0.05)
     slow = budget.expect("h", 14_000_000)
-    with budget.candidate("h", lambda: 1_000_000.0) as me:
+    with budget.candidate("h", lambda _: 1_000_000.0) as me:
         assert not budget.try_take("h", me)
         await asyncio.wait_for(budget.changed(), 10)  # the grace's end wakes candidates
         assert budget.try_take("h", me)
@@ -330,11 +468,27 @@ async def test_large_file_is_fetched_in_concurrent_ranges_and_is_byte_identical(
     ranged = [r for r in gets if header(r, "Range")]
     assert len(ranged) >= 2
     assert h.emu.peak_downloads >= 2  # at once, not one after another
-    # the first request was the plain one: no HEAD, no probe before it
-    assert header(gets[0], "Range") is None
+    # cut at the catalogue's size from the first request: no HEAD, no probe, no
+    # whole-file request before the ranges
+    assert ranged == gets
     assert [r for r in h.emu.requests if r.method == "HEAD"] == []
-    # every segment is conditional on the file the first answer came from
-    assert all(header(r, "If-Range") for r in ranged)
+    assert merge(requested(r, SIZES[X2D]) for r in gets) == [(0, SIZES[X2D])]
+
+
+async def test_at_32_connections_a_large_file_is_cut_into_many_ranges_from_the_start(harness):
+    # 14.5 MB alone with 32 connections: cut at its catalogue size into as many pieces
+    # as are worth a request (MIN_PIECE before any answer), all asked for at once
+    h = await harness(rate=8e6, connections=32, per_host=32, segment_min=8 << 20)
+
+    outcome = await h.fetch(X2D)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 1
+    assert h.on_disk(X2D) == h.body(X2D)
+    gets = h.gets(X2D)
+    pieces = SIZES[X2D] // MIN_PIECE
+    assert len(gets) >= pieces and all(header(r, "Range") for r in gets)
+    assert h.emu.peak_downloads >= pieces  # at once, not a first answer then the rest
+    assert merge(requested(r, SIZES[X2D]) for r in gets) == [(0, SIZES[X2D])]
 
 
 async def test_small_file_stays_one_request(harness):
@@ -348,7 +502,7 @@ async def test_small_file_stays_one_request(harness):
 
 
 async def test_cancelled_segmented_transfer_resumes_only_what_is_missing(harness):
-    h = await harness(rate=4e6)
+    h = await harness(rate=2e6)  # slow enough for a record (each second) before the end
     part = part_path(h.transfer(X2D).dest)
 
     task = asyncio.create_task(h.fetch(X2D))
@@ -405,7 +559,7 @@ async def test_a_record_that_does_not_match_the_part_is_not_trusted(harness):
 
     assert (await h.fetch(X2D)).state is ProductState.DONE
     assert h.on_disk(X2D) == h.body(X2D)
-    assert header(h.gets(X2D)[0], "Range") is None  # started again from zero
+    assert requested(h.gets(X2D)[0], SIZES[X2D])[0] == 0  # started again from zero
 
 
 async def test_a_record_write_cut_by_a_kill_leaves_no_temporary_file(harness):
@@ -437,12 +591,14 @@ def missing_complement(size: int, gaps: list[tuple[int, int]]) -> list[tuple[int
 
 
 async def test_reset_inside_one_segment_retries_only_that_segment(harness):
-    h = await harness(rate=20e6)
-    piece = MIN_PIECE + MIN_PIECE // 2  # too small to split: one request per gap
+    # one connection per gap, none spare; cut near its end, the rest of a gap is too
+    # small for a freed connection to take a share of it: one request per gap, one retry
+    h = await harness(rate=20e6, connections=3, per_host=3)
+    piece = MIN_PIECE + MIN_PIECE // 2
     gaps = [(1_000_000, 1_000_000 + piece), (6_000_000, 6_000_000 + piece)]
     gaps.append((12_000_000, 12_000_000 + piece))
     prepare_gaps(h, X2D, gaps)
-    h.emu.faults.add(Fault(FaultKind.RESET, match=X2D, after=300_000, times=1))
+    h.emu.faults.add(Fault(FaultKind.RESET, match=X2D, after=1_400_000, times=1))
 
     outcome = await h.fetch(X2D)
 
@@ -456,7 +612,7 @@ async def test_reset_inside_one_segment_retries_only_that_segment(harness):
     cut = next(r for r in gets[:3] if r.body_bytes_sent < piece)
     cut_start, cut_end = requested(cut, SIZES[X2D])
     retry_start, retry_end = requested(gets[3], SIZES[X2D])
-    assert cut_start < retry_start <= cut_start + 300_000 and retry_end == cut_end
+    assert cut_start < retry_start <= cut_start + 1_400_000 and retry_end == cut_end
 
 
 async def test_connection_budget_is_never_exceeded(harness):

@@ -8,11 +8,21 @@ Two ways to take a token, and that is the scheduling policy:
 
 - :meth:`ConnectionBudget.connection` waits its turn. A file's first connection takes
   its token this way: whole files fill the budget first.
-- :meth:`ConnectionBudget.try_take` takes a spare token only when no whole file is
-  waiting and the asking transfer is the best use of it: among the segmented transfers
-  registered as candidates, the one whose connections each have the most bytes left to
-  carry (it would finish last). Candidates wait on :meth:`changed`, woken whenever a
-  token comes back or the candidates change.
+- :meth:`ConnectionBudget.take_spares` takes spare tokens only when no whole file is
+  waiting, and only this transfer's part of them: the spare tokens are dealt out one at
+  a time, each to the candidate whose busiest connection would have the most bytes
+  left to carry (it would finish last), and the asking transfer takes what fell to it,
+  all at once (:func:`allot`). Taken together, a file's connections cut it into equal
+  pieces; taken one by one as they were before, each halved the largest piece and
+  seven connections ended with one piece twice the size of the six others.
+  Candidates wait on :meth:`changed`, woken whenever a token comes back or the
+  candidates change. :meth:`ConnectionBudget.try_take` takes a single spare token.
+
+The deal also counts the tokens held by whole files in flight (when no other whole
+file waits for them, they come back to the candidates): a file plans its pieces for
+its part of those too, and the pieces without a connection yet wait for the next
+token. Without that, the tokens of two small files that came back a latency after a
+large file was cut went to halving two of its pieces, and the others ended last.
 
 A file large enough to be segmented is an *expected* candidate from the moment its
 first request goes out (:meth:`ConnectionBudget.expect`) until its transfer registers
@@ -27,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import yarl
@@ -41,16 +51,46 @@ def host_of(url: str) -> str:
 #: how long an expected candidate holds spare tokens back (seconds)
 EXPECT_GRACE = 0.5
 
+#: the bytes a candidate's busiest connection would still carry if it had ``extra``
+#: more connections; None when it could not use another beyond those
+Share = Callable[[int], float | None]
+
+
+def allot(shares: Sequence[Share], spare: int) -> list[int]:
+    """How many of ``spare`` tokens each candidate gets: one at a time, each to the
+    candidate whose busiest connection would carry the most bytes with the ones it has
+    been given so far (the file that would otherwise finish last); none to a
+    candidate that cannot use another. Ties go to the earlier candidate.
+
+    Pure, so that the candidates can each compute their own part of one deal: every
+    candidate that asks sees the same answer for the others.
+    """
+    given = [0] * len(shares)
+    for _ in range(spare):
+        best: int | None = None
+        best_share = 0.0
+        for index, share in enumerate(shares):
+            value = share(given[index])
+            if value is not None and (best is None or value > best_share):
+                best, best_share = index, value
+        if best is None:
+            break
+        given[best] += 1
+    return given
+
 
 @dataclass(eq=False, slots=True)
 class Candidate:
-    """A transfer that could use more connections. ``share()`` says how much it
-    would gain (bytes per connection still to carry), or None when it cannot split.
-    An expected one (its first answer not back yet) counts until ``until``."""
+    """A transfer that could use more connections. ``share(extra)`` says how much it
+    would gain (the bytes its busiest connection still carries with ``extra`` more
+    connections), or None when it cannot split that often; ``lanes()`` how many
+    connections it holds or was promised. An expected one (its transfer not registered
+    yet) counts until ``until``."""
 
     host: str
-    share: Callable[[], float | None] = field(repr=False)
+    share: Share = field(repr=False)
     until: float | None = None
+    lanes: Callable[[], int] = field(default=lambda: 1, repr=False)
 
     def counts(self, now: float) -> bool:
         return self.until is None or now < self.until
@@ -119,6 +159,34 @@ class ConnectionBudget:
         self._take(host)
         return True
 
+    def spare(self, host: str) -> int:
+        """How many tokens for ``host`` no waiting file could use."""
+        if any(self._fits(h) for h, _ in self._waiters):
+            return 0
+        room = min(self.connections - self._used, self.per_host - self._used_by.get(host, 0))
+        return max(room, 0)
+
+    def take_spares(self, host: str, candidate: Candidate) -> tuple[int, int]:
+        """Take ``candidate``'s part of the spare tokens for ``host`` (see :func:`allot`,
+        dealt among every candidate for the host that counts now): how many it took, and
+        how many it should plan pieces for (its part of the spare tokens and of those
+        held by whole files, which come back to the candidates; never fewer than taken).
+        """
+        now = asyncio.get_running_loop().time()
+        rivals = [c for c in self._candidates if c.host == host and c.counts(now)]
+        if candidate not in rivals:
+            return 0, 0
+        spare = self.spare(host)
+        if not spare:
+            return 0, 0
+        shares = [c.share for c in rivals]
+        mine = allot(shares, spare)[rivals.index(candidate)]
+        held = self._used_by.get(host, 0) - sum(c.lanes() for c in rivals)
+        planned = allot(shares, spare + max(held, 0))[rivals.index(candidate)]
+        for _ in range(mine):
+            self._take(host)
+        return mine, max(planned, mine)
+
     def give_back(self, host: str) -> None:
         self._used -= 1
         left = self._used_by[host] - 1
@@ -154,14 +222,16 @@ class ConnectionBudget:
         for candidate in self._candidates:
             if candidate.host != host or not candidate.counts(now):
                 continue
-            share = candidate.share()
+            share = candidate.share(0)
             if share is not None and (best is None or share > best_share):
                 best, best_share = candidate, share
         return best
 
     @contextlib.contextmanager
-    def candidate(self, host: str, share: Callable[[], float | None]) -> Iterator[Candidate]:
-        entry = Candidate(host, share)
+    def candidate(
+        self, host: str, share: Share, lanes: Callable[[], int] = lambda: 1
+    ) -> Iterator[Candidate]:
+        entry = Candidate(host, share, lanes=lanes)
         self._candidates.append(entry)
         self.poke()
         try:
@@ -171,10 +241,10 @@ class ConnectionBudget:
 
     def expect(self, host: str, size: int) -> Expected:
         """A file of ``size`` bytes whose first request is going out and may be
-        segmented: it is the candidate it would be (all its bytes on one connection)
-        until closed, or for ``grace`` seconds."""
+        segmented: it is the candidate it would be (all its bytes on its one
+        connection, and on more as they come) until closed, or for ``grace`` seconds."""
         loop = asyncio.get_running_loop()
-        entry = Candidate(host, lambda: float(size), until=loop.time() + self.grace)
+        entry = Candidate(host, lambda extra: size / (1 + extra), until=loop.time() + self.grace)
         self._candidates.append(entry)
         loop.call_later(self.grace, self.poke)  # when it stops counting, look again
         return Expected(self, entry)

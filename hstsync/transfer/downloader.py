@@ -16,11 +16,13 @@ Owns :class:`Downloader`: each attempt, under the retry policy of
 part from its validator, or starts again; the bytes come through the whole-file
 :class:`~hstsync.transfer.stream.Stream` or, for a file larger than ``segment_min``
 from a server that sends ``Accept-Ranges: bytes``, through
-:class:`~hstsync.transfer.segmented.SegmentedTransfer`; :mod:`hstsync.transfer.finish`
-verifies the part and gives it its final name. Every request holds a token of the
-:class:`~hstsync.transfer.budget.ConnectionBudget`: a file's first connection waits its
-turn, further segments only take spare tokens, so whole files fill the budget first
-and the largest remaining files get what is left.
+:class:`~hstsync.transfer.segmented.SegmentedTransfer` (a fresh file whose catalogue
+size is above ``segment_min`` goes there from its first request, cut at that size;
+the first answers tell a server that ignores Range or a wrong catalogue size);
+:mod:`hstsync.transfer.finish` verifies the part and gives it its final name. Every
+request holds a token of the :class:`~hstsync.transfer.budget.ConnectionBudget`: a
+file's first connection waits its turn, further segments only take spare tokens, so
+whole files fill the budget first and the largest remaining files get what is left.
 
 :meth:`Downloader.fetch` never raises for a failed transfer: failures are data in
 the :class:`Outcome`, their texts written from status codes, errno names and byte
@@ -68,9 +70,9 @@ from hstsync.transfer.partfile import (
     read_meta,
     refuse_link,
 )
-from hstsync.transfer.ranges import has_record, read_record, write_record
+from hstsync.transfer.ranges import has_record, read_record, worth_segmenting, write_record
 from hstsync.transfer.retry import OnRetry, retrying
-from hstsync.transfer.segmented import SegmentedTransfer
+from hstsync.transfer.segmented import LengthDiffers, SegmentedTransfer
 from hstsync.transfer.stream import Stream
 from hstsync.transfer.work import Work
 
@@ -228,6 +230,26 @@ class Downloader:
                 await self._segmented(transfer, part, progress, work)
                 return
         held = part_size(part)
+        if not held and self._splits_up_front(transfer, progress):
+            assert transfer.size is not None
+            progress.total = transfer.size
+            work = Work(transfer.size, (), None)
+            expected = self.budget.expect(host_of(transfer.url), transfer.size)
+            try:
+                await self._segmented(transfer, part, progress, work, fresh=True, expected=expected)
+                return
+            except LengthDiffers as exc:
+                # the catalogue was wrong (the part is gone, see _segmented): the whole
+                # file's answer states the length, and segments follow it as before
+                log.info(
+                    "%s: the server states %d bytes, not %d",
+                    transfer.label,
+                    exc.total,
+                    transfer.size,
+                )
+                progress.total = None
+            finally:
+                expected.close()
         offset = held
         if held and not progress.answered:
             # a part left by an earlier run: resumed only if the answer it came from
@@ -248,6 +270,17 @@ class Downloader:
         restart = await self._stream.exchange(transfer, part, progress, 0, part_size(part))
         if restart is not None:
             raise TransferError(restart)
+
+    def _splits_up_front(self, transfer: Transfer, progress: Progress) -> bool:
+        """Whether a fresh file goes straight to segments, cut at its catalogue size
+        before any answer (:mod:`hstsync.transfer.segmented`): a server that ignores
+        Range or states another length is found out by the first answers, and the file
+        is then fetched in one request (RangesRefused, see :meth:`_attempt`)."""
+        return (
+            transfer.size is not None
+            and not progress.answered
+            and worth_segmenting(transfer.size, self._cfg.segment_min)
+        )
 
     def _resumable(self, transfer: Transfer, part: Path) -> Work | None:
         """The work left by a segmented part, or None (part and record removed) when
@@ -271,6 +304,8 @@ class Downloader:
         first: aiohttp.ClientResponse | None = None,
         held: int = 0,
         expected: Expected | None = None,
+        *,
+        fresh: bool = False,
     ) -> None:
         """Fetch ``work``'s ranges into ``part``, several at once.
 
@@ -282,7 +317,7 @@ class Downloader:
         :class:`~hstsync.transfer.segmented.SegmentedTransfer`'s; retries and counting stay here.
         ``work.size`` is the length the server stated, whatever the catalogue says.
         """
-        if first is not None:
+        if first is not None or fresh:
             # the record first: a part that may hold bytes out of order always has one
             try:
                 await asyncio.to_thread(write_record, part, work.record())

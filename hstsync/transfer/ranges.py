@@ -33,9 +33,13 @@ from hstsync.transfer.partfile import part_path
 
 Range = tuple[int, int]
 
-#: the smallest piece a split creates: below this, a request's first-byte latency
-#: costs more than the parallelism gains
+#: the smallest piece a split creates while a file's pace is unknown (no segment has
+#: been answered yet): below this, a request's first-byte latency may cost more than
+#: the parallelism gains
 MIN_PIECE = 1 << 20
+#: the smallest piece a split ever creates, however fast the answers: every request
+#: costs some CPU on both sides, whatever the latency
+SMALLEST_PIECE = 256 << 10
 SIDECAR_SUFFIX = ".segments"
 _FORMAT = 1
 
@@ -70,6 +74,45 @@ def missing(size: int, done: Iterable[Range]) -> list[Range]:
     return gaps
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How a file's segments are being served: ``rate`` bytes/s on each connection,
+    ``latency`` seconds from sending a request to its first byte."""
+
+    rate: float
+    latency: float
+
+    @property
+    def head(self) -> int:
+        """Bytes a running connection carries while a new one waits for its first byte."""
+        return int(self.rate * self.latency)
+
+    @property
+    def min_piece(self) -> int:
+        """The smallest piece worth a request: one that takes at least as long to carry
+        as its first byte takes to come (splitting a range of ``head + 2 * min_piece``
+        then saves at least half a latency)."""
+        return max(SMALLEST_PIECE, self.head)
+
+
+def min_piece(pace: Pace | None) -> int:
+    """The smallest piece a split creates: relative to the pace once one is known."""
+    return MIN_PIECE if pace is None else pace.min_piece
+
+
+def head_start(pace: Pace | None, streaming: bool) -> int:
+    """What a range's running connection keeps beyond an equal piece when the range is
+    cut for new connections: the bytes it carries while they wait for their first byte
+    (none before its own first byte: then all wait alike)."""
+    return pace.head if pace is not None and streaming else 0
+
+
+def splittable(remaining: int, head: int) -> int:
+    """The part of a range's ``remaining`` bytes that is cut into equal pieces, after
+    the ``head`` its running connection keeps (see :func:`head_start`)."""
+    return max(remaining - head, 0)
+
+
 def apportion(lengths: Sequence[int], extra: int, min_piece: int = MIN_PIECE) -> list[int]:
     """How many more connections each running range gets, ``extra`` at most in all.
 
@@ -100,14 +143,33 @@ def capacity(lengths: Iterable[int], min_piece: int = MIN_PIECE) -> int:
 
 def cuts(position: int, end: int, pieces: int) -> list[int]:
     """The ``pieces - 1`` offsets that cut ``[position, end)`` into equal pieces."""
-    step = (end - position) // pieces
-    return [position + step * i for i in range(1, pieces)]
+    return weighted_cuts(position, end, [1] * pieces)
 
 
-def share(remaining_bytes: int, connections: int) -> float:
-    """Bytes each of a file's connections still has to carry: the file with the largest
-    share finishes last, so a spare connection goes there."""
-    return remaining_bytes / max(connections, 1)
+def weighted_cuts(position: int, end: int, weights: Sequence[int]) -> list[int]:
+    """The ``len(weights) - 1`` offsets that cut ``[position, end)`` into pieces in
+    proportion to ``weights``."""
+    total = sum(weights)
+    offsets: list[int] = []
+    running = 0
+    for weight in weights[:-1]:
+        running += weight
+        offsets.append(position + (end - position) * running // total)
+    return offsets
+
+
+def largest_piece(
+    lengths: Sequence[int], heads: Sequence[int], extra: int, min_piece: int = MIN_PIECE
+) -> float:
+    """The bytes the busiest connection still has to carry once ``extra`` more cut the
+    ranges (:func:`apportion`): a range whose connection keeps ``head`` bytes and whose
+    ``length`` other bytes are cut into ``g + 1`` pieces leaves ``head + length / (g + 1)``
+    on its busiest connection. The file whose busiest connection carries the most ends
+    last, so a spare connection goes there.
+    """
+    given = apportion(lengths, extra, min_piece)
+    pieces = (h + n / (g + 1) for n, h, g in zip(lengths, heads, given, strict=True))
+    return max(pieces, default=0.0)
 
 
 def worth_segmenting(size: int, segment_min: int) -> bool:

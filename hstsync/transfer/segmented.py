@@ -3,8 +3,11 @@
 :mod:`hstsync.transfer.ranges` decides (which ranges remain, where to split, the
 ``.part.segments`` record); this module runs the requests. :class:`SegmentedTransfer`
 writes each segment at its offset in one preallocated part, cuts the running ranges
-evenly among the spare connections that come to it together (one alone takes half of
-the range with most left), retries a failed segment on its own from where it stopped,
+evenly among the spare connections that come to it together (its part of them, dealt
+by the budget; a fresh file is cut this way before any answer, at its catalogue
+size), measures the file's pace (first-byte latency, bytes/s per connection: the
+smallest piece worth a request and the head start a running range keeps when a freed
+connection takes its end), retries a failed segment on its own from where it stopped,
 and keeps the record current (:class:`~hstsync.transfer.work.Checkpoints`) so that a
 crash costs at most ``CHECKPOINT_SECONDS`` of transfer; the ranges themselves are
 :class:`~hstsync.transfer.work.Work`'s. Every request holds a token of the
@@ -43,12 +46,27 @@ from hstsync.transfer.http import (
     get,
     html_instead,
     network_error,
-    parse_content_range,
+    server_total,
     speed_floor,
     validator_of,
 )
 from hstsync.transfer.partfile import disk_error, pwrite
 from hstsync.transfer.work import Checkpoints, Segment, Work
+
+
+class LengthDiffers(RangesRefused):
+    """A segment's answer states another length than the one the ranges were cut for:
+    the file changed on the server, or (cut at the catalogue's size, before any answer)
+    the catalogue was wrong."""
+
+    def __init__(self, expected: int, total: int) -> None:
+        super().__init__(f"the file's length changed on the server ({expected} bytes, now {total})")
+        self.total = total
+
+
+#: how long a connection must have been carrying bytes before its rate is believed
+#: (seconds): a server's first chunk often comes in one burst
+RATE_WINDOW = 0.05
 
 
 class SegmentedTransfer:
@@ -135,18 +153,16 @@ class SegmentedTransfer:
     ) -> None:
         """Put spare connections to work on this file while it is their best use."""
         work = self._work
-        with self.budget.candidate(host, work.share) as me:
+        with self.budget.candidate(host, work.share, work.lanes) as me:
             if expected is not None:
                 expected.close()
             while True:
-                # every spare token this file is the best use of, then the ranges for
-                # all of them at once, so that they are cut evenly
-                taken = 0
-                while self.budget.try_take(host, me):
-                    work.promise()
-                    taken += 1
+                # this file's part of the spare tokens, then the ranges for all of them
+                # at once, so that they are cut evenly
+                taken, planned = self.budget.take_spares(host, me)
                 if taken:
-                    segments = work.claim(taken)
+                    work.promise(taken)
+                    segments = work.claim(taken, planned)
                     for _ in range(taken - len(segments)):
                         self.budget.give_back(host)
                     for segment in segments:
@@ -177,8 +193,11 @@ class SegmentedTransfer:
             }
             if work.validator:
                 headers["If-Range"] = work.validator
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
             try:
                 async with get(self._session, self._url, headers, self._trusted) as resp:
+                    work.observe_latency(loop.time() - sent)
                     _check_segment(resp, segment, work, self._filename, public=self._public)
                     await self._stream(resp, segment)
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
@@ -199,10 +218,20 @@ class SegmentedTransfer:
             fd = os.open(part, os.O_WRONLY | os.O_NOFOLLOW)
         except OSError as exc:
             raise Refused(disk_error(exc, "writing", part)) from None
+        loop = asyncio.get_running_loop()
+        began: float | None = None  # when the first chunk came: the pace is timed after it
+        carried = 0
         try:
             try:
                 async with speed_floor(self._cfg) as count:
                     async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                        now = loop.time()
+                        if began is None:
+                            began = now
+                        else:
+                            carried += len(chunk)
+                            if now - began >= RATE_WINDOW:
+                                self._work.observe_rate(carried / (now - began))
                         # the end moves down when another connection takes the second half
                         n = min(len(chunk), segment.end - segment.position)
                         try:
@@ -244,6 +273,11 @@ def _check_segment(
     """A segment's answer must be its own range, of the file the other segments came from
     (the same validator, the same length the server stated at first)."""
     start = body_start(resp.status, resp.headers, segment.position, work.size, public=public)
+    if resp.status in (HTTPStatus.PARTIAL_CONTENT, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE):
+        # first: a range past the end of a shorter file is unsatisfiable, not refused
+        total = server_total(resp.status, resp.headers, segment.position)
+        if total is not None and total != work.size:
+            raise LengthDiffers(work.size, total)
     if resp.status != HTTPStatus.PARTIAL_CONTENT or start != segment.position:
         raise RangesRefused(
             f"the server answered a request for bytes {segment.position}-{segment.end - 1} "
@@ -252,12 +286,6 @@ def _check_segment(
     why = html_instead(resp.headers.get("Content-Type"), filename)
     if why is not None:
         raise TransferError(f"{why} (HTTP {resp.status})")
-    content_range = parse_content_range(resp.headers.get("Content-Range"))
-    total = content_range[2] if content_range is not None else None
-    if total is not None and total != work.size:
-        raise RangesRefused(
-            f"the file's length changed on the server ({work.size} bytes, now {total})"
-        )
     validator = validator_of(resp)
     if work.validator and validator and validator != work.validator:
         raise RangesRefused("the file changed on the server during the transfer")

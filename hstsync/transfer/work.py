@@ -22,14 +22,18 @@ from pathlib import Path
 
 from hstsync.transfer.partfile import fsync
 from hstsync.transfer.ranges import (
+    Pace,
     Range,
     SegmentRecord,
     apportion,
     capacity,
-    cuts,
+    head_start,
+    largest_piece,
     merge,
+    min_piece,
     missing,
-    share,
+    splittable,
+    weighted_cuts,
     write_record,
 )
 
@@ -50,8 +54,23 @@ class Segment:
     end: int
 
 
+#: the weight of a piece cut to wait for a connection, against 2 for one that starts
+#: now: it starts later (when a whole file gives its token back, about a latency), so
+#: it is smaller, and the connection that takes it then ends with the others
+LATER_WEIGHT = 1
+
+#: how much a new sample of a file's pace weighs against what was seen before
+PACE_WEIGHT = 0.3
+
+
 class Work:
-    """The ranges of one segmented file: done, waiting for a connection, or running."""
+    """The ranges of one segmented file: done, waiting for a connection, or running.
+
+    ``pace`` is how its segments are being served (:class:`~hstsync.transfer.ranges.Pace`,
+    from :meth:`observe_latency` and :meth:`observe_rate`; None until both are seen):
+    it sets the smallest piece worth a request and how much of a running range its
+    connection keeps when the range is cut for a new one, so that both end together.
+    """
 
     def __init__(self, size: int, done: Iterable[Range], validator: str | None) -> None:
         self.size = size
@@ -60,26 +79,77 @@ class Work:
         self._waiting = [Segment(a, a, b) for a, b in missing(size, self._done)]
         self._running: list[Segment] = []
         self._promised = 0
+        self._latency: float | None = None
+        self._rate: float | None = None
+        self.pace: Pace | None = None
 
-    def promise(self) -> None:
-        """A connection was taken for this file and will claim a range: count it."""
-        self._promised += 1
+    def observe_latency(self, seconds: float) -> None:
+        """A request's first byte came ``seconds`` after it was sent."""
+        self._latency = _blend(self._latency, seconds)
+        self._repace()
 
-    def claim(self, count: int = 1) -> list[Segment]:
+    def observe_rate(self, rate: float) -> None:
+        """A connection carried ``rate`` bytes/s once its first byte was in."""
+        self._rate = _blend(self._rate, rate)
+        self._repace()
+
+    def _repace(self) -> None:
+        if self._latency is not None and self._rate is not None:
+            self.pace = Pace(self._rate, self._latency)
+
+    def _cuttable(self, segment: Segment) -> int:
+        """The bytes of a running range that new connections could share with it."""
+        head = head_start(self.pace, segment.position > segment.start)
+        return splittable(segment.end - segment.position, head)
+
+    def promise(self, count: int = 1) -> None:
+        """Connections were taken for this file and will claim ranges: count them."""
+        self._promised += count
+
+    def lanes(self) -> int:
+        """Connections running a range of this file or promised to one."""
+        return len(self._running) + self._promised
+
+    def claim(self, count: int = 1, plan: int = 0) -> list[Segment]:
         """Ranges for ``count`` more connections: waiting ones first, then running
         ranges cut so that the file's ranges end together (:func:`apportion`). Fewer,
-        or none, when no cut is worth a request."""
+        or none, when no cut is worth a request. With ``plan`` above ``count`` (and
+        the waiting ranges), the ranges are cut for ``plan`` connections and the pieces
+        beyond ``count`` wait for connections to come."""
         self._promised = 0
+        waiting = len(self._waiting)
         claimed: list[Segment] = []
         while self._waiting and len(claimed) < count:
             claimed.append(self._waiting.pop(0))
         self._running.extend(claimed)
+        wanted = count - len(claimed)
+        extra = max(wanted, plan - waiting)
+        pieces = self._cut(extra, extra - wanted)
+        self._waiting.extend(pieces[wanted:])
+        for piece in pieces[wanted:]:
+            self._running.remove(piece)
+        return [*claimed, *pieces[:wanted]]
+
+    def _cut(self, extra: int, later: int = 0) -> list[Segment]:
+        """Cut the running ranges for ``extra`` more connections: the new pieces. The
+        last ``later`` of them will wait for a connection: they are half the size of
+        the others, which start sooner."""
+        if extra <= 0:
+            return []
+        claimed: list[Segment] = []
         running = list(self._running)
-        given = apportion([s.end - s.position for s in running], count - len(claimed))
-        for victim, extra in zip(running, given, strict=True):
-            if not extra:
+        smallest = min_piece(self.pace)
+        given = apportion([self._cuttable(s) for s in running], extra, smallest)
+        made = 0
+        for victim, more in zip(running, given, strict=True):
+            if not more:
                 continue
-            points = [*cuts(victim.position, victim.end, extra + 1), victim.end]
+            # a range already streaming keeps what it carries while the new
+            # connections wait for their first byte; the rest is cut evenly
+            head = head_start(self.pace, victim.position > victim.start)
+            weights = [LATER_WEIGHT if made + i >= extra - later else 2 for i in range(more)]
+            made += more
+            points = [*weighted_cuts(victim.position + head, victim.end, [2, *weights]), victim.end]
             pieces = [Segment(a, a, b) for a, b in itertools.pairwise(points)]
             victim.end = points[0]
             self._running.extend(pieces)
@@ -107,15 +177,31 @@ class Work:
     def remaining(self) -> int:
         return sum(s.end - s.position for s in (*self._waiting, *self._running))
 
-    def share(self) -> float | None:
-        """Bytes per connection left, if another connection could take a range."""
-        room = len(self._waiting) + capacity(s.end - s.position for s in self._running)
-        if room <= self._promised:
+    def share(self, extra: int = 0) -> float | None:
+        """The bytes this file's busiest connection would still carry with ``extra``
+        more connections (beyond those promised), if one more than that could still take
+        a range (:func:`~hstsync.transfer.ranges.largest_piece`). A waiting range takes a
+        connection of its own before any running one is cut."""
+        coming = self._promised + extra
+        smallest = min_piece(self.pace)
+        lengths = [self._cuttable(s) for s in self._running]
+        heads = [s.end - s.position - n for s, n in zip(self._running, lengths, strict=True)]
+        waiting = [s.end - s.position for s in self._waiting]
+        if len(waiting) + capacity(lengths, smallest) <= coming:
             return None
-        return share(self.remaining(), len(self._running) + self._promised)
+        served = min(coming, len(waiting))
+        piece = largest_piece(
+            [*lengths, *waiting[:served]], [*heads, *[0] * served], coming - served, smallest
+        )
+        # a range no connection carries yet ends last: after a running one, at best
+        return piece + max(waiting[served:], default=0)
 
     def record(self) -> SegmentRecord:
         return SegmentRecord(self.size, tuple(self.snapshot()), self.validator)
+
+
+def _blend(before: float | None, sample: float) -> float:
+    return sample if before is None else before + PACE_WEIGHT * (sample - before)
 
 
 class Checkpoints:
