@@ -17,7 +17,7 @@ from astropy.table import Table
 from hstsync.archive import resolve
 from hstsync.archive.rows import Claims, products_from_rows
 from hstsync.config import Config, for_directory
-from hstsync.emulator import Emulator, Fault, FaultKind
+from hstsync.emulator import Emulator, Fault, FaultKind, PortalQuirks
 from hstsync.model import ProductState, RequestState
 from hstsync.service.daemon import run_once
 from hstsync.service.results import results_path
@@ -112,6 +112,28 @@ async def test_a_product_listed_again_in_a_later_batch_is_recorded_once(
         rows = store.products("twice")
     assert [row.product.data_uri for row in rows] == [first.data_uri]
     assert rows[0].state is ProductState.DONE
+
+
+@pytest.mark.parametrize("server_page", [None, 1])
+async def test_observations_are_listed_a_page_at_a_time_and_every_page_is_fetched(
+    config: Config, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, server_page: int | None
+):
+    # two observations a page (three pages); or a server that gives one a page
+    # whatever is asked (a short page is not the last: only an empty one is)
+    monkeypatch.setattr(resolve, "OBS_PAGE", 2)
+    if server_page is not None:
+        emulator.catalogue.set_portal_quirks(PROPOSAL, PortalQuirks(page_rows=server_page))
+
+    assert await run_once(config) == 0
+
+    pages = [
+        r
+        for r in emulator.requests
+        if r.path == "/api/v0/invoke" and "Mast.Caom.Filtered" in unquote_plus(r.body)
+    ]
+    assert len(pages) == (3 if server_page is None else 4)  # the last one empty
+    assert len(states(config)) == 12
+    assert set(states(config).values()) == {ProductState.DONE}
 
 
 def test_claims_keep_a_path_with_its_first_owner_across_batches() -> None:

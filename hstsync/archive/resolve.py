@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 #: does not become one enormous form body.
 OBSID_BATCH = 500
 
+#: observations per page of Mast.Caom.Filtered (astroquery's default is 50,000 a page,
+#: every page held at once)
+OBS_PAGE = 2000
+
 _ENDPOINT_SUFFIX = "/api/v0/invoke"
 
 
@@ -61,6 +65,12 @@ def _quieten() -> None:
     # before astropy's import breaks astropy's own logger setup.
     for name in ("astroquery", "astropy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # An empty page says where the list ends (Resolver.observations): not news. Set
+    # once for the process: catch_warnings around each call is not thread-safe, and
+    # lookups run in threads of their own.
+    from astroquery.exceptions import NoResultsWarning
+
+    warnings.filterwarnings("ignore", category=NoResultsWarning)
 
 
 #: seconds an archive call may take when the configuration does not say ([mast] timeout)
@@ -186,11 +196,22 @@ class Resolver:
         program of 100,000 products never holds more than one batch's table.
         """
         claims = Claims()
-        for batch in batches(self.observations(request)):
+        batcher = Batcher()
+        page = 1
+        while obsids := self.observations(request, page):
+            for batch in batcher.add(obsids):
+                yield self.select(request, [self.product_table(batch)], claims)
+            page += 1
+        for batch in batcher.rest():
             yield self.select(request, [self.product_table(batch)], claims)
 
-    def observations(self, request: Request) -> list[str]:
-        """The obsids of the request's observations (``query_criteria``). Blocking."""
+    def observations(self, request: Request, page: int = 1) -> list[str]:
+        """The obsids of one page of the request's observations (``query_criteria``,
+        :data:`OBS_PAGE` a page); an empty list past the last page. Blocking.
+
+        A page at a time because astroquery holds every page's JSON and table at once:
+        25,000 observations cost 110 MB for the moment it parses them.
+        """
         ids = ", ".join(request.proposal_ids)
         with self._translated(), warnings.catch_warnings():
             # NoResultsWarning and friends: we report emptiness ourselves.
@@ -198,12 +219,18 @@ class Resolver:
             observations = self._obs.query_criteria(
                 proposal_id=list(request.proposal_ids),
                 obs_collection="HST",
+                pagesize=OBS_PAGE,
+                page=page,
                 **dict(request.criteria),
             )
             if len(observations) == 0:
-                raise ManifestError(f"proposal {ids} has no HST observations matching the request")
+                if page == 1:
+                    raise ManifestError(
+                        f"proposal {ids} has no HST observations matching the request"
+                    )
+                return []
             obsids = [str(o) for o in observations["obsid"] if not missing(o) and str(o)]
-        log.debug("request %s: %d observations", request.name, len(obsids))
+        log.debug("request %s: %d observations on page %d", request.name, len(obsids), page)
         return obsids
 
     def product_table(self, obsids: list[str]) -> Any:
@@ -321,6 +348,33 @@ def batches(items: list[str]) -> Iterable[list[str]]:
     """``items`` in runs of :data:`OBSID_BATCH` (MAST advises small chunks of obsids)."""
     for start in range(0, len(items), OBSID_BATCH):
         yield items[start : start + OBSID_BATCH]
+
+
+class Batcher:
+    """Pages of obsids → batches of :data:`OBSID_BATCH` for the product lists. Pure.
+
+    An obsid on two pages (the archive's list moved between two page requests) is
+    asked for once.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._pending: list[str] = []
+
+    def add(self, obsids: Iterable[str]) -> list[list[str]]:
+        """Take one page; the batches it completes."""
+        for obsid in obsids:
+            if obsid not in self._seen:
+                self._seen.add(obsid)
+                self._pending.append(obsid)
+        full = len(self._pending) - len(self._pending) % OBSID_BATCH
+        done, self._pending = self._pending[:full], self._pending[full:]
+        return list(batches(done))
+
+    def rest(self) -> list[list[str]]:
+        """After the last page: the batch left over, if any."""
+        rest, self._pending = self._pending, []
+        return list(batches(rest))
 
 
 def _reason(exc: Exception) -> str:

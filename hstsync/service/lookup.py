@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from hstsync.archive.resolve import Resolver, batches
+from hstsync.archive.resolve import Batcher, Resolver
 from hstsync.archive.rows import Claims
 from hstsync.config import Config, backoff_wait
 from hstsync.errors import ArchiveUnavailable
@@ -72,6 +72,10 @@ def _product_table(resolver: Resolver, obsids: list[str]) -> Any:
     return resolver.product_table(obsids)
 
 
+def _observations(resolver: Resolver, request: Request, page: int) -> list[str]:
+    return resolver.observations(request, page)
+
+
 def _select(resolver: Resolver, request: Request, table: Any, claims: Claims) -> list[Product]:
     return resolver.select(request, [table], claims)
 
@@ -109,20 +113,31 @@ class Lookups:
         query, then per batch its product list and the selection. The caller acts on a
         batch (records, plans, fetches) before the next is asked for, so a big program's
         transfers start with its first batch and its list is never held whole."""
-        obsids = await self._retried(
-            lambda r: r.observations(request), f"request {request.name}: observations"
-        )
         claims = Claims()
-        parts = list(batches(obsids))
-        for index, batch in enumerate(parts, 1):
-            what = f"request {request.name}: product list {index} of {len(parts)}"
-            step = functools.partial(_product_table, obsids=batch)
-            table = await self._retried(step, what)
-            selected = await self._call(
+        batcher = Batcher()
+        page, asked = 1, 0
+
+        async def listed(batch: list[str]) -> list[Product]:
+            nonlocal asked
+            asked += 1
+            what = f"request {request.name}: product list {asked}"
+            table = await self._retried(functools.partial(_product_table, obsids=batch), what)
+            return await self._call(
                 functools.partial(_select, request=request, table=table, claims=claims)
             )
-            del table
-            yield selected
+
+        while True:
+            obsids = await self._retried(
+                functools.partial(_observations, request=request, page=page),
+                f"request {request.name}: observations, page {page}",
+            )
+            if not obsids:
+                break
+            for batch in batcher.add(obsids):
+                yield await listed(batch)
+            page += 1
+        for batch in batcher.rest():
+            yield await listed(batch)
 
     async def session_info(self) -> dict[str, Any]:
         """The archive's view of the token; one bounded call, not retried."""
