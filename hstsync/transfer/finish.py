@@ -7,15 +7,19 @@ and :func:`commit` checks the size, fsyncs and renames, refusing a symbolic link
 planted at the final name or on the way to it; the validator sidecar
 (``.part.meta``) goes once the file is in place. A part that fails verification is
 deleted with its sidecars and the failure raised as a :class:`TransferError`, so the
-retry policy fetches it again. Also here: the ``lstat`` sizes a transfer decides
-from (:func:`file_size`, :func:`part_size`) and the removals that only log when a
-disk says no (:func:`discard`, :func:`drop_record`, :func:`drop_meta`).
+retry policy fetches it again. A small file's body held in memory (``Progress.body``)
+is landed by :func:`land` in one worker-thread call: the part created, written,
+verified from the bytes in hand, fsynced, renamed, the directory fsynced. Also
+here: the ``lstat`` sizes a transfer decides from (:func:`file_size`,
+:func:`part_size`) and the removals that only log when a disk says no
+(:func:`discard`, :func:`drop_record`, :func:`drop_meta`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -27,6 +31,10 @@ from hstsync.transfer.outcome import OnProgress, Progress, Transfer
 from hstsync.transfer.partfile import check_dirs, disk_error, fsync, refuse_link, remove_meta
 from hstsync.transfer.ranges import remove_record
 from hstsync.transfer.verify import verify_file
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC
+_DIRECTORY = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +54,17 @@ async def finish(
     the failure is a :class:`TransferError`, so the retry policy fetches it again.
     A segmented part loses its record only once its bytes are fsynced and sound:
     from then on it is a complete prefix, which is all a part without one may be.
+    A body in memory (``progress.body``, a small file) is landed by :func:`land`.
     """
+    if progress.body is not None:
+        body, progress.body = progress.body, None
+        try:
+            await asyncio.to_thread(land, transfer.root, part, transfer.dest, body)
+        except CorruptFileError:
+            discard(part)
+            report(transfer, -len(body))
+            raise  # the retry policy logs it, once
+        return
     try:
         check_dirs(transfer.root, part.parent)
         refuse_link(part)
@@ -65,8 +83,67 @@ async def finish(
         drop_record(part)
     if progress.total is None:
         progress.total = part_size(part)
-    commit(transfer.root, part, transfer.dest, progress.total)
+    # the fsyncs off the event loop
+    await asyncio.to_thread(commit, transfer.root, part, transfer.dest, progress.total)
     drop_meta(part)
+
+
+def land(root: Path | None, part: Path, dest: Path, body: bytes) -> None:
+    """Write a small file's whole ``body`` as ``part``, verify it, fsync it and give it
+    its final name, durably, from one worker thread (blocking).
+
+    The directory is checked for links once and then held open: the part is created
+    in it, renamed in it and the directory fsynced through that descriptor, so it
+    cannot be swapped for a link meanwhile. The part is made fresh (``O_EXCL``); a
+    part an earlier attempt or run left is replaced, its validator removed first,
+    since these bytes are not the ones it names. Raises :class:`CorruptFileError`
+    (the part is the caller's to remove) or :class:`Refused`.
+    """
+    directory = dest.parent
+    try:
+        check_dirs(root, directory)
+        dir_fd = os.open(directory, _DIRECTORY)
+    except OSError as exc:
+        raise Refused(disk_error(exc, "writing", part)) from None
+    try:
+        try:
+            try:
+                fd = os.open(part.name, _CREATE | os.O_EXCL, 0o666, dir_fd=dir_fd)
+            except FileExistsError:
+                remove_meta(part)
+                fd = os.open(part.name, _CREATE | os.O_TRUNC, 0o666, dir_fd=dir_fd)
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(fd, view) :]
+                verify_file(part, dest.name, body)
+                os.fsync(fd)
+                held = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise Refused(disk_error(exc, "writing", part)) from None
+        if held != len(body):  # the promise itself, as in commit
+            raise TransferError(f"the partial file holds {held} of {len(body)} bytes")
+        try:
+            _refuse_link_at(dest, dir_fd)
+            os.replace(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            raise Refused(disk_error(exc, "finishing", dest)) from None
+        with contextlib.suppress(OSError):  # the rename durable
+            os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _refuse_link_at(path: Path, dir_fd: int) -> None:
+    """:func:`refuse_link` for ``path``'s name in the open directory ``dir_fd``."""
+    try:
+        mode = os.lstat(path.name, dir_fd=dir_fd).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise OSError(errno.ELOOP, "is a symbolic link", str(path))
 
 
 def commit(root: Path | None, part: Path, dest: Path, size: int) -> None:
