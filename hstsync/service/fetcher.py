@@ -26,7 +26,7 @@ from hstsync.config import Config
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState
 from hstsync.service.hooks import PassLog
-from hstsync.store.db import Store
+from hstsync.store.db import ProductMark, Store
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session
 from hstsync.transfer.outcome import after_fallback
 from hstsync.transfer.ranges import held_bytes
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: how often bytes-done counters reach the database while transfers run
 PROGRESS_FLUSH_SECONDS = 1.0
+
+#: product marks written in one transaction at most (see Fetcher._mark)
+MARK_BATCH = 64
 
 DOWNLOAD_PATH = "/api/v0.1/Download/file"
 
@@ -97,6 +100,8 @@ class Fetcher:
         #: failed attempts already recorded for each (request, dataURI) while its file
         #: retries (each request sharing the file has its own row and its own count)
         self._live_attempts: dict[tuple[str, str], int] = {}
+        #: product marks not written yet, in order (see _mark)
+        self._marks: list[ProductMark] = []
 
     async def __aenter__(self) -> Fetcher:
         self._session = open_session(self.config.download)
@@ -114,6 +119,7 @@ class Fetcher:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._flush_progress()
+        self._flush_marks()
         if self._session is not None:
             await self._session.close()
 
@@ -175,7 +181,7 @@ class Fetcher:
         try:
             async with self._slots:
                 assert self._downloader is not None, "Fetcher used outside 'async with'"
-                self.store.mark(job.request, job.product.data_uri, ProductState.DOWNLOADING)
+                self._mark(job.request, job.product.data_uri, ProductState.DOWNLOADING)
                 self._progress[key] = held_bytes(job.dest)
                 try:
                     outcome = await self._download(job)
@@ -239,6 +245,7 @@ class Fetcher:
         return outcome if first is None else after_fallback(first, outcome)
 
     def _interrupted(self, job: Job) -> None:
+        self._flush_marks(quiet=True)  # in order: a queued mark must not land after these
         on_disk = held_bytes(job.dest)
         self._live_attempts.pop((job.request, job.product.data_uri), None)
         for request, uri in self._progress_keys.get(
@@ -251,6 +258,7 @@ class Fetcher:
     def _retrying(self, transfer: Transfer, attempts: int, error: str) -> None:
         """A transfer failed an attempt and will try again: ``status`` shows the attempt
         and its error now, not only once the file is done or has failed for good."""
+        self._flush_marks(quiet=True)
         for request, uri in self._progress_keys.get(transfer.dest, ()):
             key = (request, uri)
             self._live_attempts[key] = self._live_attempts.get(key, 0) + 1
@@ -268,7 +276,7 @@ class Fetcher:
         elif outcome.state in (ProductState.FAILED, ProductState.AUTH_REQUIRED):
             reason = self._explain(request, outcome) or str(outcome.state)
             self._passes.failure(request, reason, path=job.dest, data_uri=uri)
-        self.store.mark(
+        self._mark(
             request,
             uri,
             outcome.state,
@@ -281,6 +289,44 @@ class Fetcher:
             size=outcome.size if done else None,
             size_note=outcome.size_note if done else None,
         )
+        # no other transfer of this request under way: its pass may settle next (it
+        # reads these states), so now; else with the next batch or progress flush
+        if len(self._marks) >= MARK_BATCH or not self._request_busy(request, job.dest):
+            self._flush_marks()
+
+    def _request_busy(self, request: str, besides: Path) -> bool:
+        """Whether a transfer other than ``besides`` is under way for ``request``."""
+        return any(
+            dest != besides and any(r == request for r, _ in self._progress_keys.get(dest, ()))
+            for dest in self._inflight
+        )
+
+    def _mark(self, request: str, uri: str, state: ProductState, **fields: object) -> None:
+        """A product's new state, written with others in one transaction (per file,
+        two transactions were a good part of a small file's cost).
+
+        Only ever called once the outcome is final on disk: a file is marked done after
+        its bytes and its name are durable (``finish``), so a mark lost to a crash
+        leaves a file the next pass finds present and records, never a row that says
+        done for bytes that are not there. Written at :data:`MARK_BATCH` marks, when no
+        other transfer of the request is under way (its pass settles from these rows
+        once ``fetch_all`` returns), before any direct write about a product (so the
+        order holds), and with each progress flush (at most a second late).
+        """
+        self._marks.append((request, uri, state, fields))
+
+    def _flush_marks(self, *, quiet: bool = False) -> None:
+        marks, self._marks = self._marks, []
+        if not marks:
+            return
+        try:
+            self.store.mark_many(marks)
+        except StoreError as exc:
+            if not quiet:
+                raise
+            # a busy database: written with the next flush
+            self._marks[:0] = marks
+            log.warning("product states not recorded yet: %s", exc)
 
     def _explain(self, request: str, outcome: Outcome) -> str | None:
         if outcome.state is not ProductState.AUTH_REQUIRED:
@@ -300,6 +346,7 @@ class Fetcher:
                 self._display.advanced(key[0], delta)
 
     def _flush_progress(self) -> None:
+        self._flush_marks(quiet=True)
         if not self._progress:
             return
         try:
