@@ -319,8 +319,16 @@ class Fetcher:
         marks, self._marks = self._marks, []
         if not marks:
             return
+        # a plain "downloading" followed by the same row's outcome in one batch says
+        # nothing the outcome does not: one UPDATE instead of two
+        last = {(request, uri): i for i, (request, uri, _, _) in enumerate(marks)}
+        written = [
+            mark
+            for i, mark in enumerate(marks)
+            if mark[2] is not ProductState.DOWNLOADING or mark[3] or last[mark[0], mark[1]] == i
+        ]
         try:
-            self.store.mark_many(marks)
+            self.store.mark_many(written)
         except StoreError as exc:
             if not quiet:
                 raise
