@@ -118,8 +118,9 @@ class Fetcher:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        # the marks first; a busy database is logged, not raised: a mark lost here is
+        # a file the next pass finds present
         self._flush_progress()
-        self._flush_marks()
         if self._session is not None:
             await self._session.close()
 
