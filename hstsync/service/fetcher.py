@@ -297,10 +297,15 @@ class Fetcher:
 
     def _request_busy(self, request: str, besides: Path) -> bool:
         """Whether a transfer other than ``besides`` is under way for ``request``."""
-        return any(
-            dest != besides and any(r == request for r, _ in self._progress_keys.get(dest, ()))
-            for dest in self._inflight
-        )
+        for dest, keys in self._progress_keys.items():  # the transfers under way
+            # ``is``: Path equality costs more than this whole loop, and an owner's own
+            # entry is its job's Path (a waiter's was removed before it records)
+            if dest is besides:
+                continue
+            for other, _ in keys:
+                if other == request:
+                    return True
+        return False
 
     def _mark(self, request: str, uri: str, state: ProductState, **fields: object) -> None:
         """A product's new state, written with others in one transaction (per file,
