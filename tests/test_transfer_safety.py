@@ -24,6 +24,7 @@ from hstsync.config import DownloadConfig, MastConfig, token_allowed
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState
 from hstsync.transfer.downloader import Downloader, Transfer, open_session, part_path
+from hstsync.transfer.finish import land_all
 from hstsync.transfer.http import RATE_LIMITED, body_start, retry_after_seconds
 from hstsync.transfer.partfile import meta_path, read_meta, write_meta
 
@@ -716,3 +717,31 @@ async def test_corrupt_small_file_is_never_given_its_name_and_is_fetched_again(
     assert outcome.state is ProductState.DONE and outcome.attempts == 2
     assert t.dest.read_bytes() == good
     assert sorted(p.name for p in t.dest.parent.iterdir()) == [t.dest.name]
+
+
+def test_small_files_landed_together_each_get_their_own_verdict(tmp_path: Path) -> None:
+    directory = tmp_path / "mastDownload" / "HST" / "obs"
+    directory.mkdir(parents=True)
+    good = [fits_bytes(4, seed=i) for i in range(3)]
+    bad = b"<html>not FITS</html>".ljust(11520)
+    names = ["a.fits", "b.fits", "c.fits", "d.fits"]
+    bodies = [good[0], bad, good[1], good[2]]
+    files = [
+        (tmp_path, part_path(directory / n), directory / n, body)
+        for n, body in zip(names, bodies, strict=True)
+    ]
+
+    results = land_all(files)
+
+    assert [type(r).__name__ if r else None for r in results] == [
+        None,
+        "CorruptFileError",
+        None,
+        None,
+    ]
+    for name, body, result in zip(names, bodies, results, strict=True):
+        if result is None:
+            assert (directory / name).read_bytes() == body
+            assert not part_path(directory / name).exists()
+        else:  # never given its name; its part is the caller's to remove
+            assert not (directory / name).exists()
