@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from hstsync.transfer.verify import CorruptFileError, verify_file
+from hstsync.emulator.fits import Bodies
+from hstsync.emulator.quirks import BodyStyle
+from hstsync.transfer.verify import CorruptFileError, _plainly_sound, _verify_fits, verify_file
 
 DATA = Path(fits.__file__).parent / "tests" / "data"
 
@@ -173,3 +175,69 @@ def test_astropys_files_include_the_styles_that_matter() -> None:
     names = {p.name for p in ASTROPY_FILES}
     if names:
         assert {"checksum.fits", "checksum_false.fits", "o4sp040b0_raw.fits"} <= names
+
+
+# -- the plain reader: standard files without astropy, never a different verdict ----------
+
+
+def _astropy_verdict(tmp_path: Path, data: bytes) -> bool:
+    """astropy's verdict alone (the plain reader bypassed): sound or not."""
+    path = tmp_path / "astropy.fits.part"
+    path.write_bytes(data)
+    try:
+        _verify_fits(path)
+    except CorruptFileError:
+        return False
+    return True
+
+
+def _emulator_bodies() -> dict[str, bytes]:
+    bodies = Bodies()
+    out = {}
+    for style in BodyStyle:
+        for size in (5760, 31680, 2880 * 40):
+            body = bodies.get(f"mast:HST/product/x{size}_{style.name.lower()}.fits", size, style)
+            out[f"emulator {style.name} {size}"] = body.read(0, size)
+    return out
+
+
+EVERY_SAMPLE = {
+    **SOUND,
+    **{name: data for name, (data, _) in CORRUPT.items()},
+    **{p.name: p.read_bytes() for p in ASTROPY_FILES},
+    **_emulator_bodies(),
+}
+
+
+@pytest.mark.parametrize("name", list(EVERY_SAMPLE))
+def test_plain_reader_says_sound_only_where_astropy_does(tmp_path: Path, name: str) -> None:
+    data = EVERY_SAMPLE[name]
+    if _plainly_sound(data):
+        assert _astropy_verdict(tmp_path, data)
+
+
+def test_plain_reader_never_passes_a_damaged_byte_astropy_refuses(tmp_path: Path) -> None:
+    data = image() + table()[2880:]  # headers, data and a table extension, all summed
+    for at in range(0, len(data), 97):
+        damaged = flipped(data, at)
+        if _plainly_sound(damaged):
+            assert _astropy_verdict(tmp_path, damaged), at
+
+
+@pytest.mark.parametrize(
+    "name", ["checksummed image", "checksummed table", "no checksum cards", "emulator FITS 31680"]
+)
+def test_standard_fits_is_verified_without_astropy(name: str) -> None:
+    assert _plainly_sound(EVERY_SAMPLE[name])
+    assert not _plainly_sound(flipped(EVERY_SAMPLE[name], len(EVERY_SAMPLE[name]) // 2 + 1))
+
+
+def test_bytes_in_memory_are_verified_like_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.fits.part"
+    for data, _ in CORRUPT.values():
+        path.write_bytes(data)
+        with pytest.raises(CorruptFileError):
+            verify_file(path, "x.fits", data)
+    for data in SOUND.values():
+        path.write_bytes(data)
+        verify_file(path, "x.fits", data)

@@ -20,6 +20,8 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from helpers import (
@@ -39,7 +41,7 @@ from tutorial import TUTORIAL_NAMES
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import load_config
-from hstsync.emulator import Emulator, default_catalogue
+from hstsync.emulator import Emulator, Fault, FaultKind, default_catalogue
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, RequestState
 from hstsync.service.daemon import daemon_status
@@ -510,3 +512,72 @@ async def test_daemon_status_tells_a_running_daemon_and_its_last_heartbeat(
         assert await asyncio.wait_for(d.proc.wait(), 10) == 0
     running, pid, last = daemon_status(config)
     assert not running and pid is None and last is not None
+
+
+# -- kill -9 between a file's durability and its row's mark --------------------------------
+
+
+async def test_kill_9_between_a_durable_file_and_its_mark_leaves_it_found_and_recorded(
+    tmp_path: Path,
+) -> None:
+    """Done marks are written in batches, after each file's bytes and name are durable:
+    a kill can lose a mark, never record done for bytes that are not there, and the
+    next run finds the file present and records it without fetching it again."""
+    catalogue = default_catalogue()
+    added = catalogue.add_program(90002, files=6, size=2880 * 11)
+    async with Emulator(catalogue) as emu:
+        config = write_config(tmp_path, emu.url)
+        drop(tmp_path, "90002.toml", "proposal_id = 90002\n")
+
+        def rows() -> list[Any]:
+            try:
+                with Store.open_readonly(tmp_path / "hstsync.db") as store:
+                    return list(store.products("90002"))
+            except StoreError:
+                return []
+
+        def present_not_done() -> list[Any]:
+            return [
+                r
+                for r in rows()
+                if r.state is not ProductState.DONE
+                and (tmp_path / "mirror" / r.product.relpath()).is_file()
+            ]
+
+        # one file stalls: its request stays under way, so the others' marks wait
+        stalled = added[-1].filename
+        emu.faults.add(Fault(FaultKind.STALL, match=stalled, after=100, delay=60, times=None))
+        async with daemon(tmp_path, config) as d:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while not present_not_done():  # a file durable, its mark not written yet
+                assert loop.time() < deadline, d.output()[-3000:]
+                await asyncio.sleep(0.005)
+            d.proc.kill()
+            await d.proc.wait()
+
+        products = rows()
+        present = {
+            r.product.filename
+            for r in products
+            if (tmp_path / "mirror" / r.product.relpath()).is_file()
+        }
+        for row in products:  # never done without its bytes
+            if row.state is ProductState.DONE:
+                path = tmp_path / "mirror" / row.product.relpath()
+                assert path.read_bytes() == emu.body(row.product.data_uri)
+        assert present and stalled not in present
+
+        emu.faults.clear()
+        seen = len(emu.requests)
+        async with daemon(tmp_path, config) as d:
+            await until_done(tmp_path, d, "90002", "90002 to be mirrored")
+        fetched = {
+            parse_qs(r.query).get("uri", [""])[0].rsplit("/", 1)[-1] for r in emu.requests[seen:]
+        }
+        assert not present & fetched  # found present, recorded, not fetched again
+        assert all(r.state is ProductState.DONE for r in rows())
+        for row in rows():
+            assert (tmp_path / "mirror" / row.product.relpath()).read_bytes() == emu.body(
+                row.product.data_uri
+            )

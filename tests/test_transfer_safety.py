@@ -24,6 +24,7 @@ from hstsync.config import DownloadConfig, MastConfig, token_allowed
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState
 from hstsync.transfer.downloader import Downloader, Transfer, open_session, part_path
+from hstsync.transfer.finish import land_all
 from hstsync.transfer.http import RATE_LIMITED, body_start, retry_after_seconds
 from hstsync.transfer.partfile import meta_path, read_meta, write_meta
 
@@ -622,3 +623,138 @@ async def test_on_retry_that_raises_does_not_end_the_transfer(tmp_path: Path) ->
         )
         outcome = await downloader(s, on_retry=broken).fetch(t)
     assert outcome.state is ProductState.DONE and outcome.attempts == 2
+
+
+# -- small files: the whole body in memory, the part written once complete ----------------
+
+
+async def test_small_file_has_no_part_on_disk_until_its_body_is_complete(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    body = fits_bytes(6)
+    seen_mid_body: list[bool] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"ETag": '"v1"'})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[:9000])
+        await asyncio.sleep(0.05)  # the client has read the first bytes by now
+        part = part_path(t.dest)
+        seen_mid_body.append(part.exists() or meta_path(part).exists())
+        await resp.write(body[9000:])
+        return resp
+
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(body))
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 1
+    assert seen_mid_body == [False]
+    assert t.dest.read_bytes() == body
+    assert sorted(p.name for p in t.dest.parent.iterdir()) == [t.dest.name]
+
+
+async def test_small_file_cancelled_mid_body_leaves_an_earlier_part_and_its_validator(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    old, new = fits_bytes(4, seed=1), fits_bytes(4, seed=2)
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"ETag": '"v2"'})  # changed: the whole file
+        resp.content_length = len(new)
+        await resp.prepare(request)
+        await resp.write(new[:6000])
+        started.set()
+        await stop.wait()  # the rest never comes
+        return resp
+
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(new))
+        part = part_path(t.dest)
+        part.parent.mkdir(parents=True)
+        part.write_bytes(old[:5000])  # an earlier run's bytes, and where they came from
+        write_meta(part, '"v1"')
+        task = asyncio.create_task(downloader(session).fetch(t))
+        await started.wait()
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stop.set()
+
+    # the pair still agrees: v1's bytes named by v1's validator, never v2's bytes
+    assert part.read_bytes() == old[:5000] and read_meta(part) == '"v1"'
+    assert not t.dest.exists()
+
+
+async def test_small_file_replacing_an_earlier_part_drops_its_validator(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    versions = {"v1": fits_bytes(4, seed=1), "v2": fits_bytes(5, seed=2)}
+    async with Server(versioned(versions, ["v2"])) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(versions["v2"]))
+        part = part_path(t.dest)
+        part.parent.mkdir(parents=True)
+        part.write_bytes(versions["v1"][:5000])
+        write_meta(part, '"v1"')
+
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.DONE
+    assert t.dest.read_bytes() == versions["v2"]
+    assert sorted(p.name for p in t.dest.parent.iterdir()) == [t.dest.name]
+
+
+async def test_corrupt_small_file_is_never_given_its_name_and_is_fetched_again(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    good = fits_bytes(4)
+    bad = good[:-1] + b"\x01"  # the data no longer match the DATASUM below
+    at = good.index(b"END     ")
+    datasum = sum(int.from_bytes(good[i : i + 4], "big") for i in range(2880, len(good), 4))
+    while datasum >> 32:
+        datasum = (datasum & 0xFFFFFFFF) + (datasum >> 32)
+    card = f"DATASUM = '{datasum}'".ljust(80).encode()
+    good, bad = (b[:at] + card + b[at : 2880 - 80] + b[2880:] for b in (good, bad))
+    answers = [bad, good]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=answers.pop(0) if len(answers) > 1 else answers[0])
+
+    async with Server(handler) as srv:
+        t = transfer(srv.url + "/f", tmp_path, size=len(good))
+        outcome = await downloader(session).fetch(t)
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 2
+    assert t.dest.read_bytes() == good
+    assert sorted(p.name for p in t.dest.parent.iterdir()) == [t.dest.name]
+
+
+def test_small_files_landed_together_each_get_their_own_verdict(tmp_path: Path) -> None:
+    directory = tmp_path / "mastDownload" / "HST" / "obs"
+    directory.mkdir(parents=True)
+    good = [fits_bytes(4, seed=i) for i in range(3)]
+    bad = b"<html>not FITS</html>".ljust(11520)
+    names = ["a.fits", "b.fits", "c.fits", "d.fits"]
+    bodies = [good[0], bad, good[1], good[2]]
+    files = [
+        (tmp_path, part_path(directory / n), directory / n, body)
+        for n, body in zip(names, bodies, strict=True)
+    ]
+
+    results = land_all(files)
+
+    assert [type(r).__name__ if r else None for r in results] == [
+        None,
+        "CorruptFileError",
+        None,
+        None,
+    ]
+    for name, body, result in zip(names, bodies, results, strict=True):
+        if result is None:
+            assert (directory / name).read_bytes() == body
+            assert not part_path(directory / name).exists()
+        else:  # never given its name; its part is the caller's to remove
+            assert not (directory / name).exists()

@@ -26,7 +26,7 @@ from hstsync.config import Config
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState
 from hstsync.service.hooks import PassLog
-from hstsync.store.db import Store
+from hstsync.store.db import ProductMark, Store
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session
 from hstsync.transfer.outcome import after_fallback
 from hstsync.transfer.ranges import held_bytes
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: how often bytes-done counters reach the database while transfers run
 PROGRESS_FLUSH_SECONDS = 1.0
+
+#: product marks written in one transaction at most (see Fetcher._mark)
+MARK_BATCH = 64
 
 DOWNLOAD_PATH = "/api/v0.1/Download/file"
 
@@ -118,6 +121,8 @@ class Fetcher:
         #: failed attempts already recorded for each (request, dataURI) while its file
         #: retries (each request sharing the file has its own row and its own count)
         self._live_attempts: dict[tuple[str, str], int] = {}
+        #: product marks not written yet, in order (see _mark)
+        self._marks: list[ProductMark] = []
 
     async def __aenter__(self) -> Fetcher:
         self._session = open_session(self.config.download)
@@ -134,6 +139,8 @@ class Fetcher:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        # the marks first; a busy database is logged, not raised: a mark lost here is
+        # a file the next pass finds present
         self._flush_progress()
         if self._session is not None:
             await self._session.close()
@@ -164,6 +171,8 @@ class Fetcher:
         async with asyncio.TaskGroup() as group:
             for _ in range(feed.workers):
                 group.create_task(worker())
+        # the pass settles from these rows next
+        self._flush_marks()
 
     async def fetch(self, job: Job) -> Outcome:
         key = (job.request, job.product.data_uri)
@@ -206,7 +215,7 @@ class Fetcher:
         try:
             async with self._slots:
                 assert self._downloader is not None, "Fetcher used outside 'async with'"
-                self.store.mark(job.request, job.product.data_uri, ProductState.DOWNLOADING)
+                self._mark(job.request, job.product.data_uri, ProductState.DOWNLOADING)
                 self._progress[key] = held_bytes(job.dest)
                 try:
                     outcome = await self._download(job)
@@ -270,6 +279,7 @@ class Fetcher:
         return outcome if first is None else after_fallback(first, outcome)
 
     def _interrupted(self, job: Job) -> None:
+        self._flush_marks(quiet=True)  # in order: a queued mark must not land after these
         on_disk = held_bytes(job.dest)
         self._live_attempts.pop((job.request, job.product.data_uri), None)
         for request, uri in self._progress_keys.get(
@@ -282,6 +292,7 @@ class Fetcher:
     def _retrying(self, transfer: Transfer, attempts: int, error: str) -> None:
         """A transfer failed an attempt and will try again: ``status`` shows the attempt
         and its error now, not only once the file is done or has failed for good."""
+        self._flush_marks(quiet=True)
         for request, uri in self._progress_keys.get(transfer.dest, ()):
             key = (request, uri)
             self._live_attempts[key] = self._live_attempts.get(key, 0) + 1
@@ -299,7 +310,7 @@ class Fetcher:
         elif outcome.state in (ProductState.FAILED, ProductState.AUTH_REQUIRED):
             reason = self._explain(request, outcome) or str(outcome.state)
             self._passes.failure(request, reason, path=job.dest, data_uri=uri)
-        self.store.mark(
+        self._mark(
             request,
             uri,
             outcome.state,
@@ -312,6 +323,57 @@ class Fetcher:
             size=outcome.size if done else None,
             size_note=outcome.size_note if done else None,
         )
+        # no other transfer of this request under way: its pass may settle next (it
+        # reads these states), so now; else with the next batch or progress flush
+        if len(self._marks) >= MARK_BATCH or not self._request_busy(request, job.dest):
+            self._flush_marks()
+
+    def _request_busy(self, request: str, besides: Path) -> bool:
+        """Whether a transfer other than ``besides`` is under way for ``request``."""
+        for dest, keys in self._progress_keys.items():  # the transfers under way
+            # ``is``: Path equality costs more than this whole loop, and an owner's own
+            # entry is its job's Path (a waiter's was removed before it records)
+            if dest is besides:
+                continue
+            for other, _ in keys:
+                if other == request:
+                    return True
+        return False
+
+    def _mark(self, request: str, uri: str, state: ProductState, **fields: object) -> None:
+        """A product's new state, written with others in one transaction (per file,
+        two transactions were a good part of a small file's cost).
+
+        Only ever called once the outcome is final on disk: a file is marked done after
+        its bytes and its name are durable (``finish``), so a mark lost to a crash
+        leaves a file the next pass finds present and records, never a row that says
+        done for bytes that are not there. Written at :data:`MARK_BATCH` marks, when no
+        other transfer of the request is under way (its pass settles from these rows
+        once ``fetch_all`` returns), before any direct write about a product (so the
+        order holds), and with each progress flush (at most a second late).
+        """
+        self._marks.append((request, uri, state, fields))
+
+    def _flush_marks(self, *, quiet: bool = False) -> None:
+        marks, self._marks = self._marks, []
+        if not marks:
+            return
+        # a plain "downloading" followed by the same row's outcome in one batch says
+        # nothing the outcome does not: one UPDATE instead of two
+        last = {(request, uri): i for i, (request, uri, _, _) in enumerate(marks)}
+        written = [
+            mark
+            for i, mark in enumerate(marks)
+            if mark[2] is not ProductState.DOWNLOADING or mark[3] or last[mark[0], mark[1]] == i
+        ]
+        try:
+            self.store.mark_many(written)
+        except StoreError as exc:
+            if not quiet:
+                raise
+            # a busy database: written with the next flush
+            self._marks[:0] = marks
+            log.warning("product states not recorded yet: %s", exc)
 
     def _explain(self, request: str, outcome: Outcome) -> str | None:
         if outcome.state is not ProductState.AUTH_REQUIRED:
@@ -331,6 +393,7 @@ class Fetcher:
                 self._display.advanced(key[0], delta)
 
     def _flush_progress(self) -> None:
+        self._flush_marks(quiet=True)
         if not self._progress:
             return
         try:

@@ -38,6 +38,10 @@ from hstsync.store.schema import (
     user_version,
 )
 
+#: one product's new state for :meth:`Store.mark_many`: (request, data_uri, state,
+#: the keywords of :meth:`Store.mark`)
+ProductMark = tuple[str, str, ProductState, Mapping[str, Any]]
+
 
 class Store:
     """One connection to the database file; see the module docstring for the rules."""
@@ -322,6 +326,36 @@ class Store:
                 size=size,
                 size_note=size_note,
             )
+
+    def mark_many(self, marks: Sequence[ProductMark]) -> int:
+        """Record many products' new states in one transaction, in the order given.
+
+        Each mark is ``(request, data_uri, state, fields)``, ``fields`` the keywords
+        of :meth:`mark`, and means what :meth:`mark` would. A product that is gone (its
+        request removed meanwhile) is skipped. Returns how many were recorded.
+        """
+        if not marks:
+            return 0
+        recorded = 0
+        with self._writing(f"record {len(marks)} products") as db:
+            for request, data_uri, state, fields in marks:
+                try:
+                    product_queries.mark(
+                        db,
+                        self.path,
+                        request,
+                        data_uri,
+                        state,
+                        bytes_done=fields.get("bytes_done"),
+                        error=fields.get("error"),
+                        attempts=fields.get("attempts", 0),
+                        size=fields.get("size"),
+                        size_note=fields.get("size_note"),
+                    )
+                except StoreError:  # no such row: it changed nothing
+                    continue
+                recorded += 1
+        return recorded
 
     def record_progress(self, updates: Mapping[tuple[str, str], int]) -> None:
         """Byte counters of many transfers, ``(request, data_uri) -> bytes_done``, at once.

@@ -36,6 +36,7 @@ The names tests and callers import from here (:class:`Transfer`, :class:`Outcome
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -89,6 +90,23 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=64)
+def _origin_of(prefix: str) -> str:
+    return host_of(prefix)
+
+
+def _origin(url: str) -> str:
+    """``host_of(url)``, parsed once per scheme and authority rather than per file: the
+    origin depends on nothing after the authority."""
+    authority = url.find("//")
+    end = url.find("/", authority + 2) if authority >= 0 else -1
+    for mark in "?#":
+        at = url.find(mark, authority + 2 if authority >= 0 else 0)
+        if at >= 0 and (end < 0 or at < end):
+            end = at
+    return _origin_of(url[:end] if end >= 0 else url)
 
 
 class Downloader:
@@ -149,7 +167,7 @@ class Downloader:
                 # leaves the validator behind: nothing will resume from it now
                 drop_meta(part)
                 return Outcome(ProductState.DONE, 0, 0, 0, None, present)
-            await self._retrying(transfer, progress)(self._attempt, transfer, part, progress)
+            await self._attempts(transfer, part, progress)
         except AuthRequiredError as exc:
             state, error = ProductState.AUTH_REQUIRED, str(exc)
         except (TransferError, Refused) as exc:
@@ -182,6 +200,26 @@ class Downloader:
             log.warning("%s: %s: %s", label, state, error)
         return Outcome(state, progress.fetched, progress.resumed_from, progress.attempts, error)
 
+    async def _attempts(self, transfer: Transfer, part: Path, progress: Progress) -> None:
+        """The attempts under the retry policy. The first runs outside it: building the
+        policy costs more than a small file's whole transfer, and most first attempts
+        succeed. A first failure is handed to the policy as its first attempt's, so
+        the waits, the log lines and ``on_retry`` are the same as if it had run there."""
+        try:
+            await self._attempt(transfer, part, progress)
+            return
+        except TransferError as exc:
+            failed: TransferError | None = exc
+
+        async def attempt(transfer: Transfer, part: Path, progress: Progress) -> None:
+            nonlocal failed
+            if failed is not None:
+                exc, failed = failed, None
+                raise exc
+            await self._attempt(transfer, part, progress)
+
+        await self._retrying(transfer, progress)(attempt, transfer, part, progress)
+
     def _retrying(
         self, transfer: Transfer, progress: Progress, *, segment: bool = False
     ) -> AsyncRetrying:
@@ -198,7 +236,7 @@ class Downloader:
         """One attempt: the bytes, holding one connection of the budget (more for
         segments), then finishing the part, which needs no connection."""
         progress.attempts += 1
-        async with self.budget.connection(host_of(transfer.url)):
+        async with self.budget.connection(_origin(transfer.url)):
             try:
                 await self._attempt_on(transfer, part, progress)
             except RangesRefused as exc:
@@ -210,8 +248,9 @@ class Downloader:
                 if restart is not None:
                     raise TransferError(restart) from None
         # only a segmented part has a record (a plain one never; an untrusted one was
-        # removed by _resumable)
-        await finish(transfer, part, progress, self._report, segmented=has_record(part))
+        # removed by _resumable); a small body in memory has no part yet
+        segmented = progress.body is None and has_record(part)
+        await finish(transfer, part, progress, self._report, segmented=segmented)
 
     async def _attempt_on(self, transfer: Transfer, part: Path, progress: Progress) -> None:
         """Resume from the bytes on disk (segments or a prefix), or start over once."""

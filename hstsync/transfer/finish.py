@@ -7,18 +7,24 @@ and :func:`commit` checks the size, fsyncs and renames, refusing a symbolic link
 planted at the final name or on the way to it; the validator sidecar
 (``.part.meta``) goes once the file is in place. A part that fails verification is
 deleted with its sidecars and the failure raised as a :class:`TransferError`, so the
-retry policy fetches it again. Also here: the ``lstat`` sizes a transfer decides
-from (:func:`file_size`, :func:`part_size`) and the removals that only log when a
-disk says no (:func:`discard`, :func:`drop_record`, :func:`drop_meta`).
+retry policy fetches it again. A small file's body held in memory (``Progress.body``)
+is landed by :func:`land_all` in a worker thread, with the other small files finished
+meanwhile: each part created, written, verified from the bytes in hand, fsynced and
+renamed, then each directory fsynced once, and only then is any of them done. Also
+here: the ``lstat`` sizes a transfer decides from (:func:`file_size`,
+:func:`part_size`) and the removals that only log when a disk says no
+(:func:`discard`, :func:`drop_record`, :func:`drop_meta`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import stat
+import weakref
 from pathlib import Path
 
 from hstsync.errors import CorruptFileError, Refused, TransferError
@@ -27,6 +33,10 @@ from hstsync.transfer.outcome import OnProgress, Progress, Transfer
 from hstsync.transfer.partfile import check_dirs, disk_error, fsync, refuse_link, remove_meta
 from hstsync.transfer.ranges import remove_record
 from hstsync.transfer.verify import verify_file
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC
+_DIRECTORY = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +56,17 @@ async def finish(
     the failure is a :class:`TransferError`, so the retry policy fetches it again.
     A segmented part loses its record only once its bytes are fsynced and sound:
     from then on it is a complete prefix, which is all a part without one may be.
+    A body in memory (``progress.body``, a small file) is landed by :func:`land_all`.
     """
+    if progress.body is not None:
+        body, progress.body = progress.body, None
+        try:
+            await _lander().land(transfer.root, part, transfer.dest, body)
+        except CorruptFileError:
+            discard(part)
+            report(transfer, -len(body))
+            raise  # the retry policy logs it, once
+        return
     try:
         check_dirs(transfer.root, part.parent)
         refuse_link(part)
@@ -65,8 +85,165 @@ async def finish(
         drop_record(part)
     if progress.total is None:
         progress.total = part_size(part)
-    commit(transfer.root, part, transfer.dest, progress.total)
+    # the fsyncs off the event loop
+    await asyncio.to_thread(commit, transfer.root, part, transfer.dest, progress.total)
     drop_meta(part)
+
+
+def land(root: Path | None, part: Path, dest: Path, body: bytes) -> None:
+    """Write a small file's whole ``body`` as ``part``, verify it, fsync it and give it
+    its final name, durably (blocking). One file of :func:`land_all`; raises what it
+    would hold for it: :class:`CorruptFileError` (the part is the caller's to remove),
+    :class:`Refused` or :class:`TransferError`.
+    """
+    failure = land_all([(root, part, dest, body)])[0]
+    if failure is not None:
+        raise failure
+
+
+#: one small file to land: (mirror root, part, final name, its whole body)
+Landing = tuple[Path | None, Path, Path, bytes]
+
+
+def land_all(files: list[Landing]) -> list[Exception | None]:
+    """Land small files from one worker thread: each written as its part, verified,
+    fsynced and renamed; then each directory fsynced once for all of them. A file's
+    result (None: in place, durably; else the exception :func:`land` raises) exists
+    only once its directory's fsync is done, so nothing is reported done before its
+    name is durable.
+
+    Each directory is checked for links once and then held open: parts are created
+    in it, renamed in it and the directory fsynced through that descriptor, so it
+    cannot be swapped for a link meanwhile. A part is made fresh (``O_EXCL``); a part
+    an earlier attempt or run left is replaced, its validator removed first, since
+    these bytes are not the ones it names.
+    """
+    results: list[Exception | None] = [None] * len(files)
+    opened: dict[tuple[Path | None, Path], int] = {}
+    renamed: set[int] = set()
+    try:
+        for i, (root, part, dest, body) in enumerate(files):
+            try:
+                key = (root, dest.parent)
+                dir_fd = opened.get(key)
+                if dir_fd is None:
+                    try:
+                        check_dirs(root, dest.parent)
+                        dir_fd = opened[key] = os.open(dest.parent, _DIRECTORY)
+                    except OSError as exc:
+                        raise Refused(disk_error(exc, "writing", part)) from None
+                _land_at(part, dest, body, dir_fd)
+                renamed.add(dir_fd)
+            except Exception as exc:  # that file's; the others go on
+                results[i] = exc
+        for dir_fd in renamed:
+            with contextlib.suppress(OSError):  # the renames durable
+                os.fsync(dir_fd)
+    finally:
+        for dir_fd in opened.values():
+            os.close(dir_fd)
+    return results
+
+
+def _land_at(part: Path, dest: Path, body: bytes, dir_fd: int) -> None:
+    try:
+        try:
+            fd = os.open(part.name, _CREATE | os.O_EXCL, 0o666, dir_fd=dir_fd)
+        except FileExistsError:
+            remove_meta(part)
+            fd = os.open(part.name, _CREATE | os.O_TRUNC, 0o666, dir_fd=dir_fd)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+            verify_file(part, dest.name, body)
+            os.fsync(fd)
+            held = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise Refused(disk_error(exc, "writing", part)) from None
+    if held != len(body):  # the promise itself, as in commit
+        raise TransferError(f"the partial file holds {held} of {len(body)} bytes")
+    try:
+        _refuse_link_at(dest, dir_fd)
+        os.replace(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:
+        raise Refused(disk_error(exc, "finishing", dest)) from None
+
+
+class _Lander:
+    """Small files handed to a worker thread in batches: while one batch lands, the
+    files finished meanwhile queue for the next, so several share one thread hop and
+    the files of one directory one directory fsync."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: list[tuple[Landing, asyncio.Future[None]]] = []
+        self._busy = False
+
+    async def land(self, root: Path | None, part: Path, dest: Path, body: bytes) -> None:
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.append(((root, part, dest, body), future))
+        if not self._busy:
+            self._next()
+        await future
+
+    def _next(self) -> None:
+        batch, self._queue = self._queue, []
+        self._busy = bool(batch)
+        if not batch:
+            return
+        try:
+            running = self._loop.run_in_executor(None, land_all, [f for f, _ in batch])
+        except RuntimeError as exc:  # the executor is shut down: the loop is closing
+            self._landed(batch, [exc] * len(batch))
+            return
+        running.add_done_callback(lambda done: self._landed(batch, _results(done, len(batch))))
+
+    def _landed(
+        self, batch: list[tuple[Landing, asyncio.Future[None]]], results: list[Exception | None]
+    ) -> None:
+        for (_, future), failure in zip(batch, results, strict=True):
+            if future.done():  # its transfer was cancelled: the file landed all the same
+                continue
+            if failure is None:
+                future.set_result(None)
+            else:
+                future.set_exception(failure)
+        self._next()
+
+
+def _results(done: asyncio.Future[list[Exception | None]], n: int) -> list[Exception | None]:
+    if done.cancelled():
+        return [TransferError("landing the file was cancelled")] * n
+    failure = done.exception()
+    if failure is not None:
+        return [failure if isinstance(failure, Exception) else TransferError(str(failure))] * n
+    return done.result()
+
+
+_LANDERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lander] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _lander() -> _Lander:
+    loop = asyncio.get_running_loop()
+    lander = _LANDERS.get(loop)
+    if lander is None:
+        lander = _LANDERS[loop] = _Lander(loop)
+    return lander
+
+
+def _refuse_link_at(path: Path, dir_fd: int) -> None:
+    """:func:`refuse_link` for ``path``'s name in the open directory ``dir_fd``."""
+    try:
+        mode = os.lstat(path.name, dir_fd=dir_fd).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise OSError(errno.ELOOP, "is a symbolic link", str(path))
 
 
 def commit(root: Path | None, part: Path, dest: Path, size: int) -> None:

@@ -75,6 +75,8 @@ class Progress:
     answered: bool = False
     #: the file's length as the server stated it (None: not stated, e.g. chunked)
     total: int | None = None
+    #: a small file's whole body, received in memory and not yet written (finish writes it)
+    body: bytes | None = None
 
 
 def after_fallback(cloud: Outcome, mast: Outcome) -> Outcome:

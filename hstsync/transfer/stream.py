@@ -11,6 +11,14 @@ to start from zero or raises a :class:`~hstsync.errors.TransferError` for the re
 policy. A fresh whole-file answer from a server that takes ranges, for a file larger
 than ``segment_min``, is handed to the caller's ``to_segments`` as the first segment
 of a segmented transfer. Resuming, retrying and finishing are the caller's.
+
+A small file (a whole-file answer of at most :data:`SMALL_BODY` stated bytes) takes the
+plainest way: its body is held in memory (``Progress.body``) and written, verified,
+fsynced and renamed by :func:`~hstsync.transfer.finish.finish` in one go, so no part
+of it exists before it is complete and no validator sidecar is needed. A body cut
+short is written to the part with its validator as any other, so the next attempt
+resumes it with ``Range``; the part an earlier run left stays, with its own
+validator, until the new body is complete.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ from hstsync.transfer.ranges import should_segment, worth_segmenting
 from hstsync.transfer.work import Work
 
 log = logging.getLogger(__name__)
+
+#: a whole-file answer of at most this many stated bytes is received in memory
+SMALL_BODY = 1 << 20
 
 #: (transfer, part, progress, work, the open whole-file answer, bytes held, expected):
 #: fetch the file as segments, the answer streaming the first one
@@ -145,7 +156,10 @@ class Stream:
                     return None
                 if expected is not None:
                     expected.close()  # one stream: the spare connections are for others
-                await self._receive(resp, transfer, part, progress, start, held)
+                if start == 0 and progress.total is not None and progress.total <= SMALL_BODY:
+                    await self._receive_small(resp, transfer, part, progress, held)
+                else:
+                    await self._receive(resp, transfer, part, progress, start, held)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise TransferError(network_error(exc, transfer.url, self._cfg)) from None
         finally:
@@ -212,3 +226,58 @@ class Stream:
                 "chunked: cannot tell it from a cut connection"
             )
         progress.total = position
+
+    async def _receive_small(
+        self,
+        resp: aiohttp.ClientResponse,
+        transfer: Transfer,
+        part: Path,
+        progress: Progress,
+        held: int,
+    ) -> None:
+        """A small file's whole body into ``progress.body``; every stated byte or a
+        :class:`TransferError` (the bytes that came then written to the part, with their
+        validator, for a resume)."""
+        total = progress.total
+        assert total is not None
+        if held:
+            self._report(transfer, -held)  # the part left before is replaced
+        chunks: list[bytes] = []
+        position = 0
+        try:
+            async with speed_floor(self._cfg) as count:
+                async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
+                    if position + len(chunk) > total:
+                        raise TransferError(
+                            f"the server sent more than the {total} bytes it stated"
+                        )
+                    chunks.append(chunk)
+                    position += len(chunk)
+                    progress.fetched += len(chunk)
+                    self._report(transfer, len(chunk))
+                    count(len(chunk))
+            if position < total:
+                raise TransferError(f"the body ended after {position} of {total} bytes")
+        except TooSlow as exc:
+            self._keep(part, progress, chunks)
+            raise TooSlow(f"{exc} after {position} of {total} bytes") from None
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            self._keep(part, progress, chunks)
+            reason = network_error(exc, transfer.url, self._cfg)
+            raise TransferError(f"{reason} after {position} of {total} bytes") from None
+        except TransferError:
+            self._keep(part, progress, chunks)
+            raise
+        progress.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    def _keep(part: Path, progress: Progress, chunks: list[bytes]) -> None:
+        """The bytes of a cut small body on disk, as :meth:`_receive` would hold them:
+        the part from zero, its validator saved before any byte."""
+        try:
+            with open_part(part, append=False) as fh:
+                write_meta(part, progress.validator)
+                for chunk in chunks:
+                    fh.write(chunk)
+        except OSError as exc:
+            raise Refused(disk_error(exc, "writing", part)) from None

@@ -14,15 +14,25 @@ INFO (each file's at DEBUG) and never fail a file, and none reaches the user's
 terminal. Only the warnings that mean lost bytes (``File may have been truncated``)
 count against a file.
 
+Two readers. A plain file (cards of printable ASCII, the standard HDU kinds, nothing
+after the last HDU) is read by :func:`_plainly_sound`: the headers parsed here, the
+sums taken with numpy over the bytes as they are (a file's DATASUM must match and its
+HDU must sum to -0, the FITS standard's own check), no astropy, a few tens of
+microseconds for a small file. That reader only ever says "sound": anything it does
+not read plainly, and any sum that does not check out, goes to astropy, whose verdict
+and words are final (a mismatch, a truncation, a file that is not FITS).
+
 Blocking: it reads the whole file, so callers run it in a worker thread. It streams:
-the file is memory-mapped and summed in place, never read into memory a second time.
-The warnings machinery is process-global, so verifications take a lock, and only
-warnings issued by ``astropy.io.fits`` count, not those of another thread.
+the file is memory-mapped (or handed over in memory) and summed in place, never read
+into memory a second time. The warnings machinery is process-global, so astropy's
+verifications take a lock, and only warnings issued by ``astropy.io.fits`` count,
+not those of another thread.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import re
 import threading
 import warnings
@@ -49,15 +59,205 @@ def needs_verification(name: str) -> bool:
     return name.lower().endswith(".fits")
 
 
-def verify_file(path: Path, name: str) -> None:
+def verify_file(path: Path, name: str, data: bytes | None = None) -> None:
     """Raise :class:`CorruptFileError` unless ``path`` holds a sound ``name``.
 
-    ``name`` is the file's final name (``path`` is usually its ``.part``).
+    ``name`` is the file's final name (``path`` is usually its ``.part``). ``data``:
+    the bytes ``path`` holds, when the caller has them in memory (not read again).
     An ``OSError`` with an errno (the disk failed) propagates unchanged.
     """
-    if needs_verification(name):
-        with _LOCK:
-            _verify_fits(path)
+    if not needs_verification(name):
+        return
+    if data is not None:
+        if _plainly_sound(data):
+            return
+    elif _mapped_sound(path):
+        return
+    with _LOCK:
+        _verify_fits(path)
+
+
+# -- the plain reader: standard files without astropy -------------------------------------
+
+_END_CARD = b"END" + b" " * 77
+#: the bytes a plain header is made of (NUL padding, tabs, Latin-1: astropy reads it)
+_PRINTABLE = bytes(range(0x20, 0x7F))
+#: a keyword field: upper-case letters, digits, ``_`` and ``-``, padded with spaces
+_KEYWORD = re.compile(rb"[A-Z0-9_-]* *")
+_INT_VALUE = re.compile(rb"= +([-+]?[0-9]{1,18}) *(?:/.*)?")
+_LOGICAL_VALUE = re.compile(rb"= +([TF]) *(?:/.*)?")
+_STRING_VALUE = re.compile(rb"= *'((?:[^']|'')*)' *(?:/.*)?")
+_BYTES_PER_VALUE = {8: 1, 16: 2, 32: 4, 64: 8, -32: 4, -64: 8}
+_EXTENSIONS = frozenset({"IMAGE", "BINTABLE", "TABLE"})
+#: the keywords that give an HDU its size and its sums: each at most once
+_STRUCTURAL = frozenset(
+    {b"SIMPLE", b"XTENSION", b"BITPIX", b"NAXIS", b"PCOUNT", b"GCOUNT", b"GROUPS"}
+    | {b"CHECKSUM", b"DATASUM", b"ZIMAGE"}
+)
+#: bytes summed in one numpy call: its uint64 total cannot overflow
+_SUM_SPAN = 1 << 30
+
+
+def _mapped_sound(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        try:
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file: astropy says what it is
+            return False
+    with mapped:
+        view = memoryview(mapped)
+        try:
+            return _plainly_sound(view)
+        finally:
+            view.release()
+
+
+def _plainly_sound(data: bytes | memoryview) -> bool:
+    """True when ``data`` is a standard FITS file whose sums check out; False when it
+    is anything else (then astropy decides: it may be sound, non-compliant or corrupt)."""
+    size = len(data)
+    position = 0
+    while position < size:
+        header = _header_at(data, position)
+        if header is None:
+            return False
+        cards, length = header
+        first = position == 0
+        size_of = _data_size(cards, first=first)
+        if size_of is None:
+            return False
+        start = position + length
+        end = start + size_of
+        padded = end + (-end % BLOCK)
+        if padded > size:
+            return False  # truncated: astropy words it
+        # the data's sum runs over its fill too (as astropy and the standard take it)
+        if not _sums_check(data, cards, position, start, padded):
+            return False  # a mismatch, or sums astropy must judge
+        position = padded
+    return position == size and size > 0
+
+
+def _header_at(data: bytes | memoryview, position: int) -> tuple[dict[bytes, bytes], int] | None:
+    """The header at ``position``: its cards' value fields by keyword (structural
+    keywords only) and its length in bytes; None when it is not plainly readable."""
+    if bytes(data[position : position + 8]) not in (b"SIMPLE  ", b"XTENSION"):
+        return None
+    cards: dict[bytes, bytes] = {}
+    offset = position
+    size = len(data)
+    while offset + BLOCK <= size:
+        block = bytes(data[offset : offset + BLOCK])
+        offset += BLOCK
+        if block.translate(None, _PRINTABLE):
+            return None
+        for at in range(0, BLOCK, 80):
+            card = block[at : at + 80]
+            if card == _END_CARD:
+                if block[at + 80 :].strip(b" "):
+                    return None  # something after END: astropy reads it
+                return cards, offset - position
+            key = card[:8]
+            if not _KEYWORD.fullmatch(key):
+                return None
+            key = key.rstrip(b" ")
+            if key in _STRUCTURAL or key.startswith(b"NAXIS"):
+                if key in cards:
+                    return None
+                cards[key] = card[8:]
+    return None
+
+
+def _int(cards: dict[bytes, bytes], key: bytes, default: int | None = None) -> int | None:
+    field = cards.get(key)
+    if field is None:
+        return default
+    match = _INT_VALUE.fullmatch(field)
+    return int(match[1]) if match else None
+
+
+def _string(field: bytes | None) -> str | None:
+    match = _STRING_VALUE.fullmatch(field) if field is not None else None
+    return match[1].replace(b"''", b"'").decode("ascii").rstrip(" ") if match else None
+
+
+def _data_size(cards: dict[bytes, bytes], *, first: bool) -> int | None:
+    """The bytes of an HDU's data (padding excluded), from its header; None when the
+    header is not one the plain reader takes."""
+    if first:
+        simple = cards.get(b"SIMPLE")
+        match = _LOGICAL_VALUE.fullmatch(simple) if simple is not None else None
+        if not match or match[1] != b"T" or b"XTENSION" in cards or b"GROUPS" in cards:
+            return None
+    elif _string(cards.get(b"XTENSION")) not in _EXTENSIONS or b"SIMPLE" in cards:
+        return None
+    if b"ZIMAGE" in cards:
+        return None  # a compressed image: astropy's
+    bitpix = _int(cards, b"BITPIX")
+    naxis = _int(cards, b"NAXIS")
+    pcount = _int(cards, b"PCOUNT", 0)
+    gcount = _int(cards, b"GCOUNT", 1)
+    if bitpix not in _BYTES_PER_VALUE or naxis is None or not 0 <= naxis <= 999:
+        return None
+    if pcount is None or gcount is None or pcount < 0 or gcount < 0:
+        return None
+    if sum(key.startswith(b"NAXIS") for key in cards) != naxis + 1:
+        return None
+    if naxis == 0:
+        return 0
+    values = 1
+    for axis in range(1, naxis + 1):
+        length = _int(cards, b"NAXIS%d" % axis)
+        if length is None or length < 0:
+            return None
+        values *= length
+    return _BYTES_PER_VALUE[bitpix] * gcount * (pcount + values)
+
+
+def _sums_check(
+    data: bytes | memoryview, cards: dict[bytes, bytes], position: int, start: int, end: int
+) -> bool:
+    """DATASUM and CHECKSUM, where the header has them, as the FITS standard checks
+    them: the data's ones' complement sum is DATASUM, the whole HDU's is -0."""
+    has_checksum = b"CHECKSUM" in cards
+    if b"DATASUM" not in cards:
+        # astropy checks a CHECKSUM without DATASUM against the header alone: its call
+        return not has_checksum
+    stated = _string(cards[b"DATASUM"])
+    if stated is None or not stated.isdigit():
+        return False
+    datasum = _ones_sum(data, start, end)
+    if datasum != int(stated):
+        return False
+    if has_checksum:
+        if _string(cards[b"CHECKSUM"]) is None:
+            return False
+        total = _fold(_ones_sum(data, position, start) + datasum)
+        if total != 0xFFFFFFFF:
+            return False
+    return True
+
+
+def _ones_sum(data: bytes | memoryview, start: int, end: int) -> int:
+    """The ones' complement sum of big-endian 32-bit words of ``data[start:end]``
+    (a last partial word padded with zeros)."""
+    import numpy as np  # astropy's dependency; loaded only when a FITS file is read
+
+    total = 0
+    words_end = end - (end - start) % 4
+    for at in range(start, words_end, _SUM_SPAN):
+        piece = data[at : min(at + _SUM_SPAN, words_end)]
+        total += int(np.frombuffer(piece, dtype=">u4").sum(dtype=np.uint64))
+        del piece
+    if words_end < end:
+        total += int.from_bytes(bytes(data[words_end:end]).ljust(4, b"\0"), "big")
+    return _fold(total)
+
+
+def _fold(total: int) -> int:
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
 
 
 def _verify_fits(path: Path) -> None:
