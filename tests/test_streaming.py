@@ -193,3 +193,32 @@ async def test_the_results_table_of_a_program_written_in_pages_lists_every_file(
     table = Table.read(results_path(config.paths.mirror, "big"), format="ascii.ecsv")
     assert len(table) == 12 and set(table["Status"]) == {"COMPLETE"}
     assert len(set(table["Local Path"])) == 12
+
+
+def test_seen_holds_every_text_added_and_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hstsync.archive.rows import Seen
+
+    monkeypatch.setattr(Seen, "RUN", 64)  # many runs merged into the sorted array
+    seen = Seen()
+    added = [f"mast:HST/product/o{n:05d}_flt.fits" for n in range(0, 5000, 2)]
+    for text in added:
+        seen.add(text)
+        seen.add(text)  # twice: held once
+
+    assert len(seen) == len(added)
+    assert all(text in seen for text in added)
+    assert not any(f"mast:HST/product/o{n:05d}_flt.fits" in seen for n in range(1, 5000, 2))
+    assert "" not in seen and "\x00" not in seen
+
+
+def test_the_first_product_list_is_small_and_the_rest_full(monkeypatch: pytest.MonkeyPatch):
+    from hstsync.archive.resolve import Batcher
+
+    monkeypatch.setattr(resolve, "FIRST_BATCH", 2)
+    monkeypatch.setattr(resolve, "OBSID_BATCH", 3)
+    batcher = Batcher()
+
+    assert batcher.add(["1", "2", "3", "2"]) == [["1", "2"]]
+    assert batcher.add(["3", "4", "5", "6", "7"]) == [["3", "4", "5"]]
+    assert batcher.rest() == [["6", "7"]]
+    assert batcher.rest() == []

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hstsync.archive.auth import check_transport, token_domain
-from hstsync.archive.rows import Claims, missing, products_from_rows, unusable_sizes
+from hstsync.archive.rows import Claims, Seen, missing, products_from_rows, unusable_sizes
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
 
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 #: obsids per Mast.Caom.Products call, so a program of thousands of observations
 #: does not become one enormous form body.
 OBSID_BATCH = 500
+
+#: obsids of the first Mast.Caom.Products call: a quick first list, so transfers start
+FIRST_BATCH = 50
 
 #: observations per page of Mast.Caom.Filtered (astroquery's default is 50,000 a page,
 #: every page held at once)
@@ -351,15 +354,21 @@ def batches(items: list[str]) -> Iterable[list[str]]:
 
 
 class Batcher:
-    """Pages of obsids → batches of :data:`OBSID_BATCH` for the product lists. Pure.
+    """Pages of obsids → batches for the product lists. Pure.
 
+    The first batch is small (:data:`FIRST_BATCH`), so that transfers start after one
+    quick product list while the next, full ones (:data:`OBSID_BATCH`) are asked for.
     An obsid on two pages (the archive's list moved between two page requests) is
     asked for once.
     """
 
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._seen = Seen()
         self._pending: list[str] = []
+        self._made = 0
+
+    def _size(self) -> int:
+        return min(FIRST_BATCH, OBSID_BATCH) if self._made == 0 else OBSID_BATCH
 
     def add(self, obsids: Iterable[str]) -> list[list[str]]:
         """Take one page; the batches it completes."""
@@ -367,14 +376,21 @@ class Batcher:
             if obsid not in self._seen:
                 self._seen.add(obsid)
                 self._pending.append(obsid)
-        full = len(self._pending) - len(self._pending) % OBSID_BATCH
-        done, self._pending = self._pending[:full], self._pending[full:]
-        return list(batches(done))
+        made: list[list[str]] = []
+        while len(self._pending) >= (size := self._size()):
+            made.append(self._pending[:size])
+            self._pending = self._pending[size:]
+            self._made += 1
+        return made
 
     def rest(self) -> list[list[str]]:
-        """After the last page: the batch left over, if any."""
-        rest, self._pending = self._pending, []
-        return list(batches(rest))
+        """After the last page: what is left, in batches."""
+        made = self.add(())
+        if self._pending:
+            made.append(self._pending)
+            self._pending = []
+            self._made += 1
+        return made
 
 
 def _reason(exc: Exception) -> str:
