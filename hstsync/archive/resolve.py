@@ -178,25 +178,19 @@ class Resolver:
     # -- resolution -------------------------------------------------------------------
     #
     # In steps, so a caller can bound, retry and batch each archive call on its own:
-    # ``observations`` (one query), ``product_table`` (one batch of obsids), then
-    # ``select`` (filters and the row → Product boundary; no network). ``resolve``
-    # runs them in order, blocking (``hstsync plan``).
-
-    def resolve(self, request: Request) -> list[Product]:
-        """The products a request names today, all at once. Blocking.
-
-        Raises :class:`ManifestError` for what the user must fix (an unknown
-        criterion, a proposal with no observations), :class:`ArchiveUnavailable`
-        for trouble worth trying again soon and :class:`ResolveError` for other
-        archive trouble.
-        """
-        return [product for batch in self.resolve_batches(request) for product in batch]
+    # ``observations`` (one page), ``product_table`` (one batch of obsids), then
+    # ``select`` (filters and the row → Product boundary; no network).
+    # ``resolve_batches`` runs them in order, blocking (``hstsync plan``).
 
     def resolve_batches(self, request: Request) -> Iterator[list[Product]]:
-        """The request's products one batch of observations at a time. Blocking.
+        """The products a request names today, one batch of observations at a time.
+        Blocking (``hstsync plan``; the pass calls the steps itself, ``service.lookup``).
 
         Each batch's table is asked for, selected and dropped before the next: a
-        program of 100,000 products never holds more than one batch's table.
+        program of 100,000 products never holds more than one batch's table. Raises
+        :class:`ManifestError` for what the user must fix (an unknown criterion, a
+        proposal with no observations), :class:`ArchiveUnavailable` for trouble worth
+        trying again soon and :class:`ResolveError` for other archive trouble.
         """
         claims = Claims()
         batcher = Batcher()

@@ -104,10 +104,6 @@ class Lookups:
         self._token = token
         self._idle.clear()
 
-    async def resolve(self, request: Request) -> list[Product]:
-        """The request's products, all at once."""
-        return [product async for batch in self.resolve_batches(request) for product in batch]
-
     async def resolve_batches(self, request: Request) -> AsyncGenerator[list[Product], None]:
         """The request's products one batch of observations at a time: the observation
         query, then per batch its product list and the selection. The caller acts on a

@@ -181,7 +181,7 @@ class Mirror:
             plan,
             products,
             mirror,
-            free=0,
+            free=0,  # room is the pass's, across its batches (planner.Room), not this plan's
             recorded=recorded,
             have_token=self.resolution.token is not None,
         )
@@ -261,6 +261,8 @@ class Mirror:
             )
         except OSError as exc:
             log.warning("request %s: cannot write the results table (%s)", name, exc.strerror)
+        except RuntimeError as exc:  # an astropy that writes ECSV pages otherwise
+            log.warning("request %s: cannot write the results table (%s)", name, exc)
 
 
 @dataclass(slots=True)
