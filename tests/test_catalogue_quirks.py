@@ -25,6 +25,7 @@ from hstsync.archive.rows import (
     parse_size,
     product_from_row,
     products_from_rows,
+    table_rows,
 )
 
 ROW: dict[str, Any] = {
@@ -248,3 +249,22 @@ def test_recorded_mast_product_rows_convert_cleanly():
     assert products and all(p.problem is None for p in products)
     assert all(isinstance(p.size, int) and p.size > 0 for p in products)
     assert len({p.data_uri for p in products}) == len(products)
+
+
+def test_a_table_read_column_by_column_gives_what_its_rows_give_one_by_one():
+    import astroquery.mast.tests as recorded
+
+    doc = json.loads((Path(recorded.__file__).parent / "data" / "products.json").read_text())
+    quirky = table(
+        [
+            row(),
+            row(dataURI="mast:HST/product/b.fits", productFilename="b.fits", size=None),
+            row(dataURI="mast:HST/product/c.fits", productFilename="c.fits", obs_id=None),
+            row(dataURI="mast:HST/product/d.fits", productFilename="d.fits", size=float("nan")),
+        ],
+        size="float",
+    )
+    for source in (_json_to_table(doc), quirky):
+        one_by_one = [product_from_row(r) for r in source]
+        by_column = [product_from_row(r) for r in table_rows(source)]
+        assert by_column == one_by_one

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from astropy.table import Table
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hstsync.cli.curl import curl_script
 from hstsync.cli.demo import TUTORIAL_MANIFEST
@@ -149,3 +151,33 @@ def _fetch_with_curl(emulator: Emulator, tmp_path: Path) -> None:
         assert got == emulator.body(f"mast:HST/product/{n}")
     ranged = [r for r in emulator.requests if "o58701010_flt.fits" in r.query]
     assert ranged[-1].headers.get("Range") == "bytes=1000000-"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(*[st.text(st.characters(blacklist_characters="\x00"), max_size=12)] * 4),
+        max_size=6,
+    )
+)
+def test_results_lines_are_written_as_astropy_writes_them(lines: list[tuple[str, ...]]):
+    from hstsync.service.results import ecsv_line, ecsv_text
+
+    header = ecsv_text([])
+    assert header + "".join(ecsv_line(line) for line in lines) == ecsv_text(lines)
+
+
+def test_results_lines_read_back_as_the_cells_they_were_written_from():
+    from hstsync.service.results import COLUMNS, ecsv_line, ecsv_text
+
+    lines = [
+        ("/srv/mirror with space/a.fits", "COMPLETE", "None", "None"),
+        ("", "ERROR", 'said "no"\nand more', "https://x/y?uri=a b"),
+    ]
+    text = ecsv_text([]) + "".join(ecsv_line(line) for line in lines)
+    table = Table.read(text, format="ascii.ecsv")
+    assert tuple(table[0]) == lines[0]
+    # an empty cell reads back masked, as from astropy's own writer
+    assert bool(table["Local Path"].mask[1])
+    assert tuple(table[1])[1:] == lines[1][1:]
+    assert tuple(table.colnames) == COLUMNS

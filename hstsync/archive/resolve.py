@@ -29,7 +29,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hstsync.archive.auth import check_transport, token_domain
-from hstsync.archive.rows import Claims, Seen, missing, products_from_rows, unusable_sizes
+from hstsync.archive.rows import (
+    Claims,
+    Seen,
+    missing,
+    products_from_rows,
+    unusable_sizes,
+)
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
 

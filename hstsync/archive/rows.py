@@ -194,6 +194,48 @@ def _calib_level(row: Any) -> int | None:
     return level
 
 
+#: the catalogue columns a Product is made of
+COLUMNS = (
+    "dataURI",
+    "obs_collection",
+    "obs_id",
+    "productFilename",
+    "obsID",
+    "productType",
+    "dataRights",
+    "description",
+    "size",
+    "calib_level",
+)
+
+
+def table_rows(table: Any) -> list[dict[str, Any]]:
+    """An astropy table's rows as plain dicts of the :data:`COLUMNS` it has, masked
+    cells as None, numpy values as Python's.
+
+    Column by column (``tolist``): reading an astropy ``Row`` cell by cell costs ~10 µs
+    a cell through numpy's masked arrays, a quarter of a re-sync's CPU.
+    """
+    import numpy as np
+
+    columns: dict[str, list[Any]] = {}
+    for name in COLUMNS:
+        if name not in table.colnames:
+            continue
+        column = table[name]
+        values = np.ma.getdata(column).tolist()
+        mask = np.ma.getmaskarray(column)
+        if mask.any():
+            values = [
+                None if hidden else v for v, hidden in zip(values, mask.tolist(), strict=True)
+            ]
+        columns[name] = values
+    if not columns:
+        return [{} for _ in range(len(table))]
+    names = list(columns)
+    return [dict(zip(names, cells, strict=True)) for cells in zip(*columns.values(), strict=True)]
+
+
 #: the columns a file's path is made of: a missing cell is the product's problem
 _REQUIRED = ("obs_collection", "obs_id", "productFilename")
 
@@ -342,9 +384,12 @@ def products_from_rows(rows: Iterable[Any], claims: Claims | None = None) -> lis
     dataURI cannot be named or fetched and are left out (logged). Twins, rows with
     different dataURIs that would land on the same path, get one owner (see
     :func:`_claim_paths`); the others fail with a reason and are never written.
+    An astropy table is read column by column (:func:`table_rows`).
     With ``claims``, the rows are one batch of a bigger list: what earlier batches
     gave out is left out or, for a path, kept by its first owner (:class:`Claims`).
     """
+    if hasattr(rows, "colnames"):  # an astropy table: read column by column
+        rows = table_rows(rows)
     chosen: dict[str, Product] = {}
     nameless = 0
     for row in rows:
