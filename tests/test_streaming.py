@@ -222,3 +222,16 @@ def test_the_first_product_list_is_small_and_the_rest_full(monkeypatch: pytest.M
     assert batcher.add(["3", "4", "5", "6", "7"]) == [["3", "4", "5"]]
     assert batcher.rest() == [["6", "7"]]
     assert batcher.rest() == []
+
+
+def test_a_run_caps_glibcs_malloc_arenas_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import platform
+
+    from hstsync.service.runtime import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")

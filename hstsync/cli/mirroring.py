@@ -25,7 +25,9 @@ def cmd_run(config: Config, *, once: bool) -> int:
     import asyncio
 
     from hstsync.service import daemon
+    from hstsync.service.runtime import limit_malloc_arenas
 
+    limit_malloc_arenas()
     if once:
         if not sys.stderr.isatty():
             return asyncio.run(daemon.run_once(config))
