@@ -471,6 +471,52 @@ def _jobs(resolved: Resolved, work: Path) -> list[dict[str, str]]:
     return jobs
 
 
+#: the least a Python asyncio downloader that makes each file durable does: one aiohttp
+#: GET per file over ``files`` connections, body to a temporary file, fsync, rename,
+#: fsync of the directory. No retries, checks or records: a reference, not a tool.
+BARE_AIOHTTP_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, os, sys
+    import aiohttp
+
+    async def main(jobs, files):
+        queue = iter(jobs)
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=files)
+        ) as session:
+            async def worker():
+                for job in queue:
+                    async with session.get(job["url"]) as resp:
+                        body = await resp.read()
+                    path = os.path.join(job["dir"], job["name"])
+                    tmp = path + ".part"
+                    def land():
+                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                        try:
+                            os.write(fd, body)
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+                        os.rename(tmp, path)
+                        d = os.open(job["dir"], os.O_RDONLY)
+                        try:
+                            os.fsync(d)
+                        finally:
+                            os.close(d)
+                    await asyncio.to_thread(land)
+            await asyncio.gather(*(worker() for _ in range(files)))
+
+    asyncio.run(main(json.load(open(sys.argv[1])), int(sys.argv[2])))
+    """
+)
+
+
+def run_bare_aiohttp(resolved: Resolved, work: Path, files: int) -> Run:
+    (work / "jobs.json").write_text(json.dumps(_jobs(resolved, work)))
+    (work / "bare_get.py").write_text(BARE_AIOHTTP_SCRIPT)
+    return timed([PYTHON, "bare_get.py", "jobs.json", str(files)], work)
+
+
 def run_aria2c(resolved: Resolved, work: Path, files: int, splits: int) -> Run:
     lines = [f"{j['url']}\n  dir={j['dir']}\n  out={j['name']}\n" for j in _jobs(resolved, work)]
     (work / "urls.txt").write_text("".join(lines))

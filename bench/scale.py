@@ -70,6 +70,7 @@ from _common import (
     hstsync_setup,
     resolve,
     run_aria2c,
+    run_bare_aiohttp,
     run_hstsync,
     stop,
     synthetic,
@@ -395,6 +396,14 @@ def small(args: argparse.Namespace, scratch: Path, report: Report, log: Path) ->
                 text = "".join(p.read_text(errors="replace") for p in work.glob("*.log"))
                 runs[key].append((run.seconds, run.cpu, pass_seconds(text)))
                 shutil.rmtree(work, ignore_errors=True)
+        bare: list[tuple[float, float]] = []
+        for _ in range(args.repeat):
+            work = fresh(scratch, "bare")
+            run = run_bare_aiohttp(resolved, work, args.budget)
+            if tree_digest(run.root) != resolved.digest:
+                raise ToolFailed("the bare aiohttp loop wrote the wrong bytes")
+            bare.append((run.seconds, run.cpu))
+            shutil.rmtree(work, ignore_errors=True)
         aria: list[tuple[float, float]] = []
         if have_aria2c():
             for _ in range(args.repeat):
@@ -419,6 +428,13 @@ def small(args: argparse.Namespace, scratch: Path, report: Report, log: Path) ->
         None,
         f"(whole process; its pass {passed if passed is not None else '?'} s)",
     )
+    b_seconds, b_cpu = min(bare)
+    report.add("bare aiohttp loop, same URL list", f"{b_seconds:.2f} s", "", None,
+               f"({b_cpu:.2f} CPU s = {b_cpu / n * 1e3:.2f} ms per file, whole process: "
+               "GET, write, fsync, rename, fsync dir; no checks, no records)")  # fmt: skip
+    if passed is not None:
+        report.add("hstsync pass / bare aiohttp loop", f"{passed / b_seconds:.2f}x", "", None,
+                   "(the least a Python downloader that makes files durable pays)")  # fmt: skip
     if not aria:
         report.add(
             "aria2c, same files", "-", "", None, "(aria2c not installed: apt-get install aria2)"

@@ -6,7 +6,9 @@ goes no further; everything below works with these dataclasses.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -100,12 +102,19 @@ class Product:
 
         Raises :class:`UnsafePathError` when catalogue data would escape the tree.
         """
-        parts = (
-            safe_component(self.obs_collection, "obs_collection"),
-            safe_component(self.obs_id, "obs_id"),
-            safe_component(self.filename, "productFilename"),
-        )
-        return PurePosixPath(MIRROR_TOP, *parts)
+        return _relpath(self.obs_collection, self.obs_id, self.filename)
+
+
+# A pass asks for a product's path several times (recorded, planned, fetched, listed in
+# the results), a batch at a time: pathlib and the checks cost ~9 % of a re-sync's CPU.
+@functools.lru_cache(maxsize=8192)
+def _relpath(obs_collection: str, obs_id: str, filename: str) -> PurePosixPath:
+    parts = (
+        safe_component(obs_collection, "obs_collection"),
+        safe_component(obs_id, "obs_id"),
+        safe_component(filename, "productFilename"),
+    )
+    return PurePosixPath(MIRROR_TOP, *parts)
 
 
 def relpath_or_none(product: Product) -> PurePosixPath | None:
@@ -114,6 +123,9 @@ def relpath_or_none(product: Product) -> PurePosixPath | None:
         return product.relpath()
     except UnsafePathError:
         return None
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def safe_component(value: str, what: str) -> str:
@@ -127,7 +139,7 @@ def safe_component(value: str, what: str) -> str:
         raise UnsafePathError(f"{what} {value!r} is not a usable file name")
     if "/" in value or "\\" in value:
         raise UnsafePathError(f"{what} {value!r} contains a path separator")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _CONTROL.search(value):
         raise UnsafePathError(f"{what} {value!r} contains a control character")
     if len(value.encode("utf-8", "surrogateescape")) > 255:
         raise UnsafePathError(f"{what} is longer than a file name may be")

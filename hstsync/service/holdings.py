@@ -42,7 +42,11 @@ def look(products: Iterable[Product], mirror: Path) -> dict[str, Holding]:
         if refusal(product) is not None:
             continue
         dest = mirror / product.relpath()
-        holdings[product.data_uri] = Holding(file_size(dest), held_bytes(dest))
+        whole = file_size(dest)
+        # a file of the catalogue's size is complete whatever its .part holds (the
+        # planner never looks at it then): a nightly re-sync stats one path, not three
+        complete = whole is not None and whole == product.size
+        holdings[product.data_uri] = Holding(whole, 0 if complete else held_bytes(dest))
     return holdings
 
 

@@ -73,7 +73,7 @@ COLUMNS = ("Local Path", "Status", "Message", "URL")
 
 def _cells(row: ProductRow, mirror: Path, url_of: Callable[[str], str]) -> tuple[str, ...]:
     state, text = _status(row)
-    rel = relpath_or_none(row.product)
+    rel = row.relpath if row.relpath is not None else relpath_or_none(row.product)
     return (
         "" if rel is None else os.path.join(mirror, rel),
         state,

@@ -71,6 +71,8 @@ def record_batch(
     stored = {r["data_uri"]: r for r in _rows_of(db, request, list(fresh))}
     #: rows only this resolution's stamp changes: one statement for them all
     seen: list[tuple[int, int]] = []
+    #: rows as read, for products whose row this batch leaves as it was
+    kept: list[ProductRow] = []
     for uri, product in fresh.items():
         columns = catalogue_columns(product)
         old = stored.get(uri)
@@ -90,12 +92,17 @@ def record_batch(
             drift = {k: v for k, v in columns.items() if k != "size" and old[k] != v}
             if drift:
                 table.update(old["id"], drift | {"seen": stamp})
-            elif old["seen"] != stamp:
-                seen.append((stamp, old["id"]))
+            else:
+                kept.append(product_row(old))
+                if old["seen"] != stamp:
+                    seen.append((stamp, old["id"]))
     db.conn.executemany(f"UPDATE {PRODUCTS} SET seen = ? WHERE id = ?", seen)
     if new:
         table.insert_all(new, batch_size=_CHUNK)
-    rows = [product_row(r) for r in _rows_of(db, request, list(fresh))]
+    # the others as now stored (a nightly re-sync of an unchanged program reads none)
+    unread = {row.product.data_uri for row in kept}
+    written = [uri for uri in fresh if uri not in unread]
+    rows = kept + [product_row(r) for r in _rows_of(db, request, written)]
     return PlanDiff(new=len(new), changed=changed, unchanged=unchanged, removed=0), rows
 
 
@@ -113,9 +120,13 @@ def _rows_of(db: Any, request: str, uris: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for start in range(0, len(uris), _CHUNK):
         chunk = uris[start : start + _CHUNK]
-        rows += db.table(PRODUCTS).rows_where(
-            f"request = ? AND data_uri IN ({', '.join('?' * len(chunk))})", [request, *chunk]
+        cursor = db.conn.execute(
+            f"SELECT * FROM {PRODUCTS} WHERE request = ? AND data_uri IN "
+            f"({', '.join('?' * len(chunk))})",
+            [request, *chunk],
         )
+        names = [d[0] for d in cursor.description]
+        rows += [dict(zip(names, row, strict=True)) for row in cursor]
     return rows
 
 

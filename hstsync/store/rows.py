@@ -59,6 +59,8 @@ class ProductRow:
     catalogue_size: int | None = None
     #: why the two differ, when the server's size won
     size_note: str | None = None
+    #: where the product goes under the mirror, as recorded (None: refused)
+    relpath: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ def product_row(row: Mapping[str, Any]) -> ProductRow:
         updated=str(row["updated"]),
         catalogue_size=row["catalogue_size"],
         size_note=row["size_note"],
+        relpath=row.get("relpath"),
     )
 
 
