@@ -181,3 +181,34 @@ def test_results_lines_read_back_as_the_cells_they_were_written_from():
     assert bool(table["Local Path"].mask[1])
     assert tuple(table[1])[1:] == lines[1][1:]
     assert tuple(table.colnames) == COLUMNS
+
+
+def test_plan_of_a_program_in_batches_prints_one_table_with_one_header(tmp_path: Path):
+    import io
+
+    from hstsync.cli.report import print_plan
+    from hstsync.model import Product
+    from hstsync.service.planner import Action, Plan, PlannedFile
+
+    def batch(*names: str) -> Plan:
+        files = []
+        for name in names:
+            p = Product(
+                f"mast:HST/product/{name}", "HST", name[:9], name, 5760, product_type="SCIENCE"
+            )
+            files.append(PlannedFile(p, Action.FETCH, tmp_path / name))
+        return Plan(tuple(files), free=10**12)
+
+    out = io.StringIO()
+    fits = print_plan(
+        "big", [batch("o1_flt.fits"), batch("o58701010_long_name_x2d.fits")], file=out
+    )
+
+    lines = out.getvalue().splitlines()
+    assert fits
+    assert sum("productFilename" in line for line in lines) == 1
+    rows = [n for n, line in enumerate(lines) if "SCIENCE" in line]
+    # the second batch goes on right below the first, in columns no narrower
+    assert rows[1] == rows[0] + 1
+    assert lines[rows[0]].index("SCIENCE") == lines[rows[1]].index("SCIENCE")
+    assert "big: 2 products" in out.getvalue()

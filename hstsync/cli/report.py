@@ -233,15 +233,25 @@ def print_plan(
     from hstsync.service.planner import room_for
 
     console = _console(file)
+    columns = ("obs_id", "productFilename", "productType", "calib_level", "size", "mirror")
+    # one table to the eye: batches after the first go on without a header, in columns
+    # never narrower than any batch before (rich sizes each table on its own rows)
+    widths = [len(column) for column in columns]
     products = total = present = to_fetch = missing = 0
     free: int | None = None
     for index, plan in enumerate(plans):
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_header=index == 0)
-        for column in ("obs_id", "productFilename", "productType", "calib_level", "size", "mirror"):
-            table.add_column(column, no_wrap=True)
-        for f in plan.files:
-            table.add_row(*(escape(c) for c in _plan_cells(f)))
-        if plan.files or index == 0:
+        if index == 0 or plan.files:
+            table = Table(
+                box=box.SIMPLE_HEAD, pad_edge=False, show_header=index == 0, show_edge=False
+            )
+            for column, width in zip(columns, widths, strict=True):
+                table.add_column(column, no_wrap=True, min_width=width)
+            for f in plan.files:
+                cells = _plan_cells(f)
+                widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
+                table.add_row(*(escape(c) for c in cells))
+            if index == 0:
+                console.print()
             console.print(table)
         products += len(plan.files)
         total += plan.total
@@ -249,6 +259,7 @@ def print_plan(
         to_fetch += plan.to_fetch
         missing += plan.missing_bytes
         free = plan.free if free is None else min(free, plan.free)
+    console.print()
     free = free or 0
     console.print(
         f"{escape(name)}: {products} products, {human_bytes(total)}; "
