@@ -201,7 +201,7 @@ def test_plan_of_a_program_in_batches_prints_one_table_with_one_header(tmp_path:
 
     out = io.StringIO()
     fits = print_plan(
-        "big", [batch("o1_flt.fits"), batch("o58701010_long_name_x2d.fits")], file=out
+        "big", [batch("o58701010_long_name_x2d.fits"), batch("o1_flt.fits")], file=out
     )
 
     lines = out.getvalue().splitlines()
