@@ -244,12 +244,13 @@ def print_plan(
             table = Table(
                 box=box.SIMPLE_HEAD, pad_edge=False, show_header=index == 0, show_edge=False
             )
-            for column, width in zip(columns, widths, strict=True):
-                table.add_column(column, no_wrap=True, min_width=width)
+            for column in columns:
+                table.add_column(column, no_wrap=True)
+            before = widths  # cells padded to them (rich's min_width differs by version)
             for f in plan.files:
                 cells = _plan_cells(f)
                 widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
-                table.add_row(*(escape(c) for c in cells))
+                table.add_row(*(escape(c.ljust(w)) for c, w in zip(cells, before, strict=True)))
             if index == 0:
                 console.print()
             console.print(table)
