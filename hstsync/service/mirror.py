@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +116,7 @@ class Mirror:
                 return RequestState.INVALID
             if looked.error is not None:
                 pass_.lookup_error = looked.error
-                for rows in _pages(self.store.unseen_products(name, looked.stamp)):
+                for rows in self.store.product_pages(name, unseen_by=looked.stamp):
                     await self._take(pass_, feed, rows)
             await feed.close()
         resolved = pass_.lookup_error is None
@@ -275,17 +275,6 @@ class _Pass:
     lookup_error: str | None = None
     #: the request has been marked downloading
     downloading: bool = False
-
-
-def _pages(rows: Iterable[ProductRow], size: int = 1000) -> Iterator[list[ProductRow]]:
-    page: list[ProductRow] = []
-    for row in rows:
-        page.append(row)
-        if len(page) == size:
-            yield page
-            page = []
-    if page:
-        yield page
 
 
 async def sync_requests(mirror: Mirror, requests: Sequence[Request]) -> dict[str, RequestState]:

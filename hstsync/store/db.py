@@ -234,7 +234,8 @@ class Store:
         ``replace_products`` in steps, for a list too big to hold: each batch goes
         to :meth:`record_batch` as it is resolved, and :meth:`end_resolution` deletes
         what none listed once the last is in. A resolution that fails half-way is not
-        ended: products it did not reach keep their rows (:meth:`unseen_products`).
+        ended: products it did not reach keep their rows (:meth:`product_pages`,
+        ``unseen_by``).
         """
         with self._writing(f"begin a resolution of {request}") as db:
             return product_queries.begin_resolution(db, self.path, request)
@@ -253,26 +254,16 @@ class Store:
         with self._writing(f"end a resolution of {request}") as db:
             return product_queries.end_resolution(db, request, stamp)
 
-    def unseen_products(
-        self, request: str, stamp: int, *, page: int = 1000
-    ) -> Iterator[ProductRow]:
-        """The products of ``request`` that resolution ``stamp`` did not list, read a page
-        at a time (a transaction each), so none of them is held for long."""
-        after = 0
-        while True:
-            with self._reading(f"read the products of {request}") as conn:
-                rows, after = reads.unseen_page(conn, request, stamp, after, page)
-            yield from rows
-            if len(rows) < page:
-                return
-
-    def product_pages(self, request: str, *, page: int = 1000) -> Iterator[list[ProductRow]]:
+    def product_pages(
+        self, request: str, *, unseen_by: int | None = None, page: int = 1000
+    ) -> Iterator[list[ProductRow]]:
         """The products of ``request`` in :meth:`products`' order, a page at a time (a
-        read each): a list of any length without holding it."""
+        read each): a list of any length without holding it. ``unseen_by``: only those
+        that resolution did not list (what an earlier one listed, when it failed)."""
         after: tuple[str, str, str] | None = None
         while True:
             with self._reading(f"read the products of {request}") as conn:
-                rows = reads.ordered_page(conn, request, after, page)
+                rows = reads.ordered_page(conn, request, after, page, unseen_by)
             if rows:
                 yield rows
             if len(rows) < page:

@@ -56,11 +56,20 @@ def products(
 
 
 def ordered_page(
-    conn: sqlite3.Connection, request: str, after: tuple[str, str, str] | None, limit: int
+    conn: sqlite3.Connection,
+    request: str,
+    after: tuple[str, str, str] | None,
+    limit: int,
+    unseen_by: int | None = None,
 ) -> list[ProductRow]:
     """Up to ``limit`` products of ``request`` in list order (obs_id, filename, dataURI),
-    after the product whose (obs_id, filename, dataURI) is ``after``."""
-    where, args = "request = ?", [request]
+    after the product whose (obs_id, filename, dataURI) is ``after``; with
+    ``unseen_by``, only those that resolution did not list."""
+    where = "request = ?"
+    args: list[Any] = [request]
+    if unseen_by is not None:
+        where += " AND seen != ?"
+        args.append(unseen_by)
     if after is not None:
         where += " AND (obs_id, filename, data_uri) > (?, ?, ?)"
         args += list(after)
@@ -77,20 +86,6 @@ def first_failed(conn: sqlite3.Connection, request: str) -> ProductRow | None:
         [request, str(ProductState.FAILED)],
     )
     return product_row(rows[0]) if rows else None
-
-
-def unseen_page(
-    conn: sqlite3.Connection, request: str, stamp: int, after: int, limit: int
-) -> tuple[list[ProductRow], int]:
-    """Up to ``limit`` products of ``request`` that resolution ``stamp`` did not list,
-    by id after ``after`` (what an earlier resolution listed, when this one failed),
-    and the id to ask after next."""
-    rows = _rows(
-        conn,
-        f"SELECT * FROM {PRODUCTS} WHERE request = ? AND seen != ? AND id > ? ORDER BY id LIMIT ?",
-        [request, stamp, after, limit],
-    )
-    return [product_row(r) for r in rows], (rows[-1]["id"] if rows else after)
 
 
 def summaries(conn: sqlite3.Connection, name: str | None) -> list[RequestSummary]:
