@@ -194,8 +194,8 @@ def _calib_level(row: Any) -> int | None:
     return level
 
 
-#: the catalogue columns a Product is made of
-COLUMNS = (
+#: the catalogue's text columns a Product is made of
+TEXT_COLUMNS = (
     "dataURI",
     "obs_collection",
     "obs_id",
@@ -204,9 +204,9 @@ COLUMNS = (
     "productType",
     "dataRights",
     "description",
-    "size",
-    "calib_level",
 )
+#: every catalogue column a Product is made of
+COLUMNS = (*TEXT_COLUMNS, "size", "calib_level")
 
 
 def table_rows(table: Any) -> list[dict[str, Any]]:
@@ -250,19 +250,7 @@ def product_from_row(row: Any) -> Product:
     becomes the text ``--`` or ``None``.
     """
     problems: list[str] = []
-    texts = {
-        column: _text(row, column, problems)
-        for column in (
-            "dataURI",
-            "obs_collection",
-            "obs_id",
-            "productFilename",
-            "obsID",
-            "productType",
-            "dataRights",
-            "description",
-        )
-    }
+    texts = {column: _text(row, column, problems) for column in TEXT_COLUMNS}
     for column in _REQUIRED:
         if not texts[column]:
             problems.insert(0, f"the catalogue gives no {column} for this file")
