@@ -237,10 +237,9 @@ class Mirror:
         self._write_results(name)
         summary = self.store.summaries(name)
         counts = summary[0].counts if summary else counts_of(())
-        failed = self.store.first_failed(name)
         settled = settle(
             counts,
-            first_failure=first_failure([failed] if failed else []),
+            first_failure=first_failure(self.store.first_failed(name)),
             lookup_error=lookup_error,
         )
         self.store.set_request_state(

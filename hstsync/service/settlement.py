@@ -50,12 +50,12 @@ def settle(
     return Settlement(RequestState.DONE, None, True)
 
 
-def first_failure(rows: Iterable[ProductRow]) -> str:
-    """`` (first: FILE: why)``: the request's error says why, not only how many."""
-    for row in rows:
-        if row.state is ProductState.FAILED and row.last_error:
-            return f" (first: {row.product.filename}: {row.last_error})"
-    return ""
+def first_failure(row: ProductRow | None) -> str:
+    """`` (first: FILE: why)`` for the request's first failed product that says why
+    (``Store.first_failed``): the request's error says why, not only how many."""
+    if row is None or row.state is not ProductState.FAILED or not row.last_error:
+        return ""
+    return f" (first: {row.product.filename}: {row.last_error})"
 
 
 def exit_code(states: Iterable[RequestState]) -> int:
