@@ -202,8 +202,8 @@ def test_seen_holds_every_text_added_and_no_other(monkeypatch: pytest.MonkeyPatc
     seen = Seen()
     added = [f"mast:HST/product/o{n:05d}_flt.fits" for n in range(0, 5000, 2)]
     for text in added:
-        seen.add(text)
-        seen.add(text)  # twice: held once
+        assert seen.add(text)
+        assert not seen.add(text)  # twice: held once
 
     assert len(seen) == len(added)
     assert all(text in seen for text in added)

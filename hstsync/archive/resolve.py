@@ -373,8 +373,7 @@ class Batcher:
     def add(self, obsids: Iterable[str]) -> list[list[str]]:
         """Take one page; the batches it completes."""
         for obsid in obsids:
-            if obsid not in self._seen:
-                self._seen.add(obsid)
+            if self._seen.add(obsid):
                 self._pending.append(obsid)
         made: list[list[str]] = []
         while len(self._pending) >= (size := self._size()):

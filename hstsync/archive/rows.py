@@ -305,10 +305,11 @@ class Seen:
         index = int(self._sorted.searchsorted(digest))
         return index < len(self._sorted) and bytes(self._sorted[index]) == digest
 
-    def add(self, text: str) -> None:
+    def add(self, text: str) -> bool:
+        """Hold ``text``; True when it was not held before (one digest, one lookup)."""
         digest = self._digest(text)
         if self._holds(digest):
-            return
+            return False
         self._recent.add(digest)
         if len(self._recent) >= self.RUN:
             import numpy as np
@@ -316,6 +317,7 @@ class Seen:
             run = np.array(sorted(self._recent), dtype="S16")
             self._sorted = np.union1d(self._sorted, run)
             self._recent.clear()
+        return True
 
     def __len__(self) -> int:
         return len(self._sorted) + len(self._recent)
@@ -343,23 +345,18 @@ class Claims:
         fresh: list[Product] = []
         for product in products:
             uri = product.data_uri
-            if uri in self._uris:
+            if not self._uris.add(uri):
                 if uri not in self._flawed or product.problem is not None:
                     continue  # a repeat: the first usable row stands
                 self._flawed.discard(uri)  # a usable row for a product first listed flawed
-            self._uris.add(uri)
             if product.problem is not None:
                 self._flawed.add(uri)
-            elif (path := relpath_or_none(product)) is not None:
-                where = str(path)
-                if where in self._paths:
-                    product = replace(
-                        product,
-                        problem=f"another product listed earlier has the same path {path}; "
-                        "only that one is fetched",
-                    )
-                else:
-                    self._paths.add(where)
+            elif (path := relpath_or_none(product)) is not None and not self._paths.add(str(path)):
+                product = replace(
+                    product,
+                    problem=f"another product listed earlier has the same path {path}; "
+                    "only that one is fetched",
+                )
             fresh.append(product)
         return fresh
 
