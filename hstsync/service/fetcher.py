@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -144,15 +144,6 @@ class Fetcher:
         self._flush_progress()
         if self._session is not None:
             await self._session.close()
-
-    async def fetch_all(self, jobs: Sequence[Job]) -> None:
-        """Fetch every job, ``concurrency`` at a time, in order."""
-        feed = JobFeed(self.config.download.concurrency)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.fetch_feed(feed))
-            for job in jobs:
-                await feed.put(job)
-            await feed.close()
 
     async def fetch_feed(self, feed: JobFeed) -> None:
         """Fetch the jobs put in ``feed`` as they come, ``concurrency`` at a time,
@@ -349,7 +340,7 @@ class Fetcher:
         leaves a file the next pass finds present and records, never a row that says
         done for bytes that are not there. Written at :data:`MARK_BATCH` marks, when no
         other transfer of the request is under way (its pass settles from these rows
-        once ``fetch_all`` returns), before any direct write about a product (so the
+        once ``fetch_feed`` returns), before any direct write about a product (so the
         order holds), and with each progress flush (at most a second late).
         """
         self._marks.append((request, uri, state, fields))
