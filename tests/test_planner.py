@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hstsync.model import Counts, Product, ProductState, RequestState
-from hstsync.service.planner import HEADROOM, Action, Holding, PlannedFile, plan
+from hstsync.model import Counts, Product, ProductState, RequestState, human_bytes
+from hstsync.service.planner import HEADROOM, Action, Holding, PlannedFile, Room, plan
 from hstsync.service.settlement import Settlement, exit_code, settle
 
 MIRROR = Path("/nowhere/mirror")  # never touched: planning does no I/O
@@ -191,3 +191,17 @@ def test_exit_code_is_zero_only_when_every_request_is_done():
     assert exit_code([RequestState.DONE, RequestState.DONE]) == 0
     assert exit_code([RequestState.DONE, RequestState.INCOMPLETE]) == 1
     assert exit_code([]) == 0
+
+
+def test_room_counts_the_batches_of_a_pass_and_stays_short_once_short():
+    free = HEADROOM + 4000
+    room = Room(free)
+
+    assert room.take(plan([product("a.fits", size=2880)], MIRROR, {}, free=free))
+    assert room.shortfall() is None
+    assert not room.take(plan([product("b.fits", size=2880)], MIRROR, {}, free=free))
+    # a later batch with nothing missing does not make the pass fit again
+    assert not room.take(plan([], MIRROR, {}, free=free))
+    assert room.shortfall() == (
+        f"not enough room: 5.76 kB to fetch, {human_bytes(free)} free on the mirror's filesystem"
+    )

@@ -126,16 +126,19 @@ class Room:
 
     free: int
     missing_bytes: int = 0
-    full: bool = False
+
+    @property
+    def fits(self) -> bool:
+        # missing bytes only grow: once they do not fit, they never fit again
+        return room_for(self.missing_bytes, self.free)
 
     def take(self, planned: Plan) -> bool:
         """Count ``planned``'s missing bytes; False once the mirror cannot hold them."""
         self.missing_bytes += planned.missing_bytes
-        self.full = self.full or not room_for(self.missing_bytes, self.free)
-        return not self.full
+        return self.fits
 
     def shortfall(self) -> str | None:
-        return shortfall(self.missing_bytes, self.free) if self.full else None
+        return None if self.fits else shortfall(self.missing_bytes, self.free)
 
 
 def shortfall(missing: int, free: int) -> str:
