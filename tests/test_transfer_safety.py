@@ -26,7 +26,7 @@ from hstsync.model import ProductState
 from hstsync.transfer.downloader import Downloader, Transfer, open_session, part_path
 from hstsync.transfer.finish import land_all
 from hstsync.transfer.http import RATE_LIMITED, body_start, retry_after_seconds
-from hstsync.transfer.partfile import meta_path, read_meta, write_meta
+from hstsync.transfer.partfile import check_dirs, make_dirs, meta_path, read_meta, write_meta
 
 CFG = DownloadConfig(retries=3, timeout=2.0, backoff=0.01, backoff_max=0.05, segment_min=0)
 X1D = "o58701010_x1d.fits"
@@ -383,6 +383,34 @@ async def test_planted_symlink_is_refused_and_its_target_untouched(
     assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
     assert link.is_symlink()
     assert srv.seen == []
+
+
+def test_directories_below_the_root_are_made_and_walked_for_links(tmp_path: Path) -> None:
+    root = tmp_path / "mirror"
+    make_dirs(root, root / "10202" / "j8pu")
+    assert (root / "10202" / "j8pu").is_dir()
+    make_dirs(root, root)  # the root alone: made if missing, nothing below it
+    # a sibling whose name starts like the root's is not below it
+    sibling = tmp_path / "mirror2"
+    make_dirs(root, sibling / "x")
+    assert (sibling / "x").is_dir()
+    # the root itself may be a link (the user's choice); what is below it may not
+    linked_root = tmp_path / "via-link"
+    linked_root.symlink_to(root, target_is_directory=True)
+    make_dirs(linked_root, linked_root / "10202" / "j8pu")
+    check_dirs(linked_root, linked_root / "10202" / "j8pu")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "10202" / "planted").symlink_to(outside, target_is_directory=True)
+    for walk in (make_dirs, check_dirs):
+        with pytest.raises(OSError, match="symbolic link") as caught:
+            walk(root, root / "10202" / "planted" / "deeper")
+        assert caught.value.filename == str(root / "10202" / "planted")
+    assert list(outside.iterdir()) == []
+    (root / "10202" / "afile").write_bytes(b"")
+    with pytest.raises(OSError, match="in the way"):
+        make_dirs(root, root / "10202" / "afile" / "x")
+    check_dirs(root, root / "10202" / "missing" / "x")  # not there yet: nothing to refuse
 
 
 async def test_symlink_planted_at_the_final_name_during_the_transfer_is_not_replaced(

@@ -96,7 +96,7 @@ def pwrite(fd: int, data: memoryview, offset: int) -> None:
 # -- symbolic links ---------------------------------------------------------------------
 
 
-def _link_error(path: Path) -> OSError:
+def _link_error(path: Path | str) -> OSError:
     return OSError(errno.ELOOP, "is a symbolic link", str(path))
 
 
@@ -110,6 +110,31 @@ def refuse_link(path: Path) -> None:
         raise _link_error(path)
 
 
+def _below(root: Path | None, directory: Path) -> list[str] | None:
+    """The path of each component of ``directory`` below ``root``, outermost first
+    (``[]`` for the root itself); None when ``directory`` is not under ``root``.
+
+    On the strings, not ``Path.relative_to``: these run for every file of a pass, and
+    pathlib's parsing and joining was most of their cost. Both are ``Path``s, so
+    neither has a trailing or doubled separator; the test is as lexical as
+    ``Path.is_relative_to``.
+    """
+    if root is None:
+        return None
+    top, here = os.fspath(root), os.fspath(directory)
+    if here == top:
+        return []
+    prefix = top if top.endswith(os.sep) else top + os.sep
+    if not here.startswith(prefix):
+        return None
+    paths: list[str] = []
+    current = prefix[:-1] if prefix != os.sep else ""
+    for name in here[len(prefix) :].split(os.sep):
+        current = f"{current}{os.sep}{name}"
+        paths.append(current)
+    return paths
+
+
 def make_dirs(root: Path | None, directory: Path) -> None:
     """Create ``directory`` and those between it and ``root``, refusing symbolic links.
 
@@ -117,17 +142,15 @@ def make_dirs(root: Path | None, directory: Path) -> None:
     as it is; every component below it must be a real directory or is created. Without
     a ``root`` (or outside it) only ``directory`` itself is checked.
     """
-    if root is not None and directory.is_relative_to(root):
-        root.mkdir(parents=True, exist_ok=True)
-        current = root
-        components = directory.relative_to(root).parts
-    else:
-        current = directory
-        components = ()
+    below = _below(root, directory)
+    if below is None:
         refuse_link(directory)
         directory.mkdir(parents=True, exist_ok=True)
-    for name in components:
-        current = current / name
+        return
+    assert root is not None
+    if not os.path.isdir(root):  # followed: the root may be a link
+        root.mkdir(parents=True, exist_ok=True)
+    for current in below:
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
@@ -137,18 +160,22 @@ def make_dirs(root: Path | None, directory: Path) -> None:
         if stat.S_ISLNK(mode):
             raise _link_error(current)
         if not stat.S_ISDIR(mode):  # a file where a directory must go, as mkdir says it
-            raise OSError(errno.EEXIST, "a file is in the way", str(current))
+            raise OSError(errno.EEXIST, "a file is in the way", current)
 
 
 def check_dirs(root: Path | None, directory: Path) -> None:
     """Right before a name in ``directory`` is used: no component below ``root`` is a link."""
-    if root is not None and directory.is_relative_to(root):
-        current = root
-        for name in directory.relative_to(root).parts:
-            current = current / name
-            refuse_link(current)
-    else:
+    below = _below(root, directory)
+    if below is None:
         refuse_link(directory)
+        return
+    for current in below:
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(mode):
+            raise _link_error(current)
 
 
 def open_part(part: Path, *, append: bool) -> BinaryIO:
