@@ -59,6 +59,9 @@ class Job:
     request: str
     product: Product
     dest: Path
+    #: the bytes its ``.part`` held when the pass planned it, where its progress starts
+    #: (the plan has just looked; a second look per file was a good part of its cost)
+    held: int = 0
 
 
 class JobFeed:
@@ -207,7 +210,7 @@ class Fetcher:
             async with self._slots:
                 assert self._downloader is not None, "Fetcher used outside 'async with'"
                 self._mark(job.request, job.product.data_uri, ProductState.DOWNLOADING)
-                self._progress[key] = held_bytes(job.dest)
+                self._progress[key] = job.held
                 try:
                     outcome = await self._download(job)
                 except asyncio.CancelledError:

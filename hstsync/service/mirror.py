@@ -163,7 +163,7 @@ class Mirror:
         )
         for f in transfers:
             if f.dest is not None:
-                await feed.put(Job(name, f.product, f.dest))
+                await feed.put(Job(name, f.product, f.dest, f.on_disk))
 
     async def plan(self, name: str, rows: Sequence[ProductRow]) -> Plan:
         """What some of the request's recorded products need now (``service.planner.plan``).
