@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import re
 import sqlite3
@@ -663,6 +665,28 @@ def test_a_resolution_recorded_in_batches_removes_only_at_its_end(store: Store) 
     store.record_batch("r", [product(2)], stamp)
     assert store.end_resolution("r", stamp) == 2
     assert {row.product.data_uri for row in store.products("r")} == {uri(1), uri(2), uri(9)}
+
+
+def test_a_batch_hands_back_its_rows_exactly_as_stored(store: Store) -> None:
+    # new rows are not read back after their insert: what they hold must be what a
+    # read gives, odd cells included (no size, a refused path, a problem, no rights)
+    store.upsert_request(Request("r", ("1",)), "r.toml")
+    store.replace_products("r", [product(1), product(2)])
+    store.mark("r", uri(1), ProductState.DONE)
+    odd = [
+        dataclasses.replace(product(3), size=None, calib_level=None, data_rights=""),
+        dataclasses.replace(product(4), obs_id="../escape"),
+        dataclasses.replace(product(5), problem="its size is not a number ('n/a')"),
+    ]
+    stamp = store.begin_resolution("r")
+
+    diff, rows = store.record_batch("r", [product(1), product(2, size=5), *odd], stamp)
+
+    assert (diff.new, diff.changed, diff.unchanged) == (3, 1, 1)
+    stored = {row.product.data_uri: row for row in store.products("r")}
+    assert len(rows) == 5
+    for row in rows:
+        assert row == stored[row.product.data_uri]
 
 
 def test_product_pages_read_every_product_once_in_list_order(store: Store) -> None:

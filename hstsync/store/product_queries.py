@@ -7,7 +7,8 @@ begin or end one, so each runs whole or not at all. ``path`` is the database fil
 the messages of a missing row. What each write means for a caller is documented on the
 ``Store`` method that calls it.
 
-sqlite-utils inserts, and updates or deletes rows it can name; statements that change
+sqlite-utils updates or deletes rows it can name (a batch of new products goes in with
+one prepared statement: they all have the same columns); statements that change
 many rows by a condition (some of which touch requests too: a product put back in the
 queue puts its request back) are written
 out here because sqlite-utils has no API for them.
@@ -73,11 +74,26 @@ def record_batch(
     seen: list[tuple[int, int]] = []
     #: rows as read, for products whose row this batch leaves as it was
     kept: list[ProductRow] = []
+    #: rows as inserted: what they hold is known without reading them back
+    added: list[ProductRow] = []
     for uri, product in fresh.items():
         columns = catalogue_columns(product)
         old = stored.get(uri)
         if old is None:
             new.append({"request": request, **columns, **restart, "seen": stamp})
+            added.append(
+                ProductRow(
+                    request,
+                    product,
+                    ProductState.PENDING,
+                    bytes_done=0,
+                    attempts=0,
+                    last_error=None,
+                    updated=now,
+                    catalogue_size=product.size,
+                    relpath=columns["relpath"],
+                )
+            )
         elif (
             old["catalogue_size"] != product.size
             or old["data_rights"] != product.data_rights
@@ -98,11 +114,18 @@ def record_batch(
                     seen.append((stamp, old["id"]))
     db.conn.executemany(f"UPDATE {PRODUCTS} SET seen = ? WHERE id = ?", seen)
     if new:
-        table.insert_all(new, batch_size=_CHUNK)
-    # the others as now stored (a nightly re-sync of an unchanged program reads none)
-    unread = {row.product.data_uri for row in kept}
+        # one prepared statement for the batch: sqlite-utils' insert_all, which builds
+        # its statements chunk by chunk for rows of any shape, was half of recording
+        # a new product, and these rows all have the same columns
+        names = list(new[0])
+        db.conn.executemany(
+            f"INSERT INTO {PRODUCTS} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [[row[name] for name in names] for row in new],
+        )
+    # the updated ones as now stored (a nightly re-sync of an unchanged program reads none)
+    unread = {row.product.data_uri for row in kept} | {row.product.data_uri for row in added}
     written = [uri for uri in fresh if uri not in unread]
-    rows = kept + [product_row(r) for r in _rows_of(db, request, written)]
+    rows = kept + added + [product_row(r) for r in _rows_of(db, request, written)]
     return PlanDiff(new=len(new), changed=changed, unchanged=unchanged, removed=0), rows
 
 
