@@ -53,6 +53,11 @@ _SILENT = frozenset({"status"})
 def _configure_logging(verbose: bool) -> None:
     import logging
 
+    # A line per file is logged: none of them needs its caller found (a walk up the
+    # stack) or the thread and process names, which the format does not show (the
+    # logging HOWTO's "Optimization" section)
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format=log_format(),

@@ -53,7 +53,7 @@ from hstsync.errors import (
 )
 from hstsync.model import ProductState
 from hstsync.transfer.budget import ConnectionBudget, Expected, host_of
-from hstsync.transfer.finish import discard, drop_meta, file_size, finish, part_size
+from hstsync.transfer.finish import discard, drop_meta, finish, part_size
 from hstsync.transfer.http import (
     RETRY_AFTER_CAP,
     body_start,
@@ -70,6 +70,7 @@ from hstsync.transfer.partfile import (
     preallocate,
     read_meta,
     refuse_link,
+    regular_size,
 )
 from hstsync.transfer.ranges import has_record, read_record, worth_segmenting, write_record
 from hstsync.transfer.retry import OnRetry, retrying
@@ -156,11 +157,10 @@ class Downloader:
         try:
             try:
                 make_dirs(transfer.root, transfer.dest.parent)
-                refuse_link(transfer.dest)
+                present = regular_size(transfer.dest)
                 refuse_link(part)
             except OSError as exc:
                 raise Refused(disk_error(exc, "creating", transfer.dest.parent)) from None
-            present = file_size(transfer.dest)
             if present is not None and transfer.size in (None, present):
                 log.debug("%s: already present (%d bytes)", label, present)
                 # a kill between the part's rename and its validator's removal (finish)

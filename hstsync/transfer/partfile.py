@@ -110,6 +110,19 @@ def refuse_link(path: Path) -> None:
         raise _link_error(path)
 
 
+def regular_size(path: Path) -> int | None:
+    """The size of the regular file at ``path``; None when there is none (or something
+    else is there). :func:`refuse_link`'s ``OSError(ELOOP)`` for a link: both from one
+    ``lstat``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise _link_error(path)
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def _below(root: Path | None, directory: Path) -> list[str] | None:
     """The path of each component of ``directory`` below ``root``, outermost first
     (``[]`` for the root itself); None when ``directory`` is not under ``root``.

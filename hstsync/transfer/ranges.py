@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,7 +259,8 @@ def read_record(part: Path) -> SegmentRecord | None:
 
 
 def has_record(part: Path) -> bool:
-    return sidecar_path(part).exists()
+    # asked of every file, most of which have none: no Path built for the answer
+    return os.path.exists(os.fspath(part) + SIDECAR_SUFFIX)
 
 
 def write_record(part: Path, record: SegmentRecord) -> None:
