@@ -82,8 +82,14 @@ def verify_file(path: Path, name: str, data: bytes | None = None) -> None:
 _END_CARD = b"END" + b" " * 77
 #: the bytes a plain header is made of (NUL padding, tabs, Latin-1: astropy reads it)
 _PRINTABLE = bytes(range(0x20, 0x7F))
-#: a keyword field: upper-case letters, digits, ``_`` and ``-``, padded with spaces
-_KEYWORD = re.compile(rb"[A-Z0-9_-]* *")
+#: cards whose keyword fields are upper-case letters, digits, ``_`` and ``-``, padded
+#: with spaces to 8 bytes (the value fields: any of the printable bytes)
+_KEYWORDS = re.compile(
+    rb"(?:(?:"
+    + b"|".join(rb"[A-Z0-9_-]{%d}%s" % (n, b" " * (8 - n)) for n in range(9))
+    + rb").{72})*",
+    re.DOTALL,
+)
 _INT_VALUE = re.compile(rb"= +([-+]?[0-9]{1,18}) *(?:/.*)?")
 _LOGICAL_VALUE = re.compile(rb"= +([TF]) *(?:/.*)?")
 _STRING_VALUE = re.compile(rb"= *'((?:[^']|'')*)' *(?:/.*)?")
@@ -94,6 +100,7 @@ _STRUCTURAL = frozenset(
     {b"SIMPLE", b"XTENSION", b"BITPIX", b"NAXIS", b"PCOUNT", b"GCOUNT", b"GROUPS"}
     | {b"CHECKSUM", b"DATASUM", b"ZIMAGE"}
 )
+_STRUCTURAL_FIELDS = frozenset(key.ljust(8) for key in _STRUCTURAL)
 #: bytes summed in one numpy call: its uint64 total cannot overflow
 _SUM_SPAN = 1 << 30
 
@@ -140,7 +147,11 @@ def _plainly_sound(data: bytes | memoryview) -> bool:
 
 def _header_at(data: bytes | memoryview, position: int) -> tuple[dict[bytes, bytes], int] | None:
     """The header at ``position``: its cards' value fields by keyword (structural
-    keywords only) and its length in bytes; None when it is not plainly readable."""
+    keywords only) and its length in bytes; None when it is not plainly readable.
+
+    Read a block at a time, each checked whole (one regex for all its keywords; a
+    regex per card was most of a small file's check), then only the structural
+    cards are looked at one by one."""
     if bytes(data[position : position + 8]) not in (b"SIMPLE  ", b"XTENSION"):
         return None
     cards: dict[bytes, bytes] = {}
@@ -151,21 +162,30 @@ def _header_at(data: bytes | memoryview, position: int) -> tuple[dict[bytes, byt
         offset += BLOCK
         if block.translate(None, _PRINTABLE):
             return None
-        for at in range(0, BLOCK, 80):
-            card = block[at : at + 80]
-            if card == _END_CARD:
-                if block[at + 80 :].strip(b" "):
-                    return None  # something after END: astropy reads it
-                return cards, offset - position
-            key = card[:8]
-            if not _KEYWORD.fullmatch(key):
-                return None
-            key = key.rstrip(b" ")
-            if key in _STRUCTURAL or key.startswith(b"NAXIS"):
+        end = _end_card(block)
+        head = block if end < 0 else block[:end]
+        if not _KEYWORDS.fullmatch(head):
+            return None
+        for at in range(0, len(head), 80):
+            field = head[at : at + 8]
+            if field in _STRUCTURAL_FIELDS or field[:5] == b"NAXIS":
+                key = field.rstrip(b" ")
                 if key in cards:
                     return None
-                cards[key] = card[8:]
+                cards[key] = head[at + 8 : at + 80]
+        if end >= 0:
+            if block[end + 80 :].strip(b" "):
+                return None  # something after END: astropy reads it
+            return cards, offset - position
     return None
+
+
+def _end_card(block: bytes) -> int:
+    """Where the END card of a header block starts (a card boundary), or -1."""
+    at = block.find(_END_CARD)
+    while at > 0 and at % 80:
+        at = block.find(_END_CARD, at + 1)
+    return at
 
 
 def _int(cards: dict[bytes, bytes], key: bytes, default: int | None = None) -> int | None:
