@@ -300,6 +300,7 @@ class Run:
     seconds: float
     cpu: float  # user + sys seconds of the tool's process tree
     root: Path  # where its mastDownload tree is
+    user: float = 0.0  # of which user seconds (the rest is the kernel's: fsync, I/O)
 
 
 def timed(command: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> Run:
@@ -320,7 +321,7 @@ def timed(command: Sequence[str], cwd: Path, env: Mapping[str, str] | None = Non
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise ToolFailed(f"exit status {proc.returncode}: {' | '.join(tail)}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(seconds, cpu, cwd)
+    return Run(seconds, cpu, cwd, after.ru_utime - before.ru_utime)
 
 
 def hstsync_download_keys() -> set[str]:
@@ -441,7 +442,7 @@ def run_hstsync_daemon(server: str, workload: Workload, work: Path, budget: int)
         raise ToolFailed(f"exit status {status} after SIGTERM: {' | '.join(log.tail)}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(arrived - started, cpu, work / "mirror")
+    return Run(arrived - started, cpu, work / "mirror", after.ru_utime - before.ru_utime)
 
 
 def stop(proc: subprocess.Popen[str], timeout: float) -> int | None:

@@ -290,5 +290,5 @@ async def sync_requests(mirror: Mirror, requests: Sequence[Request]) -> dict[str
             for request in requests:
                 work.create_task(one(request))
         flusher.cancel()
-    log.info("pass over %d requests took %.1f s", len(requests), time.monotonic() - started)
+    log.info("pass over %d requests took %.2f s", len(requests), time.monotonic() - started)
     return results

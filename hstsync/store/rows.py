@@ -11,10 +11,11 @@ connection here: the statements are in ``request_queries.py`` and ``product_quer
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from hstsync.errors import UnsafePathError
@@ -23,7 +24,13 @@ from hstsync.model import Counts, Product, ProductState, RequestState, counts_of
 
 def utc_now() -> str:
     """The timestamp format of every row: ISO-8601 UTC to the second, ``…Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _stamp(int(time.time()))
+
+
+# formatted once a second, not once a row: every file of a pass stamps a row or two
+@functools.lru_cache(maxsize=1)
+def _stamp(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 @dataclass(frozen=True, slots=True)
