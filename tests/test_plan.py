@@ -212,3 +212,34 @@ def test_plan_of_a_program_in_batches_prints_one_table_with_one_header(tmp_path:
     assert rows[1] == rows[0] + 1
     assert lines[rows[0]].index("SCIENCE") == lines[rows[1]].index("SCIENCE")
     assert "big: 2 products" in out.getvalue()
+
+
+def test_plan_fits_a_narrow_terminal_and_never_prints_control_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import io
+
+    from hstsync.cli.report import print_plan
+    from hstsync.model import Product
+    from hstsync.service.planner import Action, Plan, PlannedFile
+
+    names = ["o58701010_a_rather_long_product_name_x2d.fits", "evil\x1b]0;title\x07.fits"]
+    files = []
+    for name in names:
+        p = Product(f"mast:HST/product/{name}", "HST", "o58701010", name, 5760, "2000")
+        files.append(PlannedFile(p, Action.FETCH, tmp_path / name))
+
+    def printed(columns: str) -> list[str]:
+        monkeypatch.setenv("COLUMNS", columns)
+        out = io.StringIO()
+        print_plan("narrow", [Plan(tuple(files), free=10**12)], file=out)
+        return out.getvalue().splitlines()
+
+    narrow = printed("60")
+    table = [line for line in narrow if "o58701010" in line or "productFilename" in line[:30]]
+    assert table and all(len(line) <= 60 for line in table)
+    assert any("…" in line for line in table)  # the long name is cut, visibly
+    assert all("to fetch" in line for line in table if "o58701010" in line)  # states whole
+    wide = printed("1000")  # room enough: nothing cut
+    assert any(names[0] in line for line in wide)
+    assert not any("\x1b" in line or "\x07" in line for line in narrow + wide)
