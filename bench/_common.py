@@ -464,17 +464,19 @@ def run_astroquery(server: str, workload: Workload, work: Path) -> Run:
 
 
 def _jobs(resolved: Resolved, work: Path) -> list[dict[str, str]]:
+    """Each file's URL, directory and name. The directories are the tool's to make, as
+    hstsync makes its own (made here, before the clock, they were a head start)."""
     jobs = []
     for product in resolved.products:
         dest = work / product["relpath"]
-        dest.parent.mkdir(parents=True, exist_ok=True)
         jobs.append({"url": product["url"], "dir": str(dest.parent), "name": dest.name})
     return jobs
 
 
 #: the least a Python asyncio downloader that makes each file durable does: one aiohttp
-#: GET per file over ``files`` connections, body to a temporary file, fsync, rename,
-#: fsync of the directory. No retries, checks or records: a reference, not a tool.
+#: GET per file over ``files`` connections, its directory made if need be, body to a
+#: temporary file, fsync, rename, fsync of the directory. No retries, checks or records:
+#: a reference, not a tool.
 BARE_AIOHTTP_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, os, sys
@@ -492,6 +494,7 @@ BARE_AIOHTTP_SCRIPT = textwrap.dedent(
                     path = os.path.join(job["dir"], job["name"])
                     tmp = path + ".part"
                     def land():
+                        os.makedirs(job["dir"], exist_ok=True)
                         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                         try:
                             os.write(fd, body)

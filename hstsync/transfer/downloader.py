@@ -64,6 +64,7 @@ from hstsync.transfer.http import (
 )
 from hstsync.transfer.outcome import OnProgress, Outcome, Progress, Transfer
 from hstsync.transfer.partfile import (
+    check_dirs,
     disk_error,
     make_dirs,
     part_path,
@@ -156,7 +157,9 @@ class Downloader:
         state = ProductState.FAILED
         try:
             try:
-                make_dirs(transfer.root, transfer.dest.parent)
+                if not check_dirs(transfer.root, transfer.dest.parent):
+                    # a new directory waits on the disk (a journal commit): off the loop
+                    await asyncio.to_thread(make_dirs, transfer.root, transfer.dest.parent)
                 present = regular_size(transfer.dest)
                 refuse_link(part)
             except OSError as exc:
