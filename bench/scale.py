@@ -18,11 +18,13 @@ plus a port telling how many file requests it received and when):
 3. **time to first byte**: the daemon (``hstsync run``) is started and ready, then a
    100k-product manifest is dropped (``.toml.tmp`` renamed); the time from the rename
    to the first file request the emulator sees; then SIGTERM;
-4. **small files**: 700 files of 31,680 B (~32 kB) at 16 connections, unthrottled:
-   ``run --once`` CPU (user+sys of the whole process) per file, and also above a 4-file
-   run's CPU (start-up, resolution); hstsync's pass (its log's ``pass over … took``)
-   against aria2c (``-j 16 -x 1``) on the URL list (resolution not in aria2c's time);
-   best of ``--repeat``;
+4. **small files**: 700 files of 31,680 B (~32 kB) at 16 connections, unthrottled, the
+   tools in turn for ``--repeat`` rounds: ``run --once`` CPU (user+sys of the whole
+   process, user and kernel apart) per file, and above a 4-file run's CPU (start-up);
+   the same for a bare aiohttp loop (the floor of a durable Python downloader); the
+   pass (its log's ``pass over … took``) and the daemon (manifest dropped -> request
+   done) against aria2c (``-j 16 -x 1``) on the URL list (resolution not in aria2c's
+   time), and each tool's file transfers as the emulator saw them; best of each;
 5. **floor ratio**: the tutorial's 7291 selection (6 files, 50.18 MB) at 16 and 32
    connections, 4 MB/s per response, 50 ms latency: the transfer as the emulator saw it
    (first file request to last body byte) over ``floor_seconds``; best of ``--repeat``;
