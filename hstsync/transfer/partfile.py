@@ -176,25 +176,16 @@ def make_dirs(root: Path | None, directory: Path) -> None:
             raise OSError(errno.EEXIST, "a file is in the way", current)
 
 
-def check_dirs(root: Path | None, directory: Path) -> bool:
-    """Right before a name in ``directory`` is used: no component below ``root`` is a
-    link. True when each is a directory already; False when one is missing or is not
-    a directory (:func:`make_dirs` makes it, or says what is in the way)."""
+def check_dirs(root: Path | None, directory: Path) -> None:
+    """Right before a name in ``directory`` is used: no component below ``root`` is a link."""
     below = _below(root, directory)
-    if below is None:
-        below = [os.fspath(directory)]
-    elif not below:
-        return os.path.isdir(directory)
-    for current in below:
+    for current in below if below is not None else [os.fspath(directory)]:
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
-            return False  # and every one below it
+            return  # nor is any below it
         if stat.S_ISLNK(mode):
             raise _link_error(current)
-        if not stat.S_ISDIR(mode):
-            return False
-    return True
 
 
 def open_part(part: Path, *, append: bool) -> BinaryIO:
