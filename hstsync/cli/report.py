@@ -319,6 +319,6 @@ def _plan_cells(f: PlannedFile) -> tuple[str, ...]:
         p.filename,
         p.product_type,
         "" if p.calib_level is None else str(p.calib_level),
-        str(p.size),
+        "--" if p.size is None else str(p.size),  # as astropy prints a masked cell
         where,
     )
