@@ -22,6 +22,7 @@ from helpers import Naps
 
 from hstsync.config import DownloadConfig, MastConfig, token_allowed
 from hstsync.emulator import Emulator, Fault, FaultKind
+from hstsync.files import fsync_directory
 from hstsync.model import ProductState
 from hstsync.transfer.downloader import Downloader, Transfer, open_session, part_path
 from hstsync.transfer.finish import land_all
@@ -387,8 +388,13 @@ async def test_planted_symlink_is_refused_and_its_target_untouched(
 
 def test_directories_below_the_root_are_made_and_walked_for_links(tmp_path: Path) -> None:
     root = tmp_path / "mirror"
-    make_dirs(root, root / "10202" / "j8pu")
+    # what it made, outermost first (their names need their parents fsynced)
+    assert make_dirs(root, root / "10202" / "j8pu") == [
+        str(root / "10202"),
+        str(root / "10202" / "j8pu"),
+    ]
     assert (root / "10202" / "j8pu").is_dir()
+    assert make_dirs(root, root / "10202" / "j8pu") == []
     make_dirs(root, root)  # the root alone: made if missing, nothing below it
     # a sibling whose name starts like the root's is not below it
     sibling = tmp_path / "mirror2"
@@ -411,6 +417,48 @@ def test_directories_below_the_root_are_made_and_walked_for_links(tmp_path: Path
     with pytest.raises(OSError, match="in the way"):
         make_dirs(root, root / "10202" / "afile" / "x")
     check_dirs(root, root / "10202" / "missing" / "x")  # not there yet: nothing to refuse
+
+
+@pytest.mark.parametrize("blocks", [4, 500], ids=["small, landed in a batch", "large, committed"])
+async def test_a_new_directory_is_named_durably_before_its_first_file_is_done(
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    blocks: int,
+) -> None:
+    # A file's rename is made durable by an fsync of its directory; a directory made
+    # for it is named in its parent, which needs its own fsync, or a crash can take
+    # a file the database calls done. Each parent once, before the file is done.
+    import hstsync.transfer.finish as finish_module
+
+    synced: list[str] = []
+
+    def recording(directory: Path) -> None:
+        synced.append(str(directory))
+        fsync_directory(directory)
+
+    monkeypatch.setattr(finish_module, "fsync_directory", recording)
+    bodies = {name: fits_bytes(blocks, seed=n) for n, name in enumerate(["a.fits", "b.fits"])}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=bodies[request.path.rsplit("/", 1)[-1]])
+
+    root = tmp_path / "mirror"
+    cfg = DownloadConfig(retries=0, timeout=5.0, segment_min=1 << 30)
+    async with Server(handler) as srv:
+        get = downloader(session, cfg)
+        first = transfer(f"{srv.url}/a.fits", root, "a.fits", size=len(bodies["a.fits"]), root=root)
+        assert (await get.fetch(first)).state is ProductState.DONE
+        parents = {str(p) for p in (root, root / "mastDownload", root / "mastDownload" / "HST")}
+        assert parents <= set(synced)
+        synced.clear()
+        second = transfer(
+            f"{srv.url}/b.fits", root, "b.fits", size=len(bodies["b.fits"]), root=root
+        )
+        assert (await get.fetch(second)).state is ProductState.DONE
+    # the directories are named durably already: their parents are not synced again
+    assert not parents & set(synced)
+    assert second.dest.read_bytes() == bodies["b.fits"]
 
 
 async def test_symlink_planted_at_the_final_name_during_the_transfer_is_not_replaced(

@@ -53,7 +53,7 @@ from hstsync.errors import (
 )
 from hstsync.model import ProductState
 from hstsync.transfer.budget import ConnectionBudget, Expected, host_of
-from hstsync.transfer.finish import discard, drop_meta, finish, part_size
+from hstsync.transfer.finish import discard, drop_meta, finish, made_dirs, part_size
 from hstsync.transfer.http import (
     RETRY_AFTER_CAP,
     body_start,
@@ -158,7 +158,7 @@ class Downloader:
             try:
                 # made here, on the loop: a new directory waits on a journal commit
                 # (~0.7 ms), but a worker thread for it cost more, in GIL hand-offs
-                make_dirs(transfer.root, transfer.dest.parent)
+                made_dirs(make_dirs(transfer.root, transfer.dest.parent))
                 present = regular_size(transfer.dest)
                 refuse_link(part)
             except OSError as exc:

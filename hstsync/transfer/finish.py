@@ -25,6 +25,7 @@ import logging
 import os
 import stat
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 
 from hstsync.errors import CorruptFileError, Refused, TransferError
@@ -86,8 +87,18 @@ async def finish(
     if progress.total is None:
         progress.total = part_size(part)
     # the fsyncs off the event loop
-    await asyncio.to_thread(commit, transfer.root, part, transfer.dest, progress.total)
+    lander = _lander()
+    made = lander.unsynced(transfer.dest.parent)
+    parents = sorted({os.path.dirname(d) for d in made})
+    await asyncio.to_thread(commit, transfer.root, part, transfer.dest, progress.total, parents)
+    lander.synced(made)
     drop_meta(part)
+
+
+def made_dirs(made: Iterable[str]) -> None:
+    """Directories :func:`~hstsync.transfer.partfile.make_dirs` made on this loop: the
+    first file landed below each makes its name in its parent durable too."""
+    _lander().made.update(made)
 
 
 def land(root: Path | None, part: Path, dest: Path, body: bytes) -> None:
@@ -105,12 +116,13 @@ def land(root: Path | None, part: Path, dest: Path, body: bytes) -> None:
 Landing = tuple[Path | None, Path, Path, bytes]
 
 
-def land_all(files: list[Landing]) -> list[Exception | None]:
+def land_all(files: list[Landing], parents: Iterable[str] = ()) -> list[Exception | None]:
     """Land small files from one worker thread: each written as its part, verified,
-    fsynced and renamed; then each directory fsynced once for all of them. A file's
-    result (None: in place, durably; else the exception :func:`land` raises) exists
-    only once its directory's fsync is done, so nothing is reported done before its
-    name is durable.
+    fsynced and renamed; then each directory fsynced once for all of them, and the
+    ``parents`` of directories made for them (:meth:`_Lander.unsynced`), so that their
+    names are durable too. A file's result (None: in place, durably; else the exception
+    :func:`land` raises) exists only once those fsyncs are done, so nothing is reported
+    done before its name is durable.
 
     Each directory is checked for links once and then held open: parts are created
     in it, renamed in it and the directory fsynced through that descriptor, so it
@@ -139,10 +151,17 @@ def land_all(files: list[Landing]) -> list[Exception | None]:
         for dir_fd in renamed:
             with contextlib.suppress(OSError):  # the renames durable
                 os.fsync(dir_fd)
+        _fsync_parents(parents)
     finally:
         for dir_fd in opened.values():
             os.close(dir_fd)
     return results
+
+
+def _fsync_parents(parents: Iterable[str]) -> None:
+    for parent in parents:
+        with contextlib.suppress(OSError):  # as for the renames: not every file system
+            fsync_directory(Path(parent))
 
 
 def _land_at(part: Path, dest: Path, body: bytes, dir_fd: int) -> None:
@@ -181,6 +200,22 @@ class _Lander:
         self._loop = loop
         self._queue: list[tuple[Landing, asyncio.Future[None]]] = []
         self._busy = False
+        #: directories this process made whose names in their parents are not durable
+        #: yet: the first file landed below one fsyncs its parent (and that file is
+        #: not done before), whichever transfer made it
+        self.made: set[str] = set()
+
+    def unsynced(self, directory: Path) -> set[str]:
+        """``directory`` and those above it that were made and are not durable yet."""
+        found: set[str] = set()
+        current = os.fspath(directory)
+        while current in self.made and current not in found:
+            found.add(current)
+            current = os.path.dirname(current)
+        return found
+
+    def synced(self, made: Iterable[str]) -> None:
+        self.made.difference_update(made)
 
     async def land(self, root: Path | None, part: Path, dest: Path, body: bytes) -> None:
         future: asyncio.Future[None] = self._loop.create_future()
@@ -194,12 +229,22 @@ class _Lander:
         self._busy = bool(batch)
         if not batch:
             return
+        made: set[str] = set()
+        for (_, _, dest, _), _ in batch:
+            made |= self.unsynced(dest.parent)
+        parents = sorted({os.path.dirname(d) for d in made})
         try:
-            running = self._loop.run_in_executor(None, land_all, [f for f, _ in batch])
+            running = self._loop.run_in_executor(None, land_all, [f for f, _ in batch], parents)
         except RuntimeError as exc:  # the executor is shut down: the loop is closing
             self._landed(batch, [exc] * len(batch))
             return
-        running.add_done_callback(lambda done: self._landed(batch, _results(done, len(batch))))
+
+        def landed(done: asyncio.Future[list[Exception | None]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self.synced(made)
+            self._landed(batch, _results(done, len(batch)))
+
+        running.add_done_callback(landed)
 
     def _landed(
         self, batch: list[tuple[Landing, asyncio.Future[None]]], results: list[Exception | None]
@@ -246,8 +291,11 @@ def _refuse_link_at(path: Path, dir_fd: int) -> None:
         raise OSError(errno.ELOOP, "is a symbolic link", str(path))
 
 
-def commit(root: Path | None, part: Path, dest: Path, size: int) -> None:
-    """Give a complete part its final name, durably.
+def commit(
+    root: Path | None, part: Path, dest: Path, size: int, parents: Iterable[str] = ()
+) -> None:
+    """Give a complete part its final name, durably (and the names of the directories
+    made for it: their ``parents`` are fsynced too).
 
     The rename is the only place a file gets its final name, and it comes after the
     size check and the fsync: a crash leaves a part to resume, never a short file
@@ -270,6 +318,7 @@ def commit(root: Path | None, part: Path, dest: Path, size: int) -> None:
         raise Refused(disk_error(exc, "finishing", dest)) from None
     with contextlib.suppress(OSError):  # the rename durable; not every file system allows it
         fsync_directory(dest.parent)
+    _fsync_parents(parents)
 
 
 # -- sizes and removals -----------------------------------------------------------------

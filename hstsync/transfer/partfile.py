@@ -148,8 +148,10 @@ def _below(root: Path | None, directory: Path) -> list[str] | None:
     return paths
 
 
-def make_dirs(root: Path | None, directory: Path) -> None:
-    """Create ``directory`` and those between it and ``root``, refusing symbolic links.
+def make_dirs(root: Path | None, directory: Path) -> list[str]:
+    """Create ``directory`` and those between it and ``root``, refusing symbolic links;
+    the directories it made below ``root``, outermost first (their names are not
+    durable until their parents are fsynced: ``finish.made_dirs``).
 
     ``root`` itself (the mirror, which the user may well have made a link) is taken
     as it is; every component below it must be a real directory or is created. Without
@@ -159,21 +161,26 @@ def make_dirs(root: Path | None, directory: Path) -> None:
     if below is None:
         refuse_link(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        return
+        return []
     assert root is not None
     if not os.path.isdir(root):  # followed: the root may be a link
         root.mkdir(parents=True, exist_ok=True)
+    made: list[str] = []
     for current in below:
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):  # another transfer made it
+            try:
                 os.mkdir(current)
+                made.append(current)
+            except FileExistsError:  # another transfer made it
+                pass
             mode = os.lstat(current).st_mode
         if stat.S_ISLNK(mode):
             raise _link_error(current)
         if not stat.S_ISDIR(mode):  # a file where a directory must go, as mkdir says it
             raise OSError(errno.EEXIST, "a file is in the way", current)
+    return made
 
 
 def check_dirs(root: Path | None, directory: Path) -> None:
