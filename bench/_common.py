@@ -476,14 +476,38 @@ def _jobs(resolved: Resolved, work: Path) -> list[dict[str, str]]:
 #: the least a Python asyncio downloader that makes each file durable does: one aiohttp
 #: GET per file over ``files`` connections, its directory made if need be, body to a
 #: temporary file, fsync, rename, fsync of the directory. No retries, checks or records:
-#: a reference, not a tool.
+#: a reference, not a tool. With ``mirror`` as its third argument it also does the
+#: least issue #14's "catalogue row to verified, durable, recorded" adds to that: each
+#: file's row recorded first (SQLite, WAL, as hstsync's store), its FITS sums checked
+#: (hstsync's own check, before the fsync) and its row marked done once durable, 64
+#: marks a transaction. Still no retries, resume, links refused or progress.
 BARE_AIOHTTP_SCRIPT = textwrap.dedent(
     """
-    import asyncio, json, os, sys
+    import asyncio, json, os, sqlite3, sys, time
     import aiohttp
 
-    async def main(jobs, files):
+    async def main(jobs, files, mirror):
         queue = iter(jobs)
+        marks = []
+        if mirror:
+            from hstsync.transfer.verify import verify_file
+            db = sqlite3.connect("bare.db", isolation_level=None)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("CREATE TABLE products (url TEXT PRIMARY KEY, path TEXT, state TEXT,"
+                       " size INTEGER, updated TEXT)")
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO products VALUES (?, ?, 'pending', NULL, NULL)",
+                           [(j["url"], os.path.join(j["dir"], j["name"])) for j in jobs])
+            db.execute("COMMIT")
+
+        def flush():
+            db.execute("BEGIN")
+            db.executemany("UPDATE products SET state = 'done', size = ?, updated = ?"
+                           " WHERE url = ?", marks)
+            db.execute("COMMIT")
+            marks.clear()
+
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=files)
         ) as session:
@@ -498,6 +522,8 @@ BARE_AIOHTTP_SCRIPT = textwrap.dedent(
                         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                         try:
                             os.write(fd, body)
+                            if mirror:
+                                verify_file(tmp, job["name"], body)
                             os.fsync(fd)
                         finally:
                             os.close(fd)
@@ -508,17 +534,25 @@ BARE_AIOHTTP_SCRIPT = textwrap.dedent(
                         finally:
                             os.close(d)
                     await asyncio.to_thread(land)
+                    if mirror:
+                        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                        marks.append((len(body), stamp, job["url"]))
+                        if len(marks) >= 64:
+                            flush()
             await asyncio.gather(*(worker() for _ in range(files)))
+        if marks:
+            flush()
 
-    asyncio.run(main(json.load(open(sys.argv[1])), int(sys.argv[2])))
+    asyncio.run(main(json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3:] == ["mirror"]))
     """
 )
 
 
-def run_bare_aiohttp(resolved: Resolved, work: Path, files: int) -> Run:
+def run_bare_aiohttp(resolved: Resolved, work: Path, files: int, *, mirror: bool = False) -> Run:
     (work / "jobs.json").write_text(json.dumps(_jobs(resolved, work)))
     (work / "bare_get.py").write_text(BARE_AIOHTTP_SCRIPT)
-    return timed([PYTHON, "bare_get.py", "jobs.json", str(files)], work)
+    mode = ["mirror"] if mirror else []
+    return timed([PYTHON, "bare_get.py", "jobs.json", str(files), *mode], work)
 
 
 def run_aria2c(resolved: Resolved, work: Path, files: int, splits: int) -> Run:
