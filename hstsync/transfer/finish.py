@@ -31,7 +31,14 @@ from pathlib import Path
 from hstsync.errors import CorruptFileError, Refused, TransferError
 from hstsync.files import fsync_directory
 from hstsync.transfer.outcome import OnProgress, Progress, Transfer
-from hstsync.transfer.partfile import check_dirs, disk_error, fsync, refuse_link, remove_meta
+from hstsync.transfer.partfile import (
+    check_dirs,
+    disk_error,
+    fsync,
+    refuse_link,
+    regular_size,
+    remove_meta,
+)
 from hstsync.transfer.ranges import remove_record
 from hstsync.transfer.verify import verify_file
 
@@ -89,8 +96,9 @@ async def finish(
     # the fsyncs off the event loop
     lander = _lander()
     made = lander.unsynced(transfer.dest.parent)
-    parents = sorted({os.path.dirname(d) for d in made})
-    await asyncio.to_thread(commit, transfer.root, part, transfer.dest, progress.total, parents)
+    await asyncio.to_thread(
+        commit, transfer.root, part, transfer.dest, progress.total, _parents(made)
+    )
     lander.synced(made)
     drop_meta(part)
 
@@ -156,6 +164,11 @@ def land_all(files: list[Landing], parents: Iterable[str] = ()) -> list[Exceptio
         for dir_fd in opened.values():
             os.close(dir_fd)
     return results
+
+
+def _parents(made: Iterable[str]) -> list[str]:
+    """The directories whose fsync makes the names of the directories ``made`` durable."""
+    return sorted({os.path.dirname(d) for d in made})
 
 
 def _fsync_parents(parents: Iterable[str]) -> None:
@@ -232,9 +245,10 @@ class _Lander:
         made: set[str] = set()
         for (_, _, dest, _), _ in batch:
             made |= self.unsynced(dest.parent)
-        parents = sorted({os.path.dirname(d) for d in made})
         try:
-            running = self._loop.run_in_executor(None, land_all, [f for f, _ in batch], parents)
+            running = self._loop.run_in_executor(
+                None, land_all, [f for f, _ in batch], _parents(made)
+            )
         except RuntimeError as exc:  # the executor is shut down: the loop is closing
             self._landed(batch, [exc] * len(batch))
             return
@@ -327,10 +341,9 @@ def commit(
 def file_size(path: Path) -> int | None:
     """The size of a regular file at ``path`` (never through a link), else None."""
     try:
-        st = os.lstat(path)
-    except OSError:
+        return regular_size(path)
+    except OSError:  # a link, or a path that cannot be read: no file to count
         return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def part_size(part: Path) -> int:
