@@ -238,7 +238,7 @@ POLLER = textwrap.dedent(
     """
     import json, os, subprocess, sys, time
     from pathlib import Path
-    from hstsync.service.status import status_document
+    from hstsync.service.daemon.status import status_document
     from hstsync.store.db import Store
     db, until, config = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     inner, whole, last_whole = [], [], 0.0

@@ -2,6 +2,6 @@
 
 import sys
 
-from hstsync.cli.commands import main
+from hstsync.cli import main
 
 sys.exit(main())

@@ -31,7 +31,7 @@ from hstsync.config import for_directory
 from hstsync.emulator import EXCLUSIVE_ACCESS, Catalogue, Emulator, run_in_thread
 from hstsync.errors import ConfigError
 from hstsync.model import ProductState, RequestState
-from hstsync.service.mirror import Mirror
+from hstsync.service.sync.mirror import Mirror
 from hstsync.store.db import Store
 
 SECRET = "SECRET-TOKEN-abc123"

@@ -33,8 +33,8 @@ from hstsync.config import load_config
 from hstsync.emulator import Emulator, default_catalogue
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, RequestState
-from hstsync.service.daemon import Daemon as Service
-from hstsync.service.schedule import renamed_in, settled
+from hstsync.service.daemon.lifecycle import Daemon as Service
+from hstsync.service.daemon.schedule import renamed_in, settled
 from hstsync.store.db import Store
 from hstsync.transfer.ranges import held_bytes
 

@@ -14,8 +14,8 @@ import pytest
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, HooksConfig, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
-from hstsync.service.daemon import run_once
-from hstsync.service.status import status_document
+from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon.status import status_document
 from hstsync.store.db import Store
 
 X2D = "*o58701010_x2d.fits*"
@@ -162,7 +162,7 @@ def test_example_hooks_read_the_document(tmp_path: Path):
 async def test_hook_of_a_big_pass_names_the_first_files_and_counts_them_all(
     tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ):
-    from hstsync.service import hooks
+    from hstsync.service.sync import hooks
 
     monkeypatch.setattr(hooks, "LISTED", 4)
     command, out = recorder(tmp_path)

@@ -18,11 +18,11 @@ from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, run_in_thread
 from hstsync.emulator.fits import Bodies
 from hstsync.model import Product, RequestState
-from hstsync.service.daemon import run_once
-from hstsync.service.fetcher import download_url
-from hstsync.service.holdings import plan_files
-from hstsync.service.planner import HEADROOM, room_for
-from hstsync.service.results import results_path
+from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.sync.fetcher import download_url
+from hstsync.service.sync.holdings import plan_files
+from hstsync.service.sync.planner import HEADROOM, room_for
+from hstsync.service.sync.results import results_path
 from hstsync.store.db import Store
 
 
@@ -161,14 +161,14 @@ def _fetch_with_curl(emulator: Emulator, tmp_path: Path) -> None:
     )
 )
 def test_results_lines_are_written_as_astropy_writes_them(lines: list[tuple[str, ...]]):
-    from hstsync.service.results import ecsv_line, ecsv_text
+    from hstsync.service.sync.results import ecsv_line, ecsv_text
 
     header = ecsv_text([])
     assert header + "".join(ecsv_line(line) for line in lines) == ecsv_text(lines)
 
 
 def test_results_lines_read_back_as_the_cells_they_were_written_from():
-    from hstsync.service.results import COLUMNS, ecsv_line, ecsv_text
+    from hstsync.service.sync.results import COLUMNS, ecsv_line, ecsv_text
 
     lines = [
         ("/srv/mirror with space/a.fits", "COMPLETE", "None", "None"),
@@ -188,7 +188,7 @@ def test_plan_of_a_program_in_batches_prints_one_table_with_one_header(tmp_path:
 
     from hstsync.cli.report import print_plan
     from hstsync.model import Product
-    from hstsync.service.planner import Action, Plan, PlannedFile
+    from hstsync.service.sync.planner import Action, Plan, PlannedFile
 
     def batch(*names: str) -> Plan:
         files = []
@@ -221,7 +221,7 @@ def test_plan_fits_a_narrow_terminal_and_never_prints_control_characters(
 
     from hstsync.cli.report import print_plan
     from hstsync.model import Product
-    from hstsync.service.planner import Action, Plan, PlannedFile
+    from hstsync.service.sync.planner import Action, Plan, PlannedFile
 
     names = ["o58701010_a_rather_long_product_name_x2d.fits", "evil\x1b]0;title\x07.fits"]
     files = []

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hstsync.model import Counts, Product, ProductState, RequestState, human_bytes
-from hstsync.service.planner import HEADROOM, Action, Holding, PlannedFile, Room, plan
-from hstsync.service.settlement import Settlement, exit_code, settle
+from hstsync.service.sync.planner import HEADROOM, Action, Holding, PlannedFile, Room, plan
+from hstsync.service.sync.settlement import Settlement, exit_code, settle
 
 MIRROR = Path("/nowhere/mirror")  # never touched: planning does no I/O
 ROOMY = 10**15

@@ -24,9 +24,9 @@ from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState, RequestState, relookup_delay
-from hstsync.service import daemon as daemon_module
-from hstsync.service.daemon import Daemon, run_once
-from hstsync.service.status import product_document
+from hstsync.service.daemon import lifecycle as daemon_module
+from hstsync.service.daemon.lifecycle import Daemon, run_once
+from hstsync.service.daemon.status import product_document
 from hstsync.store.db import Store
 
 HST = Path("mastDownload/HST")

@@ -8,7 +8,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from hstsync.model import RequestState
-from hstsync.service.schedule import (
+from hstsync.service.daemon.schedule import (
     MIN_SLEEP_SECONDS,
     STORE_BACKOFF_MAX_SECONDS,
     STORE_BACKOFF_SECONDS,

@@ -19,8 +19,8 @@ from hstsync.archive.rows import Claims, products_from_rows
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind, PortalQuirks
 from hstsync.model import ProductState, RequestState
-from hstsync.service.daemon import run_once
-from hstsync.service.results import results_path
+from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.sync.results import results_path
 from hstsync.store.db import Store
 
 PROPOSAL = 95300
@@ -229,7 +229,7 @@ def test_a_run_caps_glibcs_malloc_arenas_unless_the_user_chose(
 ) -> None:
     import platform
 
-    from hstsync.service.runtime import limit_malloc_arenas
+    from hstsync.service.daemon.runtime import limit_malloc_arenas
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False

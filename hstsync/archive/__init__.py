@@ -8,3 +8,65 @@
 
 Imports only the shared bottom (``config``, ``model``, ``errors``).
 """
+
+from typing import TYPE_CHECKING
+
+from hstsync.faces import lazy
+
+if TYPE_CHECKING:
+    from hstsync.archive.auth import (
+        Token,
+        auth_required_message,
+        check_transport,
+        checked,
+        find_token,
+        session_warning,
+        user_of,
+    )
+    from hstsync.archive.cloud import cloud_source
+    from hstsync.archive.manifest import (
+        is_manifest_name,
+        parse_manifest,
+        request_name,
+        write_manifest,
+    )
+    from hstsync.archive.resolve import Batcher, Resolver, preload
+    from hstsync.archive.rows import Claims
+
+__all__ = [
+    "Batcher",
+    "Claims",
+    "Resolver",
+    "Token",
+    "auth_required_message",
+    "check_transport",
+    "checked",
+    "cloud_source",
+    "find_token",
+    "is_manifest_name",
+    "parse_manifest",
+    "preload",
+    "request_name",
+    "session_warning",
+    "user_of",
+    "write_manifest",
+]
+
+__getattr__, __dir__ = lazy(
+    __name__,
+    {
+        "auth": [
+            "Token",
+            "auth_required_message",
+            "check_transport",
+            "checked",
+            "find_token",
+            "session_warning",
+            "user_of",
+        ],
+        "cloud": ["cloud_source"],
+        "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
+        "resolve": ["Batcher", "Resolver", "preload"],
+        "rows": ["Claims"],
+    },
+)

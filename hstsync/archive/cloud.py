@@ -14,7 +14,7 @@ or of the file name's root when the ``obs_id`` is not one. A wrong guess costs o
 404 and a fallback to MAST, never a wrong file: sizes and FITS checksums are checked
 whatever the source.
 
-Pure: deciding only. :class:`hstsync.service.mirror.Mirror` does the transfers.
+Pure: deciding only. :class:`hstsync.service.sync.mirror.Mirror` does the transfers.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from hstsync.config import for_directory
 from hstsync.emulator import Emulator
 from hstsync.model import human_bytes
 from hstsync.service.daemon import run_once
-from hstsync.store.db import Store
+from hstsync.store import Store
 
 #: The tutorial's selection as a manifest: the first two observations of
 #: proposal 7291, calibrated (level 2) science products.

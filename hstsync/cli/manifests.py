@@ -15,7 +15,7 @@ from hstsync.errors import ManifestError, UsageError
 
 
 def cmd_add(config: Config, args: argparse.Namespace) -> int:
-    from hstsync.archive.manifest import write_manifest
+    from hstsync.archive import write_manifest
     from hstsync.model import Request
 
     criteria: dict[str, Any] = {}
@@ -48,8 +48,8 @@ def cmd_add(config: Config, args: argparse.Namespace) -> int:
 def cmd_export_curl(config: Config, request: str) -> int:
     from hstsync.cli.curl import curl_script
     from hstsync.model import relpath_or_none
-    from hstsync.service.fetcher import download_url
-    from hstsync.store.db import Store
+    from hstsync.service.sync import download_url
+    from hstsync.store import Store
 
     with Store.open_readonly(config.paths.database) as store:
         if store.get_request(request) is None:

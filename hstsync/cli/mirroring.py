@@ -24,26 +24,24 @@ if TYPE_CHECKING:
 def cmd_run(config: Config, *, once: bool) -> int:
     import asyncio
 
-    from hstsync.service import daemon
-    from hstsync.service.runtime import limit_malloc_arenas
+    from hstsync.service.daemon import limit_malloc_arenas, run_forever, run_once
 
     limit_malloc_arenas()
     if once:
         if not sys.stderr.isatty():
-            return asyncio.run(daemon.run_once(config))
+            return asyncio.run(run_once(config))
         from hstsync.cli.progress import TerminalProgress
 
         with TerminalProgress() as progress:
-            return asyncio.run(daemon.run_once(config, progress))
-    return daemon.run_forever(config)
+            return asyncio.run(run_once(config, progress))
+    return run_forever(config)
 
 
 def cmd_plan(config: Config, manifest: Path) -> int:
-    from hstsync.archive.manifest import parse_manifest
-    from hstsync.archive.resolve import Resolver
+    from hstsync.archive import Resolver, parse_manifest
     from hstsync.cli.report import print_plan
     from hstsync.cli.token import lenient_token
-    from hstsync.service.holdings import plan_files
+    from hstsync.service.sync import plan_files
 
     try:
         request = parse_manifest(manifest)
@@ -81,7 +79,7 @@ def unwritable_reason(directory: Path) -> str | None:
 
 
 def cmd_retry(config: Config, request: str | None) -> int:
-    from hstsync.store.db import Store
+    from hstsync.store import Store
 
     with Store(config.paths.database) as store:
         if request is not None and store.get_request(request) is None:
@@ -101,9 +99,8 @@ def cmd_retry(config: Config, request: str | None) -> int:
 
 def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
     from hstsync.cli import report
-    from hstsync.service import status
-    from hstsync.service.runlock import daemon_status
-    from hstsync.store.db import Store
+    from hstsync.service.daemon import daemon_status, status_document
+    from hstsync.store import Store
 
     with Store.open_readonly(config.paths.database) as store:
         summaries = store.summaries(request)
@@ -113,7 +110,7 @@ def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
         products = store.products(request) if request is not None else None
     running, pid, beat = daemon_status(config)
     if as_json:
-        doc: dict[str, Any] = status.status_document(summaries, products)
+        doc: dict[str, Any] = status_document(summaries, products)
         doc["daemon"] = {"running": running, "pid": pid, "heartbeat": beat}
         print(json.dumps(doc, indent=2))
     else:

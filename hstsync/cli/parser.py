@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from hstsync import __version__
 from hstsync.cli.exits import EXIT_CODES
-from hstsync.config.hosts import TOKEN_PAGE
+from hstsync.config import TOKEN_PAGE
 from hstsync.errors import UsageError
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def request_arg(text: str | None) -> str | None:
     (``requests/7291.toml`` -> ``7291``), wherever that manifest is now."""
     if text is None:
         return None
-    from hstsync.archive.manifest import is_manifest_name, request_name
+    from hstsync.archive import is_manifest_name, request_name
 
     path = Path(text)
     if os.sep in text or (is_manifest_name(path.name) and path.suffix in (".toml", ".json")):

@@ -2,7 +2,7 @@
 
 Only the CLI creates one, and only when stderr is a terminal: the daemon and
 anything logged stay one line per event. :class:`Mirror` reports through the small
-:class:`hstsync.service.mirror.Progress` protocol, so it never knows how progress is drawn.
+:class:`hstsync.service.sync.mirror.Progress` protocol, so it never knows how progress is drawn.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from hstsync.model import ProductState, human_bytes
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from hstsync.service.planner import Plan, PlannedFile
+    from hstsync.service.sync import Plan, PlannedFile
     from hstsync.store import ProductRow, RequestSummary
 
 
@@ -234,7 +234,7 @@ def print_plan(
     """
     from rich.markup import escape
 
-    from hstsync.service.planner import room_for
+    from hstsync.service.sync import room_for
 
     out = file or sys.stdout
     width = output_width(out)

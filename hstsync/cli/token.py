@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hstsync.archive.auth import checked
+from hstsync.archive import checked
 from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK
 from hstsync.config import TOKEN_PAGE, MastConfig, candidate_paths, load_config
 from hstsync.errors import ConfigError
@@ -23,7 +23,7 @@ from hstsync.errors import ConfigError
 def lenient_token(mast: MastConfig) -> Any:
     """The token for a read-only command: a missing ``token_file`` (a systemd credential
     seen from outside its unit) is a warning and no token, not an error."""
-    from hstsync.archive.auth import find_token
+    from hstsync.archive import find_token
 
     if mast.token_file is not None and not mast.token_file.exists():
         print(
@@ -55,7 +55,7 @@ def _read_token() -> str:
 
 
 def _session(server: str, token: str | None) -> dict[str, Any]:
-    from hstsync.archive.resolve import Resolver
+    from hstsync.archive import Resolver
 
     return Resolver(server, token).session_info()
 

@@ -8,13 +8,14 @@
 - ``schema``: tables, migrations, connection opening and pragmas.
 """
 
-from hstsync.store.db import Store
+from hstsync.store.db import ProductMark, Store
 from hstsync.store.rows import PlanDiff, ProductRow, RequestRow, RequestSummary, utc_now
 from hstsync.store.schema import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
     "PlanDiff",
+    "ProductMark",
     "ProductRow",
     "RequestRow",
     "RequestSummary",

@@ -1,7 +1,7 @@
-"""What the mirror holds: the looking that feeds :func:`hstsync.service.planner.plan`.
+"""What the mirror holds: the looking that feeds :func:`hstsync.service.sync.planner.plan`.
 
 Reads only, except :func:`reject`: the size of each product's file under its final
-name and of its ``.part`` (:func:`look`), the content check of a file already in
+name and of its ``.part`` (:func:`sizes_on_disk`), the content check of a file already in
 place (:func:`content_problem`, the same check as a download: ``transfer.verify``),
 and the free space of the mirror's filesystem. :func:`plan_files` is ``hstsync
 plan``'s whole survey; the mirroring pass does the same steps around its fetching
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hstsync.errors import CorruptFileError
 from hstsync.model import Product
-from hstsync.service.planner import Action, Holding, Plan, PlannedFile, plan, refusal
+from hstsync.service.sync.planner import Action, Holding, Plan, PlannedFile, plan, refusal
 from hstsync.transfer.finish import file_size
 from hstsync.transfer.ranges import held_bytes
 from hstsync.transfer.verify import needs_verification, verify_file
@@ -35,7 +35,7 @@ def free_space(path: Path) -> int:
     return shutil.disk_usage(probe).free
 
 
-def look(products: Iterable[Product], mirror: Path) -> dict[str, Holding]:
+def sizes_on_disk(products: Iterable[Product], mirror: Path) -> dict[str, Holding]:
     """Each fetchable product's file and ``.part`` sizes, by dataURI (no content check)."""
     holdings: dict[str, Holding] = {}
     for product in products:
@@ -93,7 +93,7 @@ def plan_files(products: Sequence[Product], mirror: Path) -> Plan:
 
     Nothing is recorded or moved: a file that fails its check is only "to fetch".
     """
-    holdings = look(products, mirror)
+    holdings = sizes_on_disk(products, mirror)
     free = free_space(mirror)
     first = plan(products, mirror, holdings, free=free)
     problems = {

@@ -20,13 +20,12 @@ from urllib.parse import quote
 
 import aiohttp
 
-from hstsync.archive.auth import auth_required_message
-from hstsync.archive.cloud import cloud_source
+from hstsync.archive import auth_required_message, cloud_source
 from hstsync.config import Config
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState
-from hstsync.service.hooks import PassLog
-from hstsync.store.db import ProductMark, Store
+from hstsync.service.sync.hooks import PassLog
+from hstsync.store import ProductMark, Store
 from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session
 from hstsync.transfer.outcome import after_fallback
 from hstsync.transfer.ranges import held_bytes
@@ -42,7 +41,7 @@ MARK_BATCH = 64
 DOWNLOAD_PATH = "/api/v0.1/Download/file"
 
 
-class Progress(Protocol):
+class PassProgress(Protocol):
     """What a pass reports as it goes; the CLI draws it (``cli.progress``), the daemon does not."""
 
     def planned(self, request: str, files: int, size: int, held: int = 0) -> None: ...
@@ -100,7 +99,7 @@ class Fetcher:
         passes: PassLog,
         *,
         token: Callable[[], str | None] = lambda: None,
-        display: Progress | None = None,
+        display: PassProgress | None = None,
     ) -> None:
         self.config = config
         self.store = store

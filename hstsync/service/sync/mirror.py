@@ -19,27 +19,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hstsync.archive.auth import Token
+from hstsync.archive import Token
 from hstsync.config import Config
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, Request, RequestState, counts_of
-from hstsync.service.fetcher import Fetcher, Job, JobFeed, Progress, download_url
-from hstsync.service.holdings import (
+from hstsync.service.sync.fetcher import Fetcher, Job, JobFeed, PassProgress, download_url
+from hstsync.service.sync.holdings import (
     content_problem,
     free_space,
-    look,
     needs_check,
     reject,
+    sizes_on_disk,
     with_problems,
 )
-from hstsync.service.hooks import PassLog
-from hstsync.service.planner import Action, Plan, Room, plan
-from hstsync.service.resolution import Resolution
-from hstsync.service.results import results_path, write_results
-from hstsync.service.settlement import first_failure, settle
+from hstsync.service.sync.hooks import PassLog
+from hstsync.service.sync.planner import Action, Plan, Room, plan
+from hstsync.service.sync.resolution import Resolution
+from hstsync.service.sync.results import results_path, write_results
+from hstsync.service.sync.settlement import first_failure, settle
 from hstsync.store import ProductRow, Store
 
-__all__ = ["Mirror", "Progress", "sync_requests"]
+__all__ = ["Mirror", "PassProgress", "sync_requests"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Mirror:
         *,
         token: str | None = None,
         token_source: Callable[[], Token | None] | None = None,
-        progress: Progress | None = None,
+        progress: PassProgress | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -175,7 +175,7 @@ class Mirror:
         """
         products = [row.product for row in rows]
         mirror = self.config.paths.mirror
-        holdings = await asyncio.to_thread(look, products, mirror)
+        holdings = await asyncio.to_thread(sizes_on_disk, products, mirror)
         recorded = {row.product.data_uri: row.state for row in rows}
         decide = functools.partial(
             plan,

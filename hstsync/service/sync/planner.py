@@ -2,7 +2,7 @@
 
 :func:`plan` takes a request's products (with the state each is recorded in, if any)
 and what the mirror holds for each (a :class:`Holding`, looked at by
-:mod:`hstsync.service.holdings`) and says, without any I/O, which files must be
+:mod:`hstsync.service.sync.holdings`) and says, without any I/O, which files must be
 fetched, which are already present, which can never be fetched and why, which wait
 for a MAST token, how many bytes that is and whether the mirror has room for them.
 ``hstsync plan`` and the mirroring pass both use it, so what ``plan`` promises is

@@ -21,10 +21,10 @@ from pathlib import Path
 from hstsync.config import Config
 from hstsync.errors import ConfigError, StoreError
 from hstsync.model import RequestState
-from hstsync.service.runlock import HEARTBEAT_SECONDS, RunLock, run_lock
-from hstsync.service.schedule import store_backoff
-from hstsync.service.sdnotify import sd_notify, watchdog_interval
-from hstsync.store.db import Store
+from hstsync.service.daemon.runlock import HEARTBEAT_SECONDS, RunLock, run_lock
+from hstsync.service.daemon.schedule import store_backoff
+from hstsync.service.daemon.sdnotify import sd_notify, watchdog_interval
+from hstsync.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class WriteGuard:
 
     Every write is one transaction, so a failed one leaves the rows as they were; the
     work is tried again after a pause that doubles up to
-    :data:`~hstsync.service.schedule.STORE_BACKOFF_MAX_SECONDS` (``schedule.store_backoff``),
+    :data:`~hstsync.service.daemon.schedule.STORE_BACKOFF_MAX_SECONDS` (``schedule.store_backoff``),
     and the daemon keeps running. ``on_failure`` wakes the scheduler to sleep the pause.
     """
 

@@ -29,8 +29,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from hstsync.archive.resolve import Batcher, Resolver
-from hstsync.archive.rows import Claims
+from hstsync.archive import Batcher, Claims, Resolver
 from hstsync.config import Config, backoff_wait
 from hstsync.errors import ArchiveUnavailable
 from hstsync.model import Product, Request

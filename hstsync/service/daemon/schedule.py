@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from watchfiles import Change
 
-from hstsync.archive.manifest import is_manifest_name
+from hstsync.archive import is_manifest_name
 from hstsync.model import RequestState
 from hstsync.store import RequestRow
 

@@ -13,15 +13,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from hstsync.archive.auth import Token, check_transport, session_warning, user_of
-from hstsync.archive.resolve import preload
+from hstsync.archive import Token, check_transport, preload, session_warning, user_of
 from hstsync.config import Config
 from hstsync.errors import HstsyncError, ManifestError, ResolveError
 from hstsync.model import Request, RequestState
-from hstsync.service.hooks import PassLog
-from hstsync.service.lookup import Lookups
-from hstsync.store import ProductRow
-from hstsync.store.db import Store
+from hstsync.service.sync.hooks import PassLog
+from hstsync.service.sync.lookup import Lookups
+from hstsync.store import ProductRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +106,7 @@ class Resolution:
 
     async def resolve(
         self, request: Request, on_batch: Callable[[list[ProductRow]], Awaitable[None]]
-    ) -> Lookup:
+    ) -> LookupEnd:
         """Resolve and record, one batch of observations at a time.
 
         Each batch is recorded, then handed to ``on_batch`` (which plans and queues its
@@ -155,14 +153,14 @@ class Resolution:
             changed,
             removed,
         )
-        return Lookup(stamp)
+        return LookupEnd(stamp)
 
-    def _failed(self, name: str, stamp: int, exc: Exception) -> Lookup:
+    def _failed(self, name: str, stamp: int, exc: Exception) -> LookupEnd:
         if isinstance(exc, ManifestError):
             log.warning("request %s: invalid: %s", name, exc)
             self._passes.failure(name, str(exc))
             self.store.set_request_state(name, RequestState.INVALID, str(exc))
-            return Lookup(stamp, error=str(exc), invalid=True)
+            return LookupEnd(stamp, error=str(exc), invalid=True)
         if not isinstance(exc, HstsyncError):
             # a bug, or an answer nobody foresaw: this request's lookup fails and is
             # tried again later; the pass and every other request go on
@@ -176,11 +174,11 @@ class Resolution:
             row.next_lookup,
         )
         self._passes.failure(name, str(exc))
-        return Lookup(stamp, error=str(exc))
+        return LookupEnd(stamp, error=str(exc))
 
 
 @dataclass(frozen=True, slots=True)
-class Lookup:
+class LookupEnd:
     """How a request's lookup ended."""
 
     #: the resolution's stamp (``Store.begin_resolution``)

@@ -16,15 +16,13 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hstsync.archive.auth import find_token
-from hstsync.archive.manifest import parse_manifest, request_name
+from hstsync.archive import find_token, parse_manifest, request_name
 from hstsync.config import Config
 from hstsync.errors import ConfigError, DiskFullError, ManifestError, StoreError
 from hstsync.model import Request, RequestState
-from hstsync.service.mirror import Mirror, Progress, sync_requests
-from hstsync.service.requestdir import Intake, Watcher, clear_note, put_aside, scan, wake
-from hstsync.service.runlock import daemon_status, run_lock
-from hstsync.service.runtime import (
+from hstsync.service.daemon.requestdir import Intake, Watcher, clear_note, put_aside, scan, wake
+from hstsync.service.daemon.runlock import daemon_status, run_lock
+from hstsync.service.daemon.runtime import (
     STOP_SIGNALS,
     WriteGuard,
     first_store_error,
@@ -34,11 +32,11 @@ from hstsync.service.runtime import (
     opened_store,
     recover,
 )
-from hstsync.service.schedule import Start, next_wake, start_due
-from hstsync.service.sdnotify import sd_notify
-from hstsync.service.settlement import exit_code
-from hstsync.service.web import serving_status
-from hstsync.service.workers import use_worker_threads
+from hstsync.service.daemon.schedule import Start, next_wake, start_due
+from hstsync.service.daemon.sdnotify import sd_notify
+from hstsync.service.daemon.web import serving_status
+from hstsync.service.daemon.workers import use_worker_threads
+from hstsync.service.sync import Mirror, PassProgress, exit_code, sync_requests
 from hstsync.store import Store
 
 __all__ = ["Daemon", "daemon_status", "run_forever", "run_lock", "run_once", "wake"]
@@ -55,14 +53,14 @@ RESCAN_SECONDS = 30.0
 MISSING_RESCAN_SECONDS = 3.0
 
 
-async def run_once(config: Config, progress: Progress | None = None) -> int:
+async def run_once(config: Config, progress: PassProgress | None = None) -> int:
     """Take every manifest present, mirror it, and return SPEC's exit code.
 
     SIGTERM, SIGINT and SIGHUP cancel the pass: partial files stay for resume and
     rows go back to pending, so the next pass (or the daemon) carries on. A second
     signal cancels again, cutting short whatever the cleanup still waits for; the
     store is closed either way. A worker thread stuck in astroquery is not waited
-    for (:mod:`hstsync.service.workers`).
+    for (:mod:`hstsync.service.daemon.workers`).
     """
     loop = asyncio.get_running_loop()
     use_worker_threads(loop)
@@ -95,7 +93,7 @@ async def run_once(config: Config, progress: Progress | None = None) -> int:
             loop.remove_signal_handler(signum)
 
 
-async def _one_pass(config: Config, progress: Progress | None) -> int:
+async def _one_pass(config: Config, progress: PassProgress | None) -> int:
     token = find_token(config.mast.token_file)
     failure: StoreError | None = None
     with opened_store(config) as (store, lock):
@@ -275,12 +273,12 @@ class Daemon:
     # -- the request directory -----------------------------------------------------------
 
     async def _rescan(self, store: Store, *, first: bool = False) -> None:
-        look = self._intake.look(first=first, known=len(self._manifests))
-        if look is None:
+        survey = self._intake.survey(first=first, known=len(self._manifests))
+        if survey is None:
             return
-        if look.back:
+        if survey.back:
             self._watcher.restart()
-        for path, version in look.due:
+        for path, version in survey.due:
             self._intake.took(path.name, version)
             try:
                 await self._take(store, path, request_name(path))
@@ -288,14 +286,14 @@ class Daemon:
                 self._intake.untake(path.name)  # taken again once the database recovers
                 raise
         for name in list(self._manifests):
-            if name not in look.present:
+            if name not in survey.present:
                 await self._cancel(name)
                 store.remove_request(name)  # first: a failed write is tried again
                 del self._manifests[name]
                 log.info("request %s: manifest removed, request stopped", name)
         if first:
             # manifests removed while the daemon was down
-            forget_removed(store, look.present)
+            forget_removed(store, survey.present)
 
     async def _take(self, store: Store, path: Path, name: str) -> None:
         try:

@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 from hstsync.config import Config, is_loopback
 from hstsync.errors import ConfigError, StoreError
 from hstsync.model import RequestState, human_bytes
-from hstsync.service.status import status_document
+from hstsync.service.daemon.status import status_document
 from hstsync.store import RequestSummary, Store
 
 log = logging.getLogger(__name__)
@@ -244,19 +244,19 @@ def _row(s: RequestSummary) -> str:
     percent = 100.0 * value / top
     link = f"status/{quote(name, safe='')}.json"
     return (
-        f'<tr data-request="{_e(name)}" class="state-{_e(state)}">'
-        f'<td><a href="{_e(link)}">{_e(name)}</a></td>'
-        f"<td>{_e(state)}</td>"
-        f'<td class="num">{_e(files)}</td>'
+        f'<tr data-request="{_escape(name)}" class="state-{_escape(state)}">'
+        f'<td><a href="{_escape(link)}">{_escape(name)}</a></td>'
+        f"<td>{_escape(state)}</td>"
+        f'<td class="num">{_escape(files)}</td>'
         f'<td class="num"><progress value="{value}" max="{top}">{percent:.0f}%</progress> '
-        f"{_e(human_bytes(s.bytes_done))} / {_e(human_bytes(s.bytes_total))}</td>"
-        f'<td class="when">{_e(s.request.last_new_files or "-")}</td>'
-        f'<td class="error">{_e(s.request.last_error or "")}</td>'
+        f"{_escape(human_bytes(s.bytes_done))} / {_escape(human_bytes(s.bytes_total))}</td>"
+        f'<td class="when">{_escape(s.request.last_new_files or "-")}</td>'
+        f'<td class="error">{_escape(s.request.last_error or "")}</td>'
         "</tr>"
     )
 
 
-def _e(text: str) -> str:
+def _escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from hstsync.archive.manifest import is_manifest_name, parse_manifest, request_name
+from hstsync.archive import is_manifest_name, parse_manifest, request_name
 from hstsync.errors import ManifestError
 from hstsync.files import atomic_write
 from hstsync.model import Request
-from hstsync.service.schedule import Take, manifest_due, renamed_in
+from hstsync.service.daemon.schedule import Take, manifest_due, renamed_in
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ Version = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
-class Look:
+class Survey:
     """One look at the request directory."""
 
     #: the request names whose manifests are there
@@ -177,7 +177,7 @@ class Intake:
                 info = os.stat(self.directory / name)
                 self._renamed[name] = (info.st_size, info.st_mtime_ns)
 
-    def look(self, *, first: bool, known: int) -> Look | None:
+    def survey(self, *, first: bool, known: int) -> Survey | None:
         """What the directory holds now; None when it cannot be read (``known``: how
         many requests the daemon holds, all kept until it is back)."""
         self.unsettled = False
@@ -228,7 +228,7 @@ class Intake:
             elif take is Take.LATER:
                 self._renamed.pop(entry.name, None)
                 self.unsettled = True
-        return Look(present, due, back)
+        return Survey(present, due, back)
 
     def took(self, file_name: str, version: Version) -> None:
         self._taken[file_name] = version

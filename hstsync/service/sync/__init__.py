@@ -1,0 +1,46 @@
+"""One mirroring pass: resolve a request, plan its files, fetch them, settle its state.
+
+- ``mirror``: :class:`Mirror`, a pass over requests, orchestrated (:func:`sync_requests`).
+- ``resolution``: lookups with the current MAST token; ``lookup``: their worker threads.
+- ``planner``: the one planning function (pure); ``holdings``: what the mirror holds.
+- ``fetcher``: the fetch scheduler (session, workers, shared transfers, records).
+- ``settlement``: a request's state and last error after a pass (pure).
+- ``results``: astroquery's ``download_products`` table per request, as ECSV.
+- ``hooks``: the ``on_change`` command.
+
+Never imports :mod:`hstsync.service.daemon`: a pass knows nothing of what hosts it.
+"""
+
+from typing import TYPE_CHECKING
+
+from hstsync.faces import lazy
+
+if TYPE_CHECKING:
+    from hstsync.service.sync.fetcher import PassProgress, download_url
+    from hstsync.service.sync.holdings import plan_files
+    from hstsync.service.sync.mirror import Mirror, sync_requests
+    from hstsync.service.sync.planner import Plan, PlannedFile, room_for
+    from hstsync.service.sync.settlement import exit_code
+
+__all__ = [
+    "Mirror",
+    "PassProgress",
+    "Plan",
+    "PlannedFile",
+    "download_url",
+    "exit_code",
+    "plan_files",
+    "room_for",
+    "sync_requests",
+]
+
+__getattr__, __dir__ = lazy(
+    __name__,
+    {
+        "fetcher": ["PassProgress", "download_url"],
+        "holdings": ["plan_files"],
+        "mirror": ["Mirror", "sync_requests"],
+        "planner": ["Plan", "PlannedFile", "room_for"],
+        "settlement": ["exit_code"],
+    },
+)
