@@ -26,7 +26,7 @@ from hstsync.emulator import Emulator
 from hstsync.errors import StoreError
 from hstsync.model import RequestState
 from hstsync.store.db import Store
-from hstsync.transfer.ranges import held_bytes
+from hstsync.transfer import held_bytes
 
 
 async def run_hstsync(
@@ -213,3 +213,25 @@ def small_disk(directory: Path, size: str = "4k") -> contextlib.AbstractContextM
     Needs to mount (root); skips otherwise. A symbolic link to /dev/full no longer
     serves: hstsync refuses to write a part through a link."""
     return tmpfs(directory, size)
+
+
+def leave_part(dest: Path, data: bytes, validator: str | None, size: int | None = None) -> Path:
+    """A ``.part`` of ``dest`` holding ``data`` (the file's first bytes) as a stopped
+    transfer leaves it: beside it the control file naming those bytes and the answer
+    they came from (``validator``, sent back as If-Range when it resumes)."""
+    from hstsync.transfer.control import Control, write_control
+
+    part = dest.with_name(dest.name + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(data)
+    write_control(part, Control(size, validator, ((0, len(data)),) if data else ()))
+    return part
+
+
+def emulator_validator(emulator: Emulator, data_uri: str) -> str:
+    """The strong ETag the emulator sends with ``data_uri``'s body."""
+    from hstsync.emulator.server.delivery import validators
+
+    product = emulator.catalogue.product(data_uri)
+    assert product is not None
+    return validators(product, product.size)[0]

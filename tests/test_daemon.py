@@ -36,7 +36,7 @@ from hstsync.model import ProductState, RequestState
 from hstsync.service.daemon.lifecycle import Daemon as Service
 from hstsync.service.daemon.schedule import renamed_in, settled
 from hstsync.store.db import Store
-from hstsync.transfer.ranges import held_bytes
+from hstsync.transfer import held_bytes
 
 
 async def test_manifest_dropped_into_running_daemon_is_mirrored(tmp_path: Path, emulator: Emulator):

@@ -8,6 +8,9 @@ recording ``sleep``, so retry timing is asserted on the waits asked for, not the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,18 +26,14 @@ from hstsync.config import DownloadConfig
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.errors import AuthRequiredError, HstsyncError, TransferError
 from hstsync.model import ProductState
-from hstsync.transfer.downloader import (
+from hstsync.transfer import Downloader, Outcome, Transfer, open_session, part_path
+from hstsync.transfer.control import Control, control_path, write_control
+from hstsync.transfer.http import (
     RETRY_AFTER_CAP,
-    Downloader,
-    Outcome,
-    Transfer,
     body_start,
-    open_session,
     parse_content_range,
-    part_path,
     retry_after_seconds,
 )
-from hstsync.transfer.partfile import meta_path, write_meta
 
 X1D = "o58701010_x1d.fits"
 X2D = "o58701010_x2d.fits"
@@ -93,17 +92,30 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
         yield Harness(emu, session, tmp_path)
 
 
-def write_part(h: Harness, name: str, data: bytes, *, validated: bool = True) -> Path:
+def write_part(
+    h: Harness, name: str, data: bytes, *, validated: bool = True, legacy: bool = False
+) -> Path:
     """A part left by an earlier run, with the validator of the answer it came from
-    (the emulator's Last-Modified) unless ``validated`` is False."""
+    (the emulator's Last-Modified) in its control file, unless ``validated`` is False;
+    ``legacy``: as the previous version left it, the validator in ``FILE.part.meta``."""
     part = part_path(h.transfer(name).dest)
     part.parent.mkdir(parents=True, exist_ok=True)
     part.write_bytes(data)
     if validated:
         product = h.emu.catalogue.product(f"mast:HST/product/{name}")
         assert product is not None
-        write_meta(part, formatdate(product.modified, usegmt=True))
+        validator = formatdate(product.modified, usegmt=True)
+        if legacy:
+            meta = part.with_name(part.name + ".meta")
+            meta.write_text(json.dumps({"format": 1, "validator": validator}))
+        else:
+            write_control(part, Control(None, validator, ((0, len(data)),) if data else ()))
     return part
+
+
+def counted(outcome: Outcome) -> Outcome:
+    """The outcome's state and counters, without the hash and validators of the answer."""
+    return dataclasses.replace(outcome, sha256=None, etag=None, last_modified=None)
 
 
 # -- the plain cases --------------------------------------------------------------------
@@ -112,9 +124,12 @@ def write_part(h: Harness, name: str, data: bytes, *, validated: bool = True) ->
 async def test_plain_download_is_byte_identical(h: Harness) -> None:
     outcome = await h.fetch(X2D)
 
-    assert outcome == Outcome(ProductState.DONE, SIZES[X2D], 0, 1, None, SIZES[X2D])
+    assert counted(outcome) == Outcome(ProductState.DONE, SIZES[X2D], 0, 1, None, SIZES[X2D])
     dest = h.transfer(X2D).dest
     assert dest.read_bytes() == h.body(X2D)
+    # the hash of the bytes landed, taken as they streamed; the answer's validators
+    assert outcome.sha256 == hashlib.sha256(h.body(X2D)).hexdigest()
+    assert (outcome.etag or "").startswith('"') and outcome.last_modified
     assert not part_path(dest).exists()
     assert sum(h.deltas) == SIZES[X2D]
     [request] = h.gets(X2D)
@@ -133,15 +148,18 @@ async def test_file_already_present_is_not_requested(h: Harness) -> None:
     assert h.gets(X1D) == []
 
 
-async def test_file_already_present_loses_a_validator_left_by_a_kill(h: Harness) -> None:
-    # killed after the part became the file and before its .part.meta went (finish)
+@pytest.mark.parametrize("legacy", [False, True], ids=["control", "previous-version"])
+async def test_file_already_present_loses_a_control_file_left_by_a_kill(
+    h: Harness, legacy: bool
+) -> None:
+    # killed after the part became the file and before its control file went (commit)
     dest = h.transfer(X1D).dest
-    write_part(h, X1D, h.body(X1D)).rename(dest)
-    assert meta_path(part_path(dest)).exists()
+    write_part(h, X1D, h.body(X1D), legacy=legacy).rename(dest)
+    assert len(list(dest.parent.iterdir())) == 2
 
     outcome = await h.fetch(X1D)
 
-    assert outcome == Outcome(ProductState.DONE, 0, 0, 0, None, SIZES[X1D])
+    assert counted(outcome) == Outcome(ProductState.DONE, 0, 0, 0, None, SIZES[X1D])
     assert sorted(p.name for p in dest.parent.iterdir()) == [X1D]
     assert h.gets(X1D) == []
 
@@ -168,27 +186,46 @@ async def test_resume_after_reset_is_byte_identical(h: Harness) -> None:
     assert sum(r.body_bytes_sent for r in (first, second)) < 2 * size
 
 
-async def test_existing_part_resumes_with_range(h: Harness) -> None:
+@pytest.mark.parametrize("legacy", [False, True], ids=["control", "previous-version"])
+async def test_existing_part_resumes_with_range(h: Harness, legacy: bool) -> None:
     size, half = SIZES[FLT], SIZES[FLT] // 2
-    write_part(h, FLT, h.body(FLT)[:half])
+    part = write_part(h, FLT, h.body(FLT)[:half], legacy=legacy)
 
     outcome = await h.fetch(FLT)
 
-    assert outcome == Outcome(ProductState.DONE, size - half, half, 1, None, size)
+    assert counted(outcome) == Outcome(ProductState.DONE, size - half, half, 1, None, size)
     assert h.transfer(FLT).dest.read_bytes() == h.body(FLT)
     [request] = h.gets(FLT)
     assert header(request, "Range") == f"bytes={half}-"
+    # the whole file's hash, although half of it came from the part
+    assert outcome.sha256 == hashlib.sha256(h.body(FLT)).hexdigest()
+    assert sorted(p.name for p in part.parent.iterdir()) == [FLT]
 
 
-async def test_complete_part_is_finished_without_a_body(h: Harness) -> None:
-    write_part(h, X1D, h.body(X1D))
+async def test_complete_part_of_the_previous_version_is_finished_without_a_body(
+    h: Harness,
+) -> None:
+    write_part(h, X1D, h.body(X1D), legacy=True)
 
     outcome = await h.fetch(X1D)
 
     # Range: bytes=77760- is answered 416 with Content-Range: bytes */77760
-    assert outcome == Outcome(ProductState.DONE, 0, SIZES[X1D], 1, None, SIZES[X1D])
+    assert counted(outcome) == Outcome(ProductState.DONE, 0, SIZES[X1D], 1, None, SIZES[X1D])
     assert h.transfer(X1D).dest.read_bytes() == h.body(X1D)
     assert header(h.gets(X1D)[0], "Range") == f"bytes={SIZES[X1D]}-"
+
+
+async def test_complete_part_is_finished_without_a_request(h: Harness) -> None:
+    part = part_path(h.transfer(X1D).dest)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(h.body(X1D))
+    write_control(part, Control(SIZES[X1D], '"v"', ((0, SIZES[X1D]),)))
+
+    outcome = await h.fetch(X1D)
+
+    assert counted(outcome) == Outcome(ProductState.DONE, 0, SIZES[X1D], 1, None, SIZES[X1D])
+    assert h.transfer(X1D).dest.read_bytes() == h.body(X1D)
+    assert h.gets(X1D) == [] and not control_path(part).exists()
 
 
 async def test_part_larger_than_the_file_starts_over(h: Harness) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from astropy.table import Table
+from helpers import leave_part
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,7 +72,9 @@ def test_plan_counts_present_partial_missing_and_refused(tmp_path: Path):
     base = mirror / "mastDownload/HST/o58701010"
     base.mkdir(parents=True)
     (base / "a_flt.fits").write_bytes(fits_body(present))
-    (base / "b_flt.fits.part").write_bytes(b"x" * 1000)
+    leave_part(base / "b_flt.fits", b"x" * 1000, '"v1"')
+    # a part nothing names (no control file) is of unknown origin: not held
+    (base / "c_flt.fits.part").write_bytes(b"y" * 2000)
 
     plan = plan_files([present, partial, missing, hostile], mirror)
 

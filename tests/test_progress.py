@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from helpers import emulator_validator, leave_part
 from rich.console import Console
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
@@ -63,9 +64,8 @@ async def test_resumed_pass_starts_the_bar_at_the_bytes_already_held(
     config.paths.requests.mkdir()
     (config.paths.requests / "7291.toml").write_text(TUTORIAL_MANIFEST)
     x2d = config.paths.mirror / "mastDownload/HST/o58701010/o58701010_x2d.fits"
-    x2d.parent.mkdir(parents=True)
-    part = x2d.with_name(x2d.name + ".part")
-    part.write_bytes(emulator.body("mast:HST/product/o58701010_x2d.fits")[:4_000_000])
+    uri = "mast:HST/product/o58701010_x2d.fits"
+    leave_part(x2d, emulator.body(uri)[:4_000_000], emulator_validator(emulator, uri))
     recorder = Recorder()
 
     assert await run_once(config, progress=recorder) == 0

@@ -20,29 +20,30 @@ import pytest
 from hstsync.config import DownloadConfig
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState
+from hstsync.transfer import Downloader, Outcome, Transfer, held_bytes, open_session, part_path
 from hstsync.transfer.budget import ConnectionBudget, allot
-from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session, part_path
+from hstsync.transfer.control import (
+    Control,
+    control_path,
+    parse,
+    read_control,
+    render,
+    write_control,
+)
 from hstsync.transfer.ranges import (
     MIN_PIECE,
     SMALLEST_PIECE,
     Pace,
-    SegmentRecord,
     apportion,
     capacity,
     covered,
     cuts,
-    held_bytes,
     largest_piece,
     merge,
     min_piece,
     missing,
-    parse_record,
-    read_record,
-    render_record,
     should_segment,
-    sidecar_path,
     weighted_cuts,
-    write_record,
 )
 from hstsync.transfer.work import Work
 
@@ -172,12 +173,14 @@ def test_should_segment_needs_size_and_accept_ranges():
     assert not should_segment(big, 0, "bytes")  # 0 = never
 
 
-def test_record_round_trips_and_counts_what_is_held():
-    record = SegmentRecord(1000, ((0, 100), (500, 600)), '"etag"')
-    again = parse_record(render_record(record))
-    assert again == record
-    assert again is not None and again.held == 200
-    assert again.remaining() == [(100, 500), (600, 1000)]
+def test_control_file_round_trips_and_counts_what_is_held():
+    control = Control(1000, '"etag"', ((0, 100), (500, 600)))
+    again = parse(render(control))
+    assert again == control
+    assert again is not None and again.held == 200 and again.end == 600
+    assert missing(1000, again.done) == [(100, 500), (600, 1000)]
+    # a file whose length no answer has stated yet
+    assert parse(render(Control(None, None, ((0, 10),)))) == Control(None, None, ((0, 10),))
 
 
 @pytest.mark.parametrize(
@@ -186,29 +189,43 @@ def test_record_round_trips_and_counts_what_is_held():
         "",
         "not json",
         "[]",
-        '{"format": 2, "size": 10, "done": []}',
-        '{"format": 1, "size": -1, "done": []}',
-        '{"format": 1, "size": 10, "done": [[5, 20]]}',
-        '{"format": 1, "size": 10, "done": [[5, 5]]}',
-        '{"format": 1, "size": 10, "done": [[1, 2, 3]]}',
-        '{"format": 1, "size": 10, "done": [[true, 2]]}',
-        '{"format": 1, "size": 10, "done": [], "validator": 3}',
+        '{"format": 3, "size": 10, "done": []}',
+        '{"format": 1, "size": 10, "done": []}',
+        '{"format": 2, "size": -1, "done": []}',
+        '{"format": 2, "size": 10, "done": [[5, 20]]}',
+        '{"format": 2, "size": 10, "done": [[5, 5]]}',
+        '{"format": 2, "size": 10, "done": [[1, 2, 3]]}',
+        '{"format": 2, "size": 10, "done": [[true, 2]]}',
+        '{"format": 2, "size": 10, "done": [], "validator": 3}',
+        '{"format": 2, "size": "10", "done": []}',
         "[" * 100_000,
     ],
 )
-def test_a_record_we_did_not_write_is_not_trusted(text: str):
-    assert parse_record(text) is None
+def test_a_control_file_we_did_not_write_is_not_trusted(text: str):
+    assert parse(text) is None
 
 
-def test_held_bytes_reads_the_record_of_a_segmented_part(tmp_path: Path):
+def test_the_segment_record_of_the_previous_version_is_read_once(tmp_path: Path):
+    part = tmp_path / "f.fits.part"
+    part.write_bytes(b"x" * 300)
+    record = part.with_name(part.name + ".segments")
+    record.write_text('{"format":1,"size":300,"validator":"\\"e\\"","done":[[0,10],[100,150]]}')
+    control = read_control(part, 300)
+    assert control is not None and control.legacy
+    assert (control.size, control.validator, control.done) == (300, '"e"', ((0, 10), (100, 150)))
+    # a segmented part of that version was preallocated: any other length is not it
+    assert read_control(part, 299) is None
+
+
+def test_held_bytes_is_what_the_control_file_names(tmp_path: Path):
     dest = tmp_path / "f.fits"
     part = part_path(dest)
     assert held_bytes(dest) == 0
     part.write_bytes(b"x" * 300)
-    assert held_bytes(dest) == 300  # a plain part: its size
-    write_record(part, SegmentRecord(300, ((0, 10), (100, 150)), None))
-    assert held_bytes(dest) == 60  # preallocated: the record says what is in place
-    sidecar_path(part).write_text("garbage")
+    assert held_bytes(dest) == 0  # nothing names these bytes: of unknown origin
+    write_control(part, Control(300, None, ((0, 10), (100, 150))))
+    assert held_bytes(dest) == 60  # the control file says what is in place
+    control_path(part).write_text("garbage")
     assert held_bytes(dest) == 0
 
 
@@ -463,7 +480,7 @@ async def test_large_file_is_fetched_in_concurrent_ranges_and_is_byte_identical(
     assert outcome.attempts == 1 and outcome.fetched == SIZES[X2D]
     assert h.on_disk(X2D) == h.body(X2D)
     dest = h.transfer(X2D).dest
-    assert not part_path(dest).exists() and not sidecar_path(part_path(dest)).exists()
+    assert not part_path(dest).exists() and not control_path(part_path(dest)).exists()
     gets = h.gets(X2D)
     ranged = [r for r in gets if header(r, "Range")]
     assert len(ranged) >= 2
@@ -505,16 +522,19 @@ async def test_cancelled_segmented_transfer_resumes_only_what_is_missing(harness
     h = await harness(rate=2e6)  # slow enough for a record (each second) before the end
     part = part_path(h.transfer(X2D).dest)
 
+    def record() -> Control | None:
+        return read_control(part, part.stat().st_size) if part.exists() else None
+
     task = asyncio.create_task(h.fetch(X2D))
     await until(
-        lambda: (r := read_record(part)) is not None and r.held > 4_000_000 and len(r.done) >= 2,
+        lambda: (r := record()) is not None and r.held > 4_000_000 and len(r.done) >= 2,
         "several segments under way",
     )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    record = read_record(part)
+    record = record()
     assert record is not None and 0 < record.held < SIZES[X2D]
     assert part.stat().st_size == SIZES[X2D]  # preallocated, and the record says what is in
     assert not h.transfer(X2D).dest.exists()
@@ -545,7 +565,7 @@ async def test_server_ignoring_range_falls_back_to_one_whole_transfer(harness):
     assert outcome.state is ProductState.DONE
     assert h.on_disk(X2D) == h.body(X2D)
     part = part_path(h.transfer(X2D).dest)
-    assert not part.exists() and not sidecar_path(part).exists()
+    assert not part.exists() and not control_path(part).exists()
     last = h.gets(X2D)[-1]
     assert header(last, "Range") is None and last.body_bytes_sent == SIZES[X2D]
 
@@ -554,19 +574,19 @@ async def test_a_record_that_does_not_match_the_part_is_not_trusted(harness):
     h = await harness()
     part = part_path(h.transfer(X2D).dest)
     part.parent.mkdir(parents=True)
-    part.write_bytes(b"\0" * 1000)  # not preallocated: the record cannot describe it
-    write_record(part, SegmentRecord(SIZES[X2D], ((0, SIZES[X2D] - 10),), None))
+    part.write_bytes(b"\0" * 1000)  # the control file claims bytes the part cannot hold
+    write_control(part, Control(SIZES[X2D], None, ((0, SIZES[X2D] - 10),)))
 
     assert (await h.fetch(X2D)).state is ProductState.DONE
     assert h.on_disk(X2D) == h.body(X2D)
     assert requested(h.gets(X2D)[0], SIZES[X2D])[0] == 0  # started again from zero
 
 
-async def test_a_record_write_cut_by_a_kill_leaves_no_temporary_file(harness):
+async def test_a_control_file_write_cut_by_a_kill_leaves_no_temporary_file(harness):
     h = await harness()
     part = prepare_gaps(h, X2D, [(1_000_000, 3_000_000)])
-    # killed inside write_record: atomic_write's temporary file stays beside the record
-    stray = sidecar_path(part).with_name(f".{sidecar_path(part).name}.0badf00d.tmp")
+    # killed inside write_control: its temporary file stays beside the control file
+    stray = control_path(part).with_name(f"{control_path(part).name}.tmp")
     stray.write_text("{")
 
     assert (await h.fetch(X2D)).state is ProductState.DONE
@@ -582,7 +602,7 @@ def prepare_gaps(h: Harness, name: str, gaps: list[tuple[int, int]]) -> Path:
     part = part_path(h.transfer(name).dest)
     part.parent.mkdir(parents=True)
     part.write_bytes(bytes(body))
-    write_record(part, SegmentRecord(len(body), tuple(missing_complement(len(body), gaps)), None))
+    write_control(part, Control(len(body), None, tuple(missing_complement(len(body), gaps))))
     return part
 
 
@@ -637,8 +657,8 @@ async def test_per_host_cap_holds_below_the_total(harness):
     assert h.emu.peak_downloads <= 3
 
 
-def test_record_is_json_a_person_can_read(tmp_path: Path):
+def test_control_file_is_json_a_person_can_read(tmp_path: Path):
     part = tmp_path / "f.fits.part"
-    write_record(part, SegmentRecord(10, ((0, 4),), '"e"'))
-    doc = json.loads(sidecar_path(part).read_text())
-    assert doc == {"format": 1, "size": 10, "validator": '"e"', "done": [[0, 4]]}
+    write_control(part, Control(10, '"e"', ((0, 4),)))
+    doc = json.loads(control_path(part).read_text())
+    assert doc == {"format": 2, "size": 10, "validator": '"e"', "done": [[0, 4]]}

@@ -7,10 +7,10 @@ tree is byte-identical to what the archive serves, no ``.part`` is left, every p
 is done and no request is stuck in resolving or downloading.
 
 Segmented transfers are in play: the 14 MB and 10 MB files of 7291 are over
-``segment_min``, and every third kill (the first included) waits until a segment record
-holds bytes. The soak asserts that a kill caught a file in segments, that parts were
-taken up exactly where a kill left them (a plain part's length, a record's missing
-ranges) and it prints the bytes the archive sent per byte of the final tree, bounded
+``segment_min``, and every third kill (the first included) waits until a segmented
+part's control file holds bytes. The soak asserts that a kill caught a file in segments,
+that parts were taken up exactly where a kill left them (the ranges their control files
+say are missing) and it prints the bytes the archive sent per byte of the final tree, bounded
 below what restarting every part from zero would cost.
 
 The short version runs by default (3 kills). The long one is ``slow`` and runs when
@@ -38,7 +38,8 @@ from hstsync.emulator import Emulator, RecordedRequest, default_catalogue
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, RequestState
 from hstsync.store.db import Store
-from hstsync.transfer.ranges import SegmentRecord, read_record
+from hstsync.transfer.control import Control, read_control
+from hstsync.transfer.ranges import missing
 
 SEED = int(os.environ.get("SOAK_SEED", "20240601"))
 #: bytes/s per response: a 2 MB file takes ~1 s, a 14 MB one ~7 s alone, ~2 s in segments
@@ -61,7 +62,7 @@ def final_files(root: Path) -> list[Path]:
     return [
         p
         for p in top.rglob("*")
-        if p.is_file() and not p.name.endswith((".part", ".part.segments", ".part.meta", ".tmp"))
+        if p.is_file() and not p.name.endswith((".part", ".part.ctl", ".tmp"))
     ]
 
 
@@ -90,20 +91,26 @@ def all_done(root: Path) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """A ``.part`` as a SIGKILL left it: its length and, for a segmented one, its record."""
+    """A ``.part`` as a SIGKILL left it: its length and what its control file says."""
 
     size: int
-    record: SegmentRecord | None
+    record: Control | None
 
     @property
     def held(self) -> int:
-        return self.record.held if self.record is not None else self.size
+        return self.record.held if self.record is not None else 0
+
+    @property
+    def segmented(self) -> bool:
+        """Preallocated to the file's length: written in ranges (or about to be)."""
+        return self.record is not None and self.record.size == self.size > self.held
 
     def resume_offsets(self) -> set[int]:
         """Where a resume of this part starts its requests (0 excluded: that is a restart)."""
         if self.record is None:
-            return {self.size} - {0}
-        return {start for start, _ in self.record.remaining()} - {0}
+            return set()
+        end = self.record.size if self.record.size is not None else self.size + 1
+        return {start for start, _ in missing(end, self.record.done)} - {0}
 
 
 @dataclass
@@ -129,14 +136,14 @@ class Soak:
 
 def parts_on_disk(root: Path) -> dict[str, Part]:
     return {
-        p.name.removesuffix(".part"): Part(p.stat().st_size, read_record(p))
+        p.name.removesuffix(".part"): Part(p.stat().st_size, read_control(p, p.stat().st_size))
         for p in (root / "mirror").rglob("*.part")
     }
 
 
 def segments_checkpointed(root: Path) -> bool:
-    """Whether some segmented part's record says it holds bytes."""
-    return any(part.record is not None and part.held > 0 for part in parts_on_disk(root).values())
+    """Whether some segmented part's control file says it holds bytes."""
+    return any(part.segmented and part.held > 0 for part in parts_on_disk(root).values())
 
 
 def file_gets(requests: list[RecordedRequest]) -> list[tuple[str, int, RecordedRequest]]:
@@ -223,31 +230,30 @@ async def soak(root: Path, kills: int, seed: int, *, files: int = 12, rate: floa
 
 
 def segmented_at_a_kill(result: Soak) -> list[str]:
-    """Files a kill caught mid-way through a segmented transfer: a ``.part.segments``
-    record on disk, and that life had asked for the file at two or more places past 0."""
+    """Files a kill caught mid-way through a segmented transfer: a preallocated part with
+    its control file on disk, and that life had asked for the file at two or more places."""
     caught = []
     for life in result.lives:
         starts: dict[str, set[int]] = {}
         for name, start, _ in file_gets(life.requests):
             starts.setdefault(name, set()).add(start)
         for name, part in life.parts.items():
-            if part.record is not None and len(starts.get(name, set())) >= 2:
+            if part.segmented and len(starts.get(name, set())) >= 2:
                 caught.append(name)
     return caught
 
 
 def resumed(result: Soak) -> list[tuple[str, int, bool]]:
-    """(file, offset, from a segment record) of each request that took up a part where
-    a kill left it: in the life after a kill, a ranged GET for a file whose part was on
-    disk at that kill, starting exactly where the part's bytes ended (a plain part's
-    length, or the start of a range its segment record says is missing). Ranged
+    """(file, offset, segmented) of each request that took up a part where a kill left
+    it: in the life after a kill, a ranged GET for a file whose part was on disk at that
+    kill, starting exactly where a range its control file says is missing starts. Ranged
     requests that merely split a fresh file, or a restart from zero, do not count."""
     found = []
     for before, after in itertools.pairwise(result.lives):
         for name, start, _ in file_gets(after.requests):
             part = before.parts.get(name)
             if part is not None and start in part.resume_offsets():
-                found.append((name, start, part.record is not None))
+                found.append((name, start, part.segmented))
     return found
 
 
@@ -271,12 +277,12 @@ def check(result: Soak, label: str, bound: float | None) -> None:
         f"\n{label}: {ratio:.3f} bytes fetched per byte kept"
         f" ({from_zero:.3f} had every kill restarted its parts from zero);"
         f" {len(resumes)} request(s) resumed a part,"
-        f" {sum(segments for _, _, segments in resumes)} of them from a segment record;"
+        f" {sum(segments for _, _, segments in resumes)} of them of a segmented part;"
         f" caught in segments by a kill: {sorted(set(segmented_at_a_kill(result)))}"
     )
     assert segmented_at_a_kill(result), "no kill caught a segmented transfer"
     assert resumes, "no part was taken up where a kill left it"
-    assert any(segments for _, _, segments in resumes), "no segment record was resumed"
+    assert any(segments for _, _, segments in resumes), "no segmented part was resumed"
     if bound is not None:
         assert ratio < bound, f"{ratio:.3f} bytes fetched per byte kept (at most {bound})"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,17 @@ from helpers import Naps
 
 from hstsync.config import DownloadConfig, MastConfig, token_allowed
 from hstsync.emulator import Emulator, Fault, FaultKind
-from hstsync.files import fsync_directory
 from hstsync.model import ProductState
-from hstsync.transfer.downloader import Downloader, Transfer, open_session, part_path
-from hstsync.transfer.finish import land_all
+from hstsync.transfer import Downloader, Transfer, open_session, part_path
+from hstsync.transfer.control import (
+    Control,
+    has_control,
+    read_control,
+    write_control,
+)
+from hstsync.transfer.disk import check_dirs, fsync_dir, make_dirs, open_regular
 from hstsync.transfer.http import RATE_LIMITED, body_start, retry_after_seconds
-from hstsync.transfer.partfile import check_dirs, make_dirs, meta_path, read_meta, write_meta
+from hstsync.transfer.land import Landing, land_all
 
 CFG = DownloadConfig(retries=3, timeout=2.0, backoff=0.01, backoff_max=0.05, segment_min=0)
 X1D = "o58701010_x1d.fits"
@@ -64,6 +70,19 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         assert self._runner is not None
         await self._runner.cleanup()
+
+
+def leave_part(part: Path, data: bytes, validator: str) -> None:
+    """A part an earlier run left: ``data`` from byte 0, and the answer it came from."""
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(data)
+    write_control(part, Control(None, validator, ((0, len(data)),)))
+
+
+def validator_of(part: Path) -> str | None:
+    """The validator the part's control file names (None: there is none)."""
+    control = read_control(part, part.stat().st_size)
+    return control.validator if control is not None else None
 
 
 def fits_bytes(n_blocks: int = 4, seed: int = 0) -> bytes:
@@ -137,6 +156,7 @@ async def test_unknown_size_cut_chunked_body_resumes_with_range(
             resp.enable_chunked_encoding()
             await resp.prepare(request)
             await resp.write(body[:cut])
+            await asyncio.sleep(0.05)  # the client has read the bytes sent by now
             assert request.transport is not None
             request.transport.close()  # the chunked body never ends
             return resp
@@ -155,7 +175,7 @@ async def test_unknown_size_cut_chunked_body_resumes_with_range(
     assert outcome.state is ProductState.DONE and outcome.attempts == 2
     assert t.dest.read_bytes() == body and outcome.size == len(body)
     assert srv.seen[1]["range"] == f"bytes={cut}-"
-    assert not meta_path(part_path(t.dest)).exists()
+    assert not has_control(part_path(t.dest))
 
 
 @pytest.mark.parametrize(
@@ -192,7 +212,9 @@ async def test_segmented_transfer_uses_the_servers_length_not_the_catalogues(
     # cut at that (each conditional on the answer that stated it)
     after = [r for r in ranged if "If-Range" in r.headers]
     assert after, "the file was fetched in segments"
-    assert max(int(r.headers["Range"].rsplit("-", 1)[1]) for r in after) == real - 1
+    # the last range runs to the end the server stated (asked open-ended or to its byte)
+    ends = [r.headers["Range"].rsplit("-", 1)[1] for r in after]
+    assert max(int(end) if end else real - 1 for end in ends) == real - 1
 
 
 # -- C. never wrong bytes ------------------------------------------------------------------
@@ -275,9 +297,7 @@ async def test_part_of_version_1_is_not_completed_from_version_2(
         async with session.get(t.url) as resp:
             first = (await resp.read())[:5000]
         part = part_path(t.dest)
-        part.parent.mkdir(parents=True)
-        part.write_bytes(first)
-        write_meta(part, '"v1"')
+        leave_part(part, first, '"v1"')
         current[0] = "v2"
 
         outcome = await downloader(session).fetch(t)
@@ -285,7 +305,7 @@ async def test_part_of_version_1_is_not_completed_from_version_2(
     assert outcome.state is ProductState.DONE
     assert t.dest.read_bytes() == versions["v2"]
     assert srv.seen[-1]["if-range"] == '"v1"' and srv.seen[-1]["range"] == "bytes=5000-"
-    assert not meta_path(part).exists()
+    assert not has_control(part)
 
 
 async def test_part_of_the_same_version_is_resumed_with_if_range(
@@ -295,9 +315,7 @@ async def test_part_of_the_same_version_is_resumed_with_if_range(
     async with Server(versioned(versions, ["v1"])) as srv:
         t = transfer(srv.url + "/f", tmp_path, size=len(versions["v1"]))
         part = part_path(t.dest)
-        part.parent.mkdir(parents=True)
-        part.write_bytes(versions["v1"][:5000])
-        write_meta(part, '"v1"')
+        leave_part(part, versions["v1"][:5000], '"v1"')
 
         outcome = await downloader(session).fetch(t)
 
@@ -323,7 +341,7 @@ async def test_part_without_a_saved_validator_starts_again_from_zero(
     assert "range" not in srv.seen[0]
 
 
-async def test_first_answer_saves_its_validator_beside_the_part(
+async def test_first_answer_saves_its_validator_in_the_control_file(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     body = fits_bytes(6)
@@ -345,7 +363,7 @@ async def test_first_answer_saves_its_validator_beside_the_part(
     assert outcome.state is ProductState.FAILED
     part = part_path(t.dest)
     assert part.stat().st_size == 6000
-    assert read_meta(part) == '"abc"'
+    assert read_control(part, 6000) == Control(len(body), '"abc"', ((0, 6000),))
 
 
 # -- symbolic links ------------------------------------------------------------------------
@@ -429,15 +447,15 @@ async def test_a_new_directory_is_named_durably_before_its_first_file_is_done(
     # A file's rename is made durable by an fsync of its directory; a directory made
     # for it is named in its parent, which needs its own fsync, or a crash can take
     # a file the database calls done. Each parent once, before the file is done.
-    import hstsync.transfer.finish as finish_module
+    import hstsync.transfer.land as land_module
 
     synced: list[str] = []
 
-    def recording(directory: Path) -> None:
+    def recording(directory: Path | str) -> None:
         synced.append(str(directory))
-        fsync_directory(directory)
+        fsync_dir(directory)
 
-    monkeypatch.setattr(finish_module, "fsync_directory", recording)
+    monkeypatch.setattr(land_module, "fsync_dir", recording)
     bodies = {name: fits_bytes(blocks, seed=n) for n, name in enumerate(["a.fits", "b.fits"])}
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -704,7 +722,7 @@ async def test_on_retry_that_raises_does_not_end_the_transfer(tmp_path: Path) ->
 # -- small files: the whole body in memory, the part written once complete ----------------
 
 
-async def test_small_file_has_no_part_on_disk_until_its_body_is_complete(
+async def test_small_file_has_no_bytes_on_disk_until_its_body_is_complete(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     body = fits_bytes(6)
@@ -717,7 +735,8 @@ async def test_small_file_has_no_part_on_disk_until_its_body_is_complete(
         await resp.write(body[:9000])
         await asyncio.sleep(0.05)  # the client has read the first bytes by now
         part = part_path(t.dest)
-        seen_mid_body.append(part.exists() or meta_path(part).exists())
+        # the part is the file's lock, empty; nothing says it holds anything
+        seen_mid_body.append(part.stat().st_size > 0 or has_control(part))
         await resp.write(body[9000:])
         return resp
 
@@ -749,9 +768,7 @@ async def test_small_file_cancelled_mid_body_leaves_an_earlier_part_and_its_vali
     async with Server(handler) as srv:
         t = transfer(srv.url + "/f", tmp_path, size=len(new))
         part = part_path(t.dest)
-        part.parent.mkdir(parents=True)
-        part.write_bytes(old[:5000])  # an earlier run's bytes, and where they came from
-        write_meta(part, '"v1"')
+        leave_part(part, old[:5000], '"v1"')  # an earlier run's bytes, and where from
         task = asyncio.create_task(downloader(session).fetch(t))
         await started.wait()
         await asyncio.sleep(0.05)
@@ -761,7 +778,7 @@ async def test_small_file_cancelled_mid_body_leaves_an_earlier_part_and_its_vali
         stop.set()
 
     # the pair still agrees: v1's bytes named by v1's validator, never v2's bytes
-    assert part.read_bytes() == old[:5000] and read_meta(part) == '"v1"'
+    assert part.read_bytes() == old[:5000] and validator_of(part) == '"v1"'
     assert not t.dest.exists()
 
 
@@ -772,9 +789,7 @@ async def test_small_file_replacing_an_earlier_part_drops_its_validator(
     async with Server(versioned(versions, ["v2"])) as srv:
         t = transfer(srv.url + "/f", tmp_path, size=len(versions["v2"]))
         part = part_path(t.dest)
-        part.parent.mkdir(parents=True)
-        part.write_bytes(versions["v1"][:5000])
-        write_meta(part, '"v1"')
+        leave_part(part, versions["v1"][:5000], '"v1"')
 
         outcome = await downloader(session).fetch(t)
 
@@ -816,20 +831,26 @@ def test_small_files_landed_together_each_get_their_own_verdict(tmp_path: Path) 
     names = ["a.fits", "b.fits", "c.fits", "d.fits"]
     bodies = [good[0], bad, good[1], good[2]]
     files = [
-        (tmp_path, part_path(directory / n), directory / n, body)
+        Landing(
+            tmp_path,
+            part_path(directory / n),
+            directory / n,
+            open_regular(part_path(directory / n), os.O_RDWR | os.O_CREAT),
+            body,
+        )
         for n, body in zip(names, bodies, strict=True)
     ]
 
     results = land_all(files)
 
-    assert [type(r).__name__ if r else None for r in results] == [
+    assert [type(r).__name__ if isinstance(r, Exception) else None for r in results] == [
         None,
         "CorruptFileError",
         None,
         None,
     ]
     for name, body, result in zip(names, bodies, results, strict=True):
-        if result is None:
+        if not isinstance(result, Exception):
             assert (directory / name).read_bytes() == body
             assert not part_path(directory / name).exists()
         else:  # never given its name; its part is the caller's to remove

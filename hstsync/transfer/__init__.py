@@ -1,17 +1,40 @@
-"""How bytes move: one file from a URL to its final name, verified.
+"""How bytes move: one file from a URL to its final name, verified and hashed.
 
-- ``downloader``: :class:`Downloader`, one file's attempts: resume, stream or segments, finish.
+- ``downloader``: :class:`Downloader`, one file from the first request to its final name.
+- ``fetch``: one attempt at a file's missing ranges, over one connection or several.
+- ``partfile``: :class:`~hstsync.transfer.partfile.PartFile`, a file on its way: the
+  locked ``.part``, what it holds, its hash; ``control`` the control file beside it;
+  ``land`` giving a complete part its final name, durably (small files in batches).
+- ``work``: a file's ranges (held, waiting, running); ``ranges`` the arithmetic (pure).
 - ``outcome``: :class:`Transfer` -> :class:`Outcome` (values), ``after_fallback``.
-- ``retry``: the retry policy, all of it (which failures, how many attempts, the waits).
-- ``stream``: the whole-file stream, one GET (Range resume) into a plain part.
-- ``segmented``: one file as several Range requests at once.
-- ``work``: a segmented file's ranges (done, waiting, running) and its checkpointed record.
-- ``finish``: a complete part verified, fsynced and renamed; parts and sidecars removed.
+- ``retry``: the retry policy, all of it; ``budget``: the connection budget.
 - ``http``: the aiohttp edge (session, GET with redirects, reading an answer).
-- ``partfile``: the ``.part`` file (its name, writes, symbolic links, the validator sidecar).
-- ``ranges``: which byte ranges a segmented file still needs (pure) and its record.
-- ``budget``: the connection budget, in total and per host.
-- ``verify``: FITS CHECKSUM/DATASUM before a file counts as done.
+- ``probe``: asking the archive whether its copy of a file changed (``verify``).
+- ``verify``: a file's content check (FITS CHECKSUM/DATASUM); ``digest`` its SHA-256.
+- ``disk``: opening only regular files, never through a link; disk errors in words.
 
 Never imports ``archive``, ``store`` or ``service``: a transfer knows a URL and a path.
 """
+
+from hstsync.transfer.digest import ALGORITHM, hash_file
+from hstsync.transfer.disk import file_size, part_path
+from hstsync.transfer.downloader import Downloader
+from hstsync.transfer.http import open_session
+from hstsync.transfer.outcome import Outcome, Transfer, after_fallback
+from hstsync.transfer.partfile import held_bytes
+from hstsync.transfer.verify import needs_verification, verify_file
+
+__all__ = [
+    "ALGORITHM",
+    "Downloader",
+    "Outcome",
+    "Transfer",
+    "after_fallback",
+    "file_size",
+    "hash_file",
+    "held_bytes",
+    "needs_verification",
+    "open_session",
+    "part_path",
+    "verify_file",
+]

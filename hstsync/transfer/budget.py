@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import yarl
@@ -260,3 +260,26 @@ class ConnectionBudget:
 
     async def changed(self) -> None:
         await self._changed.wait()
+
+
+class Seat:
+    """A lane's token of the connection budget, given back while the lane waits to retry."""
+
+    def __init__(self, budget: ConnectionBudget, host: str, *, held: bool) -> None:
+        self._budget = budget
+        self._host = host
+        self._held = held
+
+    async def take(self) -> None:
+        await self._budget.take(self._host)
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._budget.give_back(self._host)
+
+    async def wait(self, sleep: Callable[[float], Awaitable[None]], seconds: float) -> None:
+        self.release()
+        await sleep(seconds)
+        await self.take()

@@ -1,125 +1,65 @@
-"""Transfers of one file: which way it is fetched, from the first attempt to its final name.
+"""Transfers of one file: from the first request to its final name, verified.
 
 A file is written as ``FILE.part`` beside its final name and renamed only once it
 holds every byte the server stated (the catalogue's size is a hint: a complete,
 verified answer of another length wins and is noted in the :class:`Outcome`) and its
 content passes :mod:`hstsync.transfer.verify` (FITS CHECKSUM/DATASUM), so a file under
 its final name is always complete and sound. An HTML page is never written to a part;
-a part of unknown origin (no saved validator) is never appended to; nothing is opened
-through a symbolic link below the mirror root.
-A part that fails verification is deleted and fetched again, within the retries.
-An interrupted transfer resumes from the bytes on disk; a server that ignores Range
-(or answers with the wrong range) makes the transfer start again from zero.
+a part of unknown origin (no control file) is never appended to; nothing is opened
+through a symbolic link below the mirror root, nor anything but a regular file.
 
-Owns :class:`Downloader`: each attempt, under the retry policy of
-:mod:`hstsync.transfer.retry`, resumes a segmented part from its record or a plain
-part from its validator, or starts again; the bytes come through the whole-file
-:class:`~hstsync.transfer.stream.Stream` or, for a file larger than ``segment_min``
-from a server that sends ``Accept-Ranges: bytes``, through
-:class:`~hstsync.transfer.segmented.SegmentedTransfer` (a fresh file whose catalogue
-size is above ``segment_min`` goes there from its first request, cut at that size;
-the first answers tell a server that ignores Range or a wrong catalogue size);
-:mod:`hstsync.transfer.finish` verifies the part and gives it its final name. Every
-request holds a token of the :class:`~hstsync.transfer.budget.ConnectionBudget`: a
-file's first connection waits its turn, further segments only take spare tokens, so
-whole files fill the budget first and the largest remaining files get what is left.
+:class:`Downloader` walks one way: the file's directories, the file already in place
+(nothing to do), its :class:`~hstsync.transfer.partfile.PartFile` opened and locked,
+then attempts under the retry policy of :mod:`hstsync.transfer.retry`, each one
+:class:`~hstsync.transfer.fetch.FileFetch` of the missing ranges (the part's own, or
+the whole file as one range, or cut at the catalogue's size) followed by
+:meth:`PartFile.commit`. A part that fails verification is discarded and fetched again
+within the retries; ranges the server refuses (it ignores Range, the file changed, the
+catalogue's size was wrong) make the attempt start again from zero in one request.
 
-:meth:`Downloader.fetch` never raises for a failed transfer: failures are data in
-the :class:`Outcome`, their texts written from status codes, errno names and byte
-counts (:mod:`hstsync.transfer.http`), never copied from an aiohttp exception.
-
-The names tests and callers import from here (:class:`Transfer`, :class:`Outcome`,
-``open_session``, ``body_start``, ``parse_content_range``, ``retry_after_seconds``,
-``RETRY_AFTER_CAP``, ``part_path``) are re-exported from the modules that hold them.
+:meth:`Downloader.fetch` never raises for a failed transfer: failures are data in the
+:class:`Outcome`, their texts written from status codes, errno names and byte counts
+(:mod:`hstsync.transfer.http`), never copied from an aiohttp exception.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 
 import aiohttp
 from tenacity import AsyncRetrying
 
 from hstsync.config import DownloadConfig
-from hstsync.errors import (
-    AuthRequiredError,
-    RangesRefused,
-    Refused,
-    TransferError,
-)
+from hstsync.errors import AuthRequiredError, RangesRefused, Refused, TransferError
 from hstsync.model import ProductState
-from hstsync.transfer.budget import ConnectionBudget, Expected, host_of
-from hstsync.transfer.finish import discard, drop_meta, finish, made_dirs, part_size
-from hstsync.transfer.http import (
-    RETRY_AFTER_CAP,
-    body_start,
-    open_session,
-    parse_content_range,
-    retry_after_seconds,
-    size_note,
-)
-from hstsync.transfer.outcome import OnProgress, Outcome, Progress, Transfer
-from hstsync.transfer.partfile import (
-    disk_error,
-    make_dirs,
-    part_path,
-    preallocate,
-    read_meta,
-    refuse_link,
-    regular_size,
-)
-from hstsync.transfer.ranges import has_record, read_record, worth_segmenting, write_record
-from hstsync.transfer.retry import OnRetry, retrying
-from hstsync.transfer.segmented import LengthDiffers, SegmentedTransfer
-from hstsync.transfer.stream import Stream
+from hstsync.transfer.answer import LengthDiffers
+from hstsync.transfer.budget import ConnectionBudget
+from hstsync.transfer.control import has_control, remove_control
+from hstsync.transfer.disk import disk_error, make_dirs, part_path, refuse_link, regular_size
+from hstsync.transfer.fetch import FileFetch, Link
+from hstsync.transfer.http import size_note
+from hstsync.transfer.land import remember_made
+from hstsync.transfer.outcome import OnProgress, Outcome, Transfer
+from hstsync.transfer.partfile import Landed, PartFile
+from hstsync.transfer.ranges import worth_segmenting
+from hstsync.transfer.retry import Attempts, OnRetry, retrying, with_retries
 from hstsync.transfer.work import Work
 
-__all__ = [
-    "RETRY_AFTER_CAP",
-    "Downloader",
-    "Outcome",
-    "Transfer",
-    "body_start",
-    "open_session",
-    "parse_content_range",
-    "part_path",
-    "retry_after_seconds",
-]
-
 log = logging.getLogger(__name__)
-
-
-@functools.lru_cache(maxsize=64)
-def _origin_of(prefix: str) -> str:
-    return host_of(prefix)
-
-
-def _origin(url: str) -> str:
-    """``host_of(url)``, parsed once per scheme and authority rather than per file: the
-    origin depends on nothing after the authority."""
-    authority = url.find("//")
-    end = url.find("/", authority + 2) if authority >= 0 else -1
-    for mark in "?#":
-        at = url.find(mark, authority + 2 if authority >= 0 else 0)
-        if at >= 0 and (end < 0 or at < end):
-            end = at
-    return _origin_of(url[:end] if end >= 0 else url)
 
 
 class Downloader:
     """Fetches files into place, one :meth:`fetch` per file, on a shared session.
 
     ``on_progress(transfer, delta)`` follows the bytes held in the ``.part``: positive
-    per chunk written, negative when a partial file is discarded to start again.
-    ``on_retry(transfer, attempts, error)`` is called before each wait between two
-    attempts (the service records the attempt while the pass runs).
-    ``trusted_hosts`` are the host patterns credential headers may go to
-    (``[mast] trusted_hosts``); None: each transfer's own host.
-    ``sleep`` is what waits between attempts (tests pass a recorder).
+    per chunk written, negative when held bytes are dropped. ``on_retry(transfer,
+    attempts, error)`` is called before each wait between two attempts (the service
+    records the attempt while the pass runs). ``trusted_hosts`` are the host patterns
+    credential headers may go to (``[mast] trusted_hosts``); None: each transfer's own
+    host. ``sleep`` is what waits between attempts (tests pass a recorder).
     """
 
     def __init__(
@@ -132,269 +72,185 @@ class Downloader:
         trusted_hosts: Sequence[str] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._session = session
         self._cfg = cfg
         self._on_progress = on_progress
-        self._on_retry = on_retry
-        self._trusted = tuple(trusted_hosts) if trusted_hosts is not None else None
-        self._sleep = sleep
         self.budget = ConnectionBudget(cfg.connections, cfg.per_host)
-        self._stream = Stream(
-            session,
-            cfg,
-            self.budget,
-            report=self._report,
-            to_segments=self._segmented,
-            trusted=self._trusted,
-        )
+        trusted = tuple(trusted_hosts) if trusted_hosts is not None else None
+        self._link = Link(session, cfg, self.budget, trusted, sleep, on_retry)
 
     async def fetch(self, transfer: Transfer) -> Outcome:
         """Bring ``transfer.dest`` into place. Raises nothing but CancelledError."""
-        label = transfer.label
-        part = part_path(transfer.dest)
-        progress = Progress()
-        state = ProductState.FAILED
+        attempts = Attempts(self._cfg.retries + 1)
+        state, error = ProductState.FAILED, ""
+        file = _File(transfer, attempts)
         try:
-            try:
-                # made here, on the loop: a new directory waits on a journal commit
-                # (~0.7 ms), but a worker thread for it cost more, in GIL hand-offs
-                made_dirs(make_dirs(transfer.root, transfer.dest.parent))
-                present = regular_size(transfer.dest)
-                refuse_link(part)
-            except OSError as exc:
-                raise Refused(disk_error(exc, "creating", transfer.dest.parent)) from None
-            if present is not None and transfer.size in (None, present):
-                log.debug("%s: already present (%d bytes)", label, present)
-                # a kill between the part's rename and its validator's removal (finish)
-                # leaves the validator behind: nothing will resume from it now
-                drop_meta(part)
+            present = self._prepare(transfer)
+            if present is not None:
                 return Outcome(ProductState.DONE, 0, 0, 0, None, present)
-            await self._attempts(transfer, part, progress)
+            part = await PartFile.open(
+                transfer.dest, transfer.root, self._reporter(transfer), label=transfer.label
+            )
+            try:
+                if part.waited and (present := self._present(transfer)) is not None:
+                    return Outcome(ProductState.DONE, 0, 0, 0, None, present)
+                file.part = part
+                landed = await with_retries(
+                    lambda: self._attempt(file), lambda: self._policy(transfer, attempts)
+                )
+            finally:
+                part.close()
         except AuthRequiredError as exc:
             state, error = ProductState.AUTH_REQUIRED, str(exc)
         except (TransferError, Refused) as exc:
             error = str(exc)
+        except OSError as exc:  # the part could not be opened: a link, a FIFO, a full disk
+            error = disk_error(exc, "opening", part_path(transfer.dest))
         except Exception as exc:  # a bug must not take the daemon down with it
-            log.error("%s: unexpected %s", label, type(exc).__name__, exc_info=True)
+            log.error("%s: unexpected %s", transfer.label, type(exc).__name__, exc_info=True)
             error = f"unexpected error ({type(exc).__name__})"
         else:
-            size = progress.total
-            note = size_note(transfer.size, size) if size is not None else None
-            log.info(
-                "%s: done, %d bytes fetched in %d attempt(s)%s",
-                label,
-                progress.fetched,
-                progress.attempts,
-                f" ({note})" if note else "",
+            return file.outcome(landed)
+        received = file.part.received if file.part is not None else 0
+        if attempts.count:
+            log.warning(
+                "%s: %s after %d attempt(s): %s", transfer.label, state, attempts.count, error
             )
-            return Outcome(
-                ProductState.DONE,
-                progress.fetched,
-                progress.resumed_from,
-                progress.attempts,
-                None,
-                size,
-                note,
-            )
-        if progress.attempts:
-            log.warning("%s: %s after %d attempt(s): %s", label, state, progress.attempts, error)
         else:  # refused before any request (a disk that cannot be written): no count
-            log.warning("%s: %s: %s", label, state, error)
-        return Outcome(state, progress.fetched, progress.resumed_from, progress.attempts, error)
+            log.warning("%s: %s: %s", transfer.label, state, error)
+        return Outcome(state, received, file.resumed_from, attempts.count, error)
 
-    async def _attempts(self, transfer: Transfer, part: Path, progress: Progress) -> None:
-        """The attempts under the retry policy. The first runs outside it: building the
-        policy costs more than a small file's whole transfer, and most first attempts
-        succeed. A first failure is handed to the policy as its first attempt's, so
-        the waits, the log lines and ``on_retry`` are the same as if it had run there."""
+    def _prepare(self, transfer: Transfer) -> int | None:
+        """The file's directories made; the size of a file in place that needs nothing."""
         try:
-            await self._attempt(transfer, part, progress)
-            return
-        except TransferError as exc:
-            failed: TransferError | None = exc
+            # made here, on the loop: a new directory waits on a journal commit
+            # (~0.7 ms), but a worker thread for it cost more, in GIL hand-offs
+            remember_made(make_dirs(transfer.root, transfer.dest.parent))
+            refuse_link(part_path(transfer.dest))
+        except OSError as exc:
+            raise Refused(disk_error(exc, "creating", transfer.dest.parent)) from None
+        return self._present(transfer)
 
-        async def attempt(transfer: Transfer, part: Path, progress: Progress) -> None:
-            nonlocal failed
-            if failed is not None:
-                exc, failed = failed, None
-                raise exc
-            await self._attempt(transfer, part, progress)
+    def _present(self, transfer: Transfer) -> int | None:
+        """The size of the file in place when nothing is to be fetched: it has the
+        expected size (any, when unknown) and is not to be replaced."""
+        try:
+            present = regular_size(transfer.dest)
+        except OSError as exc:
+            raise Refused(disk_error(exc, "reading", transfer.dest)) from None
+        if present is not None and transfer.old_to is None and transfer.size in (None, present):
+            log.debug("%s: already present (%d bytes)", transfer.label, present)
+            part = part_path(transfer.dest)
+            if not os.path.lexists(part) and has_control(part):
+                # a kill between the part's rename and its control file's removal
+                remove_control(part, legacy=True)
+            return present
+        return None
 
-        await self._retrying(transfer, progress)(attempt, transfer, part, progress)
-
-    def _retrying(
-        self, transfer: Transfer, progress: Progress, *, segment: bool = False
-    ) -> AsyncRetrying:
+    def _policy(self, transfer: Transfer, attempts: Attempts) -> AsyncRetrying:
         return retrying(
             self._cfg,
             transfer,
-            progress,
-            sleep=self._sleep,
-            on_retry=self._on_retry,
-            segment=segment,
+            attempts,
+            sleep=self._link.sleep,
+            on_retry=self._link.on_retry,
         )
 
-    async def _attempt(self, transfer: Transfer, part: Path, progress: Progress) -> None:
-        """One attempt: the bytes, holding one connection of the budget (more for
-        segments), then finishing the part, which needs no connection."""
-        progress.attempts += 1
-        async with self.budget.connection(_origin(transfer.url)):
-            try:
-                await self._attempt_on(transfer, part, progress)
-            except RangesRefused as exc:
-                # the segmented part is gone (see _segmented): one plain stream from zero
-                log.info("%s: %s; fetching the whole file in one request", transfer.label, exc)
-                restart = await self._stream.exchange(
-                    transfer, part, progress, 0, 0, segments=False
-                )
-                if restart is not None:
-                    raise TransferError(restart) from None
-        # only a segmented part has a record (a plain one never; an untrusted one was
-        # removed by _resumable); a small body in memory has no part yet
-        segmented = progress.body is None and has_record(part)
-        await finish(transfer, part, progress, self._report, segmented=segmented)
-
-    async def _attempt_on(self, transfer: Transfer, part: Path, progress: Progress) -> None:
-        """Resume from the bytes on disk (segments or a prefix), or start over once."""
-        if has_record(part):
-            work = self._resumable(transfer, part)
-            if work is not None:
-                if progress.attempts == 1:
-                    progress.resumed_from = work.held()
-                    log.info(
-                        "%s: resuming segments, %d of %d bytes held",
-                        transfer.label,
-                        progress.resumed_from,
-                        work.size,
-                    )
-                progress.total = work.size
-                await self._segmented(transfer, part, progress, work)
-                return
-        held = part_size(part)
-        if not held and self._splits_up_front(transfer, progress):
-            assert transfer.size is not None
-            progress.total = transfer.size
-            work = Work(transfer.size, (), None)
-            expected = self.budget.expect(host_of(transfer.url), transfer.size)
-            try:
-                await self._segmented(transfer, part, progress, work, fresh=True, expected=expected)
-                return
-            except LengthDiffers as exc:
-                # the catalogue was wrong (the part is gone, see _segmented): the whole
-                # file's answer states the length, and segments follow it as before
+    async def _attempt(self, file: _File) -> Landed:
+        """One attempt: the missing ranges, then the part verified and committed."""
+        transfer, part = file.transfer, file.part
+        assert part is not None
+        file.attempts.count += 1
+        work = file.plan(self._cfg.segment_min)
+        try:
+            await FileFetch(self._link, transfer, part, work, file.attempts, split=file.split).run()
+        except RangesRefused as exc:
+            if isinstance(exc, LengthDiffers) and work.guessed:
+                # the catalogue was wrong: the whole file's answer states the length,
+                # and it may be cut again once it has
                 log.info(
-                    "%s: the server states %d bytes, not %d",
+                    "%s: the server states %d bytes, not %s",
                     transfer.label,
                     exc.total,
                     transfer.size,
                 )
-                progress.total = None
-            finally:
-                expected.close()
-        offset = held
-        if held and not progress.answered:
-            # a part left by an earlier run: resumed only if the answer it came from
-            # can be named in If-Range; bytes of unknown origin are never appended to
-            progress.validator = read_meta(part)
-            if progress.validator is None:
-                log.info("%s: partial file of unknown origin; starting again", transfer.label)
-                offset = 0
-        if progress.attempts == 1:
-            if offset:
-                log.info("%s: resuming at %d bytes", transfer.label, offset)
             else:
-                log.debug("%s: downloading (catalogue: %s bytes)", transfer.label, transfer.size)
-        restart = await self._stream.exchange(transfer, part, progress, offset, held)
-        if restart is None:
-            return
-        log.info("%s: %s; starting again from zero", transfer.label, restart)
-        restart = await self._stream.exchange(transfer, part, progress, 0, part_size(part))
-        if restart is not None:
-            raise TransferError(restart)
+                log.info("%s: %s; fetching the whole file in one request", transfer.label, exc)
+                file.split = False
+            part.reset()
+            file.guess = False
+            work = file.plan(self._cfg.segment_min)
+            await FileFetch(self._link, transfer, part, work, file.attempts, split=file.split).run()
+        assert work.size is not None  # run() returns only with every byte held
+        file.work = work
+        return await part.commit(work.size, old_to=transfer.old_to)
 
-    def _splits_up_front(self, transfer: Transfer, progress: Progress) -> bool:
-        """Whether a fresh file goes straight to segments, cut at its catalogue size
-        before any answer (:mod:`hstsync.transfer.segmented`): a server that ignores
-        Range or states another length is found out by the first answers, and the file
-        is then fetched in one request (RangesRefused, see :meth:`_attempt`)."""
-        return (
-            transfer.size is not None
-            and not progress.answered
-            and worth_segmenting(transfer.size, self._cfg.segment_min)
+    def _reporter(self, transfer: Transfer) -> Callable[[int], None]:
+        on_progress = self._on_progress
+        if on_progress is None:
+            return lambda delta: None
+        return lambda delta: on_progress(transfer, delta) if delta else None
+
+
+class _File:
+    """What one :meth:`Downloader.fetch` knows of its file between attempts."""
+
+    def __init__(self, transfer: Transfer, attempts: Attempts) -> None:
+        self.transfer = transfer
+        self.attempts = attempts
+        self.part: PartFile | None = None
+        self.work: Work | None = None
+        #: more connections may cut the file (no range was refused)
+        self.split = True
+        #: a fresh file may be cut at its catalogue size before any answer
+        self.guess = True
+
+    def plan(self, segment_min: int) -> Work:
+        """The ranges this attempt asks for: what the part lacks, or the whole file."""
+        transfer, part = self.transfer, self.part
+        assert part is not None
+        held, first = part.held, self.attempts.count == 1
+        if held is not None and (held.done or held.size is not None):
+            if first and held.done:
+                of = f" of {held.size}" if held.size is not None else ""
+                log.info("%s: resuming, %d%s bytes held", transfer.label, held.held, of)
+            return Work(held.size, held.done, held.validator)
+        if first and part.untrusted:
+            log.info("%s: partial file of unknown origin; starting again", transfer.label)
+        elif first:
+            log.debug("%s: downloading (catalogue: %s bytes)", transfer.label, transfer.size)
+        size = transfer.size
+        if self.guess and self.split and size is not None and worth_segmenting(size, segment_min):
+            return Work(size, guessed=True)
+        return Work(None)
+
+    @property
+    def resumed_from(self) -> int:
+        """Bytes an earlier run left in the part and this call kept."""
+        return self.part.kept if self.part is not None else 0
+
+    def outcome(self, landed: Landed) -> Outcome:
+        transfer, part, work = self.transfer, self.part, self.work
+        assert part is not None and work is not None
+        note = size_note(transfer.size, landed.size)
+        received = part.received
+        details = [f"in {self.attempts.count} attempt(s)"]
+        if self.resumed_from:
+            details.append(f"resumed at {self.resumed_from:,} bytes held")
+        if received != landed.size - self.resumed_from:
+            details.append(f"{received:,} bytes received in all")  # a restart, a refetch
+        if note:
+            details.append(note)
+        log.info("%s: done, %s bytes %s", transfer.label, f"{landed.size:,}", ", ".join(details))
+        return Outcome(
+            ProductState.DONE,
+            received,
+            self.resumed_from,
+            self.attempts.count,
+            None,
+            landed.size,
+            note,
+            sha256=landed.sha256,
+            etag=work.etag,
+            last_modified=work.last_modified,
+            replaced=landed.replaced,
         )
-
-    def _resumable(self, transfer: Transfer, part: Path) -> Work | None:
-        """The work left by a segmented part, or None (part and record removed) when
-        the record cannot be trusted for this file."""
-        record = read_record(part)
-        # a segmented part is preallocated to the length the server stated
-        if record is not None and part_size(part) == record.size:
-            return Work(record.size, record.done, record.validator)
-        log.info("%s: the segment record does not match the part; starting again", transfer.label)
-        held = record.held if record is not None else 0
-        discard(part)
-        self._report(transfer, -held)
-        return None
-
-    async def _segmented(
-        self,
-        transfer: Transfer,
-        part: Path,
-        progress: Progress,
-        work: Work,
-        first: aiohttp.ClientResponse | None = None,
-        held: int = 0,
-        expected: Expected | None = None,
-        *,
-        fresh: bool = False,
-    ) -> None:
-        """Fetch ``work``'s ranges into ``part``, several at once.
-
-        ``first`` is an open whole-file answer (a fresh part): it streams the first
-        segment while spare connections split off the rest; ``expected`` is the file's
-        place among the candidates for them, kept until the transfer registers its own.
-        Without ``first`` the part and its record exist already (a resume). The
-        segments themselves are
-        :class:`~hstsync.transfer.segmented.SegmentedTransfer`'s; retries and counting stay here.
-        ``work.size`` is the length the server stated, whatever the catalogue says.
-        """
-        if first is not None or fresh:
-            # the record first: a part that may hold bytes out of order always has one
-            try:
-                await asyncio.to_thread(write_record, part, work.record())
-                await asyncio.to_thread(preallocate, part, work.size)
-                drop_meta(part)  # the record names the validator from now on
-            except OSError as exc:
-                raise Refused(disk_error(exc, "writing", part)) from None
-            self._report(transfer, -held)
-            log.debug("%s: %d bytes in segments", transfer.label, work.size)
-
-        def received(n: int) -> None:
-            progress.fetched += n
-            self._report(transfer, n)
-
-        segments = SegmentedTransfer(
-            self._session,
-            self._cfg,
-            self.budget,
-            url=transfer.url,
-            headers=transfer.headers,
-            size=work.size,
-            part=part,
-            work=work,
-            retrying=lambda: self._retrying(transfer, progress, segment=True),
-            received=received,
-            filename=transfer.dest.name,
-            public=transfer.public,
-            trusted=self._trusted,
-        )
-        try:
-            await segments.run(first, expected)
-        except RangesRefused:
-            self._report(transfer, -work.held())
-            discard(part)
-            raise
-
-    def _report(self, transfer: Transfer, delta: int) -> None:
-        if self._on_progress is not None and delta:
-            self._on_progress(transfer, delta)

@@ -1,15 +1,16 @@
 """What a transfer is asked and what it answers: plain values, no I/O.
 
 Owns :class:`Transfer` (one file to fetch: URL, destination, the catalogue's size as
-a hint, credential headers, the mirror root), :class:`Outcome` (how it ended: a
-state, counters, the error text, the size the server sent and how it differs from
-the catalogue's), :class:`Progress` (what one fetch has done so far, which becomes
-its Outcome) and :func:`after_fallback`, which joins a cloud attempt and the MAST
-one into one Outcome. A failed transfer is data here, never an exception.
+a hint, credential headers, the mirror root, where a replaced file goes),
+:class:`Outcome` (how it ended: a state, counters, the error text, the size the server
+sent and how it differs from the catalogue's, the content hash and the validators of
+the answer) and :func:`after_fallback`, which joins a cloud attempt and the MAST one
+into one Outcome. A failed transfer is data here, never an exception.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ class Transfer:
     ``size`` is the catalogue's, a hint (None: unknown): the server's stated length
     wins. ``root`` is the mirror: no directory between it and ``dest`` may be a
     symbolic link. ``public``: a 403 is then a rate limiter, retried, not a refusal.
+    ``old_to``: the file is fetched even if one of its size is at ``dest`` (a new
+    version, or damaged), and the one there goes to ``old_to`` when the new one lands;
+    None: a file already at ``dest`` with the expected size is kept, nothing fetched.
     """
 
     url: str
@@ -34,6 +38,7 @@ class Transfer:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     root: Path | None = None
     public: bool = False
+    old_to: Path | None = None
 
 
 #: follows the bytes held in a transfer's ``.part``: positive per chunk written,
@@ -60,23 +65,14 @@ class Outcome:
     size: int | None = None
     #: how the server's size differs from the catalogue's, for status
     size_note: str | None = None
-
-
-@dataclass(slots=True)
-class Progress:
-    """What one :meth:`~hstsync.transfer.downloader.Downloader.fetch` call has done so far."""
-
-    attempts: int = 0
-    fetched: int = 0
-    resumed_from: int = 0
-    #: a strong ETag or Last-Modified seen this call, sent back as If-Range
-    validator: str | None = None
-    #: whether an answer came this call (then ``validator`` is this call's own)
-    answered: bool = False
-    #: the file's length as the server stated it (None: not stated, e.g. chunked)
-    total: int | None = None
-    #: a small file's whole body, received in memory and not yet written (finish writes it)
-    body: bytes | None = None
+    #: the SHA-256 of the file landed (None: not fetched by this call)
+    sha256: str | None = None
+    #: the ETag and Last-Modified of the answer the bytes came from, for a later
+    #: conditional request (None: the server sent none)
+    etag: str | None = None
+    last_modified: str | None = None
+    #: a file under the final name was replaced (kept at ``Transfer.old_to``)
+    replaced: bool = False
 
 
 def after_fallback(cloud: Outcome, mast: Outcome) -> Outcome:
@@ -85,12 +81,9 @@ def after_fallback(cloud: Outcome, mast: Outcome) -> Outcome:
     MAST's answer decides the state and the error (it is the archive; the cloud is
     a copy). The counters cover both: every attempt and every byte received.
     """
-    return Outcome(
-        state=mast.state,
+    return dataclasses.replace(
+        mast,
         fetched=cloud.fetched + mast.fetched,
         resumed_from=cloud.resumed_from,
         attempts=cloud.attempts + mast.attempts,
-        error=mast.error,
-        size=mast.size,
-        size_note=mast.size_note,
     )

@@ -1,241 +1,359 @@
-"""The ``.part`` file on disk: its name, how bytes reach it, and how a disk says no.
+"""One file being fetched, on disk: its ``.part``, its control file, its lock and its hash.
 
-Owns the file operations both kinds of transfer share: :func:`part_path` (a file is
-written as ``FILE.part`` beside its final name), :func:`preallocate` and
-:func:`pwrite` for a segmented part written at offsets, :func:`fsync`, and
-:func:`disk_error`, the text of a failed file operation written from its errno name
-(``disk full (ENOSPC) writing …``). Plain functions that raise :class:`OSError`; which
-failure that becomes is the caller's decision. The rename that gives a part its final
-name is in :mod:`hstsync.transfer.finish`, after verification.
+:class:`PartFile` owns a file's whole life between "not there" and "in place": it is
+opened (:meth:`PartFile.open`: the part locked, its control file read), told that a
+fresh answer starts (:meth:`begin`), written at offsets (:meth:`write`), checkpointed
+(:meth:`checkpoint`: the bytes fsynced, then the control file that names them),
+verified and committed under its final name (:meth:`commit`, with :mod:`.land`), or
+discarded (:meth:`discard`). A whole file is a plan of one range; the same object and
+the same path serve a file fetched in one stream or in many ranges.
 
-Symbolic links: nothing under the mirror is opened through a link hstsync did not make.
-:func:`make_dirs` walks from the mirror root to a file's directory refusing any link on
-the way, every open of a part uses ``O_NOFOLLOW``, and :func:`refuse_link` is the
-``lstat`` check made right before a name is used. All raise ``OSError(ELOOP)``, which
-:func:`disk_error` words as ``refused: PATH is a symbolic link``.
+**The lock.** The part itself is the lock: an exclusive ``flock`` on its descriptor,
+held from :meth:`open` to :meth:`close`, so two processes pointed at one mirror (two
+configurations, two databases) never write the same file. The second waits, and once
+the first has renamed the part into place it finds the file there.
 
-The validator sidecar (``FILE.part.meta``): the ETag or Last-Modified of the answer a
-plain part's bytes came from, written atomically when that answer arrives, so that a
-resume after a restart can send ``If-Range``. A part without one is of unknown origin:
-it is fetched again from zero, never appended to.
+**A small file** (an answer of at most ``SMALL_BODY`` bytes from byte 0) is held in
+memory until it is complete and landed with others in one worker-thread call
+(:mod:`.land`): its bytes never sit half-written on disk. A body cut short is written
+to the part with its control file (:meth:`spill`) so the next attempt resumes it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import json
+import asyncio
+import logging
 import os
-import stat
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, TypeVar
 
-META_SUFFIX = ".meta"
+from hstsync.errors import CorruptFileError, Refused, TransferError
+from hstsync.transfer.control import (
+    Control,
+    has_control,
+    read_control,
+    remove_control,
+    write_control,
+)
+from hstsync.transfer.digest import Digest
+from hstsync.transfer.disk import (
+    disk_error,
+    part_path,
+    preallocate,
+    pwrite_all,
+)
+from hstsync.transfer.land import Landing, finish_part, lander, parents_of
+from hstsync.transfer.lock import lock_part, same_file
 
+log = logging.getLogger(__name__)
 
-def part_path(dest: Path) -> Path:
-    """Where ``dest`` is written until it is complete: ``FILE.part`` beside it."""
-    return dest.with_name(dest.name + ".part")
-
-
-_ERRNO_WORDS = {
-    errno.ENOSPC: "disk full",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EROFS: "read-only file system",
-    errno.ENOTDIR: "not a directory",
-    errno.EISDIR: "is a directory",
-    errno.ENOENT: "no such file or directory",
-    errno.EEXIST: "a file is in the way",
-    errno.EIO: "I/O error",
-}
-
-
-def disk_error(exc: OSError, doing: str, path: Path) -> str:
-    """``disk full (ENOSPC) writing /srv/hst/….part``."""
-    code = exc.errno or 0
-    if code == errno.ELOOP:
-        return f"refused: {exc.filename or path} is a symbolic link"
-    word = _ERRNO_WORDS.get(code) or exc.strerror or type(exc).__name__
-    name = errno.errorcode.get(code)
-    return f"{word} ({name}) {doing} {path}" if name else f"{word} {doing} {path}"
+T = TypeVar("T")
 
 
-def fsync(path: Path) -> None:
-    """The bytes of ``path`` on the disk, before a record or a rename names them."""
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """A file in place: its length, the SHA-256 of its bytes, and whether a file it
+    replaced was kept (at the ``old_to`` it was committed with)."""
+
+    size: int
+    sha256: str
+    replaced: bool = False
 
 
-def preallocate(part: Path, size: int) -> None:
-    """The part at its full size from the start: space is claimed before the bytes
-    come (a full disk says so now), and segments write at their offsets."""
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
-    try:
+class PartFile:
+    """A file on its way to ``dest``: the locked ``.part``, what it holds, its hash.
+
+    ``report(delta)`` follows the bytes held: positive per chunk written, negative when
+    held bytes are dropped (a fresh answer replaces them, a corrupt part is emptied).
+    """
+
+    def __init__(
+        self,
+        dest: Path,
+        root: Path | None,
+        fd: int,
+        held: Control | None,
+        report: Callable[[int], None],
+        *,
+        sidecars: bool = False,
+    ) -> None:
+        self.dest = dest
+        self.root = root
+        self.path = part_path(dest)
+        self._fd: int | None = fd
+        #: what the part holds, as its control file says (None: nothing trusted)
+        self.held = held
+        #: whether the lock was held by another process when this one asked
+        self.waited = False
+        #: bytes the part held at open that nothing trustworthy names (refetched)
+        self.untrusted = 0
+        #: body bytes received from the network since :meth:`open`
+        self.received = 0
+        #: bytes held at :meth:`open` that are still held (none once a fresh answer began)
+        self.kept = held.held if held is not None else 0
+        self._report = report
+        self._digest = Digest()
+        self._body: list[bytes] | None = None
+        self._body_size = 0
+        self._legacy = held is not None and held.legacy
+        #: a control file (or an earlier version's sidecar) may be beside the part
+        self._sidecars = sidecars
+        #: held by whoever writes the control file or changes what the part holds; a
+        #: checkpoint taken before a change (``_epoch`` moved on) is never written after it
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._closed = False
+
+    # -- opening and closing ------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, dest: Path, root: Path | None, report: Callable[[int], None], *, label: str = ""
+    ) -> PartFile:
+        """The part of ``dest``, created if need be and locked; what it holds read.
+
+        Raises ``OSError`` for a link or anything but a regular file at the part's name
+        or its control file's (:func:`~hstsync.transfer.disk.open_regular`).
+        """
+        path = part_path(dest)
+        fd, waited = await lock_part(path, label)
         try:
-            os.posix_fallocate(fd, 0, size)
+            sidecars = bool(os.fstat(fd).st_size) or has_control(path)
+            held = read_control(path, os.fstat(fd).st_size) if sidecars else None
+        except BaseException:
+            os.close(fd)
+            raise
+        part = cls(dest, root, fd, held, report, sidecars=sidecars)
+        part.waited = waited
+        if held is None:
+            part.untrusted = os.fstat(fd).st_size
+        return part
+
+    def close(self) -> None:
+        """Release the lock; an empty part nobody will resume from is removed."""
+        with self._lock:  # a checkpoint under way ends first; none starts after
+            self._closed = True
+            self._epoch += 1
+            fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if self.held is None and os.fstat(fd).st_size == 0 and same_file(fd, self.path):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise TransferError(f"{self.path} is closed")
+        return self._fd
+
+    # -- writing ----------------------------------------------------------------------
+
+    @property
+    def in_memory(self) -> bool:
+        return self._body is not None
+
+    async def begin(self, control: Control, *, in_memory: bool = False) -> None:
+        """A fresh answer: the file's bytes from zero replace whatever the part held.
+
+        On disk the new control file (holding nothing yet) is written first, durably, and
+        only then is the part truncated: a crash between the two can never leave an old
+        control file naming bytes that are gone. ``in_memory``: the body is held in
+        memory until complete (a small file); the part on disk is left as it was, so a
+        crash meanwhile still resumes what an earlier run held.
+        """
+        if self.held is not None and self.held.held:
+            self._report(-self.held.held)
+        self._digest = Digest()
+        self.kept = 0
+        if in_memory:
+            self._body, self._body_size = [], 0
+            self.held = Control(control.size, control.validator)
+            return
+        self._body = None
+        try:
+            await _in_thread(self._begin_on_disk, self.fd, control)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            os.ftruncate(fd, size)  # a file system without fallocate: a sparse file
-    finally:
-        os.close(fd)
+            raise Refused(disk_error(exc, "writing", self.path)) from None
+        self._sidecars = True
+        self._drop_legacy()
+        self.held = control
 
+    def _begin_on_disk(self, fd: int, control: Control) -> None:
+        with self._lock:
+            self._epoch += 1
+            write_control(self.path, control)
+            os.ftruncate(fd, 0)
 
-def pwrite(fd: int, data: memoryview, offset: int) -> None:
-    # written synchronously, like Stream._receive: 1 MiB writes do not stall the loop long
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data, offset = data[written:], offset + written
-
-
-# -- symbolic links ---------------------------------------------------------------------
-
-
-def _link_error(path: Path | str) -> OSError:
-    return OSError(errno.ELOOP, "is a symbolic link", str(path))
-
-
-def refuse_link(path: Path) -> None:
-    """Raise ``OSError(ELOOP)`` if ``path`` is a symbolic link (a missing path is fine)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(mode):
-        raise _link_error(path)
-
-
-def regular_size(path: Path) -> int | None:
-    """The size of the regular file at ``path``; None when there is none (or something
-    else is there). :func:`refuse_link`'s ``OSError(ELOOP)`` for a link: both from one
-    ``lstat``."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if stat.S_ISLNK(st.st_mode):
-        raise _link_error(path)
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
-
-
-def _below(root: Path | None, directory: Path) -> list[str] | None:
-    """The path of each component of ``directory`` below ``root``, outermost first
-    (``[]`` for the root itself); None when ``directory`` is not under ``root``.
-
-    On the strings, not ``Path.relative_to``: these run for every file of a pass, and
-    pathlib's parsing and joining was most of their cost. Both are ``Path``s, so
-    neither has a trailing or doubled separator; the test is as lexical as
-    ``Path.is_relative_to``.
-    """
-    if root is None:
-        return None
-    top, here = os.fspath(root), os.fspath(directory)
-    if here == top:
-        return []
-    prefix = top if top.endswith(os.sep) else top + os.sep
-    if not here.startswith(prefix):
-        return None
-    paths: list[str] = []
-    current = prefix[:-1] if prefix != os.sep else ""
-    for name in here[len(prefix) :].split(os.sep):
-        current = f"{current}{os.sep}{name}"
-        paths.append(current)
-    return paths
-
-
-def make_dirs(root: Path | None, directory: Path) -> list[str]:
-    """Create ``directory`` and those between it and ``root``, refusing symbolic links;
-    the directories it made below ``root``, outermost first (their names are not
-    durable until their parents are fsynced: ``finish.made_dirs``).
-
-    ``root`` itself (the mirror, which the user may well have made a link) is taken
-    as it is; every component below it must be a real directory or is created. Without
-    a ``root`` (or outside it) only ``directory`` itself is checked.
-    """
-    below = _below(root, directory)
-    if below is None:
-        refuse_link(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        return []
-    assert root is not None
-    if not os.path.isdir(root):  # followed: the root may be a link
-        root.mkdir(parents=True, exist_ok=True)
-    made: list[str] = []
-    for current in below:
+    async def preallocate(self, size: int) -> None:
+        """Claim the file's space now (a full disk says so before the bytes come)."""
         try:
-            mode = os.lstat(current).st_mode
-        except FileNotFoundError:
+            await _in_thread(preallocate, self.fd, size)
+        except OSError as exc:
+            raise Refused(disk_error(exc, "writing", self.path)) from None
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Bytes of the file at ``offset`` (in memory: only in order)."""
+        if self._body is not None:
+            if offset != self._body_size:
+                raise TransferError(f"a small body out of order at byte {offset}")
+            self._body.append(bytes(data))
+            self._body_size += len(data)
+        else:
             try:
-                os.mkdir(current)
-                made.append(current)
-            except FileExistsError:  # another transfer made it
-                pass
-            mode = os.lstat(current).st_mode
-        if stat.S_ISLNK(mode):
-            raise _link_error(current)
-        if not stat.S_ISDIR(mode):  # a file where a directory must go, as mkdir says it
-            raise OSError(errno.EEXIST, "a file is in the way", current)
-    return made
+                pwrite_all(self.fd, data, offset)
+            except OSError as exc:
+                raise Refused(disk_error(exc, "writing", self.path)) from None
+        self._digest.feed(offset, data)
+        self.received += len(data)
+        self._report(len(data))
 
-
-def check_dirs(root: Path | None, directory: Path) -> None:
-    """Right before a name in ``directory`` is used: no component below ``root`` is a link."""
-    below = _below(root, directory)
-    for current in below if below is not None else [os.fspath(directory)]:
+    async def checkpoint(self, control: Control) -> None:
+        """Make ``control``'s ranges durable: the part fsynced, then the control file.
+        A failure is logged: the transfer can go on, a crash would only cost more."""
+        if self._body is not None:
+            return
         try:
-            mode = os.lstat(current).st_mode
-        except FileNotFoundError:
-            return  # nor is any below it
-        if stat.S_ISLNK(mode):
-            raise _link_error(current)
+            await asyncio.to_thread(self._checkpoint, control, self._epoch)
+        except OSError as exc:
+            log.warning("cannot record the progress of %s: %s", self.path, exc.strerror)
+
+    def checkpoint_now(self, control: Control) -> None:
+        """:meth:`checkpoint`, blocking: for the moment a transfer stops."""
+        if self._body is not None:
+            return
+        try:
+            self._checkpoint(control, self._epoch)
+        except OSError as exc:
+            log.warning("cannot record the progress of %s: %s", self.path, exc.strerror)
+
+    def _checkpoint(self, control: Control, epoch: int) -> None:
+        with self._lock:
+            fd = self._fd
+            if self._closed or fd is None or epoch != self._epoch:
+                return  # committed, closed or begun again meanwhile: not these ranges
+            os.fsync(fd)  # the bytes first, then the control file that names them
+            write_control(self.path, control)
+            self.held = control
+        self._drop_legacy()
+
+    def spill(self, control: Control) -> None:
+        """A small body cut short goes to disk as any part would hold it, for a resume."""
+        body, self._body = self._body, None
+        if body is None:
+            return
+        try:
+            with self._lock:
+                self._epoch += 1
+                write_control(self.path, Control(control.size, control.validator))
+                self._sidecars = True
+                os.ftruncate(self.fd, 0)
+                pwrite_all(self.fd, b"".join(body), 0)
+            self._checkpoint(control, self._epoch)
+        except OSError as exc:
+            raise Refused(disk_error(exc, "writing", self.path)) from None
+
+    def reset(self) -> None:
+        """Give up what the part holds (its control file first); the part stays locked."""
+        held = self.held.held if self.held is not None else 0
+        self._body = None
+        try:
+            with self._lock:
+                self._epoch += 1
+                remove_control(self.path, legacy=True)
+                os.ftruncate(self.fd, 0)
+        except OSError as exc:
+            log.warning("cannot empty %s: %s", self.path, exc.strerror)
+        self.held = None
+        self._digest = Digest()
+        self.kept = 0
+        if held:
+            self._report(-held)
+
+    def _drop_legacy(self) -> None:
+        if self._legacy:
+            self._legacy = False
+            remove_control(self.path, legacy=True)
+
+    # -- committing -------------------------------------------------------------------
+
+    async def commit(self, size: int, *, old_to: Path | None = None) -> Landed:
+        """Verify the complete part and give it its final name, durably.
+
+        ``size`` is every byte the server stated (or, unstated, every byte that came).
+        ``old_to``: where a file already under the final name goes (hard-linked there
+        before the rename, so the final name is never missing). A part that fails the
+        content check is emptied and :class:`CorruptFileError` raised: the retry policy
+        fetches it again.
+        """
+        try:
+            if self._body is not None:
+                landed = await self._land(size, old_to)
+            else:
+                made = lander().unsynced(self.dest.parent)
+                landed = await _in_thread(self._commit, self.fd, size, old_to, parents_of(made))
+                lander().synced(made)
+        except CorruptFileError:
+            self.reset()  # its bytes are wrong: resuming from them cannot help
+            raise
+        with self._lock:
+            self._closed = True
+            self._epoch += 1
+        self.held = None
+        return landed
+
+    async def _land(self, size: int, old_to: Path | None) -> Landed:
+        body, self._body = self._body or [], None
+        data = body[0] if len(body) == 1 else b"".join(body)
+        if len(data) != size:
+            raise TransferError(f"the body holds {len(data)} of {size} bytes")
+        # the lander's own descriptor (the lock is shared): it may finish after a cancel
+        fd = os.dup(self.fd)
+        replaced = await lander().land(
+            Landing(self.root, self.path, self.dest, fd, data, old_to, self._sidecars)
+        )
+        self._sidecars = False
+        return Landed(size, self._digest.hexdigest(), replaced)
+
+    def _commit(self, fd: int, size: int, old_to: Path | None, parents: list[str]) -> Landed:
+        """Blocking: checked, hashed and renamed, with no checkpoint meanwhile nor after."""
+        with self._lock:
+            self._epoch += 1
+            replaced = finish_part(
+                self.root, self.path, self.dest, fd, size, self._digest, old_to, parents
+            )
+        return Landed(size, self._digest.hexdigest(), replaced)
 
 
-def open_part(part: Path, *, append: bool) -> BinaryIO:
-    """The part for writing at its end (``append``) or from zero, never through a link."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(part, flags, 0o666)
-    return os.fdopen(fd, "ab" if append else "wb")
+async def _in_thread(fn: Callable[..., T], fd: int, *args: Any) -> T:
+    """``fn(fd, *args)`` in a worker thread on a descriptor of its own: a cancelled caller
+    closes its part while the thread may still be at work, and a closed number can be
+    reused by any file the process opens next."""
+    own = os.dup(fd)
+
+    def run() -> T:
+        try:
+            return fn(own, *args)
+        finally:
+            os.close(own)
+
+    return await asyncio.to_thread(run)
 
 
-# -- the validator sidecar --------------------------------------------------------------
-
-
-def meta_path(part: Path) -> Path:
-    return part.with_name(part.name + META_SUFFIX)
-
-
-def write_meta(part: Path, validator: str | None) -> None:
-    """Record where a plain part's bytes come from, atomically (temporary file, rename)."""
-    path = meta_path(part)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"format": 1, "validator": validator}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_meta(part: Path) -> str | None:
-    """The validator saved for ``part``; None when there is none (or it cannot be read):
-    the part's origin cannot be checked."""
+def held_bytes(dest: Path) -> int:
+    """Bytes of ``dest`` already fetched into its ``.part`` and trusted for a resume, as
+    its control file says (0: none, or a part that cannot be read as one)."""
+    part = part_path(dest)
     try:
-        fd = os.open(meta_path(part), os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as fh:
-            doc = json.loads(fh.read(4096))
-    except (OSError, ValueError, RecursionError):
-        return None
-    validator = doc.get("validator") if isinstance(doc, dict) else None
-    return validator if isinstance(validator, str) and validator else None
-
-
-def remove_meta(part: Path) -> None:
-    path = meta_path(part)
-    path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        size = os.lstat(part).st_size
+        control = read_control(part, size) if size or has_control(part) else None
+    except OSError:
+        return 0
+    return control.held if control is not None else 0

@@ -1,36 +1,14 @@
-"""Segmented transfers, the deciding half: which byte ranges remain, how to split them,
-and the ``FILE.part.segments`` record that makes every segment resumable on its own.
+"""Byte ranges, the deciding half of a transfer: which remain, how to split them among
+connections so that they end together, and when a file is worth several at all.
 
 Ranges are half-open ``(start, end)`` byte offsets. Everything here is plain functions
-over tuples, except the few file operations at the bottom (reading and atomically
-writing the record), which sit beside the pure parsing and rendering they wrap.
-
-Why a sidecar file and not the store: the record must live and die with the ``.part``
-it describes. It sits in the same directory, is written atomically (temporary file,
-fsync, rename) after the part's bytes are fsynced, and is removed only once the part
-is whole or gone. :mod:`hstsync.transfer.downloader` needs no database to resume, and a part
-copied, moved or cleaned up by hand takes its record with it or leaves an orphan that
-is plainly stale, never a database row that describes bytes no longer there.
-
-The rule that keeps a crash from making a file look complete: **a part without a
-record is a prefix** (bytes 0..size of the part are the file's first bytes, as a
-single stream writes them). A segmented part is preallocated to its full size, so it
-always has a record: the record is written before the part grows and removed only
-after the part is complete (or deleted).
+over tuples and numbers (no I/O), unit-tested without a server.
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-
-from hstsync.files import atomic_write
-from hstsync.transfer.partfile import part_path
 
 Range = tuple[int, int]
 
@@ -41,8 +19,6 @@ MIN_PIECE = 1 << 20
 #: the smallest piece a split ever creates, however fast the answers: every request
 #: costs some CPU on both sides, whatever the latency
 SMALLEST_PIECE = 256 << 10
-SIDECAR_SUFFIX = ".segments"
-_FORMAT = 1
 
 
 def merge(ranges: Iterable[Range]) -> list[Range]:
@@ -183,111 +159,3 @@ def should_segment(size: int, segment_min: int, accept_ranges: str | None) -> bo
     return worth_segmenting(size, segment_min) and (
         (accept_ranges or "").strip().lower() == "bytes"
     )
-
-
-# -- the record beside the part -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentRecord:
-    """What a ``.part.segments`` file says: the bytes of the part that are in place."""
-
-    size: int
-    done: tuple[Range, ...]
-    #: the strong ETag or Last-Modified of the answers the bytes came from (If-Range)
-    validator: str | None = None
-
-    @property
-    def held(self) -> int:
-        return covered(self.done)
-
-    def remaining(self) -> list[Range]:
-        return missing(self.size, self.done)
-
-
-def render_record(record: SegmentRecord) -> str:
-    return json.dumps(
-        {
-            "format": _FORMAT,
-            "size": record.size,
-            "validator": record.validator,
-            "done": [list(r) for r in merge(record.done)],
-        },
-        separators=(",", ":"),
-    )
-
-
-def parse_record(text: str | bytes) -> SegmentRecord | None:
-    """The record, or None for anything that is not one we wrote (then the part is
-    not trusted: it is fetched again from zero)."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
-        return None
-    size, validator, done = doc.get("size"), doc.get("validator"), doc.get("done")
-    if not isinstance(size, int) or not _count(size) or not isinstance(done, list):
-        return None
-    if validator is not None and not isinstance(validator, str):
-        return None
-    ranges: list[Range] = []
-    for item in done:
-        if not (isinstance(item, list) and len(item) == 2 and all(_count(x) for x in item)):
-            return None
-        start, end = item
-        if not start < end <= size:
-            return None
-        ranges.append((start, end))
-    return SegmentRecord(size, tuple(merge(ranges)), validator)
-
-
-def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def sidecar_path(part: Path) -> Path:
-    return part.with_name(part.name + SIDECAR_SUFFIX)
-
-
-def read_record(part: Path) -> SegmentRecord | None:
-    """The record beside ``part``, None when there is none or it is unreadable."""
-    try:
-        return parse_record(sidecar_path(part).read_bytes())
-    except OSError:
-        return None
-
-
-def has_record(part: Path) -> bool:
-    # asked of every file, most of which have none: no Path built for the answer
-    return os.path.exists(os.fspath(part) + SIDECAR_SUFFIX)
-
-
-def write_record(part: Path, record: SegmentRecord) -> None:
-    """Replace the record atomically and durably. The caller fsyncs the part first:
-    the record must never claim bytes that a power cut could take back."""
-    atomic_write(sidecar_path(part), render_record(record))
-
-
-def remove_record(part: Path) -> None:
-    """Remove the record, and the temporary files a kill during :func:`write_record`
-    leaves beside it (``atomic_write``'s ``.NAME.<hex>.tmp``)."""
-    path = sidecar_path(part)
-    path.unlink(missing_ok=True)
-    strays = path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
-    for stray in (path.with_name(path.name + ".tmp"), *strays):
-        with contextlib.suppress(OSError):
-            stray.unlink(missing_ok=True)
-
-
-def held_bytes(dest: Path) -> int:
-    """Bytes of ``dest`` already fetched into its ``.part``: the record's count for a
-    segmented part (preallocated to full size), the part's size otherwise."""
-    part = part_path(dest)
-    if has_record(part):
-        record = read_record(part)
-        return record.held if record is not None else 0
-    try:
-        return part.stat().st_size
-    except OSError:
-        return 0

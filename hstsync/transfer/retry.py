@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -26,12 +27,24 @@ from tenacity import (
 
 from hstsync.config import DownloadConfig
 from hstsync.errors import RetryLater, TransferError
-from hstsync.transfer.outcome import Progress, Transfer
+from hstsync.transfer.outcome import Transfer
 
 log = logging.getLogger(__name__)
 
-#: called before each wait between two attempts: (transfer, attempts so far, error)
+#: called before each wait between two attempts: (transfer, attempts failed so far, error)
 OnRetry = Callable[[Transfer, int, str], None]
+T = TypeVar("T")
+
+
+class Attempts:
+    """A file's one budget of attempts: whole-file attempts and range retries alike."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        #: attempts made so far (the one under way included)
+        self.count = 0
 
 
 class Backoff:
@@ -55,7 +68,7 @@ class Backoff:
 def retrying(
     cfg: DownloadConfig,
     transfer: Transfer,
-    progress: Progress,
+    attempts: Attempts,
     *,
     sleep: Callable[[float], Awaitable[None]],
     on_retry: OnRetry | None = None,
@@ -66,10 +79,9 @@ def retrying(
     One budget of ``retries + 1`` attempts per file: a segment's retry (only that
     segment is fetched again) spends from the same count as a whole-file attempt,
     so a dead server costs a segmented file no more attempts than a plain one.
-    A whole-file attempt counts itself (``progress.attempts``); a segment's retry is
+    A whole-file attempt counts itself (``attempts.count``); a segment's retry is
     counted here, when granted.
     """
-    attempts = cfg.retries + 1
     failed = 0  # the number of the attempt that just failed, for the log line
 
     def announce(state: RetryCallState) -> None:
@@ -80,21 +92,21 @@ def retrying(
             exc,
             state.upcoming_sleep,
             failed,
-            attempts,
+            attempts.limit,
         )
         if on_retry is not None:
             try:
-                on_retry(transfer, progress.attempts, str(exc))
+                on_retry(transfer, failed, str(exc))
             except Exception:  # a hook's bug must not end the transfer
                 log.error("%s: on_retry failed", transfer.label, exc_info=True)
 
     def spent(_: RetryCallState) -> bool:
         nonlocal failed
-        failed = progress.attempts
-        if progress.attempts >= attempts:
+        failed = attempts.count
+        if attempts.count >= attempts.limit:
             return True
         if segment:  # counted when granted: segments failing together share the count
-            progress.attempts += 1
+            attempts.count += 1
         return False
 
     return AsyncRetrying(
@@ -105,3 +117,26 @@ def retrying(
         before_sleep=announce,
         reraise=True,
     )
+
+
+async def with_retries(once: Callable[[], Awaitable[T]], policy: Callable[[], AsyncRetrying]) -> T:
+    """``once()``, and again under ``policy()`` if it fails with a TransferError.
+
+    The first try runs outside the policy: building the policy costs more than a small
+    file's whole transfer, and most first tries succeed. A first failure is handed to
+    the policy as its first attempt's, so the waits, the log lines and ``on_retry`` are
+    the same as if it had run there.
+    """
+    try:
+        return await once()
+    except TransferError as exc:
+        failed: TransferError | None = exc
+
+    async def attempt() -> T:
+        nonlocal failed
+        if failed is not None:
+            exc, failed = failed, None
+            raise exc
+        return await once()
+
+    return await policy()(attempt)

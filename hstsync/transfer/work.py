@@ -1,30 +1,24 @@
-"""The ranges of one segmented file: in memory (:class:`Work`) and on disk (:class:`Checkpoints`).
+"""The ranges of one file being fetched (:class:`Work`): held, waiting, running.
 
-:class:`Work` is the bookkeeping of a segmented transfer: which ranges are done,
-which wait for a connection and which are running (:class:`Segment`), and how the
-running ones are cut for connections that come later (:func:`~hstsync.transfer.ranges.apportion`
-decides, this applies). :class:`Checkpoints` keeps the ``.part.segments`` record
-current while bytes arrive — the part fsynced before each record that names its
-bytes — so that a crash costs at most :data:`CHECKPOINT_SECONDS` of transfer. No
-HTTP here: :mod:`hstsync.transfer.segmented` runs the requests.
+:class:`Work` is the bookkeeping of a transfer: which ranges of the file are held, which
+wait for a connection and which are running (:class:`Segment`), and how the running ones
+are cut for connections that come later (:func:`~hstsync.transfer.ranges.apportion`
+decides, this applies). A whole file is a plan of one range. A file whose length no
+answer has stated yet is one range open at its end (:data:`OPEN`), never cut, until
+:meth:`Work.learn_size`. No I/O here: :mod:`hstsync.transfer.fetch` runs the requests and
+:class:`~hstsync.transfer.partfile.PartFile` keeps the bytes and the control file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import logging
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-from hstsync.transfer.partfile import fsync
+from hstsync.transfer.control import Control
 from hstsync.transfer.ranges import (
     Pace,
     Range,
-    SegmentRecord,
     apportion,
     capacity,
     head_start,
@@ -34,25 +28,10 @@ from hstsync.transfer.ranges import (
     missing,
     splittable,
     weighted_cuts,
-    write_record,
 )
 
-log = logging.getLogger(__name__)
-
-#: how often a segmented transfer records its progress beside the part (and at each
-#: segment's end): what a crash can cost is this much transfer time, never a segment
-CHECKPOINT_SECONDS = 1.0
-
-
-@dataclass(slots=True, eq=False)
-class Segment:
-    """A range being fetched: bytes ``start..position`` are written, ``position..end``
-    are still to come; ``end`` moves down when the range is split."""
-
-    start: int
-    position: int
-    end: int
-
+#: the end of the one range of a file whose length is not known yet
+OPEN = 1 << 62
 
 #: the weight of a piece cut to wait for a connection, against 2 for one that starts
 #: now: it starts later (when a whole file gives its token back, about a latency), so
@@ -63,25 +42,75 @@ LATER_WEIGHT = 1
 PACE_WEIGHT = 0.3
 
 
-class Work:
-    """The ranges of one segmented file: done, waiting for a connection, or running.
+@dataclass(slots=True, eq=False)
+class Segment:
+    """A range being fetched: bytes ``start..position`` are written, ``position..end``
+    are still to come; ``end`` moves down when the range is split (:data:`OPEN`: the
+    file's end, not known yet)."""
 
-    ``pace`` is how its segments are being served (:class:`~hstsync.transfer.ranges.Pace`,
-    from :meth:`observe_latency` and :meth:`observe_rate`; None until both are seen):
-    it sets the smallest piece worth a request and how much of a running range its
-    connection keeps when the range is cut for a new one, so that both end together.
+    start: int
+    position: int
+    end: int
+
+    @property
+    def last(self) -> str:
+        """The range's last byte as a ``Range`` header names it (empty: to the end)."""
+        return "" if self.end == OPEN else str(self.end - 1)
+
+
+class Work:
+    """The ranges of one file: held, waiting for a connection, or running.
+
+    ``size`` is the file's length as the server stated it (None: not yet). ``guessed``:
+    the size is the catalogue's, used to cut a fresh file before any answer; the first
+    answer confirms it or the work starts again (``LengthDiffers``). ``pace`` is how the
+    ranges are being served (:class:`~hstsync.transfer.ranges.Pace`, from
+    :meth:`observe_latency` and :meth:`observe_rate`; None until both are seen): it sets
+    the smallest piece worth a request and how much of a running range its connection
+    keeps when the range is cut for a new one, so that both end together.
     """
 
-    def __init__(self, size: int, done: Iterable[Range], validator: str | None) -> None:
+    def __init__(
+        self,
+        size: int | None,
+        done: Iterable[Range] = (),
+        validator: str | None = None,
+        *,
+        guessed: bool = False,
+    ) -> None:
         self.size = size
         self.validator = validator
+        self.guessed = guessed
+        #: the answer's ETag and Last-Modified, for conditional requests later
+        self.etag: str | None = None
+        self.last_modified: str | None = None
+        #: the server takes ranges (an answer said ``Accept-Ranges: bytes`` or sent a 206)
+        self.ranges_taken = guessed
         self._done = merge(done)
-        self._waiting = [Segment(a, a, b) for a, b in missing(size, self._done)]
+        end = OPEN if size is None else size
+        self._waiting = [Segment(a, a, b) for a, b in missing(end, self._done)]
         self._running: list[Segment] = []
         self._promised = 0
         self._latency: float | None = None
         self._rate: float | None = None
         self.pace: Pace | None = None
+
+    def learn_size(self, size: int) -> None:
+        """An answer stated the file's length (or a body without one ended there)."""
+        self.size = size
+        self.guessed = False
+        for segment in (*self._waiting, *self._running):
+            if segment.end == OPEN:
+                segment.end = size
+
+    def restart(self, segment: Segment) -> None:
+        """The file from zero on ``segment``'s connection, its only one: nothing is held,
+        nothing of the file is known (a whole-file answer is about to say)."""
+        self.size = self.validator = self.etag = self.last_modified = None
+        self.guessed = False
+        self._done, self._waiting, self._running = [], [], [segment]
+        segment.start = segment.position = 0
+        segment.end = OPEN
 
     def observe_latency(self, seconds: float) -> None:
         """A request's first byte came ``seconds`` after it was sent."""
@@ -99,6 +128,8 @@ class Work:
 
     def _cuttable(self, segment: Segment) -> int:
         """The bytes of a running range that new connections could share with it."""
+        if segment.end == OPEN:
+            return 0
         head = head_start(self.pace, segment.position > segment.start)
         return splittable(segment.end - segment.position, head)
 
@@ -174,8 +205,14 @@ class Work:
     def held(self) -> int:
         return sum(end - start for start, end in self.snapshot())
 
-    def remaining(self) -> int:
-        return sum(s.end - s.position for s in (*self._waiting, *self._running))
+    def complete(self) -> bool:
+        """Every byte of a file of known length is held."""
+        return (
+            self.size is not None
+            and not self._waiting
+            and not self._running
+            and (self.held() == self.size)
+        )
 
     def share(self, extra: int = 0) -> float | None:
         """The bytes this file's busiest connection would still carry with ``extra``
@@ -186,7 +223,7 @@ class Work:
         smallest = min_piece(self.pace)
         lengths = [self._cuttable(s) for s in self._running]
         heads = [s.end - s.position - n for s, n in zip(self._running, lengths, strict=True)]
-        waiting = [s.end - s.position for s in self._waiting]
+        waiting = [s.end - s.position for s in self._waiting if s.end != OPEN]
         if len(waiting) + capacity(lengths, smallest) <= coming:
             return None
         served = min(coming, len(waiting))
@@ -196,65 +233,10 @@ class Work:
         # a range no connection carries yet ends last: after a running one, at best
         return piece + max(waiting[served:], default=0)
 
-    def record(self) -> SegmentRecord:
-        return SegmentRecord(self.size, tuple(self.snapshot()), self.validator)
+    def record(self) -> Control:
+        """What the part holds, for its control file."""
+        return Control(self.size, self.validator, tuple(self.snapshot()))
 
 
 def _blend(before: float | None, sample: float) -> float:
     return sample if before is None else before + PACE_WEIGHT * (sample - before)
-
-
-class Checkpoints:
-    """Writes a segmented part's record: every CHECKPOINT_SECONDS while bytes arrive,
-    soon after each segment ends, and once more when the transfer stops.
-
-    The part is fsynced before each record that names its bytes. Writes run in a
-    worker thread under a lock; :meth:`close` waits for one in progress and stops all
-    later ones, so no record can reappear after the part is finished or removed.
-    """
-
-    def __init__(self, part: Path, work: Work) -> None:
-        self._part = part
-        self._work = work
-        self._lock = threading.Lock()
-        self._closed = False
-        self._written: tuple[Range, ...] | None = None
-        self._wanted = asyncio.Event()
-        self._last = time.monotonic()
-
-    def tick(self) -> None:
-        if time.monotonic() - self._last >= CHECKPOINT_SECONDS:
-            self._wanted.set()
-
-    def wanted(self) -> None:
-        self._wanted.set()
-
-    async def run(self) -> None:
-        while True:
-            await self._wanted.wait()
-            self._wanted.clear()
-            self._last = time.monotonic()
-            record = self._work.record()
-            try:
-                await asyncio.to_thread(self._write, record)
-            except OSError as exc:
-                # the transfer can still finish; only what a crash would keep is less
-                log.warning("cannot record segments of %s: %s", self._part, exc.strerror)
-
-    def save_now(self) -> None:
-        try:
-            self._write(self._work.record())
-        except OSError as exc:
-            log.warning("cannot record segments of %s: %s", self._part, exc.strerror)
-
-    def _write(self, record: SegmentRecord) -> None:
-        with self._lock:
-            if self._closed or record.done == self._written:
-                return
-            fsync(self._part)  # the bytes first, then the record that names them
-            write_record(self._part, record)
-            self._written = record.done
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True

@@ -26,9 +26,7 @@ from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState
 from hstsync.service.sync.hooks import PassLog
 from hstsync.store import ProductMark, Store
-from hstsync.transfer.downloader import Downloader, Outcome, Transfer, open_session
-from hstsync.transfer.outcome import after_fallback
-from hstsync.transfer.ranges import held_bytes
+from hstsync.transfer import Downloader, Outcome, Transfer, after_fallback, held_bytes, open_session
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,7 @@ from pathlib import Path
 from hstsync.errors import CorruptFileError
 from hstsync.model import Product
 from hstsync.service.sync.planner import Action, Holding, Plan, PlannedFile, plan, refusal
-from hstsync.transfer.finish import file_size
-from hstsync.transfer.ranges import held_bytes
-from hstsync.transfer.verify import needs_verification, verify_file
+from hstsync.transfer import file_size, held_bytes, needs_verification, verify_file
 
 log = logging.getLogger(__name__)
 
