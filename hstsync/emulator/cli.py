@@ -5,7 +5,8 @@ catalogue, which faults to inject, pacing, tokens, and the real archive's habits
 (``docs/emulator.md``): ``--executing-rounds``, ``--page-rows``, ``--size-type``,
 ``--latency-per-obsid`` for the portal, ``--product-quirk MATCH:QUIRK[,QUIRK...]``
 for files (``chunked``, ``no-ranges``, ``redirect``, ``no-cloud``, ``style=STYLE``,
-``null=COLUMN``, ``size=N|N.0|'N'``). Prints one line,
+``null=COLUMN``, ``size=N|N.0|'N'``, ``no-validators``), and ``--no-validators`` for
+every file. Prints one line,
 ``MAST emulator listening on http://HOST:PORT``, then serves until SIGINT or SIGTERM.
 """
 
@@ -68,6 +69,7 @@ _FLAGS = {
     "no-ranges": ("ranges", False),
     "redirect": ("redirect", True),
     "no-cloud": ("cloud", False),
+    "no-validators": ("validators", False),
 }
 
 
@@ -77,7 +79,7 @@ def parse_product_quirk(text: str) -> ProductQuirkSpec:
 
     ``size=`` sets the listed size: ``1234`` an int, ``1234.0`` a float, ``'1234'`` a
     string (quoted). ``style=`` is one of the body styles (fits, fits_no_checksum,
-    fits_odd_header, jpeg).
+    fits_odd_header, jpeg, text).
     """
     match, sep, rest = text.rpartition(":")
     if not sep or not match or not rest:
@@ -243,8 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MATCH:QUIRK[,QUIRK...]",
         help="give matching files a habit: chunked, no-ranges, redirect, no-cloud, "
-        "style=fits|fits_no_checksum|fits_odd_header|jpeg, null=COLUMN, size=N|N.0|'N' "
+        "no-validators, style=fits|fits_no_checksum|fits_odd_header|jpeg|text, null=COLUMN, "
+        "size=N|N.0|'N' "
         "(repeatable)",
+    )
+    parser.add_argument(
+        "--no-validators",
+        dest="validators",
+        action="store_false",
+        help="serve files without ETag and Last-Modified, and ignore If-None-Match, "
+        "If-Modified-Since and If-Range (whether MAST sends validators is not confirmed)",
     )
     parser.add_argument(
         "--token",
@@ -331,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=args.latency,
         tokens=dict(args.token),
         quirks=quirks,
+        validators=args.validators,
     )
     for fault in args.fault:
         emulator.faults.add(fault)

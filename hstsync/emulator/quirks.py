@@ -68,6 +68,9 @@ class BodyStyle(StrEnum):
     FITS_ODD_HEADER = "fits_odd_header"
     #: a JPEG-framed preview (SOI, a JFIF APP0 segment, data, EOI): not FITS at all
     JPEG = "jpeg"
+    #: plain text of the listed size: a JSON object (``.json``, the JWST pipeline's
+    #: association files), an ECSV table (``.ecsv``, its source catalogues), letters
+    TEXT = "text"
 
 
 @dataclass(frozen=True, slots=True)

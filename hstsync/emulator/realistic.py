@@ -227,7 +227,7 @@ def expected_products(catalogue: Catalogue | None = None) -> dict[str, ExpectedP
         p.data_uri: ExpectedProduct(
             p.data_uri,
             f"mastDownload/{p.obs_collection}/{p.obs_id}/{p.filename}",
-            bodies.get(p.data_uri, p.size, p.style).all(),
+            bodies.get(p.data_uri, *p.body_spec()).all(),
         )
         for p in catalogue.program_products(PROPOSAL_ID)
     }

@@ -1,7 +1,7 @@
 """The portal: ``columnsconfig``, the ``invoke`` of ``Mast.Caom.Filtered`` (``.Position``)
 and ``Mast.Caom.Products`` with its EXECUTING polling, paging and the portal quirks
-(slow, paged, retyped replies), and the session and bundle endpoints (``whoami``,
-``Download/bundle.sh``)."""
+(slow, paged, retyped replies, too many obsids refused), and the session, bundle and
+path-lookup endpoints (``whoami``, ``Download/bundle.sh``, ``path_lookup``)."""
 
 from __future__ import annotations
 
@@ -135,7 +135,33 @@ def _typed_size(row: dict[str, object], size_type: str) -> dict[str, object]:
     return {**row, "size": float(value) if size_type == "float" else str(value)}
 
 
-# -- sessions and bundles ------------------------------------------------------------------
+# -- sessions, bundles, paths ----------------------------------------------------------------
+
+
+async def path_lookup(request: web.Request) -> web.StreamResponse:
+    """MAST's path-lookup service, which astroquery's cloud module asks for a product's
+    key in the public bucket: ``?uri=A&uri=B`` -> ``{A: {"status_code": 200, "path":
+    "/hst/public/..."}, B: {"status_code": 404, "path": null}}`` (the shape of
+    astroquery's recorded ``mast_relative_path.json``). Rights aside, as the bucket
+    keys are; a product without a key (no copy in the bucket) is 404."""
+    emu = request.app[EMULATOR]
+    answer: dict[str, dict[str, object]] = {}
+    for uri in request.query.getall("uri", []):
+        product = emu.catalogue.product(uri)
+        key = (
+            product.cloud_key
+            if product is not None and product.data_uri == uri and product.served
+            else None
+        )
+        answer[uri] = (
+            {"status_code": 200, "path": f"/{key}"}
+            if key
+            else {
+                "status_code": 404,
+                "path": None,
+            }
+        )
+    return web.json_response(answer)
 
 
 async def whoami(request: web.Request) -> web.StreamResponse:
