@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hstsync.emulator.catalogue.index import CatalogueIndex
+from hstsync.emulator.catalogue.jwst_programs import add_synthetic_jwst_program
 from hstsync.emulator.catalogue.programs import add_synthetic_program
 from hstsync.emulator.catalogue.records import (
     PUBLIC,
@@ -312,6 +313,43 @@ class Catalogue(CatalogueIndex):
                 data_rights=data_rights,
                 instrument=instrument,
                 per_observation=per_observation,
+            )
+
+    def add_jwst_program(
+        self,
+        proposal_id: str | int,
+        *,
+        observations: int,
+        per_level3: int = 100,
+        repeats: int = 1,
+        guide_stars: int = 10,
+        size: int = 5760,
+        level3_size: int | None = None,
+        data_rights: str = PUBLIC,
+    ) -> list[CatalogueProduct]:
+        """A deterministic synthetic JWST program (for benchmarks): ``observations``
+        exposure-level observations (two exposures on two NIRCam detectors a visit),
+        grouped ``per_level3`` to a level-3 observation, with the archive's JWST habits.
+
+        The proposal id is kept as five digits (``1345`` -> ``"01345"``). Each exposure
+        has ``_uncal``, ``_rate`` and ``_cal`` files of ``size`` bytes; each visit
+        ``guide_stars`` guide-star files listed under its four exposures; each level-3
+        observation ``_i2d`` (``level3_size``, default ``size``), ``_segm``,
+        ``_cat.ecsv``, a preview and an ``_asn.json``, listed ``repeats`` times under
+        every member, whose files it lists ``repeats`` times too. Public files are in
+        the bucket (``jwst/public/...``). The products made, each once.
+        """
+        with self._lock:
+            return add_synthetic_jwst_program(
+                self,
+                proposal_id,
+                observations=observations,
+                per_level3=per_level3,
+                repeats=repeats,
+                guide_stars=guide_stars,
+                size=size,
+                level3_size=level3_size,
+                data_rights=data_rights,
             )
 
     def _allocate_obsid(self) -> int:

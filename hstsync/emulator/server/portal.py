@@ -88,9 +88,17 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         return _mashup_error(f"Unknown service: {service!r}")
 
     quirks = emu.quirks.merged(emu.catalogue.portal_quirks(programs))
+    too_many = quirks.max_obsids_per_call is not None and len(obsids) > quirks.max_obsids_per_call
+    if too_many and quirks.too_many_obsids == "hang":
+        # a whole-proposal product list that never comes back (astroquery#2507)
+        return await hang_up(request, 0)
     if quirks.latency_per_obsid and obsids:
         # the archive's product lookups slow down with the number of obsids asked for
         await asyncio.sleep(quirks.latency_per_obsid * len(obsids))
+    if too_many:
+        # the real message is not in our evidence; this one names no limit, as the
+        # archive publishes none
+        return _mashup_error("The query timed out before it completed")
     if quirks.executing_rounds:
         key = json.dumps([service, params, page, pagesize], sort_keys=True, default=str)
         asked = emu._asked.get(key, 0)
