@@ -38,7 +38,7 @@ from hstsync.emulator import (
     default_catalogue,
     jwst_expected_products,
 )
-from hstsync.emulator.cli import _obsid_limit, parse_jwst_program
+from hstsync.emulator.cli import _obsid_limit, build_parser, parse_jwst_program
 from hstsync.emulator.jwst import PIPELINE_VERSION, REPEATS
 from tests.emulator_helpers import fetch, observations
 
@@ -94,6 +94,20 @@ async def test_the_program_is_found_by_its_five_digit_id_only(emulator: Emulator
     with pytest.warns(NoResultsWarning):
         hst = await jwst_observations(emulator, proposal_id="01345", obs_collection="HST")
     assert len(hst) == 0
+
+
+async def test_proposal_ids_can_match_by_number(emulator: Emulator) -> None:
+    emulator.catalogue.proposal_id_match = "numeric"
+    for unpadded in ("1345", 1345, ["1345"], "01345"):
+        table = await jwst_observations(emulator, proposal_id=unpadded, obs_collection="JWST")
+        assert len(table) == 10 and set(table["proposal_id"]) == {"01345"}
+    assert len(await jwst_observations(emulator, proposal_id="07291")) == 5
+    with pytest.warns(NoResultsWarning):
+        assert len(await jwst_observations(emulator, proposal_id="134")) == 0
+    # both forms in one criterion find it whichever way the archive matches
+    emulator.catalogue.proposal_id_match = "exact"
+    both = await jwst_observations(emulator, proposal_id=["1345", "01345"])
+    assert len(both) == 10
 
 
 async def test_the_product_list_repeats_files_many_times(emulator: Emulator) -> None:
@@ -416,6 +430,8 @@ def test_cli_specs_for_jwst_parse() -> None:
     spec = parse_jwst_program("2736:40:11520:exclusive")
     assert (spec.proposal_id, spec.size, spec.data_rights) == ("02736", 11520, EXCLUSIVE_ACCESS)
     assert _obsid_limit("500") == (500, "error") and _obsid_limit("50:hang") == (50, "hang")
+    args = build_parser().parse_args(["--proposal-id-match", "numeric", "--jwst-cloud"])
+    assert (args.proposal_id_match, args.jwst_cloud) == ("numeric", True)
     for bad in ("x:1", "123456:1", "1345", "1345:-1"):
         with pytest.raises(argparse.ArgumentTypeError, match=r"expected|must"):
             parse_jwst_program(bad)

@@ -4,8 +4,8 @@ Owns argument parsing for the emulator only: which programs to add to the defaul
 catalogue (``--program`` for HST, ``--jwst-program`` for JWST, ``--jwst-cloud`` for
 the JWST program's bucket copy), which faults to inject, pacing, tokens, and the
 real archive's habits (``docs/emulator.md``): ``--executing-rounds``,
-``--page-rows``, ``--size-type``, ``--latency-per-obsid``, ``--max-obsids-per-call``
-for the portal, ``--product-quirk MATCH:QUIRK[,QUIRK...]``
+``--page-rows``, ``--size-type``, ``--latency-per-obsid``, ``--max-obsids-per-call``,
+``--proposal-id-match`` for the portal, ``--product-quirk MATCH:QUIRK[,QUIRK...]``
 for files (``chunked``, ``no-ranges``, ``redirect``, ``no-cloud``, ``style=STYLE``,
 ``null=COLUMN``, ``size=N|N.0|'N'``, ``no-validators``), and ``--no-validators`` for
 every file. Prints one line,
@@ -301,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a product lookup waits this long for each obsid it names",
     )
     portal.add_argument(
+        "--proposal-id-match",
+        choices=("exact", "numeric"),
+        default="exact",
+        help="how a proposal_id criterion matches: the stored string only (exact: '1345' "
+        "does not find JWST's '01345') or by number (numeric: both find it)",
+    )
+    portal.add_argument(
         "--max-obsids-per-call",
         type=_obsid_limit,
         default=None,
@@ -381,6 +388,7 @@ async def _serve(emulator: Emulator) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     catalogue = default_catalogue(jwst_cloud=args.jwst_cloud)
+    catalogue.proposal_id_match = args.proposal_id_match
     for program in args.program:
         size = fits_size(program.size)
         if size != program.size:

@@ -31,6 +31,10 @@ class CatalogueIndex:
         self._by_uri: dict[str, CatalogueProduct] = {}
         self._portal_quirks: dict[str, PortalQuirks] = {}
         self._next_obsid = 30_000_000
+        #: how a ``proposal_id`` criterion matches: ``"exact"`` (the stored string:
+        #: ``"1345"`` does not find ``"01345"``) or ``"numeric"`` (digits compared as
+        #: numbers); may change while running
+        self.proposal_id_match = "exact"
 
     # -- reading ---------------------------------------------------------------------
 
@@ -85,7 +89,7 @@ class CatalogueIndex:
         """The rows ``Mast.Caom.Filtered`` (``.Position``) answers, in catalogue order."""
         with self._lock:
             rows = [o.row() for o in self._observations]
-        return select(rows, filters, position)
+        return select(rows, filters, position, numeric_ids=self.proposal_id_match == "numeric")
 
     def product_rows(self, obsids: Iterable[str]) -> list[Row]:
         """The rows ``Mast.Caom.Products`` answers for these obsids, in their order."""
