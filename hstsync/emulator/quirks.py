@@ -48,6 +48,9 @@ Product quirks are fields of :class:`~hstsync.emulator.catalogue.CatalogueProduc
 - ``cloud=False`` — the public bucket holds no copy (its key is None, the bucket 404s).
 - ``redirect`` — ``Download/file`` answers 302 to the emulator's second listener
   (``Emulator.cdn_url``: another host name and port) which serves the bytes.
+- ``validators=False`` — served without ETag and Last-Modified; conditional headers
+  are ignored and an If-Range never matches (``Emulator(validators=False)`` for
+  every file).
 """
 
 from __future__ import annotations

@@ -207,7 +207,8 @@ class ExpectedProduct:
     """One unique file a complete mirror of the program holds."""
 
     data_uri: str
-    #: ``mastDownload/HST/<obs_id>/<productFilename>``, the product's own obs_id
+    #: ``mastDownload/<obs_collection>/<obs_id>/<productFilename>``, the product's own
+    #: obs_id (``HST`` here, ``JWST`` for :mod:`hstsync.emulator.jwst`)
     relpath: str
     #: exactly the bytes the emulator serves
     body: bytes

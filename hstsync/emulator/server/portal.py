@@ -200,7 +200,7 @@ async def bundle(request: web.Request) -> web.StreamResponse:
     lines = ["#!/bin/sh", "# cURL script written by the hstsync MAST emulator", "set -e"]
     for uri in form.getall("uri", []):
         product = emu.catalogue.product(str(uri))
-        if product is None:
+        if product is None or not product.served:
             continue
         rel = f"mastDownload/{product.obs_collection}/{product.obs_id}/{product.filename}"
         lines.append(
