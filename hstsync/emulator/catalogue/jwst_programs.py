@@ -42,6 +42,7 @@ from hstsync.emulator.catalogue.records import (
     CatalogueProduct,
     Observation,
 )
+from hstsync.emulator.fits import BLOCK
 from hstsync.emulator.quirks import BodyStyle
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 #: the JWST pipeline's version the emulator's JWST products carry (``prvversion``,
 #: ``CAL_VER``)
 PIPELINE_VERSION = "1.12.5"
-BLOCK = 2880
 DETECTORS = ("nrca1", "nrcb1")
 #: the kinds of guide-star file a visit has, cycled (each as _uncal and _cal)
 _GUIDE_KINDS = ("acq1", "acq2", "track", "fg")
