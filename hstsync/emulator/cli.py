@@ -1,12 +1,16 @@
 """``python -m hstsync.emulator`` / ``hstsync emulator``: the MAST stand-in as a process.
 
 Owns argument parsing for the emulator only: which programs to add to the default
-catalogue, which faults to inject, pacing, tokens, and the real archive's habits
-(``docs/emulator.md``): ``--executing-rounds``, ``--page-rows``, ``--size-type``,
-``--latency-per-obsid`` for the portal, ``--product-quirk MATCH:QUIRK[,QUIRK...]``
+catalogue (``--program`` for HST, ``--jwst-program`` for JWST, ``--jwst-cloud`` for
+the JWST program's bucket copy), which faults to inject, pacing, tokens, and the
+real archive's habits (``docs/emulator.md``): ``--executing-rounds``,
+``--page-rows``, ``--size-type``, ``--latency-per-obsid``, ``--max-obsids-per-call``,
+``--proposal-id-match`` for the portal, ``--product-quirk MATCH:QUIRK[,QUIRK...]``
 for files (``chunked``, ``no-ranges``, ``redirect``, ``no-cloud``, ``style=STYLE``,
-``null=COLUMN``, ``size=N|N.0|'N'``). Prints one line,
-``MAST emulator listening on http://HOST:PORT``, then serves until SIGINT or SIGTERM.
+``null=COLUMN``, ``size=N|N.0|'N'``, ``no-validators``), and ``--no-validators`` for
+every file. Prints one line,
+``MAST emulator listening on http://HOST:PORT``, then serves until SIGINT or SIGTERM;
+the admin calls (``/emulator/admin/...``) change it while it runs.
 """
 
 from __future__ import annotations
@@ -52,6 +56,49 @@ def parse_program(text: str) -> ProgramSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class JwstProgramSpec:
+    proposal_id: str
+    observations: int
+    size: int = 5760
+    data_rights: str = PUBLIC
+
+
+def parse_jwst_program(text: str) -> JwstProgramSpec:
+    """``PROPOSAL:OBSERVATIONS[:SIZE][:exclusive]`` -> a synthetic JWST program of
+    OBSERVATIONS exposure-level observations (files of SIZE bytes, 5760 by default)."""
+    parts = text.split(":")
+    rights = PUBLIC
+    if len(parts) >= 3 and parts[-1].lower() in ("exclusive", "exclusive_access", "public"):
+        rights = PUBLIC if parts.pop().lower() == "public" else EXCLUSIVE_ACCESS
+    if len(parts) not in (2, 3) or not parts[0].isdigit() or len(parts[0]) > 5:
+        raise argparse.ArgumentTypeError(
+            f"expected PROPOSAL:OBSERVATIONS[:SIZE][:exclusive] (PROPOSAL up to five digits), "
+            f"got {text!r}"
+        )
+    try:
+        observations = int(parts[1])
+        size = int(float(parts[2])) if len(parts) == 3 else 5760
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"OBSERVATIONS and SIZE must be numbers in {text!r}"
+        ) from None
+    if observations < 0 or size < 0:
+        raise argparse.ArgumentTypeError(f"OBSERVATIONS and SIZE must not be negative in {text!r}")
+    return JwstProgramSpec(f"{int(parts[0]):05d}", observations, size, rights)
+
+
+def _obsid_limit(text: str) -> tuple[int, str]:
+    number, _, how = text.partition(":")
+    try:
+        limit = int(number)
+    except ValueError:
+        limit = 0
+    if limit < 1 or how not in ("", "error", "hang"):
+        raise argparse.ArgumentTypeError(f"expected N[:error|:hang] with N >= 1, got {text!r}")
+    return limit, how or "error"
+
+
+@dataclass(frozen=True, slots=True)
 class ProductQuirkSpec:
     """``--product-quirk``: the quirks to give every product whose name matches."""
 
@@ -68,6 +115,7 @@ _FLAGS = {
     "no-ranges": ("ranges", False),
     "redirect": ("redirect", True),
     "no-cloud": ("cloud", False),
+    "no-validators": ("validators", False),
 }
 
 
@@ -77,7 +125,7 @@ def parse_product_quirk(text: str) -> ProductQuirkSpec:
 
     ``size=`` sets the listed size: ``1234`` an int, ``1234.0`` a float, ``'1234'`` a
     string (quoted). ``style=`` is one of the body styles (fits, fits_no_checksum,
-    fits_odd_header, jpeg).
+    fits_odd_header, jpeg, text).
     """
     match, sep, rest = text.rpartition(":")
     if not sep or not match or not rest:
@@ -181,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hstsync emulator",
         description="Serve a MAST stand-in (portal queries, downloads, whoami) on this machine. "
         "It holds proposal 7291 as MAST's 'Downloading HST Data by Proposal' tutorial shows it, "
-        "and proposal 12062 with the real archive's habits (docs/emulator.md).",
+        "proposal 12062 with the real archive's habits, and JWST proposal 01345 "
+        "(docs/emulator.md).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free port)")
@@ -194,6 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PROPOSAL:FILES:SIZE[:exclusive]",
         help="add a synthetic program of FILES products of SIZE bytes each (repeatable)",
+    )
+    parser.add_argument(
+        "--jwst-program",
+        type=parse_jwst_program,
+        action="append",
+        default=[],
+        metavar="PROPOSAL:OBSERVATIONS[:SIZE][:exclusive]",
+        help="add a synthetic JWST program of OBSERVATIONS exposure-level observations, with "
+        "guide-star files, level-3 products and repeated rows (repeatable)",
+    )
+    parser.add_argument(
+        "--jwst-cloud",
+        action="store_true",
+        help="put the public files of JWST proposal 01345 in the bucket (jwst/public/...); "
+        "synthetic JWST programs always have them there",
     )
     parser.add_argument(
         "--fault",
@@ -236,6 +300,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a product lookup waits this long for each obsid it names",
     )
+    portal.add_argument(
+        "--proposal-id-match",
+        choices=("exact", "numeric"),
+        default="exact",
+        help="how a proposal_id criterion matches: the stored string only (exact: '1345' "
+        "does not find JWST's '01345') or by number (numeric: both find it)",
+    )
+    portal.add_argument(
+        "--max-obsids-per-call",
+        type=_obsid_limit,
+        default=None,
+        metavar="N[:hang]",
+        help="a product lookup naming more than N obsids fails: an ERROR reply, or with "
+        ":hang no reply at all",
+    )
     parser.add_argument(
         "--product-quirk",
         type=parse_product_quirk,
@@ -243,8 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MATCH:QUIRK[,QUIRK...]",
         help="give matching files a habit: chunked, no-ranges, redirect, no-cloud, "
-        "style=fits|fits_no_checksum|fits_odd_header|jpeg, null=COLUMN, size=N|N.0|'N' "
+        "no-validators, style=fits|fits_no_checksum|fits_odd_header|jpeg|text, null=COLUMN, "
+        "size=N|N.0|'N' "
         "(repeatable)",
+    )
+    parser.add_argument(
+        "--no-validators",
+        dest="validators",
+        action="store_false",
+        help="serve files without ETag and Last-Modified, and ignore If-None-Match, "
+        "If-Modified-Since and If-Range (whether MAST sends validators is not confirmed)",
     )
     parser.add_argument(
         "--token",
@@ -267,13 +354,21 @@ def fits_size(size: int) -> int:
 
 
 def _holdings(emulator: Emulator) -> list[str]:
-    """``proposal N: F products, B bytes`` for each proposal the catalogue holds."""
+    """``proposal N: F products, B bytes`` for each proposal the catalogue holds, its
+    collection named when it is not HST (``... (JWST)``)."""
     tally: dict[str, list[int]] = {}
+    collections: dict[str, str] = {}
     for obs in emulator.catalogue.observations():
-        entry = tally.setdefault(str(obs.fields.get("proposal_id", "?")), [0, 0])
+        pid = str(obs.fields.get("proposal_id", "?"))
+        entry = tally.setdefault(pid, [0, 0])
         entry[0] += len(obs.products)
         entry[1] += sum(p.size for p in obs.products)
-    return [f"  proposal {pid}: {n} products, {size} bytes" for pid, (n, size) in tally.items()]
+        collections.setdefault(pid, str(obs.fields.get("obs_collection") or "HST"))
+    return [
+        f"  proposal {pid}: {n} products, {size} bytes"
+        + (f" ({collections[pid]})" if collections[pid] != "HST" else "")
+        for pid, (n, size) in tally.items()
+    ]
 
 
 async def _serve(emulator: Emulator) -> None:
@@ -292,7 +387,8 @@ async def _serve(emulator: Emulator) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    catalogue = default_catalogue()
+    catalogue = default_catalogue(jwst_cloud=args.jwst_cloud)
+    catalogue.proposal_id_match = args.proposal_id_match
     for program in args.program:
         size = fits_size(program.size)
         if size != program.size:
@@ -309,6 +405,24 @@ def main(argv: list[str] | None = None) -> int:
             size=size,
             data_rights=program.data_rights,
         )
+    for jwst in args.jwst_program:
+        size = fits_size(jwst.size)
+        if size != jwst.size:
+            print(
+                f"hstsync emulator: proposal {jwst.proposal_id}: size {jwst.size} rounded up "
+                f"to {size}, a valid FITS size",
+                file=sys.stderr,
+            )
+        try:
+            catalogue.add_jwst_program(
+                jwst.proposal_id,
+                observations=jwst.observations,
+                size=size,
+                data_rights=jwst.data_rights,
+            )
+        except ValueError as exc:
+            print(f"hstsync emulator: proposal {jwst.proposal_id}: {exc}", file=sys.stderr)
+            return 2
     for quirk in args.product_quirk:
         if not quirk.apply(catalogue):
             print(f"hstsync emulator: no product matches {quirk.match!r}", file=sys.stderr)
@@ -319,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             page_rows=args.page_rows,
             size_types=args.size_type,
             latency_per_obsid=args.latency_per_obsid,
+            max_obsids_per_call=args.max_obsids_per_call[0] if args.max_obsids_per_call else None,
+            too_many_obsids=args.max_obsids_per_call[1] if args.max_obsids_per_call else "error",
         )
     except ValueError as exc:
         print(f"hstsync emulator: {exc}", file=sys.stderr)
@@ -331,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=args.latency,
         tokens=dict(args.token),
         quirks=quirks,
+        validators=args.validators,
     )
     for fault in args.fault:
         emulator.faults.add(fault)

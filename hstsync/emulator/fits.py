@@ -1,9 +1,9 @@
 """File bodies the emulator serves: deterministic, random-access, valid FITS.
 
 Owns the bytes of every product. A body is a pure function of ``(dataURI, size,
-style)``:
+style, provenance)``:
 any byte range can be computed without generating the file, so the server streams
-files of hundreds of megabytes with bounded memory, and a test can ask for the exact
+files of many gigabytes with bounded memory, and a test can ask for the exact
 bytes it should have received.
 
 When ``size`` is a multiple of 2880 and at least 5760, the body is a valid FITS file:
@@ -14,7 +14,16 @@ The body's :class:`~hstsync.emulator.quirks.BodyStyle` picks other real-world
 shapes: FITS without checksum cards; FITS whose header astropy warns about but
 reads (NUL padding after END, a lower-case keyword, a value with no space before
 its comment slash, a long string continued over CONTINUE cards); and a
-JPEG-framed preview (SOI, JFIF APP0, data, EOI) of any size of at least 22 bytes.
+JPEG-framed preview (SOI, JFIF APP0, data, EOI) of any size of at least 22 bytes;
+and plain text (the JWST pipeline's ``_asn.json`` and ``_cat.ecsv``): a JSON object
+or an ECSV table when the file name says so and the size allows, letters otherwise.
+
+A :class:`Provenance` says how the file was made, as the archive's pipelines write it
+into the primary header: ``DATE``, ``CAL_VER`` and reference-file keywords
+(``BIASFILE``/``FLATFILE`` for HST, ``CRDS_CTX``/``R_FLAT`` for JWST). Without one
+(``None``), a body is exactly what the emulator always served. Its ``generation``
+counts reprocessings: each generation has data of its own (another pattern), a new
+``DATE`` and new reference files, and valid checksums again, at the same size.
 
 The data repeat a pseudo-random pattern of :data:`PATTERN_LENGTH` bytes, a prime, so
 the pattern never lines up with FITS blocks or power-of-two chunk sizes: a body
@@ -27,6 +36,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -99,15 +109,71 @@ def _filename(data_uri: str) -> str:
     return "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in name)
 
 
+#: text alphabets: a JSON string's (no quote, backslash or control character) and an
+#: ECSV column's (no space: one value a line)
+_JSON_TEXT = b"abcdefghijklmnopqrstuvwxyz0123456789 "
+_ECSV_TEXT = b"abcdefghijklmnopqrstuvwxyz0123456789\n"
+_PLAIN_TEXT = b"abcdefghijklmnopqrstuvwxyz0123456789 \n"
+
+
+def _translation(alphabet: bytes) -> bytes:
+    return bytes(alphabet[i % len(alphabet)] for i in range(256))
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """How a file was made, as the primary header of a FITS body says.
+
+    ``generation`` counts reprocessings (0: as first archived): each has data of its
+    own, a later ``DATE`` and other reference files. ``cal_ver`` is the calibration
+    software's version (``CAL_VER``). ``mission`` picks the reference-file keywords:
+    ``BIASFILE``/``FLATFILE`` (HST) or ``CRDS_CTX``/``R_FLAT`` (JWST).
+    """
+
+    generation: int = 0
+    cal_ver: str = ""
+    mission: str = "HST"
+
+    def cards(self, data_uri: str) -> list[bytes]:
+        """``DATE``, ``CAL_VER`` and the reference files, deterministic in the
+        generation (and, for the time of day, the dataURI)."""
+        seconds = int.from_bytes(hashlib.sha256(data_uri.encode()).digest()[:4]) % 86400
+        jwst = self.mission.upper() == "JWST"
+        base = datetime(2022, 12, 20, tzinfo=UTC) if jwst else datetime(2018, 5, 1, tzinfo=UTC)
+        when = base + timedelta(days=91 * self.generation, seconds=seconds)
+        cards = [
+            _card("DATE", _str(when.strftime("%Y-%m-%dT%H:%M:%S.000"))),
+            _card("CAL_VER", _str(self.cal_ver)),
+        ]
+        if jwst:
+            cards += [
+                _card("CRDS_CTX", _str(f"jwst_{1100 + 7 * self.generation}.pmap")),
+                _card("R_FLAT", _str(f"crds://jwst_nircam_flat_{312 + self.generation:04d}.fits")),
+            ]
+        else:
+            ref = hashlib.sha256(f"reference files {self.generation}".encode()).hexdigest()
+            cards += [
+                _card("BIASFILE", _str(f"oref${ref[:9]}_bia.fits")),
+                _card("FLATFILE", _str(f"oref${ref[9:18]}_pfl.fits")),
+            ]
+        return cards
+
+
 class Pattern:
-    """The data of one product: a pattern repeated forever, addressable by offset."""
+    """The data of one product: a pattern repeated forever, addressable by offset.
+
+    ``generation`` > 0 gives a reprocessed file's data (another pattern); ``alphabet``
+    maps every byte into it (text bodies)."""
 
     __slots__ = ("_prefix", "_tile", "_word_total")
 
-    def __init__(self, data_uri: str) -> None:
-        pattern = hashlib.shake_256(b"hstsync-emulator\0" + data_uri.encode()).digest(
-            PATTERN_LENGTH
-        )
+    def __init__(self, data_uri: str, generation: int = 0, alphabet: bytes = b"") -> None:
+        seed = b"hstsync-emulator\0" + data_uri.encode()
+        if generation:
+            seed += f"\0generation {generation}".encode()
+        pattern = hashlib.shake_256(seed).digest(PATTERN_LENGTH)
+        if alphabet:
+            pattern = pattern.translate(_translation(alphabet))
         reps = -(-(PATTERN_LENGTH + _TILE_SPAN) // PATTERN_LENGTH)
         self._tile = pattern * max(reps, 4)
         # Word sums of every prefix of one super period, for O(1) DATASUMs.
@@ -172,9 +238,9 @@ _JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\
 _JPEG_EOI = b"\xff\xd9"
 
 
-def _primary_cards(data_uri: str, size: int) -> list[bytes]:
+def _primary_cards(data_uri: str, size: int, provenance: Provenance | None = None) -> list[bytes]:
     """The cards every emulator FITS file starts with: one 8-bit data array after a
-    one-block header, and where it came from."""
+    one-block header, where it came from, and how it was made (when known)."""
     return [
         _card("SIMPLE", f"{'T':>20}"),
         _card("BITPIX", _int(8)),
@@ -182,21 +248,22 @@ def _primary_cards(data_uri: str, size: int) -> list[bytes]:
         _card("NAXIS1", _int(size - BLOCK)),
         _card("ORIGIN", _str(ORIGIN)),
         _card("FILENAME", _str(_filename(data_uri))),
+        *(provenance.cards(data_uri) if provenance is not None else []),
     ]
 
 
-def _plain_header(data_uri: str, size: int) -> bytes:
+def _plain_header(data_uri: str, size: int, provenance: Provenance | None = None) -> bytes:
     """A FITS primary header without checksum cards."""
     raw = b"".join(
         [
-            *_primary_cards(data_uri, size),
+            *_primary_cards(data_uri, size, provenance),
             b"END".ljust(80),
         ]
     )
     return raw.ljust(BLOCK, b" ")
 
 
-def _odd_header(data_uri: str, size: int) -> bytes:
+def _odd_header(data_uri: str, size: int, provenance: Provenance | None = None) -> bytes:
     """A header as old archive software wrote them: astropy reads it, with warnings."""
     long_text = (
         "Calibrated with an old pipeline release whose notes run on for longer than "
@@ -210,7 +277,7 @@ def _odd_header(data_uri: str, size: int) -> bytes:
     continued.append(f"CONTINUE  '{pieces[-1]}'".ljust(80).encode("ascii"))
     raw = b"".join(
         [
-            *_primary_cards(data_uri, size),
+            *_primary_cards(data_uri, size, provenance),
             # non-standard: a lower-case keyword, no space before a comment's slash
             b"date-obs= '2010-10-27'".ljust(80),
             b"EXPTIME =                 339.0/no space before the slash".ljust(80),
@@ -222,13 +289,15 @@ def _odd_header(data_uri: str, size: int) -> bytes:
     return raw.ljust(BLOCK, b"\0")
 
 
-def _header(data_uri: str, size: int, pattern: Pattern) -> bytes:
+def _header(
+    data_uri: str, size: int, pattern: Pattern, provenance: Provenance | None = None
+) -> bytes:
     datasum = pattern.datasum(size - BLOCK)
 
     def cards(checksum: str) -> bytes:
         raw = b"".join(
             [
-                *_primary_cards(data_uri, size),
+                *_primary_cards(data_uri, size, provenance),
                 _card("CHECKSUM", _str(checksum)),
                 _card("DATASUM", _str(str(datasum))),
                 b"END".ljust(80),
@@ -241,27 +310,65 @@ def _header(data_uri: str, size: int, pattern: Pattern) -> bytes:
     return cards(encode_checksum(~total & 0xFFFFFFFF))
 
 
+def _text_framing(data_uri: str) -> tuple[bytes, bytes, bytes]:
+    """(head, alphabet, trailer) of a text body: a JSON object for ``.json``, an ECSV
+    table of one string column for ``.ecsv``, plain letters otherwise."""
+    name = _filename(data_uri)
+    if name.endswith(".json"):
+        pool = name.replace('"', "")
+        head = f'{{"asn_rule": "emulator", "asn_pool": "{pool}", "comment": "'.encode()
+        return head, _JSON_TEXT, b'"}\n'
+    if name.endswith(".ecsv"):
+        head = (
+            b"# %ECSV 1.0\n# ---\n# datatype:\n# - {name: label, datatype: string}\n"
+            b"# schema: astropy-2.0\nlabel\nx"
+        )
+        return head, _ECSV_TEXT, b"\n"
+    return b"", _PLAIN_TEXT, b""
+
+
 class Bodies:
     """A cache of bodies; computing a pattern and a header costs a few milliseconds."""
 
     def __init__(self, capacity: int = 32) -> None:
         self._capacity = capacity
-        self._patterns: OrderedDict[str, Pattern] = OrderedDict()
-        self._headers: dict[tuple[str, int], bytes] = {}
+        self._patterns: OrderedDict[tuple[str, int, bytes], Pattern] = OrderedDict()
+        self._headers: dict[tuple[str, int, Provenance | None], bytes] = {}
         self._lock = threading.Lock()
 
-    def get(self, data_uri: str, size: int, style: BodyStyle = BodyStyle.FITS) -> Body:
+    def _pattern(self, data_uri: str, generation: int, alphabet: bytes = b"") -> Pattern:
+        key = (data_uri, generation, alphabet)
+        pattern = self._patterns.get(key)
+        if pattern is None:
+            pattern = Pattern(data_uri, generation, alphabet)
+            self._patterns[key] = pattern
+            while len(self._patterns) > self._capacity:
+                old, _ = self._patterns.popitem(last=False)
+                for k in [k for k in self._headers if k[0] == old[0]]:
+                    del self._headers[k]
+        else:
+            self._patterns.move_to_end(key)
+        return pattern
+
+    def get(
+        self,
+        data_uri: str,
+        size: int,
+        style: BodyStyle = BodyStyle.FITS,
+        provenance: Provenance | None = None,
+    ) -> Body:
+        """The body of ``data_uri`` at ``size`` in ``style``; ``provenance`` None is
+        the emulator's original body, else the header says how (and which generation)
+        the file was made."""
+        generation = provenance.generation if provenance is not None else 0
         with self._lock:
-            pattern = self._patterns.get(data_uri)
-            if pattern is None:
-                pattern = Pattern(data_uri)
-                self._patterns[data_uri] = pattern
-                while len(self._patterns) > self._capacity:
-                    old, _ = self._patterns.popitem(last=False)
-                    for key in [k for k in self._headers if k[0] == old]:
-                        del self._headers[key]
-            else:
-                self._patterns.move_to_end(data_uri)
+            if style is BodyStyle.TEXT:
+                head, alphabet, trailer = _text_framing(data_uri)
+                pattern = self._pattern(data_uri, generation, alphabet)
+                if size < len(head) + len(trailer):
+                    return Body(data_uri, size, b"", pattern)
+                return Body(data_uri, size, head, pattern, trailer)
+            pattern = self._pattern(data_uri, generation)
             if style is BodyStyle.JPEG:
                 if size < len(_JPEG_HEAD) + len(_JPEG_EOI):
                     return Body(data_uri, size, b"", pattern)
@@ -269,11 +376,11 @@ class Bodies:
             if not is_fits_size(size):
                 return Body(data_uri, size, b"", pattern)
             if style is BodyStyle.FITS_NO_CHECKSUM:
-                return Body(data_uri, size, _plain_header(data_uri, size), pattern)
+                return Body(data_uri, size, _plain_header(data_uri, size, provenance), pattern)
             if style is BodyStyle.FITS_ODD_HEADER:
-                return Body(data_uri, size, _odd_header(data_uri, size), pattern)
-            header = self._headers.get((data_uri, size), b"")
+                return Body(data_uri, size, _odd_header(data_uri, size, provenance), pattern)
+            header = self._headers.get((data_uri, size, provenance), b"")
             if not header:
-                header = _header(data_uri, size, pattern)
-                self._headers[(data_uri, size)] = header
+                header = _header(data_uri, size, pattern, provenance)
+                self._headers[(data_uri, size, provenance)] = header
         return Body(data_uri, size, header, pattern)

@@ -23,6 +23,10 @@ Portal quirks (:class:`PortalQuirks`) apply to every reply when given to
   astroquery's ``vstack`` fail: that is a permanent failure, not a quirk to combine.
 - ``latency_per_obsid`` — a ``Mast.Caom.Products`` request waits this many seconds
   for each obsid it names before answering (batch size makes the portal slow).
+- ``max_obsids_per_call`` — a ``Mast.Caom.Products`` request naming more obsids than
+  this fails, as whole-proposal JWST product lists time out (astroquery#2507):
+  ``too_many_obsids="error"`` answers ``{"status": "ERROR"}`` (after the latency),
+  ``"hang"`` accepts it and never answers (until the emulator closes).
 
 Product quirks are fields of :class:`~hstsync.emulator.catalogue.CatalogueProduct`
 (keywords of :meth:`Catalogue.add_product`):
@@ -44,6 +48,9 @@ Product quirks are fields of :class:`~hstsync.emulator.catalogue.CatalogueProduc
 - ``cloud=False`` — the public bucket holds no copy (its key is None, the bucket 404s).
 - ``redirect`` — ``Download/file`` answers 302 to the emulator's second listener
   (``Emulator.cdn_url``: another host name and port) which serves the bytes.
+- ``validators=False`` — served without ETag and Last-Modified; conditional headers
+  are ignored and an If-Range never matches (``Emulator(validators=False)`` for
+  every file).
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 SIZE_TYPES = ("int", "float", "string")
+#: how a product lookup naming too many obsids fails
+TOO_MANY_OBSIDS = ("error", "hang")
 
 
 class BodyStyle(StrEnum):
@@ -68,6 +77,9 @@ class BodyStyle(StrEnum):
     FITS_ODD_HEADER = "fits_odd_header"
     #: a JPEG-framed preview (SOI, a JFIF APP0 segment, data, EOI): not FITS at all
     JPEG = "jpeg"
+    #: plain text of the listed size: a JSON object (``.json``, the JWST pipeline's
+    #: association files), an ECSV table (``.ecsv``, its source catalogues), letters
+    TEXT = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,24 +90,35 @@ class PortalQuirks:
     page_rows: int | None = None
     size_types: tuple[str, ...] = ("int",)
     latency_per_obsid: float = 0.0
+    max_obsids_per_call: int | None = None
+    too_many_obsids: str = "error"
 
     def __post_init__(self) -> None:
         if self.executing_rounds < 0 or self.latency_per_obsid < 0:
             raise ValueError("executing_rounds and latency_per_obsid must not be negative")
         if self.page_rows is not None and self.page_rows < 1:
             raise ValueError("page_rows must be at least 1")
+        if self.max_obsids_per_call is not None and self.max_obsids_per_call < 1:
+            raise ValueError("max_obsids_per_call must be at least 1")
+        if self.too_many_obsids not in TOO_MANY_OBSIDS:
+            raise ValueError(f"too_many_obsids must be one of {', '.join(TOO_MANY_OBSIDS)}")
         if not self.size_types or any(t not in SIZE_TYPES for t in self.size_types):
             raise ValueError(f"size_types must name some of {', '.join(SIZE_TYPES)}")
 
     def merged(self, other: PortalQuirks) -> PortalQuirks:
-        """Both at once: more rounds, smaller pages, more latency; ``other``'s size
-        types when they are not the plain default."""
+        """Both at once: more rounds, smaller pages, more latency, fewer obsids (a hang
+        rather than an error); ``other``'s size types when they are not the plain
+        default."""
         pages = [p for p in (self.page_rows, other.page_rows) if p is not None]
+        limits = [n for n in (self.max_obsids_per_call, other.max_obsids_per_call) if n]
+        hang = "hang" in (self.too_many_obsids, other.too_many_obsids)
         return PortalQuirks(
             executing_rounds=max(self.executing_rounds, other.executing_rounds),
             page_rows=min(pages) if pages else None,
             size_types=other.size_types if other.size_types != ("int",) else self.size_types,
             latency_per_obsid=max(self.latency_per_obsid, other.latency_per_obsid),
+            max_obsids_per_call=min(limits) if limits else None,
+            too_many_obsids="hang" if hang else "error",
         )
 
     def size_type(self, page: int) -> str:

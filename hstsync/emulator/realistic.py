@@ -207,7 +207,8 @@ class ExpectedProduct:
     """One unique file a complete mirror of the program holds."""
 
     data_uri: str
-    #: ``mastDownload/HST/<obs_id>/<productFilename>``, the product's own obs_id
+    #: ``mastDownload/<obs_collection>/<obs_id>/<productFilename>``, the product's own
+    #: obs_id (``HST`` here, ``JWST`` for :mod:`hstsync.emulator.jwst`)
     relpath: str
     #: exactly the bytes the emulator serves
     body: bytes
@@ -227,7 +228,7 @@ def expected_products(catalogue: Catalogue | None = None) -> dict[str, ExpectedP
         p.data_uri: ExpectedProduct(
             p.data_uri,
             f"mastDownload/{p.obs_collection}/{p.obs_id}/{p.filename}",
-            bodies.get(p.data_uri, p.size, p.style).all(),
+            bodies.get(p.data_uri, *p.body_spec()).all(),
         )
         for p in catalogue.program_products(PROPOSAL_ID)
     }

@@ -5,8 +5,9 @@ and how the portal's filters select among them. :func:`default_catalogue` holds
 proposal 7291 exactly as the tutorial shows it; tests and benchmarks grow a
 catalogue with :meth:`Catalogue.add_program`, :meth:`Catalogue.add_product` and
 change it with :meth:`Catalogue.update_product` / :meth:`Catalogue.set_data_rights`
-while the server runs (every method takes the catalogue's lock, so a test thread
-may change it while the server thread reads it).
+/ :meth:`Catalogue.reprocess` / :meth:`Catalogue.withdraw` while the server runs
+(every method takes the catalogue's lock, so a test thread may change it while the
+server thread reads it).
 
 It also keeps the real archive's habits (:mod:`hstsync.emulator.quirks`): a
 product's catalogue cells that differ from the truth (``cells``: null, float or
@@ -14,7 +15,9 @@ string sizes, a wrong size, null rights), its serving quirks (``chunked``,
 ``ranges``, ``style``, ``redirect``), products listed again under other
 observations (:meth:`Catalogue.list_under`), and a program's portal quirks
 (:meth:`Catalogue.set_portal_quirks`). The default catalogue also holds the
-realistic program of :mod:`hstsync.emulator.realistic`.
+realistic program of :mod:`hstsync.emulator.realistic` and the JWST program of
+:mod:`hstsync.emulator.jwst`; :meth:`Catalogue.add_jwst_program` builds synthetic
+JWST programs (:mod:`~hstsync.emulator.catalogue.jwst_programs`).
 """
 
 from hstsync.emulator.catalogue.changes import Catalogue
@@ -42,15 +45,22 @@ __all__ = [
 ]
 
 
-def default_catalogue() -> Catalogue:
+def default_catalogue(*, jwst_cloud: bool = False) -> Catalogue:
     """Proposal 7291 as the tutorial shows it: five observations, 15 products for each
-    spectrum (so the first two give the tutorial's 30), four for each CCD image; and
-    the realistic program (:data:`hstsync.emulator.realistic.PROPOSAL_ID`) with every
-    data habit of the real archive at once."""
-    # imported here: realistic.py builds on this package's Catalogue
+    spectrum (so the first two give the tutorial's 30), four for each CCD image; the
+    realistic program (:data:`hstsync.emulator.realistic.PROPOSAL_ID`) with every
+    data habit of the real archive at once; and the JWST program
+    (:data:`hstsync.emulator.jwst.PROPOSAL_ID`, ``"01345"``).
+
+    The JWST program's files are in the public bucket only with ``jwst_cloud``: the
+    default keeps every bucket key of this catalogue in the HST layout, the only one
+    hstsync's cloud source knows so far (``docs/emulator.md``)."""
+    # imported here: realistic.py and jwst.py build on this package's Catalogue
+    from hstsync.emulator.jwst import add_jwst_program
     from hstsync.emulator.realistic import add_realistic_program
 
     cat = Catalogue()
     add_tutorial_program(cat)
     add_realistic_program(cat)
+    add_jwst_program(cat, cloud=jwst_cloud)
     return cat

@@ -5,8 +5,9 @@ that tests and benchmarks grow (:meth:`Catalogue.add_observation`,
 :meth:`Catalogue.add_product`, :meth:`Catalogue.add_program`), give the real
 archive's habits (:meth:`Catalogue.set_product_quirks`, :meth:`Catalogue.list_under`,
 :meth:`Catalogue.set_portal_quirks`) and change live
-(:meth:`Catalogue.update_product`, :meth:`Catalogue.set_data_rights`). Every method
-takes the lock.
+(:meth:`Catalogue.update_product`, :meth:`Catalogue.set_data_rights`, and as the
+archive changes its mind: :meth:`Catalogue.reprocess`, :meth:`Catalogue.withdraw`).
+Every method takes the lock.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hstsync.emulator.catalogue.index import CatalogueIndex
+from hstsync.emulator.catalogue.jwst_programs import add_synthetic_jwst_program
 from hstsync.emulator.catalogue.programs import add_synthetic_program
 from hstsync.emulator.catalogue.records import (
     PUBLIC,
@@ -83,14 +85,22 @@ class Catalogue(CatalogueIndex):
         style: BodyStyle | str = BodyStyle.FITS,
         redirect: bool = False,
         cloud: bool = True,
+        validators: bool = True,
+        cloud_path: str | None = None,
+        prvversion: str | None = None,
+        cal_ver: str | None = None,
     ) -> CatalogueProduct:
         """Add a product to observation ``obs_id``; rights default to the observation's.
 
-        ``data_uri`` replaces the usual ``mast:HST/product/<filename>`` (for tests
-        of catalogue rows whose URI and filename disagree). ``product_obs_id`` is the
-        product's own ``obs_id`` when it differs from its observation's (its mirror
-        path and bucket key follow it). The other keywords are the product quirks of
-        :mod:`hstsync.emulator.quirks`.
+        ``data_uri`` replaces the usual ``mast:<obs_collection>/product/<filename>``
+        (for tests of catalogue rows whose URI and filename disagree).
+        ``product_obs_id`` is the product's own ``obs_id`` when it differs from its
+        observation's (its mirror path and HST bucket key follow it). ``cloud_path``
+        is its bucket key when the HST layout does not give it (JWST); ``prvversion``
+        its catalogue cell (default: the observation's ``provenance_name``);
+        ``cal_ver`` the ``CAL_VER`` its FITS header carries, with ``DATE`` and
+        reference files (default: none of them, the original bodies). The other
+        keywords are the product quirks of :mod:`hstsync.emulator.quirks`.
         """
         with self._lock:
             obs = self._by_obs_id.get(obs_id)
@@ -112,7 +122,9 @@ class Catalogue(CatalogueIndex):
                 dataproduct_type=str(f["dataproduct_type"] or "image"),
                 proposal_id=str(f["proposal_id"] or ""),
                 filters=str(f["filters"] or ""),
-                prvversion=str(f["provenance_name"]) if f["provenance_name"] else None,
+                prvversion=prvversion
+                if prvversion is not None
+                else (str(f["provenance_name"]) if f["provenance_name"] else None),
                 uri=data_uri,
                 cells=dict(cells or {}),
                 chunked=chunked,
@@ -120,6 +132,10 @@ class Catalogue(CatalogueIndex):
                 style=BodyStyle(style),
                 redirect=redirect,
                 cloud=cloud,
+                cloud_path=cloud_path,
+                project=str(f["project"] or "HST"),
+                validators=validators,
+                cal_ver=cal_ver,
             )
             if product.data_uri in self._by_uri:
                 raise ValueError(f"product {product.data_uri} already exists")
@@ -148,6 +164,7 @@ class Catalogue(CatalogueIndex):
         style: BodyStyle | str | None = None,
         redirect: bool | None = None,
         cloud: bool | None = None,
+        validators: bool | None = None,
     ) -> list[CatalogueProduct]:
         """Give every product whose productFilename matches ``pattern`` (fnmatch) these
         quirks (None: unchanged; ``cells`` are added to its own); the products changed."""
@@ -165,6 +182,8 @@ class Catalogue(CatalogueIndex):
                     product.redirect = redirect
                 if cloud is not None:
                     product.cloud = cloud
+                if validators is not None:
+                    product.validators = validators
             return chosen
 
     def update_product(
@@ -191,6 +210,62 @@ class Catalogue(CatalogueIndex):
                 product.calib_level = calib_level
             product.version += 1
             product.modified = max(time.time(), product.modified + 1)
+            return product
+
+    def reprocess(
+        self, key: str, *, size: int | None = None, software: bool = True
+    ) -> CatalogueProduct:
+        """The archive reprocesses product ``key`` (dataURI or filename): same name,
+        same dataURI, new bytes, the same size unless ``size`` is given.
+
+        The body is the next generation: other data, a later ``DATE``, other
+        reference files in its FITS header (and checksums valid again where its style
+        has them); a JPEG or text body gets other bytes too. The earlier generation is
+        no longer served (``Emulator.body(uri, generation=N)`` still computes it).
+        ``software`` says a new calibration software did it: ``CAL_VER`` goes up and,
+        for JWST, ``prvversion`` with it; False is a reprocessing for new reference
+        files only, which ``prvversion`` does not show (jwst_mast_query#20). The ETag
+        and Last-Modified change as with any change.
+        """
+        with self._lock:
+            product = self.product(key)
+            if product is None:
+                raise KeyError(f"no product {key!r}")
+            product.past[product.generation] = (product.size, product.style, product.cal_ver)
+            product.generation += 1
+            cal_ver = product.cal_ver or "1.0.0"
+            if software:
+                cal_ver = _next_version(cal_ver)
+                if product.obs_collection.upper() == "JWST":
+                    product.prvversion = cal_ver
+            product.cal_ver = cal_ver
+            if size is not None:
+                product.size = int(size)
+            product.version += 1
+            product.modified = max(time.time(), product.modified + 1)
+            return product
+
+    def withdraw(self, key: str, *, served: bool = True) -> CatalogueProduct:
+        """Product ``key`` (dataURI or filename) disappears from every product list
+        (its own observation's and every repeat listing); ``served`` says whether its
+        file can still be downloaded (the archive often still serves it) or answers
+        404 (the bucket too). :meth:`restore` lists it again."""
+        with self._lock:
+            product = self.product(key)
+            if product is None:
+                raise KeyError(f"no product {key!r}")
+            product.withdrawn = True
+            product.served_when_withdrawn = served
+            return product
+
+    def restore(self, key: str) -> CatalogueProduct:
+        """List a withdrawn product again, as it was."""
+        with self._lock:
+            product = self.product(key)
+            if product is None:
+                raise KeyError(f"no product {key!r}")
+            product.withdrawn = False
+            product.served_when_withdrawn = True
             return product
 
     def remove_product(self, key: str) -> None:
@@ -240,8 +315,53 @@ class Catalogue(CatalogueIndex):
                 per_observation=per_observation,
             )
 
+    def add_jwst_program(
+        self,
+        proposal_id: str | int,
+        *,
+        observations: int,
+        per_level3: int = 100,
+        repeats: int = 1,
+        guide_stars: int = 10,
+        size: int = 5760,
+        level3_size: int | None = None,
+        data_rights: str = PUBLIC,
+    ) -> list[CatalogueProduct]:
+        """A deterministic synthetic JWST program (for benchmarks): ``observations``
+        exposure-level observations (two exposures on two NIRCam detectors a visit),
+        grouped ``per_level3`` to a level-3 observation, with the archive's JWST habits.
+
+        The proposal id is kept as five digits (``1345`` -> ``"01345"``). Each exposure
+        has ``_uncal``, ``_rate`` and ``_cal`` files of ``size`` bytes; each visit
+        ``guide_stars`` guide-star files listed under its four exposures; each level-3
+        observation ``_i2d`` (``level3_size``, default ``size``), ``_segm``,
+        ``_cat.ecsv``, a preview and an ``_asn.json``, listed ``repeats`` times under
+        every member, whose files it lists ``repeats`` times too. Public files are in
+        the bucket (``jwst/public/...``). The products made, each once.
+        """
+        with self._lock:
+            return add_synthetic_jwst_program(
+                self,
+                proposal_id,
+                observations=observations,
+                per_level3=per_level3,
+                repeats=repeats,
+                guide_stars=guide_stars,
+                size=size,
+                level3_size=level3_size,
+                data_rights=data_rights,
+            )
+
     def _allocate_obsid(self) -> int:
         while str(self._next_obsid) in self._by_obsid:
             self._next_obsid += 1
         self._next_obsid += 1
         return self._next_obsid - 1
+
+
+def _next_version(version: str) -> str:
+    """``1.12.5`` -> ``1.12.6``: the last number up by one (``.1`` added if none)."""
+    head, dot, last = version.rpartition(".")
+    if dot and last.isdigit():
+        return f"{head}.{int(last) + 1}"
+    return f"{version}.1"

@@ -1,5 +1,10 @@
 """How the portal's filters select observation rows: ``Mast.Caom.Filtered`` and its
-``.Position`` cone search, over the columns of :mod:`hstsync.emulator.columns`."""
+``.Position`` cone search, over the columns of :mod:`hstsync.emulator.columns`.
+
+A discrete value matches as a string, case aside: ``proposal_id="1345"`` does not find
+a row whose ``proposal_id`` is ``"01345"``. With ``numeric_ids`` a ``proposal_id``
+made of digits matches by its number instead (``"1345"``, ``"01345"`` and ``1345``
+alike): ``docs/emulator.md`` says why both are kept."""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ def select(
     rows: list[Row],
     filters: Sequence[Mapping[str, Any]],
     position: tuple[float, float, float] | None,
+    *,
+    numeric_ids: bool = False,
 ) -> list[Row]:
     """The rows that pass every filter (and lie within ``position``'s cone, their
     ``distance`` added), in their order."""
@@ -27,12 +34,18 @@ def select(
             if distance is None or distance > position[2] * 3600:
                 continue
             row["distance"] = distance
-        if all(matches(row, f) for f in filters):
+        if all(matches(row, f, numeric_ids=numeric_ids) for f in filters):
             selected.append(row)
     return selected
 
 
-def matches(row: Row, flt: Mapping[str, Any]) -> bool:
+def _number(text: str) -> str:
+    """A string of digits without its leading zeros (``"01345"`` -> ``"1345"``)."""
+    text = text.strip()
+    return (text.lstrip("0") or "0") if text.isdigit() else text
+
+
+def matches(row: Row, flt: Mapping[str, Any], *, numeric_ids: bool = False) -> bool:
     name = str(flt.get("paramName", ""))
     column = next((c for c in row if c.lower() == name.lower()), None)
     if column is None:
@@ -49,6 +62,9 @@ def matches(row: Row, flt: Mapping[str, Any]) -> bool:
     separator = flt.get("separator")
     parts = str(value).split(separator) if separator else [str(value)]
     wanted = {str(v).lower() for v in values}
+    if numeric_ids and column == "proposal_id":
+        parts = [_number(p) for p in parts]
+        wanted = {_number(v) for v in wanted}
     free = flt.get("freeText")
     pattern = _free_text(str(free)) if free else None
     return any(

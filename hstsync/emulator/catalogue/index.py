@@ -31,6 +31,10 @@ class CatalogueIndex:
         self._by_uri: dict[str, CatalogueProduct] = {}
         self._portal_quirks: dict[str, PortalQuirks] = {}
         self._next_obsid = 30_000_000
+        #: how a ``proposal_id`` criterion matches: ``"exact"`` (the stored string:
+        #: ``"1345"`` does not find ``"01345"``) or ``"numeric"`` (digits compared as
+        #: numbers); may change while running
+        self.proposal_id_match = "exact"
 
     # -- reading ---------------------------------------------------------------------
 
@@ -39,19 +43,26 @@ class CatalogueIndex:
             return list(self._observations)
 
     def products(self) -> list[CatalogueProduct]:
-        """Every product once (repeat listings are not products of their own)."""
+        """Every listed product once (repeat listings are not products of their own;
+        withdrawn ones are not listed)."""
         with self._lock:
-            return [p for o in self._observations for p in o.products]
+            return [p for o in self._observations for p in o.products if not p.withdrawn]
 
     def program_products(self, proposal_id: str | int) -> list[CatalogueProduct]:
-        """The products owned by a program's observations, each once."""
+        """The listed products owned by a program's observations, each once."""
         with self._lock:
             return [
                 p
                 for o in self._observations
                 if o.fields["proposal_id"] == str(proposal_id)
                 for p in o.products
+                if not p.withdrawn
             ]
+
+    def withdrawn(self) -> list[CatalogueProduct]:
+        """The products no product list shows any more (:meth:`Catalogue.withdraw`)."""
+        with self._lock:
+            return [p for o in self._observations for p in o.products if p.withdrawn]
 
     def product(self, key: str) -> CatalogueProduct | None:
         """The product with this dataURI (or, failing that, this productFilename)."""
@@ -62,11 +73,15 @@ class CatalogueIndex:
             return found
 
     def cloud_product(self, key: str) -> CatalogueProduct | None:
-        """The product the bucket keeps under ``key``, whatever its rights, or None."""
+        """The product the bucket keeps under ``key``, whatever its rights, or None
+        (a withdrawn product stays in the bucket while it is still served)."""
         filename = key.rpartition("/")[2]
         with self._lock:
-            found = self._by_uri.get(f"mast:HST/product/{filename}")
-        return found if found is not None and found.cloud_key == key else None
+            for mission in ("HST", "JWST"):
+                found = self._by_uri.get(f"mast:{mission}/product/{filename}")
+                if found is not None and found.served and found.cloud_key == key:
+                    return found
+        return None
 
     def query(
         self, filters: Sequence[Mapping[str, Any]], position: tuple[float, float, float] | None
@@ -74,7 +89,7 @@ class CatalogueIndex:
         """The rows ``Mast.Caom.Filtered`` (``.Position``) answers, in catalogue order."""
         with self._lock:
             rows = [o.row() for o in self._observations]
-        return select(rows, filters, position)
+        return select(rows, filters, position, numeric_ids=self.proposal_id_match == "numeric")
 
     def product_rows(self, obsids: Iterable[str]) -> list[Row]:
         """The rows ``Mast.Caom.Products`` answers for these obsids, in their order."""
@@ -86,8 +101,10 @@ class CatalogueIndex:
                 if obs is None or obs.obsid in seen:
                     continue
                 seen.add(obs.obsid)
-                rows.extend(p.row() for p in obs.products)
+                rows.extend(p.row() for p in obs.products if not p.withdrawn)
                 for product, cells in obs.listings:
+                    if product.withdrawn:
+                        continue
                     # listed here, owned there: obsID is this one, parent_obsid the owner
                     row = product.row()
                     row.update(obsID=obs.obsid, parent_obsid=product.obsid)

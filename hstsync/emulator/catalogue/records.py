@@ -2,8 +2,11 @@
 
 A :class:`CatalogueProduct` carries its real archive habits
 (:mod:`hstsync.emulator.quirks`): ``cells`` that differ from the truth and its
-serving quirks. :func:`describe` and :func:`subgroup_of` name a product the way
-the archive's ``description`` and ``productSubGroupDescription`` columns do.
+serving quirks; and its history: how often it was reprocessed (``generation``, with
+the size, style and calibration version of every earlier one) and whether the
+archive still lists it (``withdrawn``). :func:`describe` and :func:`subgroup_of`
+name a product the way the archive's ``description`` and
+``productSubGroupDescription`` columns do.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hstsync.emulator.fits import Provenance
 from hstsync.emulator.quirks import BodyStyle
 
 PUBLIC = "PUBLIC"
@@ -57,6 +61,24 @@ class CatalogueProduct:
     redirect: bool = False
     #: False: the public bucket holds no copy (its ``cloud_key`` is None)
     cloud: bool = True
+    #: the bucket key, when the catalogue knows it rather than the HST layout giving
+    #: it (the JWST programs set it)
+    cloud_path: str | None = None
+    #: the ``project`` column of its row
+    project: str = "HST"
+    #: False: served without ETag and Last-Modified, conditional headers ignored
+    validators: bool = True
+    #: how often the archive reprocessed it (the body changes with each)
+    generation: int = 0
+    #: the calibration software's version in its FITS header (``CAL_VER``); None with
+    #: generation 0: the emulator's original header, with no provenance cards
+    cal_ver: str | None = None
+    #: generation -> (size, style, cal_ver) it had, for every earlier generation
+    past: dict[int, tuple[int, BodyStyle, str | None]] = field(default_factory=dict)
+    #: no longer in any product list
+    withdrawn: bool = False
+    #: when withdrawn: whether downloads (and the bucket) still serve it
+    served_when_withdrawn: bool = True
 
     @property
     def data_uri(self) -> str:
@@ -67,13 +89,36 @@ class CatalogueProduct:
         return self.data_rights.upper() != PUBLIC
 
     @property
+    def served(self) -> bool:
+        """Whether downloads find it (a withdrawn product may still be served)."""
+        return not self.withdrawn or self.served_when_withdrawn
+
+    @property
     def cloud_key(self) -> str | None:
-        """Where the ``stpubdata`` bucket keeps this file (HST only), rights aside:
+        """Where the ``stpubdata`` bucket keeps this file, rights aside: ``cloud_path``
+        when set (JWST), else for HST
         ``hst/public/<obs_id[:4]>/<obs_id>/<productFilename>``, lower-case directories."""
-        if self.obs_collection.upper() != "HST" or self.uri is not None or not self.cloud:
+        if self.uri is not None or not self.cloud:
+            return None
+        if self.cloud_path is not None:
+            return self.cloud_path
+        if self.obs_collection.upper() != "HST":
             return None
         dataset = self.obs_id.lower()
         return f"hst/public/{dataset[:4]}/{dataset}/{self.filename}"
+
+    def body_spec(self, generation: int | None = None) -> tuple[int, BodyStyle, Provenance | None]:
+        """(size, style, provenance) of its body now or at an earlier ``generation``
+        (as it was when last served); KeyError for a generation it never had."""
+        if generation is None or generation == self.generation:
+            size, style, cal_ver, generation = self.size, self.style, self.cal_ver, self.generation
+        elif generation in self.past:
+            size, style, cal_ver = self.past[generation]
+        else:
+            raise KeyError(f"{self.data_uri} has no generation {generation}")
+        if generation == 0 and cal_ver is None:
+            return size, style, None
+        return size, style, Provenance(generation, cal_ver or "", self.obs_collection)
 
     def row(self) -> Row:
         """The product as ``Mast.Caom.Products`` sends it (its ``cells`` applied)."""
@@ -89,7 +134,7 @@ class CatalogueProduct:
             "productGroupDescription": self.group,
             "productSubGroupDescription": self.subgroup,
             "productDocumentationURL": None,
-            "project": "HST",
+            "project": self.project,
             "prvversion": self.prvversion,
             "proposal_id": self.proposal_id,
             "productFilename": self.filename,

@@ -2,9 +2,12 @@
 
 Owns the HTTP protocol, exactly as far as astroquery.mast and our downloader use it:
 ``columnsconfig``, the portal's ``invoke`` (with EXECUTING polling and paging),
-``Download/file`` (HEAD, GET, Range, ETag/If-Range, token-guarded exclusive data),
-``Download/bundle.sh`` and ``whoami``; and, path-style under ``/stpubdata/``, the
-S3 bucket of public files (the same bytes, anonymous, exclusive data absent).
+``Download/file`` (HEAD, GET, Range, ETag/If-Range, 304 for If-None-Match and
+If-Modified-Since, validators switched off on demand, token-guarded exclusive data),
+``Download/bundle.sh``, ``whoami`` and ``path_lookup``; path-style under
+``/stpubdata/``, the S3 bucket of public files (the same bytes, anonymous, exclusive
+data absent); and the emulator's own control calls under ``/emulator/admin/``
+(:mod:`~hstsync.emulator.server.admin`).
 Every request is recorded; faults from
 :mod:`hstsync.emulator.faults` are applied here; bodies come from
 :mod:`hstsync.emulator.fits` and are streamed in large chunks with bounded memory,
@@ -24,17 +27,20 @@ from hstsync.emulator.server.delivery import CHUNK
 from hstsync.emulator.server.lifecycle import Emulator, run_in_thread
 from hstsync.emulator.server.portal import DEFAULT_PAGESIZE
 from hstsync.emulator.server.protocol import (
+    ADMIN_PATH,
     BUNDLE_PATH,
     CDN_PATH,
     CLOUD_BUCKET,
     COLUMNS_CONFIG_PATH,
     DOWNLOAD_PATH,
     INVOKE_PATH,
+    PATH_LOOKUP_PATH,
     WHOAMI_PATH,
     RecordedRequest,
 )
 
 __all__ = [
+    "ADMIN_PATH",
     "BUNDLE_PATH",
     "CDN_PATH",
     "CHUNK",
@@ -43,6 +49,7 @@ __all__ = [
     "DEFAULT_PAGESIZE",
     "DOWNLOAD_PATH",
     "INVOKE_PATH",
+    "PATH_LOOKUP_PATH",
     "WHOAMI_PATH",
     "Emulator",
     "RecordedRequest",

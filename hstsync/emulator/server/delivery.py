@@ -1,14 +1,15 @@
-"""Sending a product's body: which bytes (the Range window, If-Range against the
-validators), body faults (cut, reset, stall, corrupt, wrong size), pacing by
-``Emulator.rate`` in large chunks with bounded memory, and the count of downloads
-in flight."""
+"""Sending a product's body: the validators (ETag, Last-Modified, or none when they
+are switched off) and the conditional requests they answer (304), which bytes (the
+Range window, If-Range against the validators), body faults (cut, reset, stall,
+corrupt, wrong size), pacing by ``Emulator.rate`` in large chunks with bounded
+memory, the count of downloads in flight and of the body bytes written."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -41,13 +42,41 @@ def validators(product: CatalogueProduct, total: int) -> tuple[str, str]:
     return f'"{tag[:20]}"', formatdate(product.modified, usegmt=True)
 
 
+def not_modified(request: web.Request, etag: str, modified: str) -> bool:
+    """Whether a GET or HEAD is answered 304 (RFC 9110 13.1.2, 13.1.3, 13.2.2): an
+    ``If-None-Match`` naming the ETag (weak comparison) or ``*``; else, only when there
+    is no If-None-Match, an ``If-Modified-Since`` no earlier than Last-Modified (an
+    invalid date is ignored)."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        tags = [t.strip() for t in if_none_match.split(",")]
+        return any(t == "*" or t.removeprefix("W/") == etag for t in tags)
+    since = request.headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        when = parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
+    if when.tzinfo is None:
+        return False  # not an HTTP-date (those say GMT)
+    return parsedate_to_datetime(modified) <= when
+
+
 def range_window(
-    request: web.Request, total: int, etag: str, modified: str, ranged: bool
+    request: web.Request, total: int, etag: str | None, modified: str | None, ranged: bool
 ) -> Window:
-    """Which bytes to send: the whole body (200), one range (206) or none (416)."""
+    """Which bytes to send: the whole body (200), one range (206) or none (416).
+
+    An If-Range matches only a validator sent (exactly: a strong comparison); with no
+    validators (None) it can never match, so the whole body is sent (RFC 9110 13.1.5).
+    """
     header = request.headers.get("Range", "")
     if_range = request.headers.get("If-Range")
-    if not ranged or not header or (if_range is not None and if_range not in (etag, modified)):
+    current = {v for v in (etag, modified) if v is not None}
+    if not ranged or not header or (if_range is not None and if_range not in current):
         return Window(200, 0, total, total)
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
@@ -98,15 +127,25 @@ async def send(
     *,
     quirky: bool = True,
 ) -> web.StreamResponse:
-    """Answer a GET or HEAD for ``product``'s body: Range, validators, body faults, pacing;
+    """Answer a GET or HEAD for ``product``'s body: validators and conditional requests
+    (when the emulator and the product have them on), Range, body faults, pacing;
     with ``quirky``, the product's ``chunked`` and ``ranges`` habits too."""
     emu = request.app[EMULATOR]
     record = request[RECORD]
+    record.data_uri = product.data_uri
     head = request.method == "HEAD"
-    body = emu._bodies.get(product.data_uri, product.size, product.style)
+    body = emu.body_of(product)
     wrong = faults.get(FaultKind.WRONG_SIZE)
     total = max(0, product.size + (wrong.after if wrong else 0))
-    etag, modified = validators(product, total)
+    etag: str | None = None
+    modified: str | None = None
+    tagged: dict[str, str] = {}
+    if emu.validators and product.validators:
+        etag, modified = validators(product, total)
+        tagged = {"ETag": etag, "Last-Modified": modified}
+        if not_modified(request, etag, modified):
+            # no body, no Content-Length; the validators a 200 would carry
+            return web.Response(status=304, headers=tagged)
     ranges = not quirky or product.ranges
     chunked = quirky and product.chunked
     window = range_window(
@@ -114,8 +153,7 @@ async def send(
     )
     headers = {
         **({"Accept-Ranges": "bytes"} if ranges else {}),
-        "ETag": etag,
-        "Last-Modified": modified,
+        **tagged,
         **extra,
         "Content-Type": "application/octet-stream",
         **window.headers,
@@ -163,10 +201,17 @@ async def send(
             if sent + n >= window.length:
                 # the client may read the last byte and open its next request at once
                 emu._downloading.pop(id(request), None)
-            await response.write(data)
-            sent += n
-            record.body_bytes_sent += n
-            emu.bytes_sent += n
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError  # the client is gone: nothing more is written
+            try:
+                # the whole chunk is handed to the transport before the write waits
+                # (drain), so it counts as written even when the client hangs up then
+                await response.write(data)
+            finally:
+                sent += n
+                record.body_bytes_sent += n
+                emu.bytes_sent += n
+                emu.bytes_served[product.data_uri] = emu.bytes_served.get(product.data_uri, 0) + n
             if rate:
                 ahead = sent / rate - (loop.time() - began)
                 if ahead > 0:

@@ -26,7 +26,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
     head = request.method == "HEAD"
     product = emu.catalogue.product(request.query.get("uri", ""))
-    if product is None or product.data_uri != request.query.get("uri"):
+    if product is None or product.data_uri != request.query.get("uri") or not product.served:
         return web.Response(status=404, text="File not found\n")
     target = emu.redirects.get(product.filename)
     if target is not None and "hop" not in request.query:
@@ -70,7 +70,12 @@ async def cdn_file(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
     uri = request.query.get("uri", "")
     product = emu.catalogue.product(uri)
-    if product is None or product.data_uri != uri or product.filename != request.match_info["name"]:
+    if (
+        product is None
+        or product.data_uri != uri
+        or product.filename != request.match_info["name"]
+        or not product.served
+    ):
         return web.Response(status=404, text="File not found\n")
     if not hmac.compare_digest(request.query.get("sig", ""), emu.signature(uri)):
         return web.Response(status=403, text="Signature does not match\n")

@@ -16,12 +16,13 @@ from types import TracebackType
 
 from aiohttp import web
 
-from hstsync.emulator.catalogue import Catalogue, default_catalogue
+from hstsync.emulator.catalogue import Catalogue, CatalogueProduct, default_catalogue
 from hstsync.emulator.faults import Faults
-from hstsync.emulator.fits import Bodies
+from hstsync.emulator.fits import Bodies, Body
 from hstsync.emulator.quirks import PortalQuirks
+from hstsync.emulator.server.admin import add_admin_routes
 from hstsync.emulator.server.downloads import cdn_file, cloud_object, download_file
-from hstsync.emulator.server.portal import bundle, columnsconfig, invoke, whoami
+from hstsync.emulator.server.portal import bundle, columnsconfig, invoke, path_lookup, whoami
 from hstsync.emulator.server.protocol import (
     BUNDLE_PATH,
     CDN_PATH,
@@ -30,6 +31,7 @@ from hstsync.emulator.server.protocol import (
     DOWNLOAD_PATH,
     EMULATOR,
     INVOKE_PATH,
+    PATH_LOOKUP_PATH,
     SITE,
     WHOAMI_PATH,
     RecordedRequest,
@@ -40,7 +42,12 @@ log = logging.getLogger(__name__)
 
 
 class Emulator:
-    """An async context manager serving ``catalogue`` on ``host:port`` (0: a free port)."""
+    """An async context manager serving ``catalogue`` on ``host:port`` (0: a free port).
+
+    ``validators=False`` serves every file without ETag and Last-Modified and ignores
+    conditional requests (whether MAST's download service sends validators is not
+    confirmed); it may change while running (``Emulator.validators``), and a product
+    may have them off on its own (``validators=False`` of ``add_product``)."""
 
     def __init__(
         self,
@@ -53,6 +60,7 @@ class Emulator:
         tokens: dict[str, str] | None = None,
         quirks: PortalQuirks | None = None,
         cdn_host: str = "localhost",
+        validators: bool = True,
     ) -> None:
         self.catalogue = catalogue if catalogue is not None else default_catalogue()
         self.host = host
@@ -60,6 +68,9 @@ class Emulator:
         #: the portal's habits for every reply (a program's own are merged in);
         #: may change while running
         self.quirks = quirks or PortalQuirks()
+        #: ETag and Last-Modified on every file, and 304 for conditional requests;
+        #: may change while running
+        self.validators = validators
         #: the host name redirected downloads name; the cdn listens on ``host``
         self.cdn_host = cdn_host
         self.cdn_port = 0
@@ -78,6 +89,8 @@ class Emulator:
         self.requests: list[RecordedRequest] = []
         #: body bytes written for downloads so far, over all requests
         self.bytes_sent = 0
+        #: body bytes written so far per dataURI (the archive, the cdn and the bucket)
+        self.bytes_served: dict[str, int] = {}
         #: the most download bodies ever being sent at once: each counts from its
         #: headers until its last byte is handed to the socket or the client hangs up
         self.peak_downloads = 0
@@ -113,12 +126,27 @@ class Emulator:
         """What the cdn expects in ``sig=`` for this product (the archive signs it)."""
         return hmac.new(self._secret, data_uri.encode(), "sha256").hexdigest()[:32]
 
-    def body(self, data_uri: str) -> bytes:
-        """The exact bytes served (with no fault) for the product with this dataURI."""
+    def body(self, data_uri: str, generation: int | None = None) -> bytes:
+        """The exact bytes served (with no fault) for the product with this dataURI;
+        with ``generation``, the bytes it had then (before a reprocessing)."""
+        return self.body_file(data_uri, generation).all()
+
+    def body_file(self, data_uri: str, generation: int | None = None) -> Body:
+        """The product's body as a random-access :class:`~hstsync.emulator.fits.Body`
+        (``read(offset, length)``): for files too large to hold in memory."""
         product = self.catalogue.product(data_uri)
         if product is None:
             raise KeyError(f"no product {data_uri!r}")
-        return self._bodies.get(product.data_uri, product.size, product.style).all()
+        return self.body_of(product, generation)
+
+    def body_of(self, product: CatalogueProduct, generation: int | None = None) -> Body:
+        """The body of ``product`` now (or at an earlier ``generation``)."""
+        size, style, provenance = product.body_spec(generation)
+        return self._bodies.get(product.data_uri, size, style, provenance)
+
+    def served(self, data_uri: str | None = None) -> int:
+        """Body bytes written so far for this product (all listeners), or in total."""
+        return self.bytes_sent if data_uri is None else self.bytes_served.get(data_uri, 0)
 
     def user_for(self, token: str | None) -> str | None:
         return self.tokens.get(token) if token else None
@@ -133,7 +161,9 @@ class Emulator:
         app.router.add_get(DOWNLOAD_PATH, download_file)  # aiohttp adds HEAD for GET routes
         app.router.add_post(BUNDLE_PATH + ".sh", bundle)
         app.router.add_get(WHOAMI_PATH, whoami)
+        app.router.add_get(PATH_LOOKUP_PATH, path_lookup)
         app.router.add_get(f"/{CLOUD_BUCKET}/{{key:.+}}", cloud_object)
+        add_admin_routes(app)  # the archive listener only, never the cdn
         # A stalled or rate-limited transfer must not hold up shutdown for a minute.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -186,9 +216,18 @@ def run_in_thread(
     rate: float | None = None,
     latency: float = 0.0,
     tokens: dict[str, str] | None = None,
+    validators: bool = True,
 ) -> Iterator[Emulator]:
     """The same :class:`Emulator`, served by a background thread's loop (for sync callers)."""
-    emu = Emulator(catalogue, host=host, port=port, rate=rate, latency=latency, tokens=tokens)
+    emu = Emulator(
+        catalogue,
+        host=host,
+        port=port,
+        rate=rate,
+        latency=latency,
+        tokens=tokens,
+        validators=validators,
+    )
     ready = threading.Event()
     failure: list[BaseException] = []
     stopper: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []

@@ -1,7 +1,7 @@
 """The portal: ``columnsconfig``, the ``invoke`` of ``Mast.Caom.Filtered`` (``.Position``)
 and ``Mast.Caom.Products`` with its EXECUTING polling, paging and the portal quirks
-(slow, paged, retyped replies), and the session and bundle endpoints (``whoami``,
-``Download/bundle.sh``)."""
+(slow, paged, retyped replies, too many obsids refused), and the session, bundle and
+path-lookup endpoints (``whoami``, ``Download/bundle.sh``, ``path_lookup``)."""
 
 from __future__ import annotations
 
@@ -88,9 +88,17 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         return _mashup_error(f"Unknown service: {service!r}")
 
     quirks = emu.quirks.merged(emu.catalogue.portal_quirks(programs))
+    too_many = quirks.max_obsids_per_call is not None and len(obsids) > quirks.max_obsids_per_call
+    if too_many and quirks.too_many_obsids == "hang":
+        # a whole-proposal product list that never comes back (astroquery#2507)
+        return await hang_up(request, 0)
     if quirks.latency_per_obsid and obsids:
         # the archive's product lookups slow down with the number of obsids asked for
         await asyncio.sleep(quirks.latency_per_obsid * len(obsids))
+    if too_many:
+        # the real message is not in our evidence; this one names no limit, as the
+        # archive publishes none
+        return _mashup_error("The query timed out before it completed")
     if quirks.executing_rounds:
         key = json.dumps([service, params, page, pagesize], sort_keys=True, default=str)
         asked = emu._asked.get(key, 0)
@@ -135,7 +143,33 @@ def _typed_size(row: dict[str, object], size_type: str) -> dict[str, object]:
     return {**row, "size": float(value) if size_type == "float" else str(value)}
 
 
-# -- sessions and bundles ------------------------------------------------------------------
+# -- sessions, bundles, paths ----------------------------------------------------------------
+
+
+async def path_lookup(request: web.Request) -> web.StreamResponse:
+    """MAST's path-lookup service, which astroquery's cloud module asks for a product's
+    key in the public bucket: ``?uri=A&uri=B`` -> ``{A: {"status_code": 200, "path":
+    "/hst/public/..."}, B: {"status_code": 404, "path": null}}`` (the shape of
+    astroquery's recorded ``mast_relative_path.json``). Rights aside, as the bucket
+    keys are; a product without a key (no copy in the bucket) is 404."""
+    emu = request.app[EMULATOR]
+    answer: dict[str, dict[str, object]] = {}
+    for uri in request.query.getall("uri", []):
+        product = emu.catalogue.product(uri)
+        key = (
+            product.cloud_key
+            if product is not None and product.data_uri == uri and product.served
+            else None
+        )
+        answer[uri] = (
+            {"status_code": 200, "path": f"/{key}"}
+            if key
+            else {
+                "status_code": 404,
+                "path": None,
+            }
+        )
+    return web.json_response(answer)
 
 
 async def whoami(request: web.Request) -> web.StreamResponse:
@@ -166,7 +200,7 @@ async def bundle(request: web.Request) -> web.StreamResponse:
     lines = ["#!/bin/sh", "# cURL script written by the hstsync MAST emulator", "set -e"]
     for uri in form.getall("uri", []):
         product = emu.catalogue.product(str(uri))
-        if product is None:
+        if product is None or not product.served:
             continue
         rel = f"mastDownload/{product.obs_collection}/{product.obs_id}/{product.filename}"
         lines.append(

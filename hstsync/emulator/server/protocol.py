@@ -23,6 +23,10 @@ COLUMNS_CONFIG_PATH = "/portal/Mashup/Mashup.asmx/columnsconfig"
 DOWNLOAD_PATH = "/api/v0.1/Download/file"
 BUNDLE_PATH = "/api/v0.1/Download/bundle"
 WHOAMI_PATH = "/whoami"
+#: MAST's path-lookup service: dataURI -> the file's path (its key in the bucket)
+PATH_LOOKUP_PATH = "/api/v0.1/path_lookup/"
+#: the emulator's own control calls (:mod:`~hstsync.emulator.server.admin`): not MAST's
+ADMIN_PATH = "/emulator/admin"
 #: where the second listener (the "cdn") serves redirected downloads
 CDN_PATH = "/cdn/HST/product"
 #: the public bucket, path-style (``s3.amazonaws.com/stpubdata/KEY``): ``Emulator.cloud_url``
@@ -31,7 +35,13 @@ CLOUD_BUCKET = "stpubdata"
 
 @dataclass(slots=True)
 class RecordedRequest:
-    """One HTTP request as the emulator received it; ``body_bytes_sent`` grows as it streams."""
+    """One HTTP request as the emulator received it; ``body_bytes_sent`` grows as it streams.
+
+    ``body_bytes_sent`` counts the bytes of a file's body written to the connection
+    (handed to the transport: a client that hangs up early is counted for what was
+    written before the server noticed, which for a plain GET may be far more than the
+    client read; ask for a Range to read a head). ``status`` is the answer's status
+    (0 until it is known); ``data_uri`` the product whose body it asked for."""
 
     method: str
     path: str
@@ -44,6 +54,10 @@ class RecordedRequest:
     site: str = "archive"
     #: the port it arrived on
     port: int = 0
+    #: the status its handler answered (304 included); 0 until then
+    status: int = 0
+    #: the dataURI of the product whose file it asked for ("" for other requests)
+    data_uri: str = ""
 
 
 #: the emulator serving the app (its type is only named here: lifecycle.py, which
@@ -58,6 +72,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def record_request(request: web.Request, handler: Handler) -> web.StreamResponse:
     emu = request.app[EMULATOR]
+    if request.path.startswith(ADMIN_PATH + "/"):
+        # the test's (or the person's) own channel, not archive traffic: not recorded
+        return await handler(request)
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     record = RecordedRequest(
         request.method,
@@ -74,7 +91,13 @@ async def record_request(request: web.Request, handler: Handler) -> web.StreamRe
     request[RECORD] = record
     if emu.latency > 0:
         await asyncio.sleep(emu.latency)
-    return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        record.status = exc.status
+        raise
+    record.status = response.status
+    return response
 
 
 def token_of(request: web.Request) -> str | None:
