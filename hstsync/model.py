@@ -27,6 +27,8 @@ class ProductState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     AUTH_REQUIRED = "auth_required"
+    #: the archive (or the manifest) no longer lists it; its file stays until ``prune``
+    WITHDRAWN = "withdrawn"
 
 
 class RequestState(StrEnum):
@@ -91,6 +93,9 @@ class Product:
     data_rights: str = "PUBLIC"
     description: str = ""
     problem: str | None = None
+    #: the catalogue's product version (``prvversion``: JWST's pipeline version), "" when
+    #: it gives none; a new one is a new version of the file
+    prvversion: str = ""
 
     @property
     def is_public(self) -> bool:
@@ -148,26 +153,30 @@ def safe_component(value: str, what: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """How a request's products stand."""
+    """How a request's products stand. ``total`` counts the products the archive lists
+    for it; ``withdrawn`` those it no longer lists (their files kept), apart."""
 
     total: int = 0
     done: int = 0
     failed: int = 0
     pending: int = 0
     auth_required: int = 0
+    withdrawn: int = 0
 
 
 def counts_of(states: Iterable[ProductState]) -> Counts:
     tally = dict.fromkeys(ProductState, 0)
     for state in states:
         tally[state] += 1
+    withdrawn = tally[ProductState.WITHDRAWN]
     return Counts(
-        total=sum(tally.values()),
+        total=sum(tally.values()) - withdrawn,
         done=tally[ProductState.DONE],
         failed=tally[ProductState.FAILED],
         # a transfer in flight is still something the user is waiting for
         pending=tally[ProductState.PENDING] + tally[ProductState.DOWNLOADING],
         auth_required=tally[ProductState.AUTH_REQUIRED],
+        withdrawn=withdrawn,
     )
 
 

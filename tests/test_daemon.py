@@ -241,14 +241,22 @@ async def test_editing_a_manifest_replans_its_request(tmp_path: Path, emulator: 
             TUTORIAL_MANIFEST.replace('"o58701010", "o58701030"', '"o58701020"'),
         )
 
+        def listed() -> dict[str, set[str]]:
+            with Store.open_readonly(tmp_path / "hstsync.db") as store:
+                states: dict[str, set[str]] = {}
+                for row in store.products("7291"):
+                    states.setdefault(row.state, set()).add(row.product.obs_id)
+                return states
+
         def replanned() -> bool:
             if request_state(tmp_path, "7291") is not RequestState.DONE:
                 return False
-            with Store.open_readonly(tmp_path / "hstsync.db") as store:
-                return {r.product.obs_id for r in store.products("7291")} == {"o58701020"}
+            return listed().get(ProductState.DONE) == {"o58701020"}
 
         await until(replanned, what="the edited request to be re-planned", daemon=d)
-    # files of the earlier selection stay: a mirror does not delete what it fetched
+    # files of the earlier selection stay, withdrawn: a mirror does not delete what it
+    # fetched, and says they are no longer selected
+    assert listed()[ProductState.WITHDRAWN] == {"o58701010", "o58701030"}
     assert_tree_identical(tmp_path, emulator, TUTORIAL_NAMES)
     assert_tree_identical(
         tmp_path, emulator, [f"o58701020_{kind}.fits" for kind in ("x1d", "x2d", "flt")]

@@ -537,6 +537,16 @@ def test_tallies_follow_every_kind_of_product_write(store: Store, db: Path) -> N
     assert kept == counted and {row[0] for row in kept} == {"b"}
 
 
+def undo_version_6(conn: sqlite3.Connection) -> None:
+    """The database as a version-5 hstsync left it: no hashes, validators, versions."""
+    conn.execute("DROP INDEX products_relpath")
+    conn.execute("DROP TABLE orphans")
+    for column in ("sha256", "etag", "last_modified", "prvversion", "verified", "supersede"):
+        conn.execute(f"ALTER TABLE products DROP COLUMN {column}")
+    for column in ("last_verify", "verify_summary"):
+        conn.execute(f"ALTER TABLE requests DROP COLUMN {column}")
+
+
 def drop_tallies(conn: sqlite3.Connection) -> None:
     for trigger in ("tally_insert", "tally_delete", "tally_update"):
         conn.execute(f"DROP TRIGGER {trigger}")
@@ -548,6 +558,7 @@ def test_a_version_2_database_gains_tallies_that_match_its_rows(db: Path) -> Non
         seeded(store, "a", count=4)
         store.mark("a", uri(0), ProductState.DONE)
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 2 left it
+        undo_version_6(conn)
         drop_tallies(conn)
         conn.execute("ALTER TABLE requests DROP COLUMN last_new_files")
         conn.execute("DROP INDEX products_request_order")
@@ -569,6 +580,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
         store.upsert_request(Request("r", ("1",)), "r.toml")
         store.replace_products("r", [product(1, size=1000)])
     conn = sqlite3.connect(db)
+    undo_version_6(conn)
     drop_tallies(conn)
     conn.execute("DROP INDEX products_request_order")
     for table, column in [
@@ -587,7 +599,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
     conn.close()
 
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         [row] = store.products("r")
         assert row.catalogue_size == row.product.size == 1000
         assert store.get_request("r").lookup_failures == 0  # type: ignore[union-attr]
@@ -631,6 +643,7 @@ def test_a_version_4_database_resolved_again_keeps_what_is_still_listed(db: Path
         store.replace_products("r", [product(1), product(2), product(3)])
         store.mark("r", uri(1), ProductState.DONE)
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 4 left it
+        undo_version_6(conn)
         conn.execute("DROP INDEX products_request_order")
         conn.execute("ALTER TABLE products DROP COLUMN seen")
         conn.execute("ALTER TABLE requests DROP COLUMN resolution")
@@ -641,6 +654,30 @@ def test_a_version_4_database_resolved_again_keeps_what_is_still_listed(db: Path
         assert (diff.unchanged, diff.removed) == (2, 1)
         states = {row.product.data_uri: row.state for row in store.products("r")}
         assert states == {uri(1): ProductState.DONE, uri(2): ProductState.PENDING}
+
+
+def test_a_version_5_database_gains_hashes_validators_and_versions(db: Path) -> None:
+    with Store(db) as store:
+        store.upsert_request(Request("r", ("1",)), "r.toml")
+        store.replace_products("r", [product(1), product(2)])
+        store.mark("r", uri(1), ProductState.DONE)
+    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 5 left it
+        undo_version_6(conn)
+        conn.execute("PRAGMA user_version = 5")
+
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        done = {row.product.data_uri: row for row in store.products("r")}[uri(1)]
+        # landed before hashes were kept: it gets one at its next verify
+        assert (done.state, done.sha256, done.verified, done.supersede) == (
+            ProductState.DONE,
+            None,
+            None,
+            False,
+        )
+        store.mark("r", uri(2), ProductState.DONE, sha256="ab" * 32, etag='"e"')
+        again = {row.product.data_uri: row for row in store.products("r")}[uri(2)]
+        assert (again.sha256, again.etag) == ("ab" * 32, '"e"') and again.verified
 
 
 def test_a_resolution_recorded_in_batches_removes_only_at_its_end(store: Store) -> None:

@@ -221,7 +221,8 @@ class Store:
         New products are pending; one whose catalogue size, data rights or problem
         changed starts over (pending, nothing done, no attempts, no error); the others
         keep their state, and the size a transfer recorded, and get the catalogue's
-        current details; products no longer listed are deleted. A ``data_uri`` listed
+        current details; products no longer listed are withdrawn (a file was landed for
+        them) or deleted. A ``data_uri`` listed
         twice is taken once (the first). A successful lookup: the request's failed
         lookups are forgotten.
         """
@@ -249,8 +250,9 @@ class Store:
             return product_queries.record_batch(db, self.path, request, products, stamp)
 
     def end_resolution(self, request: str, stamp: int) -> int:
-        """Resolution ``stamp`` is complete: delete the products it did not list, forget
-        the request's failed lookups; how many were deleted."""
+        """Resolution ``stamp`` is complete: the products it did not list are withdrawn
+        (their files kept) or deleted (none landed), the request's failed lookups
+        forgotten; how many left the list."""
         with self._writing(f"end a resolution of {request}") as db:
             return product_queries.end_resolution(db, request, stamp)
 
@@ -294,6 +296,9 @@ class Store:
         attempts: int = 0,
         size: int | None = None,
         size_note: str | None = None,
+        sha256: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
     ) -> None:
         """Record a product's new state.
 
@@ -303,6 +308,8 @@ class Store:
         any other state clears ``done_at``. ``size`` (done only) is the size the server
         sent, which becomes the product's size, with ``size_note`` saying how it
         differs from the catalogue's (the catalogue's stays in ``catalogue_size``).
+        ``sha256`` (done only) is the hash of the file landed, with ``etag`` and
+        ``last_modified`` of the answer it came from; the file counts as verified now.
         """
         with self._writing(f"record product {data_uri} of {request}") as db:
             product_queries.mark(
@@ -316,6 +323,9 @@ class Store:
                 attempts=attempts,
                 size=size,
                 size_note=size_note,
+                sha256=sha256,
+                etag=etag,
+                last_modified=last_modified,
             )
 
     def mark_many(self, marks: Sequence[ProductMark]) -> int:
@@ -342,6 +352,9 @@ class Store:
                         attempts=fields.get("attempts", 0),
                         size=fields.get("size"),
                         size_note=fields.get("size_note"),
+                        sha256=fields.get("sha256"),
+                        etag=fields.get("etag"),
+                        last_modified=fields.get("last_modified"),
                     )
                 except StoreError:  # no such row: it changed nothing
                     continue

@@ -94,12 +94,17 @@ def record_batch(
                     relpath=columns["relpath"],
                 )
             )
-        elif (
-            old["catalogue_size"] != product.size
-            or old["data_rights"] != product.data_rights
-            or old["problem"] != product.problem
-        ):
-            table.update(old["id"], columns | restart | {"size_note": None, "seen": stamp})
+        elif new_version(old, product) or old["state"] == str(ProductState.WITHDRAWN):
+            # the file in the mirror is an older version: fetched again, the old one
+            # kept in the attic (a file never landed has nothing to supersede)
+            supersede = int(old["state"] == str(ProductState.DONE) or bool(old["supersede"]))
+            relisted = old["state"] == str(ProductState.WITHDRAWN) and not new_version(old, product)
+            table.update(
+                old["id"],
+                columns
+                | restart
+                | {"size_note": None, "seen": stamp, "supersede": 0 if relisted else supersede},
+            )
             changed += 1
         else:
             unchanged += 1
@@ -129,14 +134,35 @@ def record_batch(
     return PlanDiff(new=len(new), changed=changed, unchanged=unchanged, removed=0), rows
 
 
+def new_version(old: Mapping[str, Any], product: Product) -> bool:
+    """Whether a freshly resolved catalogue row marks a new version of the stored one:
+    another size, other data rights (exclusive turning public), another ``prvversion``
+    (where the archive fills it), or another reason it cannot be fetched."""
+    return (
+        old["catalogue_size"] != product.size
+        or old["data_rights"] != product.data_rights
+        or old["problem"] != product.problem
+        or bool(old["prvversion"] and product.prvversion and old["prvversion"] != product.prvversion)
+    )
+
+
 def end_resolution(db: Any, request: str, stamp: int) -> int:
-    """The resolution ``stamp`` listed everything: delete what it did not list, and
-    forget the request's failed lookups. Returns how many products were deleted."""
+    """The resolution ``stamp`` listed everything: what it did not list is withdrawn (a
+    file was landed for it: the row stays, its file kept) or deleted (nothing landed),
+    and the request's failed lookups are forgotten. Returns how many left the list."""
+    now = utc_now()
+    withdrawn = db.conn.execute(
+        f"UPDATE {PRODUCTS} SET state = ?, supersede = 0, updated = ? "
+        "WHERE request = ? AND seen != ? AND state IN (?, ?)",
+        [str(ProductState.WITHDRAWN), now, request, stamp, str(ProductState.DONE),
+         str(ProductState.WITHDRAWN)],
+    ).rowcount  # fmt: skip
     removed = db.conn.execute(
-        f"DELETE FROM {PRODUCTS} WHERE request = ? AND seen != ?", [request, stamp]
+        f"DELETE FROM {PRODUCTS} WHERE request = ? AND seen != ? AND state != ?",
+        [request, stamp, str(ProductState.WITHDRAWN)],
     ).rowcount
     db.table(REQUESTS).update(request, {"next_lookup": None, "lookup_failures": 0})
-    return int(removed)
+    return int(removed) + int(withdrawn)
 
 
 def _rows_of(db: Any, request: str, uris: list[str]) -> list[dict[str, Any]]:
@@ -165,6 +191,9 @@ def mark(
     attempts: int,
     size: int | None,
     size_note: str | None,
+    sha256: str | None = None,
+    etag: str | None = None,
+    last_modified: str | None = None,
 ) -> None:
     # One statement, no read first: this runs twice for every file of a pass. On the
     # right-hand side, columns are the row's values before the update.
@@ -181,7 +210,13 @@ def mark(
                 WHEN :done THEN COALESCE(:size, MAX(size, 0))
                 ELSE COALESCE(:bytes_done, bytes_done) END,
             last_error = COALESCE(:error, CASE WHEN :done THEN NULL ELSE last_error END),
-            attempts = attempts + :attempts
+            attempts = attempts + :attempts,
+            sha256 = CASE WHEN :done AND :sha256 IS NOT NULL THEN :sha256 ELSE sha256 END,
+            etag = CASE WHEN :done AND :sha256 IS NOT NULL THEN :etag ELSE etag END,
+            last_modified = CASE WHEN :done AND :sha256 IS NOT NULL THEN :modified
+                ELSE last_modified END,
+            verified = CASE WHEN :done AND :sha256 IS NOT NULL THEN :now ELSE verified END,
+            supersede = CASE WHEN :done THEN 0 ELSE supersede END
         WHERE request = :request AND data_uri = :uri
         """,
         {
@@ -194,6 +229,9 @@ def mark(
             "bytes_done": bytes_done,
             "error": error,
             "attempts": attempts,
+            "sha256": sha256,
+            "etag": etag,
+            "modified": last_modified,
             "request": request,
             "uri": data_uri,
         },

@@ -116,8 +116,9 @@ def summaries(conn: sqlite3.Connection, name: str | None) -> list[RequestSummary
     for request, state, n, total, done in conn.execute(sql, args):
         tallies.setdefault(request, {})[ProductState(state)] = n
         sums = totals.setdefault(request, [0, 0])
-        sums[0] += total
-        sums[1] += done
+        if state != ProductState.WITHDRAWN:  # bytes of what the archive lists
+            sums[0] += total
+            sums[1] += done
     return [
         RequestSummary(
             request=r,

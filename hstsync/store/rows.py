@@ -68,6 +68,15 @@ class ProductRow:
     size_note: str | None = None
     #: where the product goes under the mirror, as recorded (None: refused)
     relpath: str | None = None
+    #: the SHA-256 of its file as landed or last verified (None: not known yet)
+    sha256: str | None = None
+    #: the ETag and Last-Modified of the answer its file came from
+    etag: str | None = None
+    last_modified: str | None = None
+    #: when its file was last found to be the archive's (ISO UTC)
+    verified: str | None = None
+    #: the file in the mirror is an older version: fetched again, the old one kept
+    supersede: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,7 @@ def product_row(row: Mapping[str, Any]) -> ProductRow:
             data_rights=str(row["data_rights"]),
             description=str(row["description"]),
             problem=row["problem"],
+            prvversion=row.get("prvversion") or "",
         ),
         state=ProductState(row["state"]),
         bytes_done=int(row["bytes_done"]),
@@ -137,6 +147,11 @@ def product_row(row: Mapping[str, Any]) -> ProductRow:
         catalogue_size=row["catalogue_size"],
         size_note=row["size_note"],
         relpath=row.get("relpath"),
+        sha256=row.get("sha256"),
+        etag=row.get("etag"),
+        last_modified=row.get("last_modified"),
+        verified=row.get("verified"),
+        supersede=bool(row.get("supersede")),
     )
 
 
@@ -176,4 +191,5 @@ def catalogue_columns(product: Product) -> dict[str, Any]:
         "data_rights": product.data_rights,
         "description": product.description,
         "problem": product.problem,
+        "prvversion": product.prvversion or None,
     }

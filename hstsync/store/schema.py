@@ -24,7 +24,7 @@ from hstsync.errors import DiskFullError, StoreError
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
 #: the number of steps in :data:`MIGRATIONS` (version 1 is the first schema).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_SECONDS = 10.0
 
 REQUESTS = "requests"
@@ -342,10 +342,41 @@ def _add_resolution_stamps(db: Any) -> None:
     )
 
 
+ORPHANS = "orphans"
+
+
+def _add_content_and_versions(db: Any) -> None:
+    """Version 6: a mirror that stays the archive.
+
+    Products: ``sha256`` of the file as landed (NULL for files landed before: each gets
+    one at its next verify), ``etag`` and ``last_modified`` of the answer it came from
+    (for a conditional request later), ``prvversion`` (the catalogue's product version),
+    ``verified`` (when its file was last found to be the archive's), ``supersede`` (1:
+    the file in the mirror is an older version, fetched again with the old one kept in
+    the attic). Requests: ``last_verify`` and ``verify_summary`` (when the last verify
+    of it ended, and its verdicts as JSON). ``orphans``: files that were mirrored for a
+    request since removed, that no request owns.
+    """
+    products = db.table(PRODUCTS)
+    for column in ("sha256", "etag", "last_modified", "prvversion", "verified"):
+        products.add_column(column, str)
+    products.add_column("supersede", int, not_null_default=0)
+    requests = db.table(REQUESTS)
+    requests.add_column("last_verify", str)
+    requests.add_column("verify_summary", str)
+    db.execute(
+        f"CREATE TABLE {ORPHANS} (relpath TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+        "since TEXT NOT NULL) WITHOUT ROWID"
+    )
+    # files by where they live: a file shared by requests, an orphan claimed again
+    products.create_index(["relpath", "state"], "products_relpath")
+
+
 #: Steps from version N to N + 1, in order; ``MIGRATIONS[0]`` takes version 1 to 2.
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _add_lookup_and_size_columns,
     _add_tallies,
     _add_last_new_files,
     _add_resolution_stamps,
+    _add_content_and_versions,
 )
