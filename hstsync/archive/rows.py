@@ -271,6 +271,8 @@ def product_from_row(row: Any) -> Product:
         data_rights=texts["dataRights"],
         description=texts["description"],
         problem=problems[0] if problems else None,
+        # where the archive fills it (JWST): a new one is a new version of the file
+        prvversion=_text(row, "prvversion", []),
     )
 
 

@@ -285,6 +285,12 @@ class Store:
         with self._reading(f"read the products of {request}") as conn:
             return reads.products(conn, request, states)
 
+    def sizes_sent(self, relpaths: Sequence[str]) -> dict[str, int]:
+        """For files at these paths, the size a server sent where it differs from what a
+        catalogue said (a done product of any request with a size note)."""
+        with self._reading("read the sizes servers sent") as conn:
+            return reads.sizes_sent(conn, relpaths)
+
     def mark(
         self,
         request: str,

@@ -142,7 +142,9 @@ def new_version(old: Mapping[str, Any], product: Product) -> bool:
         old["catalogue_size"] != product.size
         or old["data_rights"] != product.data_rights
         or old["problem"] != product.problem
-        or bool(old["prvversion"] and product.prvversion and old["prvversion"] != product.prvversion)
+        or bool(
+            old["prvversion"] and product.prvversion and old["prvversion"] != product.prvversion
+        )
     )
 
 

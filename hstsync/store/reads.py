@@ -11,7 +11,7 @@ the dataclasses of ``rows.py``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from hstsync.model import ProductState
@@ -128,3 +128,16 @@ def summaries(conn: sqlite3.Connection, name: str | None) -> list[RequestSummary
         )
         for r in requests
     ]
+
+
+def sizes_sent(conn: sqlite3.Connection, relpaths: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(relpaths), 500):
+        chunk = relpaths[start : start + 500]
+        cursor = conn.execute(
+            f"SELECT relpath, size FROM {PRODUCTS} WHERE relpath IN "
+            f"({', '.join('?' * len(chunk))}) AND state = ? AND size_note IS NOT NULL",
+            [*chunk, str(ProductState.DONE)],
+        )
+        found.update((str(path), int(size)) for path, size in cursor)
+    return found

@@ -19,22 +19,31 @@ Never imports ``archive``, ``store`` or ``service``: a transfer knows a URL and 
 from hstsync.transfer.digest import ALGORITHM, hash_file
 from hstsync.transfer.disk import file_size, part_path
 from hstsync.transfer.downloader import Downloader
+from hstsync.transfer.header import keywords, primary_header
 from hstsync.transfer.http import open_session
+from hstsync.transfer.land import retire
 from hstsync.transfer.outcome import Outcome, Transfer, after_fallback
 from hstsync.transfer.partfile import held_bytes
+from hstsync.transfer.probe import HEAD_BYTES, Probe, Verdict
 from hstsync.transfer.verify import needs_verification, verify_file
 
 __all__ = [
     "ALGORITHM",
+    "HEAD_BYTES",
     "Downloader",
     "Outcome",
+    "Probe",
     "Transfer",
+    "Verdict",
     "after_fallback",
     "file_size",
     "hash_file",
     "held_bytes",
+    "keywords",
     "needs_verification",
     "open_session",
     "part_path",
+    "primary_header",
+    "retire",
     "verify_file",
 ]

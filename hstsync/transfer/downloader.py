@@ -44,6 +44,7 @@ from hstsync.transfer.http import size_note
 from hstsync.transfer.land import remember_made
 from hstsync.transfer.outcome import OnProgress, Outcome, Transfer
 from hstsync.transfer.partfile import Landed, PartFile
+from hstsync.transfer.probe import Probe, probe
 from hstsync.transfer.ranges import worth_segmenting
 from hstsync.transfer.retry import Attempts, OnRetry, retrying, with_retries
 from hstsync.transfer.work import Work
@@ -118,6 +119,13 @@ class Downloader:
         else:  # refused before any request (a disk that cannot be written): no count
             log.warning("%s: %s: %s", transfer.label, state, error)
         return Outcome(state, received, file.resumed_from, attempts.count, error)
+
+    async def probe(
+        self, transfer: Transfer, *, etag: str | None = None, last_modified: str | None = None
+    ) -> Probe:
+        """Whether the file in place at ``transfer.dest`` is still the archive's
+        (:func:`hstsync.transfer.probe.probe`), on this downloader's connections."""
+        return await probe(self._link, transfer, etag=etag, last_modified=last_modified)
 
     def _prepare(self, transfer: Transfer) -> int | None:
         """The file's directories made; the size of a file in place that needs nothing."""

@@ -72,7 +72,7 @@ def finish_part(
     digest: Digest,
     old_to: Path | None,
     parents: Iterable[str],
-) -> bool:
+) -> Path | None:
     """A complete part on disk (open as ``fd``) checked, its hash caught up, committed under
     its final name and its control file removed (see :func:`commit_file`). Blocking."""
     try:
@@ -95,15 +95,15 @@ def finish_part(
 
 def commit_file(
     root: Path | None, part: Path, dest: Path, fd: int, old_to: Path | None, parents: Iterable[str]
-) -> bool:
+) -> Path | None:
     """Give the complete, checked part (open as ``fd``) its final name, durably, and the
-    directories made for it (``parents`` fsynced); whether a file there was kept at
-    ``old_to``. Blocking."""
+    directories made for it (``parents`` fsynced); where a file it replaced was kept
+    (``old_to``, or a free name beside it; None: none was). Blocking."""
     try:
         check_dirs(root, dest.parent)
         refuse_link(dest)
         os.fsync(fd)
-        kept = old_to is not None and _keep_old(root, dest.name, old_to, None, dest.parent)
+        kept = None if old_to is None else _keep_old(root, dest.name, old_to, None, dest.parent)
         os.replace(part, dest)
     except OSError as exc:
         raise Refused(disk_error(exc, "finishing", dest)) from None
@@ -115,41 +115,70 @@ def commit_file(
 
 def _keep_old(
     root: Path | None, name: str, old_to: Path, dir_fd: int | None, directory: Path
-) -> bool:
+) -> Path | None:
     """The file now called ``name`` (in ``dir_fd`` or ``directory``) also at ``old_to``,
-    durably, before a new file takes its name; False when there is none."""
+    durably, before a new file takes its name: where it was kept (None: there is none)."""
     source = name if dir_fd is not None else os.fspath(directory / name)
     try:
         mode = os.lstat(source, dir_fd=dir_fd).st_mode
     except FileNotFoundError:
-        return False
+        return None
     if not stat.S_ISREG(mode):
-        return False
-    make_dirs(root, old_to.parent)
-    refuse_link(old_to)
-    try:
-        os.link(source, old_to, src_dir_fd=dir_fd, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
-            raise
-        os.rename(source, old_to, src_dir_fd=dir_fd)
+        return None
+    return _keep(root, source, old_to, dir_fd, link=True)
+
+
+def _keep(root: Path | None, source: str, to: Path, dir_fd: int | None, *, link: bool) -> Path:
+    """``source`` also (``link``) or only at ``to``, or at ``to.1``, ``to.2``… when that
+    name is taken; durably. Never through a symbolic link below ``root``."""
+    make_dirs(root, to.parent)
+    for n in range(1000):
+        target = to if not n else to.with_name(f"{to.name}.{n}")
+        refuse_link(target)
+        try:
+            if link:
+                try:
+                    os.link(source, target, src_dir_fd=dir_fd, follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                        raise
+                    if os.path.lexists(target):
+                        raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+                    os.rename(source, target, src_dir_fd=dir_fd)
+            else:
+                if os.path.lexists(target):
+                    continue
+                os.rename(source, target, src_dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+        with contextlib.suppress(OSError):
+            fsync_dir(target.parent)
+        return target
+    raise OSError(errno.EEXIST, "no free name", str(to))
+
+
+def retire(root: Path | None, path: Path, to: Path) -> Path:
+    """Move the file at ``path`` to ``to`` (or a free name beside it), durably, never
+    through a link below ``root``: where it now is. Blocking; raises ``OSError``."""
+    check_dirs(root, path.parent)
+    refuse_link(path)
+    kept = _keep(root, os.fspath(path), to, None, link=False)
     with contextlib.suppress(OSError):
-        fsync_dir(old_to.parent)
-    return True
+        fsync_dir(path.parent)
+    return kept
 
 
-def land_all(files: list[Landing], parents: Iterable[str] = ()) -> list[Exception | bool]:
+def land_all(files: list[Landing], parents: Iterable[str] = ()) -> list[Exception | Path | None]:
     """Land small files from one worker thread: each part written, checked, fsynced and
     renamed; then each directory fsynced once for all of them, and the ``parents`` of
-    directories made for them. A file's result (whether a file it replaced was kept at
-    its ``old_to``; an exception: why it is not in place) exists only once those fsyncs
-    are done.
+    directories made for them. A file's result (where a file it replaced was kept; an
+    exception: why it is not in place) exists only once those fsyncs are done.
 
     Each directory is checked for links once and then held open: parts are renamed in
     it and it is fsynced through that descriptor, so it cannot be swapped for a link
     meanwhile.
     """
-    results: list[Exception | bool] = [False] * len(files)
+    results: list[Exception | Path | None] = [None] * len(files)
     opened: dict[tuple[Path | None, Path], int] = {}
     renamed: set[int] = set()
     try:
@@ -179,7 +208,7 @@ def land_all(files: list[Landing], parents: Iterable[str] = ()) -> list[Exceptio
     return results
 
 
-def _land_at(landing: Landing, dir_fd: int) -> bool:
+def _land_at(landing: Landing, dir_fd: int) -> Path | None:
     part, dest, fd, body = landing.part, landing.dest, landing.fd, landing.body
     try:
         if landing.sidecars:  # the part's bytes change: nothing may name the old ones
@@ -199,9 +228,9 @@ def _land_at(landing: Landing, dir_fd: int) -> bool:
         except OSError as exc:  # named in full: the name alone says nothing in a log
             raise OSError(exc.errno, exc.strerror, str(dest)) from None
         old_to = landing.old_to
-        kept = old_to is not None and _keep_old(
-            landing.root, dest.name, old_to, dir_fd, dest.parent
-        )
+        kept = None
+        if old_to is not None:
+            kept = _keep_old(landing.root, dest.name, old_to, dir_fd, dest.parent)
         os.replace(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as exc:
         raise Refused(disk_error(exc, "finishing", dest)) from None
@@ -225,7 +254,7 @@ class Lander:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._queue: list[tuple[Landing, asyncio.Future[bool]]] = []
+        self._queue: list[tuple[Landing, asyncio.Future[Path | None]]] = []
         self._busy = False
         self.made: set[str] = set()
 
@@ -241,10 +270,10 @@ class Lander:
     def synced(self, made: Iterable[str]) -> None:
         self.made.difference_update(made)
 
-    async def land(self, landing: Landing) -> bool:
-        """Land one small file with the others of its batch: whether a file it replaced
-        was kept at its ``old_to``."""
-        future: asyncio.Future[bool] = self._loop.create_future()
+    async def land(self, landing: Landing) -> Path | None:
+        """Land one small file with the others of its batch: where a file it replaced
+        was kept (None: none was)."""
+        future: asyncio.Future[Path | None] = self._loop.create_future()
         self._queue.append((landing, future))
         if not self._busy:
             self._next()
@@ -268,7 +297,7 @@ class Lander:
             self._landed(batch, [exc] * len(batch))
             return
 
-        def landed(done: asyncio.Future[list[Exception | bool]]) -> None:
+        def landed(done: asyncio.Future[list[Exception | Path | None]]) -> None:
             if not done.cancelled() and done.exception() is None:
                 self.synced(made)
             self._landed(batch, _results(done, len(batch)))
@@ -276,7 +305,9 @@ class Lander:
         running.add_done_callback(landed)
 
     def _landed(
-        self, batch: list[tuple[Landing, asyncio.Future[bool]]], results: list[Exception | bool]
+        self,
+        batch: list[tuple[Landing, asyncio.Future[Path | None]]],
+        results: list[Exception | Path | None],
     ) -> None:
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():  # its transfer was cancelled: the file landed all the same
@@ -288,7 +319,9 @@ class Lander:
         self._next()
 
 
-def _results(done: asyncio.Future[list[Exception | bool]], n: int) -> list[Exception | bool]:
+def _results(
+    done: asyncio.Future[list[Exception | Path | None]], n: int
+) -> list[Exception | Path | None]:
     if done.cancelled():
         return [TransferError("landing the file was cancelled")] * n
     failure = done.exception()

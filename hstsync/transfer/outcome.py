@@ -71,8 +71,9 @@ class Outcome:
     #: conditional request (None: the server sent none)
     etag: str | None = None
     last_modified: str | None = None
-    #: a file under the final name was replaced (kept at ``Transfer.old_to``)
-    replaced: bool = False
+    #: where the file the new one replaced under the final name was kept
+    #: (``Transfer.old_to``, or a free name beside it); None: none was replaced
+    replaced: Path | None = None
 
 
 def after_fallback(cloud: Outcome, mast: Outcome) -> Outcome:

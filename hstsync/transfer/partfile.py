@@ -55,12 +55,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Landed:
-    """A file in place: its length, the SHA-256 of its bytes, and whether a file it
-    replaced was kept (at the ``old_to`` it was committed with)."""
+    """A file in place: its length, the SHA-256 of its bytes, and where a file it replaced
+    was kept (the ``old_to`` it was committed with, or a free name beside it)."""
 
     size: int
     sha256: str
-    replaced: bool = False
+    replaced: Path | None = None
 
 
 class PartFile:

@@ -59,6 +59,11 @@ class Job:
     #: the bytes its ``.part`` held when the pass planned it, where its progress starts
     #: (the plan has just looked; a second look per file was a good part of its cost)
     held: int = 0
+    #: where the file now under its final name goes when the new one lands (the attic):
+    #: a new version of it, or a damaged copy; None: a file in place is kept as it is
+    old_to: Path | None = None
+    #: why it is fetched again (``old_to``), for the hook
+    why: str | None = None
 
 
 class JobFeed:
@@ -249,10 +254,12 @@ class Fetcher:
                     label=f"{label} (cloud)",
                     root=self.config.paths.mirror,
                     public=True,
+                    old_to=job.old_to,
                 )
             )
             if first.state is ProductState.DONE:
-                return first
+                # the bucket's validators say nothing of MAST's copy: none are kept
+                return replace(first, etag=None, last_modified=None)
             log.info("%s: the cloud copy failed (%s); fetching from MAST", label, first.error)
         token = self._token()
         headers = {"Authorization": f"token {token}"} if token else {}
@@ -265,6 +272,7 @@ class Fetcher:
                 headers=headers,
                 root=self.config.paths.mirror,
                 public=job.product.is_public,
+                old_to=job.old_to,
             )
         )
         return outcome if first is None else after_fallback(first, outcome)
@@ -295,7 +303,9 @@ class Fetcher:
         if self._display is not None and outcome.state is ProductState.DONE:
             self._display.file_done(request)
         done = outcome.state is ProductState.DONE
-        if done and (outcome.attempts or outcome.fetched):
+        if done and outcome.replaced is not None:
+            self._passes.changed(request, job.dest, uri, outcome.replaced, job.why)
+        elif done and (outcome.attempts or outcome.fetched):
             size = outcome.size if outcome.size is not None else job.product.size
             self._passes.new_file(request, job.dest, size or 0, uri)
         elif outcome.state in (ProductState.FAILED, ProductState.AUTH_REQUIRED):
@@ -313,6 +323,9 @@ class Fetcher:
             # none: the product's size from now on, so the next pass finds it present
             size=outcome.size if done else None,
             size_note=outcome.size_note if done else None,
+            sha256=outcome.sha256 if done else None,
+            etag=outcome.etag if done else None,
+            last_modified=outcome.last_modified if done else None,
         )
         # no other transfer of this request under way: its pass may settle next (it
         # reads these states), so now; else with the next batch or progress flush

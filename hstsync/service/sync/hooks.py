@@ -1,8 +1,10 @@
 """Telling people when their data arrives: the ``[hooks] on_change`` command.
 
 A :class:`PassLog` collects, per request, what one pass brought (files that were
-transferred and are now done) and what it left failed (products, or the request itself
-when it could not be resolved). When the pass ends, :meth:`PassLog.finish` stamps the
+transferred and are now done), what it replaced (a new version of a file, or a damaged
+copy fetched again: the old one kept in the attic), what the archive stopped listing
+(withdrawn) and what it left failed (products, or the request itself when it could not
+be resolved). When the pass ends, :meth:`PassLog.finish` stamps the
 request's ``last_new_files`` and, if the pass brought something new or failed somewhere,
 runs the configured command with a JSON document on stdin.
 
@@ -25,6 +27,7 @@ from typing import Any
 
 from hstsync.config import Config
 from hstsync.store import Store, utc_now
+from hstsync.transfer import HEAD_BYTES, keywords, primary_header
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,18 @@ class PassReport:
     new_file_count: int = 0
     new_bytes: int = 0
     failure_count: int = 0
+    #: files replaced by a new version, damaged copies fetched again, files the archive
+    #: stopped listing (each entry: path, data_uri and what changed)
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    damaged: list[dict[str, Any]] = field(default_factory=list)
+    withdrawn: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def worth_telling(self) -> bool:
-        return bool(self.new_file_count or self.failure_count)
+        return bool(
+            self.new_file_count or self.failure_count or self.changed or self.damaged
+            or self.withdrawn
+        )  # fmt: skip
 
 
 class PassLog:
@@ -68,6 +79,24 @@ class PassLog:
         report.new_bytes += size
         if len(report.new_files) < LISTED:
             report.new_files.append({"path": str(path), "size": size, "data_uri": data_uri})
+
+    def changed(self, request: str, path: Path, data_uri: str, kept: Path, why: str | None) -> None:
+        """A file replaced: a new version (``why`` says how it was found) or, when ``why``
+        starts with "damaged", a damaged copy fetched again; the old one is at ``kept``."""
+        report = self._report(request)
+        entry = {"path": str(path), "data_uri": data_uri, "attic": str(kept), "why": why}
+        entry |= _versions(kept, path)
+        listed = report.damaged if (why or "").startswith("damaged") else report.changed
+        if len(listed) < LISTED:
+            listed.append(entry)
+
+    def withdrawn(self, request: str, path: Path | None, data_uri: str) -> None:
+        """A product the archive (or the manifest) no longer lists; its file stays."""
+        report = self._report(request)
+        if len(report.withdrawn) < LISTED:
+            report.withdrawn.append(
+                {"path": None if path is None else str(path), "data_uri": data_uri}
+            )
 
     def failure(
         self, request: str, reason: str, *, path: Path | None = None, data_uri: str | None = None
@@ -104,6 +133,9 @@ class PassLog:
             "new_bytes": report.new_bytes,
             "failures": report.failures,
             "failure_count": report.failure_count,
+            "changed": report.changed,
+            "damaged": report.damaged,
+            "withdrawn": report.withdrawn,
             "finished": utc_now(),
         }
         await run_hook(config.hooks.on_change, doc, config.hooks.timeout, label=request)
@@ -142,6 +174,23 @@ async def run_hook(command: str, doc: dict[str, Any], seconds: float, *, label: 
     else:
         log.info("request %s: on_change hook ran%s", label, said)
     return proc.returncode
+
+
+def _versions(old: Path, new: Path) -> dict[str, Any]:
+    """The old and new sizes of a replaced file and, for FITS, what its primary header
+    says of its version (``DATE``, ``CAL_VER``…): what a person asks of a change."""
+    found: dict[str, Any] = {}
+    for key, path in (("old", old), ("new", new)):
+        try:
+            with open(path, "rb") as fh:  # hstsync's own files: the mirror's and the attic's
+                head = fh.read(HEAD_BYTES)
+                found[f"{key}_size"] = os.fstat(fh.fileno()).st_size
+        except OSError:
+            continue
+        header = primary_header(head)
+        if header is not None:
+            found[key] = keywords(header)
+    return found
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -15,14 +15,15 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hstsync.archive import Token
 from hstsync.config import Config
 from hstsync.errors import StoreError
-from hstsync.model import ProductState, Request, RequestState, counts_of
+from hstsync.model import Product, ProductState, Request, RequestState, counts_of
+from hstsync.service.sync.attic import attic_path
 from hstsync.service.sync.fetcher import Fetcher, Job, JobFeed, PassProgress, download_url
 from hstsync.service.sync.holdings import (
     content_problem,
@@ -33,7 +34,7 @@ from hstsync.service.sync.holdings import (
     with_problems,
 )
 from hstsync.service.sync.hooks import PassLog
-from hstsync.service.sync.planner import Action, Plan, Room, plan
+from hstsync.service.sync.planner import Action, Holding, Plan, Room, plan
 from hstsync.service.sync.resolution import Resolution
 from hstsync.service.sync.results import results_path, write_results
 from hstsync.service.sync.settlement import first_failure, settle
@@ -161,9 +162,15 @@ class Mirror:
             planned.to_fetch,
             planned.missing_bytes,
         )
+        mirror = self.config.paths.mirror
         for f in transfers:
-            if f.dest is not None:
-                await feed.put(Job(name, f.product, f.dest, f.on_disk))
+            if f.dest is None:
+                continue
+            job = Job(name, f.product, f.dest, f.on_disk)
+            if f.replace:
+                old_to = attic_path(mirror, f.product.relpath())
+                job = replace(job, old_to=old_to, why="a new version in the catalogue")
+            await feed.put(job)
 
     async def plan(self, name: str, rows: Sequence[ProductRow]) -> Plan:
         """What some of the request's recorded products need now (``service.planner.plan``).
@@ -173,6 +180,7 @@ class Mirror:
         it passes the same content check as a download: one that fails is moved aside to
         ``FILE.rejected`` and fetched, never accepted.
         """
+        rows = [row for row in rows if row.state is not ProductState.WITHDRAWN]
         products = [row.product for row in rows]
         mirror = self.config.paths.mirror
         holdings = await asyncio.to_thread(sizes_on_disk, products, mirror)
@@ -184,6 +192,8 @@ class Mirror:
             free=0,  # room is the pass's, across its batches (planner.Room), not this plan's
             recorded=recorded,
             have_token=self.resolution.token is not None,
+            superseded={row.product.data_uri for row in rows if row.supersede},
+            sizes=self._sizes_sent(products, holdings),
         )
         first = decide(holdings)
         self._fail_refused(name, rows, first)
@@ -197,6 +207,23 @@ class Mirror:
             return first
         # the rejected files are gone from their place: what is left to hold is the .part
         return decide(with_problems(holdings, problems))
+
+    def _sizes_sent(
+        self, products: Sequence[Product], holdings: Mapping[str, Holding]
+    ) -> dict[str, int]:
+        """The sizes a server sent for products whose file in place has another size
+        than the catalogue says: another request may have fetched it, the server's size
+        winning (then it is complete, not fetched again)."""
+        odd = {
+            str(p.relpath()): p.data_uri
+            for p in products
+            if (held := holdings.get(p.data_uri)) is not None
+            and held.whole is not None
+            and held.whole != p.size
+        }
+        if not odd:
+            return {}
+        return {odd[path]: size for path, size in self.store.sizes_sent(list(odd)).items()}
 
     def _fail_refused(self, name: str, rows: Sequence[ProductRow], planned: Plan) -> None:
         before = {row.product.data_uri: row for row in rows}

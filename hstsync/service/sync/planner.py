@@ -11,8 +11,9 @@ what a pass does.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,8 @@ class PlannedFile:
     #: bytes already on disk for it: the whole file, a ``.part``, or nothing
     on_disk: int = 0
     refused: str | None = None
+    #: the file under its final name is an older version: fetched again, the old one kept
+    replace: bool = False
 
     @property
     def present(self) -> bool:
@@ -173,6 +176,8 @@ def plan(
     free: int,
     recorded: Mapping[str, ProductState] | None = None,
     have_token: bool = False,
+    superseded: Collection[str] = (),
+    sizes: Mapping[str, int] | None = None,
 ) -> Plan:
     """Decide, for each product, what a pass does with it.
 
@@ -182,9 +187,14 @@ def plan(
     catalogue gives none) and did not fail its content check. A complete file recorded
     done is left alone; one not recorded is recorded; anything else is fetched (a done
     file that vanished or changed too: a mirror, not a log). A product the archive
-    refused for want of a token waits until there is one.
+    refused for want of a token waits until there is one. A product in ``superseded``
+    has a newer version in the catalogue than the file in place: fetched again, the
+    file in place to be kept (``replace``). ``sizes``: the size a server already sent
+    for a product, where it differs from the catalogue's (a file another request
+    fetched at that size is complete, not fetched again).
     """
     recorded = recorded or {}
+    sizes = sizes or {}
     files: list[PlannedFile] = []
     for product in products:
         reason = refusal(product)
@@ -194,14 +204,18 @@ def plan(
         dest = mirror / product.relpath()
         held = holdings.get(product.data_uri, Holding())
         state = recorded.get(product.data_uri)
-        size = product.size
+        size = sizes.get(product.data_uri, product.size)
         part = held.part if size is None else min(held.part, size)
         if state is ProductState.AUTH_REQUIRED and not have_token:
             files.append(PlannedFile(product, Action.WAIT, dest, part))
             continue
         complete = held.whole is not None and held.corrupt is None and size in (None, held.whole)
-        if complete and held.whole is not None:
+        if complete and product.data_uri in superseded:
+            files.append(PlannedFile(product, Action.FETCH, dest, part, replace=True))
+        elif complete and held.whole is not None:
             action = Action.KEEP if state is ProductState.DONE else Action.RECORD
+            if size != product.size:  # the server's size, as known: the plan's too
+                product = dataclasses.replace(product, size=size)
             files.append(PlannedFile(product, action, dest, held.whole))
         else:
             files.append(PlannedFile(product, Action.FETCH, dest, part))
