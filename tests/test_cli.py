@@ -68,6 +68,7 @@ def test_run_once_then_status_table_and_json(
         "done": 6,
         "failed": 0,
         "pending": 0,
+        "withdrawn": 0,
         "auth_required": 0,
     }
     assert request["bytes"] == {"total": 50_175_360, "done": 50_175_360}

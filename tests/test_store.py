@@ -699,7 +699,7 @@ def test_a_resolution_recorded_in_batches_removes_only_at_its_end(store: Store) 
     }
 
     store.record_batch("r", [product(2)], stamp)
-    assert store.end_resolution("r", stamp) == 2
+    assert store.end_resolution("r", stamp).removed == 2
     assert {row.product.data_uri for row in store.products("r")} == {uri(1), uri(2), uri(9)}
 
 

@@ -1,10 +1,11 @@
 """The ``hstsync`` command: parse, dispatch, and turn errors into SPEC's exit codes.
 
 :func:`main` is the console script. It hands each command to the module of its group
-(``mirroring``: run, plan, status, retry; ``manifests``: add, export-curl; ``token``:
-login, logout, whoami; ``demo``), and turns :class:`HstsyncError` into one line on
-stderr and the exit codes of :mod:`hstsync.cli.exits` (never a traceback). Logging is
-set up here, stamped unless journald stamps it (not for ``status``, which only prints).
+(``mirroring``: run, plan, status, retry; ``upkeep``: verify, prune; ``manifests``: add,
+export-curl; ``token``: login, logout, whoami; ``demo``), and turns
+:class:`HstsyncError` into one line on stderr and the exit codes of
+:mod:`hstsync.cli.exits` (never a traceback). Logging is set up here, stamped unless
+journald stamps it (not for ``status``, which only prints).
 """
 
 from __future__ import annotations
@@ -142,6 +143,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return mirroring.cmd_retry(config, request_arg(args.request))
     if args.command == "plan":
         return mirroring.cmd_plan(config, manifest_arg(config, args.manifest))
+    if args.command in ("verify", "prune"):
+        from hstsync.cli import upkeep
+
+        request = request_arg(args.request)
+        if args.command == "verify":
+            return upkeep.cmd_verify(config, request, dry_run=args.dry_run, as_json=args.json)
+        return upkeep.cmd_prune(config, request, dry_run=args.dry_run)
     from hstsync.cli import manifests
 
     if args.command == "add":

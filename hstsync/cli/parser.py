@@ -133,6 +133,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(retry)
     retry.add_argument("request", nargs="?", metavar="REQUEST")
 
+    verify = sub.add_parser(
+        "verify",
+        help="is the mirror still the archive? fetch again what is not",
+        description="For each request (or REQUEST): ask the archive again, then check every "
+        "mirrored file here (there, its size, its bytes hashing to the SHA-256 recorded when "
+        "it landed) and on the archive (a conditional request, or at most 64 KiB of the "
+        "file's head compared with ours). Files missing or damaged here, and files the "
+        "archive changed, are fetched again; a replaced version goes to <mirror>/attic/. "
+        "Prints how many files are the same, changed, missing, damaged, withdrawn. Exit 0 "
+        "when every listed product's file is the archive's (withdrawn files are reported, "
+        "not failures). REQUEST is a request name or the path of its manifest.",
+    )
+    _add_config(verify)
+    verify.add_argument("request", nargs="?", metavar="REQUEST")
+    verify.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check and report only: nothing fetched, moved or recorded (beside a daemon too)",
+    )
+    verify.add_argument("--json", action="store_true", help="the verdict of every file, as JSON")
+
+    prune = sub.add_parser(
+        "prune",
+        help="move withdrawn files to the attic",
+        description="Move the files of withdrawn products (the archive or the manifest no "
+        "longer lists them) to <mirror>/attic/, for one request or all; without REQUEST "
+        "also the files of requests since removed that no request lists. A file another "
+        "request still lists stays. Nothing is deleted.",
+    )
+    _add_config(prune)
+    prune.add_argument("request", nargs="?", metavar="REQUEST")
+    prune.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
+
     demo = sub.add_parser(
         "demo",
         help="the whole pipeline against the bundled MAST emulator (no network)",

@@ -34,6 +34,7 @@ from hstsync.config.values import (
     PathsConfig,
     ScheduleConfig,
     StatusConfig,
+    VerifyBudget,
     backoff_wait,
     for_directory,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "PathsConfig",
     "ScheduleConfig",
     "StatusConfig",
+    "VerifyBudget",
     "backoff_wait",
     "candidate_paths",
     "default_trusted_hosts",

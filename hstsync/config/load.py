@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ from hstsync.config.values import (
     PathsConfig,
     ScheduleConfig,
     StatusConfig,
+    VerifyBudget,
 )
 from hstsync.errors import ConfigError
 
@@ -38,8 +39,11 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
-def parse_duration(value: str | int | float, key: str) -> float:
-    """``"24h"``, ``"90m"``, ``"2d"``, ``"30s"`` or a number of seconds."""
+def parse_duration(value: str | int | float, key: str, *, off: bool = False) -> float:
+    """``"24h"``, ``"90m"``, ``"2d"``, ``"30s"`` or a number of seconds; with ``off``,
+    ``"0"`` (or 0) too, for a feature turned off."""
+    if off and value in (0, "0", "off"):
+        return 0.0
     if isinstance(value, bool):
         raise ConfigError(f'{key}: expected a duration like "24h", got {value!r}')
     if isinstance(value, int | float):
@@ -54,6 +58,45 @@ def parse_duration(value: str | int | float, key: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{key}: must be longer than zero and finite, got {value!r}")
     return seconds
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)\s*$")
+_SIZE_UNITS = {
+    "": 1, "B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+    "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40,
+}  # fmt: skip
+
+
+def parse_size(value: str | int, key: str) -> int:
+    """``"20GB"`` (powers of 1000), ``"4GiB"`` or ``"4G"`` (of 1024), or a number of bytes."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(f'{key}: expected a size like "20GB", got {value!r}')
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.match(value)
+        if not match:
+            raise ConfigError(f'{key}: expected a size like "20GB" or "512MiB", got {value!r}')
+        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size <= 0:
+        raise ConfigError(f"{key}: must be more than zero, got {value!r}")
+    return size
+
+
+def parse_budget(value: Any, key: str) -> VerifyBudget:
+    """``"20GB, 30m"``: the most bytes and the longest time, either alone."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f'{key}: expected a budget like "20GB, 30m", got {value!r}')
+    default = VerifyBudget()
+    size, seconds = default.bytes, default.seconds
+    for part in value.split(","):
+        part = part.strip()
+        if _DURATION.match(part) and part[-1:] in "smhdw" and not part[-1:].isdigit():
+            seconds = parse_duration(part, key)
+        else:
+            size = parse_size(part, key)
+    return VerifyBudget(size, seconds)
 
 
 def _hosts(value: Any) -> tuple[str, ...] | None:
@@ -209,12 +252,22 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
     )
 
     sched = _table(doc, "schedule")
-    _check_keys(sched, {"resync_every"}, "schedule")
+    _check_keys(sched, {"resync_every", "verify_every", "verify_budget", "attic_keep"}, "schedule")
     schedule_cfg = ScheduleConfig()
     if "resync_every" in sched:
-        schedule_cfg = ScheduleConfig(
-            resync_every=parse_duration(sched["resync_every"], "schedule.resync_every")
+        schedule_cfg = replace(
+            schedule_cfg,
+            resync_every=parse_duration(sched["resync_every"], "schedule.resync_every"),
         )
+    if "verify_every" in sched:
+        every = parse_duration(sched["verify_every"], "schedule.verify_every", off=True)
+        schedule_cfg = replace(schedule_cfg, verify_every=every)
+    if "attic_keep" in sched:
+        keep = parse_duration(sched["attic_keep"], "schedule.attic_keep", off=True)
+        schedule_cfg = replace(schedule_cfg, attic_keep=keep)
+    if "verify_budget" in sched:
+        budget = parse_budget(sched["verify_budget"], "schedule.verify_budget")
+        schedule_cfg = replace(schedule_cfg, verify_budget=budget)
 
     status = _table(doc, "status")
     _check_keys(status, {"listen"}, "status")

@@ -93,9 +93,25 @@ def backoff_wait(cfg: DownloadConfig) -> wait_base:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyBudget:
+    """What one pass's rolling verify may spend: bytes read of the mirror, seconds."""
+
+    bytes: int = 20 * 10**9
+    seconds: float = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleConfig:
     #: seconds between re-resolutions of a finished request
     resync_every: float = 24 * 3600.0
+    #: every file is verified (its bytes hashed, the archive asked whether it changed)
+    #: at least once in this many seconds; 0 = the daemon never verifies on its own
+    verify_every: float = 30 * 86400.0
+    #: the most one pass's verification reads of the mirror, and how long it may take;
+    #: the rest waits for the next pass
+    verify_budget: VerifyBudget = field(default_factory=lambda: VerifyBudget())
+    #: replaced versions older than this (seconds) are removed from the attic; 0 = never
+    attic_keep: float = 90 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from typing import Any
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState, Request, RequestState
 from hstsync.store import product_queries, reads, request_queries
-from hstsync.store.rows import PlanDiff, ProductRow, RequestRow, RequestSummary
+from hstsync.store.rows import Delisted, PlanDiff, ProductRow, RequestRow, RequestSummary
 from hstsync.store.schema import (
     configure,
     connect_readonly,
@@ -249,10 +249,10 @@ class Store:
         with self._writing(f"record products of {request}") as db:
             return product_queries.record_batch(db, self.path, request, products, stamp)
 
-    def end_resolution(self, request: str, stamp: int) -> int:
+    def end_resolution(self, request: str, stamp: int) -> Delisted:
         """Resolution ``stamp`` is complete: the products it did not list are withdrawn
         (their files kept) or deleted (none landed), the request's failed lookups
-        forgotten; how many left the list."""
+        forgotten; what left the list."""
         with self._writing(f"end a resolution of {request}") as db:
             return product_queries.end_resolution(db, request, stamp)
 
@@ -284,6 +284,63 @@ class Store:
         """The products of a request, optionally only those in ``states``, by obs_id, filename."""
         with self._reading(f"read the products of {request}") as conn:
             return reads.products(conn, request, states)
+
+    def record_content(
+        self,
+        request: str,
+        data_uri: str,
+        *,
+        sha256: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        verified: bool = False,
+    ) -> None:
+        """What a verify learned of a product's file in place: its hash (a file landed
+        before hashes were kept), the validators the archive sends for it now, and
+        (``verified``, or with a hash) that it is the archive's as of now."""
+        with self._writing(f"record what verify found of {data_uri}") as db:
+            product_queries.record_content(
+                db, request, data_uri, sha256, etag, last_modified, verified=verified
+            )
+
+    def finish_verify(self, request: str, verdicts: Mapping[str, int]) -> None:
+        """A verify of ``request`` ended now, with these counts of its verdicts."""
+        with self._writing(f"record the verify of {request}") as db:
+            request_queries.finish_verify(db, request, verdicts)
+
+    def due_for_verify(
+        self, request: str, before: str, share: int, recent: str
+    ) -> list[ProductRow]:
+        """``request``'s files to verify now, oldest check first: those last checked
+        (or landed) before ``before``, and at least ``share`` of the oldest, none of
+        them checked (or landed) since ``recent``."""
+        with self._reading(f"read what of {request} to verify") as conn:
+            return reads.due_for_verify(conn, request, before, share, recent)
+
+    def orphans(self) -> list[tuple[str, int]]:
+        """Files mirrored for requests since removed that no request lists now:
+        ``(relpath, size)``."""
+        with self._reading("read the orphaned files") as conn:
+            return reads.orphans(conn)
+
+    def withdrawn(self, request: str | None = None) -> list[ProductRow]:
+        """Products the archive (or their manifest) no longer lists, files kept."""
+        with self._reading("read the withdrawn products") as conn:
+            return reads.withdrawn(conn, request)
+
+    def owned_elsewhere(self, relpath: str, request: str) -> bool:
+        """Whether a request other than ``request`` lists a product at ``relpath``."""
+        with self._reading(f"read who lists {relpath}") as conn:
+            return reads.owned_elsewhere(conn, relpath, request)
+
+    def forget(self, request: str, data_uri: str) -> None:
+        """Delete one product row (a withdrawn one, once its file is pruned)."""
+        with self._writing(f"forget {data_uri} of {request}") as db:
+            db.table("products").delete_where("request = ? AND data_uri = ?", [request, data_uri])
+
+    def forget_orphan(self, relpath: str) -> None:
+        with self._writing(f"forget the orphan {relpath}") as db:
+            db.table("orphans").delete_where("relpath = ?", [relpath])
 
     def sizes_sent(self, relpaths: Sequence[str]) -> dict[str, int]:
         """For files at these paths, the size a server sent where it differs from what a

@@ -24,7 +24,14 @@ from typing import Any
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState, RequestState
 from hstsync.store import request_queries
-from hstsync.store.rows import PlanDiff, ProductRow, catalogue_columns, product_row, utc_now
+from hstsync.store.rows import (
+    Delisted,
+    PlanDiff,
+    ProductRow,
+    catalogue_columns,
+    product_row,
+    utc_now,
+)
 from hstsync.store.schema import PRODUCTS, REQUESTS
 
 # ``db`` is a sqlite_utils.Database, which is untyped: ``Any`` in every signature.
@@ -36,7 +43,8 @@ _CHUNK = 500
 def replace(db: Any, path: Path, request: str, products: Sequence[Product]) -> PlanDiff:
     stamp = begin_resolution(db, path, request)
     diff, _ = record_batch(db, path, request, products, stamp)
-    return dataclasses.replace(diff, removed=end_resolution(db, request, stamp))
+    delisted = end_resolution(db, request, stamp)
+    return dataclasses.replace(diff, removed=delisted.removed + len(delisted.withdrawn))
 
 
 def begin_resolution(db: Any, path: Path, request: str) -> int:
@@ -148,23 +156,21 @@ def new_version(old: Mapping[str, Any], product: Product) -> bool:
     )
 
 
-def end_resolution(db: Any, request: str, stamp: int) -> int:
+def end_resolution(db: Any, request: str, stamp: int) -> Delisted:
     """The resolution ``stamp`` listed everything: what it did not list is withdrawn (a
     file was landed for it: the row stays, its file kept) or deleted (nothing landed),
-    and the request's failed lookups are forgotten. Returns how many left the list."""
-    now = utc_now()
+    and the request's failed lookups are forgotten."""
     withdrawn = db.conn.execute(
         f"UPDATE {PRODUCTS} SET state = ?, supersede = 0, updated = ? "
-        "WHERE request = ? AND seen != ? AND state IN (?, ?)",
-        [str(ProductState.WITHDRAWN), now, request, stamp, str(ProductState.DONE),
-         str(ProductState.WITHDRAWN)],
-    ).rowcount  # fmt: skip
+        "WHERE request = ? AND seen != ? AND state = ? RETURNING data_uri, relpath",
+        [str(ProductState.WITHDRAWN), utc_now(), request, stamp, str(ProductState.DONE)],
+    ).fetchall()
     removed = db.conn.execute(
         f"DELETE FROM {PRODUCTS} WHERE request = ? AND seen != ? AND state != ?",
         [request, stamp, str(ProductState.WITHDRAWN)],
     ).rowcount
     db.table(REQUESTS).update(request, {"next_lookup": None, "lookup_failures": 0})
-    return int(removed) + int(withdrawn)
+    return Delisted(int(removed), [(str(uri), path) for uri, path in withdrawn])
 
 
 def _rows_of(db: Any, request: str, uris: list[str]) -> list[dict[str, Any]]:
@@ -313,3 +319,32 @@ def retry(db: Any, request: str | None) -> int:
             [str(RequestState.QUEUED), now, str(RequestState.INVALID), *chunk],
         )
     return int(count)
+
+
+def record_content(
+    db: Any,
+    request: str,
+    data_uri: str,
+    sha256: str | None,
+    etag: str | None,
+    last_modified: str | None,
+    *,
+    verified: bool,
+) -> None:
+    db.conn.execute(
+        f"""UPDATE {PRODUCTS} SET
+            sha256 = COALESCE(:sha256, sha256),
+            etag = COALESCE(:etag, etag),
+            last_modified = COALESCE(:modified, last_modified),
+            verified = CASE WHEN :verified OR :sha256 IS NOT NULL THEN :now ELSE verified END
+        WHERE request = :request AND data_uri = :uri""",
+        {
+            "sha256": sha256,
+            "etag": etag,
+            "modified": last_modified,
+            "verified": verified,
+            "now": utc_now(),
+            "request": request,
+            "uri": data_uri,
+        },
+    )

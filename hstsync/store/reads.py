@@ -23,7 +23,14 @@ from hstsync.store.rows import (
     product_row,
     request_row,
 )
-from hstsync.store.schema import PRODUCTS, REQUESTS, TALLIES_VERSION, user_version
+from hstsync.store.schema import (
+    ORPHANS,
+    ORPHANS_VERSION,
+    PRODUCTS,
+    REQUESTS,
+    TALLIES_VERSION,
+    user_version,
+)
 
 
 def _rows(conn: sqlite3.Connection, sql: str, args: Collection[Any] = ()) -> list[dict[str, Any]]:
@@ -141,3 +148,48 @@ def sizes_sent(conn: sqlite3.Connection, relpaths: Sequence[str]) -> dict[str, i
         )
         found.update((str(path), int(size)) for path, size in cursor)
     return found
+
+
+def due_for_verify(
+    conn: sqlite3.Connection, request: str, before: str, share: int, recent: str
+) -> list[ProductRow]:
+    checked = "COALESCE(verified, done_at, updated)"
+    done = str(ProductState.DONE)
+    (late,) = conn.execute(
+        f"SELECT COUNT(*) FROM {PRODUCTS} WHERE request = ? AND state = ? AND {checked} < ?",
+        [request, done, before],
+    ).fetchone()
+    sql = (
+        f"SELECT * FROM {PRODUCTS} WHERE request = ? AND state = ? AND {checked} < ? "
+        f"ORDER BY {checked}, id LIMIT ?"
+    )
+    limit = max(int(late), share)
+    return [product_row(r) for r in _rows(conn, sql, [request, done, recent, limit])]
+
+
+def orphans(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """Files mirrored for a request since removed that no request lists now, with sizes."""
+    if user_version(conn) < ORPHANS_VERSION:
+        return []
+    return [
+        (str(path), int(size))
+        for path, size in conn.execute(
+            f"SELECT relpath, size FROM {ORPHANS} AS o WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {PRODUCTS} AS p WHERE p.relpath = o.relpath) ORDER BY relpath"
+        )
+    ]
+
+
+def withdrawn(conn: sqlite3.Connection, request: str | None) -> list[ProductRow]:
+    """Withdrawn products (of ``request``, or all), in the order of the lists."""
+    where, args = "state = ?", [str(ProductState.WITHDRAWN)]
+    if request is not None:
+        where, args = where + " AND request = ?", [*args, request]
+    sql = f"SELECT * FROM {PRODUCTS} WHERE {where} ORDER BY request, obs_id, filename, data_uri"
+    return [product_row(r) for r in _rows(conn, sql, args)]
+
+
+def owned_elsewhere(conn: sqlite3.Connection, relpath: str, request: str) -> bool:
+    """Whether a request other than ``request`` lists a product at ``relpath``."""
+    sql = f"SELECT 1 FROM {PRODUCTS} WHERE relpath = ? AND request != ? AND state != ? LIMIT 1"
+    return conn.execute(sql, [relpath, request, str(ProductState.WITHDRAWN)]).fetchone() is not None

@@ -10,14 +10,15 @@ each write means for a caller is documented on the ``Store`` method that calls i
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from hstsync.errors import StoreError
-from hstsync.model import Request, RequestState, relookup_delay
+from hstsync.model import ProductState, Request, RequestState, relookup_delay
 from hstsync.store.rows import RequestRow, first_row, request_row, utc_now
-from hstsync.store.schema import PRODUCTS, REQUESTS
+from hstsync.store.schema import ORPHANS, PRODUCTS, REQUESTS
 
 # ``db`` is a sqlite_utils.Database, which is untyped: ``Any`` in every signature.
 
@@ -130,6 +131,21 @@ def note_new_files(db: Any, name: str) -> None:
 
 
 def remove(db: Any, name: str) -> None:
-    """Delete a request and its products."""
+    """Delete a request and its products; the files it had mirrored that no other
+    request lists become orphans (they stay in the mirror until ``prune``)."""
+    db.execute(
+        f"INSERT OR REPLACE INTO {ORPHANS} (relpath, size, since) "
+        f"SELECT relpath, MAX(size, 0), ? FROM {PRODUCTS} AS p "
+        "WHERE p.request = ? AND p.state IN (?, ?) AND p.relpath IS NOT NULL "
+        f"AND NOT EXISTS (SELECT 1 FROM {PRODUCTS} AS o "
+        "WHERE o.relpath = p.relpath AND o.request != p.request)",
+        [utc_now(), name, str(ProductState.DONE), str(ProductState.WITHDRAWN)],
+    )
     db.table(PRODUCTS).delete_where("request = ?", [name])
     db.table(REQUESTS).delete_where("name = ?", [name])
+
+
+def finish_verify(db: Any, name: str, verdicts: Mapping[str, int]) -> None:
+    db.table(REQUESTS).update(
+        name, {"last_verify": utc_now(), "verify_summary": json.dumps(dict(verdicts))}
+    )

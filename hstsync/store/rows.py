@@ -97,6 +97,15 @@ class PlanDiff:
     removed: int
 
 
+@dataclass(frozen=True, slots=True)
+class Delisted:
+    """What a complete resolution found no longer listed: rows deleted (nothing of them
+    was landed) and products withdrawn now (``(data_uri, relpath)``: their files kept)."""
+
+    removed: int
+    withdrawn: list[tuple[str, str | None]]
+
+
 # -- rows -> values ----------------------------------------------------------------------
 
 

@@ -343,6 +343,8 @@ def _add_resolution_stamps(db: Any) -> None:
 
 
 ORPHANS = "orphans"
+#: the schema version that has :data:`ORPHANS` (and withdrawn products, hashes)
+ORPHANS_VERSION = 6
 
 
 def _add_content_and_versions(db: Any) -> None:

@@ -118,8 +118,15 @@ class FileFetch:
                 seat = Seat(self._link.budget, self._host, held=False)
                 await seat.take()
                 try:
-                    while (segment := _one(work.claim())) is not None:
+                    segment = _one(work.claim())
+                    if segment is not None and self._may_split():
+                        # the spare connections cut it before its first request goes
+                        # out, so that what is asked for is already a piece: a longer
+                        # request cut later costs what the server sends on meanwhile
+                        await asyncio.sleep(0)
+                    while segment is not None:
                         await self._lane(segment, seat)
+                        segment = _one(work.claim())
                 finally:
                     seat.release()
                 for task in background:

@@ -24,18 +24,23 @@ if TYPE_CHECKING:
         request_document,
         status_document,
     )
+    from hstsync.service.daemon.upkeep import Pruned, prune_once, stoppable, verify_once
     from hstsync.service.daemon.web import serving_status
 
 __all__ = [
     "Daemon",
+    "Pruned",
     "daemon_status",
     "limit_malloc_arenas",
     "product_document",
+    "prune_once",
     "request_document",
     "run_forever",
     "run_once",
     "serving_status",
     "status_document",
+    "stoppable",
+    "verify_once",
     "wake",
 ]
 
@@ -47,6 +52,7 @@ __getattr__, __dir__ = lazy(
         "runlock": ["daemon_status"],
         "runtime": ["limit_malloc_arenas"],
         "status": ["product_document", "request_document", "status_document"],
+        "upkeep": ["Pruned", "prune_once", "stoppable", "verify_once"],
         "web": ["serving_status"],
     },
 )

@@ -34,6 +34,7 @@ from hstsync.service.daemon.runtime import (
 )
 from hstsync.service.daemon.schedule import Start, next_wake, start_due
 from hstsync.service.daemon.sdnotify import sd_notify
+from hstsync.service.daemon.upkeep import clear_attic, rolling_verify
 from hstsync.service.daemon.web import serving_status
 from hstsync.service.daemon.workers import use_worker_threads
 from hstsync.service.sync import Mirror, PassProgress, exit_code, sync_requests
@@ -336,6 +337,9 @@ class Daemon:
         try:
             try:
                 await mirror.sync(request)
+                # the mirror's upkeep after its pass: never before new files
+                await rolling_verify(mirror, request)
+                await asyncio.to_thread(clear_attic, self.config)
             except* StoreError as group:
                 self._writes.failed(first_store_error(group))
         except Exception:

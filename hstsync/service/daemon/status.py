@@ -24,6 +24,7 @@ def request_document(summary: RequestSummary) -> dict[str, Any]:
             "failed": counts.failed,
             "pending": counts.pending,
             "auth_required": counts.auth_required,
+            "withdrawn": counts.withdrawn,
         },
         "bytes": {"total": summary.bytes_total, "done": summary.bytes_done},
         "last_error": row.last_error,

@@ -7,6 +7,8 @@
 - ``settlement``: a request's state and last error after a pass (pure).
 - ``results``: astroquery's ``download_products`` table per request, as ECSV.
 - ``hooks``: the ``on_change`` command.
+- ``verify``: is each file still the archive's (here and on the archive)?
+- ``attic``: where replaced versions are kept, for ``[schedule] attic_keep``.
 
 Never imports :mod:`hstsync.service.daemon`: a pass knows nothing of what hosts it.
 """
@@ -16,31 +18,48 @@ from typing import TYPE_CHECKING
 from hstsync.faces import lazy
 
 if TYPE_CHECKING:
-    from hstsync.service.sync.fetcher import PassProgress, download_url
+    from hstsync.service.sync.attic import AtticUse, attic_path, clear_old, usage
+    from hstsync.service.sync.fetcher import Fetcher, PassProgress, download_url
     from hstsync.service.sync.holdings import plan_files
+    from hstsync.service.sync.hooks import PassLog
     from hstsync.service.sync.mirror import Mirror, sync_requests
     from hstsync.service.sync.planner import Plan, PlannedFile, room_for
     from hstsync.service.sync.settlement import exit_code
+    from hstsync.service.sync.verify import Budget, Finding, Found, Report, Verifier
 
 __all__ = [
+    "AtticUse",
+    "Budget",
+    "Fetcher",
+    "Finding",
+    "Found",
     "Mirror",
+    "PassLog",
     "PassProgress",
     "Plan",
     "PlannedFile",
+    "Report",
+    "Verifier",
+    "attic_path",
+    "clear_old",
     "download_url",
     "exit_code",
     "plan_files",
     "room_for",
     "sync_requests",
+    "usage",
 ]
 
 __getattr__, __dir__ = lazy(
     __name__,
     {
-        "fetcher": ["PassProgress", "download_url"],
+        "attic": ["AtticUse", "attic_path", "clear_old", "usage"],
+        "fetcher": ["Fetcher", "PassProgress", "download_url"],
+        "hooks": ["PassLog"],
         "holdings": ["plan_files"],
         "mirror": ["Mirror", "sync_requests"],
         "planner": ["Plan", "PlannedFile", "room_for"],
         "settlement": ["exit_code"],
+        "verify": ["Budget", "Finding", "Found", "Report", "Verifier"],
     },
 )

@@ -26,7 +26,15 @@ from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState
 from hstsync.service.sync.hooks import PassLog
 from hstsync.store import ProductMark, Store
-from hstsync.transfer import Downloader, Outcome, Transfer, after_fallback, held_bytes, open_session
+from hstsync.transfer import (
+    Downloader,
+    Outcome,
+    Probe,
+    Transfer,
+    after_fallback,
+    held_bytes,
+    open_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -261,21 +269,36 @@ class Fetcher:
                 # the bucket's validators say nothing of MAST's copy: none are kept
                 return replace(first, etag=None, last_modified=None)
             log.info("%s: the cloud copy failed (%s); fetching from MAST", label, first.error)
-        token = self._token()
-        headers = {"Authorization": f"token {token}"} if token else {}
         outcome = await self._downloader.fetch(
             Transfer(
                 url=download_url(self.config.mast.server, job.product.data_uri),
                 dest=job.dest,
                 size=job.product.size,
                 label=label,
-                headers=headers,
+                headers=self.credentials(),
                 root=self.config.paths.mirror,
                 public=job.product.is_public,
                 old_to=job.old_to,
             )
         )
         return outcome if first is None else after_fallback(first, outcome)
+
+    def credentials(self) -> dict[str, str]:
+        """The headers that carry the current MAST token (none without one): for MAST
+        only, never the cloud copy."""
+        token = self._token()
+        return {"Authorization": f"token {token}"} if token else {}
+
+    async def probe(
+        self, transfer: Transfer, *, etag: str | None, last_modified: str | None
+    ) -> Probe:
+        """Whether the archive's copy of a file in place changed (``transfer.Probe``)."""
+        assert self._downloader is not None, "Fetcher used outside 'async with'"
+        return await self._downloader.probe(transfer, etag=etag, last_modified=last_modified)
+
+    def flush(self) -> None:
+        """Write the product marks queued so far (a verify's refetches, say)."""
+        self._flush_marks()
 
     def _interrupted(self, job: Job) -> None:
         self._flush_marks(quiet=True)  # in order: a queued mark must not land after these

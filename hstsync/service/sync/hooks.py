@@ -112,6 +112,10 @@ class PassLog:
                 }
             )
 
+    def report(self, request: str) -> PassReport:
+        """What the pass of ``request`` running now has brought so far."""
+        return self._report(request)
+
     def _report(self, request: str) -> PassReport:
         return self._reports.setdefault(request, PassReport())
 

@@ -38,6 +38,7 @@ from hstsync.service.sync.planner import Action, Holding, Plan, Room, plan
 from hstsync.service.sync.resolution import Resolution
 from hstsync.service.sync.results import results_path, write_results
 from hstsync.service.sync.settlement import first_failure, settle
+from hstsync.service.sync.verify import Budget, Report, verify_request
 from hstsync.store import ProductRow, Store
 
 __all__ = ["Mirror", "PassProgress", "sync_requests"]
@@ -61,14 +62,14 @@ class Mirror:
         self.store = store
         self._display = progress
         #: what each running pass brought and left failed, for the on_change hook
-        self._passes = PassLog()
+        self.passes = PassLog()
         self.resolution = Resolution(
-            config, store, self._passes, token=token, token_source=token_source
+            config, store, self.passes, token=token, token_source=token_source
         )
         self.fetcher = Fetcher(
             config,
             store,
-            self._passes,
+            self.passes,
             token=lambda: self.resolution.token,
             display=progress,
         )
@@ -88,17 +89,32 @@ class Mirror:
 
     async def sync(self, request: Request) -> RequestState:
         """Resolve one request, fetch what it lacks, and settle its state."""
+        self.begin(request)
+        state = await self.run(request)
+        await self.passes.finish(self.config, self.store, request.name, str(state))
+        return state
+
+    async def verify(
+        self, request: Request, *, dry_run: bool = False, budget: Budget | None = None
+    ) -> Report:
+        """Sync one request, then check that its mirrored files are the archive's
+        (``service.sync.verify``); without ``dry_run``, what is not is fetched again."""
+        return await verify_request(self, request, dry_run=dry_run, budget=budget)
+
+    def begin(self, request: Request) -> None:
+        """A pass of ``request`` starts: the current token, its proposals, its report."""
         self.resolution.refresh_token()
         self.fetcher.proposals[request.name] = request.proposal_ids
-        self._passes.start(request.name)
+        self.passes.start(request.name)
+
+    async def run(self, request: Request) -> RequestState:
+        """The pass itself (between :meth:`begin` and the report's end)."""
         try:
-            state = await self._sync(request)
+            return await self._sync(request)
         except asyncio.CancelledError:
             with contextlib.suppress(StoreError):  # removed while running
                 self.store.set_request_state(request.name, RequestState.QUEUED)
             raise
-        await self._passes.finish(self.config, self.store, request.name, str(state))
-        return state
 
     async def _sync(self, request: Request) -> RequestState:
         """Resolve batch by batch; each batch is planned and its transfers queued while
@@ -124,7 +140,7 @@ class Mirror:
         shortfall = pass_.room.shortfall()
         if shortfall is not None:
             log.warning("request %s: %s", name, shortfall)
-            self._passes.failure(name, pass_.lookup_error or shortfall)
+            self.passes.failure(name, pass_.lookup_error or shortfall)
             self.store.set_request_state(
                 name,
                 RequestState.INCOMPLETE,

@@ -210,7 +210,9 @@ def plan(
             files.append(PlannedFile(product, Action.WAIT, dest, part))
             continue
         complete = held.whole is not None and held.corrupt is None and size in (None, held.whole)
-        if complete and product.data_uri in superseded:
+        if held.whole is not None and product.data_uri in superseded:
+            # a new version in the catalogue (of the same size or not): the file in place
+            # is kept in the attic when the new one lands
             files.append(PlannedFile(product, Action.FETCH, dest, part, replace=True))
         elif complete and held.whole is not None:
             action = Action.KEEP if state is ProductState.DONE else Action.RECORD

@@ -142,7 +142,12 @@ class Resolution:
                 await on_batch(rows)
         finally:
             await batches.aclose()
-        removed = self.store.end_resolution(name, stamp)
+        delisted = self.store.end_resolution(name, stamp)
+        removed = delisted.removed + len(delisted.withdrawn)
+        mirror = self.config.paths.mirror
+        for uri, relpath in delisted.withdrawn:
+            log.info("request %s: %s is no longer listed; its file stays (withdrawn)", name, uri)
+            self._passes.withdrawn(name, None if relpath is None else mirror / relpath, uri)
         if not listed:
             log.info("request %s: the proposal lists no products", name)
         log.info(
