@@ -21,20 +21,33 @@ if TYPE_CHECKING:
     from hstsync.config import Config
 
 
-def cmd_run(config: Config, *, once: bool) -> int:
+def cmd_run(config: Config, *, once: bool, verbose: bool = False, quiet: bool = False) -> int:
+    """``quiet``: no live progress. ``run --once`` on a terminal otherwise draws bars and
+    shows warnings (every log line with ``verbose``), then where each request stands."""
     import asyncio
 
     from hstsync.service.daemon import limit_malloc_arenas, run_forever, run_once
 
     limit_malloc_arenas()
-    if once:
-        if not sys.stderr.isatty():
-            return asyncio.run(run_once(config))
-        from hstsync.cli.progress import TerminalProgress
+    if not once:
+        return run_forever(config)
+    if quiet or not sys.stderr.isatty():
+        return asyncio.run(run_once(config))
+    from hstsync.cli.progress import TerminalProgress
+    from hstsync.cli.report import pass_lines
+    from hstsync.errors import StoreError
+    from hstsync.store import Store
 
-        with TerminalProgress() as progress:
-            return asyncio.run(run_once(config, progress))
-    return run_forever(config)
+    with TerminalProgress(quiet_logs=not verbose) as progress:
+        code = asyncio.run(run_once(config, progress))
+    try:
+        with Store.open_readonly(config.paths.database) as store:
+            summaries = store.summaries()
+    except StoreError:
+        return code
+    for line in pass_lines(summaries):
+        print(line, file=sys.stderr)
+    return code
 
 
 def cmd_plan(config: Config, manifest: Path) -> int:

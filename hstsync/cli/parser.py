@@ -21,15 +21,23 @@ if TYPE_CHECKING:
     from hstsync.config import Config
 
 
+#: the options every command takes, before or after its name (``hstsync -v emulator``)
+LOUDNESS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
+
+
 def _verbose_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     # Accepted before and after the command; SUPPRESS keeps a subcommand's absent flag
     # from resetting one given before it.
+    default = False if top else argparse.SUPPRESS
     parser.add_argument(
-        "-v",
-        "--verbose",
+        "-v", "--verbose", action="store_true", default=default, help="log debug details"
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
         action="store_true",
-        default=False if top else argparse.SUPPRESS,
-        help="log debug details",
+        default=default,
+        help="log only warnings and errors (no live progress); -v wins over -q",
     )
 
 

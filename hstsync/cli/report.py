@@ -205,6 +205,22 @@ def product_table(products: Sequence[ProductRow], width: int | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def pass_lines(summaries: Sequence[RequestSummary]) -> list[str]:
+    """Where each request stands after ``run --once`` on a terminal, a line each: its
+    live bars are gone by then, and its log lines below warnings were not shown."""
+    lines = []
+    for s in summaries:
+        c = s.counts
+        line = (
+            f"{s.request.name}: {s.request.state}, {c.done}/{c.total} files, "
+            f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}"
+        )
+        if s.request.last_error:
+            line += f"; {' '.join(s.request.last_error.split())}"
+        lines.append(_printable(line))
+    return lines
+
+
 def daemon_line(running: bool, pid: int | None, heartbeat: float | None, now: float) -> str:
     """Whether an ``hstsync run`` is mirroring with this database, from its run lock."""
     if not running:
