@@ -30,12 +30,14 @@ if TYPE_CHECKING:
         request_name,
         write_manifest,
     )
-    from hstsync.archive.resolve import Batcher, Resolver, preload
+    from hstsync.archive.resolve import Batcher, Listing, ObservationPage, Resolver, preload
     from hstsync.archive.rows import Claims
 
 __all__ = [
     "Batcher",
     "Claims",
+    "Listing",
+    "ObservationPage",
     "Resolver",
     "Token",
     "auth_required_message",
@@ -66,7 +68,7 @@ __getattr__, __dir__ = lazy(
         ],
         "cloud": ["cloud_source"],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
-        "resolve": ["Batcher", "Resolver", "preload"],
+        "resolve": ["Batcher", "Listing", "ObservationPage", "Resolver", "preload"],
         "rows": ["Claims"],
     },
 )

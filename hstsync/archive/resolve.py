@@ -24,7 +24,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -110,6 +110,10 @@ class Resolver:
         #: dataURI -> why its catalogue size could not be used, for cells taken out of
         #: the portal's answer before astroquery parses it (:func:`unusable_sizes`)
         self._unusable: dict[str, str] = {}
+        #: the ``paging`` block of the last portal answer, kept while a page of
+        #: observations is asked for (:meth:`observations`)
+        self._paging: dict[str, Any] | None = None
+        self._listing = False
         self._repoint(self._obs)
         self._bound(self._obs)
         if token:
@@ -128,6 +132,8 @@ class Resolver:
             response = unbounded(method, url, *args, **kwargs)
             if url.endswith("/invoke"):
                 self._unusable |= unusable_sizes(response)
+                if self._listing:
+                    self._paging = _paging_of(response)
             return response
 
         session.request = request
@@ -200,41 +206,52 @@ class Resolver:
         """
         claims = Claims()
         batcher = Batcher()
-        page = 1
-        while obsids := self.observations(request, page):
-            for batch in batcher.add(obsids):
+        listing = Listing()
+        while not listing.done:
+            found = self.observations(request, listing.page)
+            batches = batcher.add(found.obsids)
+            listing.took(found, batcher.fresh)
+            for batch in batches:
                 yield self.select(request, [self.product_table(batch)], claims)
-            page += 1
         for batch in batcher.rest():
             yield self.select(request, [self.product_table(batch)], claims)
 
-    def observations(self, request: Request, page: int = 1) -> list[str]:
-        """The obsids of one page of the request's observations (``query_criteria``,
-        :data:`OBS_PAGE` a page); an empty list past the last page. Blocking.
+    def observations(self, request: Request, page: int = 1) -> ObservationPage:
+        """One page of the request's observations (``query_criteria``, :data:`OBS_PAGE`
+        a page), with the paging the archive says it used. Blocking.
 
         A page at a time because astroquery holds every page's JSON and table at once:
-        25,000 observations cost 110 MB for the moment it parses them.
+        25,000 observations cost 110 MB for the moment it parses them. Whether to ask
+        for the next page is :class:`Listing`'s to say.
         """
         ids = ", ".join(request.proposal_ids)
-        with self._translated(), warnings.catch_warnings():
-            # NoResultsWarning and friends: we report emptiness ourselves.
-            warnings.simplefilter("ignore")
-            observations = self._obs.query_criteria(
-                proposal_id=list(request.proposal_ids),
-                obs_collection="HST",
-                pagesize=OBS_PAGE,
-                page=page,
-                **dict(request.criteria),
-            )
-            if len(observations) == 0:
-                if page == 1:
+        self._paging, self._listing = None, True
+        try:
+            with self._translated(), warnings.catch_warnings():
+                # NoResultsWarning and friends: we report emptiness ourselves.
+                warnings.simplefilter("ignore")
+                observations = self._obs.query_criteria(
+                    proposal_id=list(request.proposal_ids),
+                    obs_collection="HST",
+                    pagesize=OBS_PAGE,
+                    page=page,
+                    **dict(request.criteria),
+                )
+                if len(observations) == 0 and page == 1:
                     raise ManifestError(
                         f"proposal {ids} has no HST observations matching the request"
                     )
-                return []
-            obsids = [str(o) for o in observations["obsid"] if not missing(o) and str(o)]
+                obsids = [str(o) for o in observations["obsid"] if not missing(o) and str(o)]
+        finally:
+            self._listing = False
+        paging: dict[str, Any] = self._paging or {}
         log.debug("request %s: %d observations on page %d", request.name, len(obsids), page)
-        return obsids
+        return ObservationPage(
+            obsids,
+            rows=len(observations),
+            page_size=_count(paging.get("pageSize")) or OBS_PAGE,
+            pages=_count(paging.get("pagesFiltered")),
+        )
 
     def product_table(self, obsids: list[str]) -> Any:
         """The products table of one batch of obsids (``get_product_list``). Blocking."""
@@ -347,6 +364,63 @@ def _url_attributes(holder: Any) -> Iterator[str]:
             yield name
 
 
+@dataclass(frozen=True, slots=True)
+class ObservationPage:
+    """One page of a request's observations, as the archive answered it."""
+
+    obsids: list[str]
+    #: rows on the page (a row without an obsid counts: the page's fullness is the
+    #: archive's, not ours)
+    rows: int
+    #: the page size the archive says it used (its own cap can be below the one asked)
+    page_size: int
+    #: how many pages the archive says the list has; None when it does not say
+    pages: int | None
+
+
+class Listing:
+    """When the pages of a request's observations end. Pure.
+
+    An archive's paging is believed only as far as it holds together: a short page is
+    the last; a page that brings no observation an earlier one did not (an archive that
+    ignores ``page`` answers the first page again and again) ends the list; and no more
+    pages are asked for than the first answer says there are, plus one (the list may
+    grow between two requests). A pass never sends the archive queries without end.
+    """
+
+    def __init__(self) -> None:
+        #: the page to ask for next
+        self.page = 1
+        #: no more pages
+        self.done = False
+        self._last: int | None = None
+
+    def took(self, found: ObservationPage, fresh: int) -> None:
+        """Page :attr:`page` answered ``found``, ``fresh`` of its obsids new."""
+        if self.page == 1 and found.pages is not None:
+            self._last = found.pages + 1
+        short = found.rows < found.page_size
+        if short or not fresh or (self._last is not None and self.page >= self._last):
+            self.done = True
+        self.page += 1
+
+
+def _paging_of(response: Any) -> dict[str, Any] | None:
+    """The ``paging`` block of a portal answer (a requests ``Response``), if any."""
+    try:
+        paging = response.json().get("paging")
+    except Exception:  # not JSON, or not an object: astroquery says what it makes of it
+        return None
+    return paging if isinstance(paging, dict) else None
+
+
+def _count(value: Any) -> int | None:
+    """A positive whole number the archive sent, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return int(value) if value >= 1 and value == int(value) else None
+
+
 def batches(items: list[str]) -> Iterable[list[str]]:
     """``items`` in runs of :data:`OBSID_BATCH` (MAST advises small chunks of obsids)."""
     for start in range(0, len(items), OBSID_BATCH):
@@ -366,15 +440,19 @@ class Batcher:
         self._seen = Seen()
         self._pending: list[str] = []
         self._made = 0
+        #: how many obsids of the last page taken were new
+        self.fresh = 0
 
     def _size(self) -> int:
         return min(FIRST_BATCH, OBSID_BATCH) if self._made == 0 else OBSID_BATCH
 
     def add(self, obsids: Iterable[str]) -> list[list[str]]:
         """Take one page; the batches it completes."""
+        self.fresh = 0
         for obsid in obsids:
             if self._seen.add(obsid):
                 self._pending.append(obsid)
+                self.fresh += 1
         made: list[list[str]] = []
         while len(self._pending) >= (size := self._size()):
             made.append(self._pending[:size])

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from hstsync.archive import Batcher, Claims, Resolver
+from hstsync.archive import Batcher, Claims, Listing, ObservationPage, Resolver
 from hstsync.config import Config, backoff_wait
 from hstsync.errors import ArchiveUnavailable
 from hstsync.model import Product, Request
@@ -71,7 +71,7 @@ def _product_table(resolver: Resolver, obsids: list[str]) -> Any:
     return resolver.product_table(obsids)
 
 
-def _observations(resolver: Resolver, request: Request, page: int) -> list[str]:
+def _observations(resolver: Resolver, request: Request, page: int) -> ObservationPage:
     return resolver.observations(request, page)
 
 
@@ -110,7 +110,8 @@ class Lookups:
         transfers start with its first batch and its list is never held whole."""
         claims = Claims()
         batcher = Batcher()
-        page, asked = 1, 0
+        listing = Listing()  # when the pages end: never queries without end
+        asked = 0
 
         async def listed(batch: list[str]) -> list[Product]:
             nonlocal asked
@@ -121,16 +122,15 @@ class Lookups:
                 functools.partial(_select, request=request, table=table, claims=claims)
             )
 
-        while True:
-            obsids = await self._retried(
-                functools.partial(_observations, request=request, page=page),
-                f"request {request.name}: observations, page {page}",
+        while not listing.done:
+            found = await self._retried(
+                functools.partial(_observations, request=request, page=listing.page),
+                f"request {request.name}: observations, page {listing.page}",
             )
-            if not obsids:
-                break
-            for batch in batcher.add(obsids):
+            batches = batcher.add(found.obsids)
+            listing.took(found, batcher.fresh)
+            for batch in batches:
                 yield await listed(batch)
-            page += 1
         for batch in batcher.rest():
             yield await listed(batch)
 
