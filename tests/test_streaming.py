@@ -15,8 +15,8 @@ import pytest
 from astropy.table import Table
 from emulator_helpers import PageIgnoringArchive
 
-from hstsync.archive import resolve
-from hstsync.archive.resolve import Listing, ObservationPage
+from hstsync.archive import paging
+from hstsync.archive.paging import Listing, ObservationPage
 from hstsync.archive.rows import Claims, products_from_rows
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind, PortalQuirks
@@ -36,7 +36,7 @@ def manifest(proposal: int = PROPOSAL) -> str:
 def config(tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Config:
     # one observation per batch; one transfer at a time: the feed holds two jobs, so a
     # batch of four cannot be queued whole before a file has been fetched
-    monkeypatch.setattr(resolve, "OBSID_BATCH", 1)
+    monkeypatch.setattr(paging, "OBSID_BATCH", 1)
     emulator.catalogue.add_program(PROPOSAL, files=12, size=5760, per_observation=4)
     cfg = for_directory(
         tmp_path, server=emulator.url, backoff=0.01, backoff_max=0.02, retries=0, timeout=5
@@ -122,7 +122,7 @@ async def test_observations_are_listed_a_page_at_a_time_and_every_page_is_fetche
 ):
     # two observations a page (two pages, the second short); or a server that gives one
     # a page whatever is asked (and says so: its pages are full)
-    monkeypatch.setattr(resolve, "OBS_PAGE", 2)
+    monkeypatch.setattr(paging, "OBS_PAGE", 2)
     if server_page is not None:
         emulator.catalogue.set_portal_quirks(PROPOSAL, PortalQuirks(page_rows=server_page))
 
@@ -142,7 +142,7 @@ async def test_observations_are_listed_a_page_at_a_time_and_every_page_is_fetche
 async def test_an_archive_that_ignores_page_ends_the_list_when_a_page_brings_nothing_new(
     config: Config, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(resolve, "OBS_PAGE", 2)  # 95300's three observations: two pages
+    monkeypatch.setattr(paging, "OBS_PAGE", 2)  # 95300's three observations: two pages
     async with PageIgnoringArchive(emulator) as archive:
         config = replace(config, mast=replace(config.mast, server=archive.url))
 
@@ -253,10 +253,10 @@ def test_seen_holds_every_text_added_and_no_other(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_first_product_list_is_small_and_the_rest_full(monkeypatch: pytest.MonkeyPatch):
-    from hstsync.archive.resolve import Batcher
+    from hstsync.archive.paging import Batcher
 
-    monkeypatch.setattr(resolve, "FIRST_BATCH", 2)
-    monkeypatch.setattr(resolve, "OBSID_BATCH", 3)
+    monkeypatch.setattr(paging, "FIRST_BATCH", 2)
+    monkeypatch.setattr(paging, "OBSID_BATCH", 3)
     batcher = Batcher()
 
     assert batcher.add(["1", "2", "3", "2"]) == [["1", "2"]]

@@ -2,7 +2,9 @@
 
 - ``manifest``: a request file -> :class:`~hstsync.model.Request`, and back.
 - ``resolve``: a Request -> products, through astroquery (blocking; run in a thread).
+- ``paging``: when a list of observations ends, and obsids in product-list batches (pure).
 - ``rows``: one catalogue row -> a Product: sizes, masked cells, repeats, twins (pure).
+- ``selection``: why a request selects nothing, in words a person can act on.
 - ``auth``: where the MAST token comes from and which hosts may receive it.
 - ``cloud``: a product's key and URL in the ``stpubdata`` bucket (pure).
 
@@ -30,8 +32,10 @@ if TYPE_CHECKING:
         request_name,
         write_manifest,
     )
-    from hstsync.archive.resolve import Batcher, Listing, ObservationPage, Resolver, preload
+    from hstsync.archive.paging import Batcher, Listing, ObservationPage
+    from hstsync.archive.resolve import Resolver, preload
     from hstsync.archive.rows import Claims
+    from hstsync.archive.selection import Sieve
 
 __all__ = [
     "Batcher",
@@ -39,6 +43,7 @@ __all__ = [
     "Listing",
     "ObservationPage",
     "Resolver",
+    "Sieve",
     "Token",
     "auth_required_message",
     "check_transport",
@@ -68,7 +73,9 @@ __getattr__, __dir__ = lazy(
         ],
         "cloud": ["cloud_source"],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
-        "resolve": ["Batcher", "Listing", "ObservationPage", "Resolver", "preload"],
+        "paging": ["Batcher", "Listing", "ObservationPage"],
+        "resolve": ["Resolver", "preload"],
         "rows": ["Claims"],
+        "selection": ["Sieve"],
     },
 )

@@ -51,7 +51,7 @@ def cmd_run(config: Config, *, once: bool, verbose: bool = False, quiet: bool = 
 
 
 def cmd_plan(config: Config, manifest: Path) -> int:
-    from hstsync.archive import Resolver, parse_manifest
+    from hstsync.archive import Resolver, Sieve, parse_manifest
     from hstsync.cli.report import print_plan
     from hstsync.cli.token import lenient_token
     from hstsync.service.sync import plan_files
@@ -67,8 +67,14 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     mirror = config.paths.mirror
     unwritable = unwritable_reason(mirror)
     # a batch of observations at a time: printed as it is resolved, never held whole
-    plans = (plan_files(batch, mirror) for batch in resolver.resolve_batches(request))
-    fits = print_plan(request.name, plans, unwritable=unwritable)
+    sieve = Sieve(request.filters)
+    batches = resolver.resolve_batches(request, sieve)
+    fits = print_plan(request.name, (plan_files(b, mirror) for b in batches), unwritable=unwritable)
+    empty = sieve.why_none(request.proposal_ids)
+    if empty is not None:
+        sys.stdout.flush()
+        print(f"hstsync: nothing to mirror: {empty}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return EXIT_OK if fits and unwritable is None else EXIT_INCOMPLETE
 
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from hstsync.archive import Batcher, Claims, Listing, ObservationPage, Resolver
+from hstsync.archive import Batcher, Claims, Listing, ObservationPage, Resolver, Sieve
 from hstsync.config import Config, backoff_wait
 from hstsync.errors import ArchiveUnavailable
 from hstsync.model import Product, Request
@@ -75,8 +75,10 @@ def _observations(resolver: Resolver, request: Request, page: int) -> Observatio
     return resolver.observations(request, page)
 
 
-def _select(resolver: Resolver, request: Request, table: Any, claims: Claims) -> list[Product]:
-    return resolver.select(request, [table], claims)
+def _select(
+    resolver: Resolver, request: Request, table: Any, claims: Claims, sieve: Sieve | None
+) -> list[Product]:
+    return resolver.select(request, [table], claims, sieve)
 
 
 class Lookups:
@@ -103,11 +105,14 @@ class Lookups:
         self._token = token
         self._idle.clear()
 
-    async def resolve_batches(self, request: Request) -> AsyncGenerator[list[Product], None]:
+    async def resolve_batches(
+        self, request: Request, sieve: Sieve | None = None
+    ) -> AsyncGenerator[list[Product], None]:
         """The request's products one batch of observations at a time: the observation
         query, then per batch its product list and the selection. The caller acts on a
         batch (records, plans, fetches) before the next is asked for, so a big program's
-        transfers start with its first batch and its list is never held whole."""
+        transfers start with its first batch and its list is never held whole.
+        ``sieve`` follows what the filters let through."""
         claims = Claims()
         batcher = Batcher()
         listing = Listing()  # when the pages end: never queries without end
@@ -119,7 +124,7 @@ class Lookups:
             what = f"request {request.name}: product list {asked}"
             table = await self._retried(functools.partial(_product_table, obsids=batch), what)
             return await self._call(
-                functools.partial(_select, request=request, table=table, claims=claims)
+                functools.partial(_select, request=request, table=table, claims=claims, sieve=sieve)
             )
 
         while not listing.done:

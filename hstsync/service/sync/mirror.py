@@ -131,7 +131,7 @@ class Mirror:
                 resolved=resolved,
             )
             return RequestState.INCOMPLETE
-        return self.settle(name, lookup_error=pass_.lookup_error)
+        return self.settle(name, lookup_error=pass_.lookup_error, empty=looked.empty)
 
     async def _take(self, pass_: _Pass, feed: JobFeed, rows: list[ProductRow]) -> None:
         """Plan one batch of a request's products and queue its transfers, while the
@@ -232,7 +232,9 @@ class Mirror:
         )
         return True
 
-    def settle(self, name: str, *, lookup_error: str | None = None) -> RequestState:
+    def settle(
+        self, name: str, *, lookup_error: str | None = None, empty: str | None = None
+    ) -> RequestState:
         """Write the request's state after a pass (``service.settlement.settle``)."""
         self._write_results(name)
         summary = self.store.summaries(name)
@@ -241,6 +243,7 @@ class Mirror:
             counts,
             first_failure=first_failure(self.store.first_failed(name)),
             lookup_error=lookup_error,
+            empty=empty,
         )
         self.store.set_request_state(
             name, settled.state, settled.last_error, resolved=settled.resolved

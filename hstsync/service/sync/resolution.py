@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from hstsync.archive import Token, check_transport, preload, session_warning, user_of
+from hstsync.archive import Sieve, Token, check_transport, preload, session_warning, user_of
 from hstsync.config import Config
 from hstsync.errors import HstsyncError, ManifestError, ResolveError
 from hstsync.model import Request, RequestState
@@ -122,7 +122,8 @@ class Resolution:
         )
         stamp = self.store.begin_resolution(name)
         listed = new = changed = 0
-        batches = self._lookups.resolve_batches(request)
+        sieve = Sieve(request.filters)
+        batches = self._lookups.resolve_batches(request, sieve)
         try:
             await self._check_session()
             while True:
@@ -143,8 +144,6 @@ class Resolution:
         finally:
             await batches.aclose()
         removed = self.store.end_resolution(name, stamp)
-        if not listed:
-            log.info("request %s: the proposal lists no products", name)
         log.info(
             "request %s: resolved %d products (%d new, %d changed, %d removed)",
             name,
@@ -153,7 +152,12 @@ class Resolution:
             changed,
             removed,
         )
-        return LookupEnd(stamp)
+        empty = None if listed else sieve.why_none(request.proposal_ids)
+        if empty is not None:
+            log.warning("request %s: nothing to mirror: %s", name, empty)
+            if previous is None or previous.last_error != empty:
+                self._passes.failure(name, empty)  # told once, not at every re-sync
+        return LookupEnd(stamp, empty=empty)
 
     def _failed(self, name: str, stamp: int, exc: Exception) -> LookupEnd:
         if isinstance(exc, ManifestError):
@@ -187,3 +191,6 @@ class LookupEnd:
     error: str | None = None
     #: the archive refused the request itself (the manifest must be fixed)
     invalid: bool = False
+    #: why the lookup selected nothing (the filters kept no product, or the archive
+    #: lists none); None when it selected something
+    empty: str | None = None
