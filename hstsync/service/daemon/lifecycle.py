@@ -291,9 +291,9 @@ class Daemon:
                 store.remove_request(name)  # first: a failed write is tried again
                 del self._manifests[name]
                 log.info("request %s: manifest removed, request stopped", name)
-        if first:
-            # manifests removed while the daemon was down
-            forget_removed(store, survey.present)
+        # manifests removed while the daemon was down, and set-aside ones removed from
+        # failed/ (no file event there: noticed at a rescan)
+        forget_removed(store, survey.present)
 
     async def _take(self, store: Store, path: Path, name: str) -> None:
         try:
