@@ -130,7 +130,9 @@ def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
     running, pid, beat = daemon_status(config)
     if as_json:
         doc: dict[str, Any] = status_document(summaries, products)
-        doc["daemon"] = {"running": running, "pid": pid, "heartbeat": beat}
+        # an ISO time in UTC, as every other time the document holds
+        stamp = None if beat is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(beat))
+        doc["daemon"] = {"running": running, "pid": pid, "heartbeat": stamp}
         print(json.dumps(doc, indent=2))
     else:
         report.print_status(summaries, products)

@@ -95,7 +95,7 @@ def _one_line_per_request(
         pieces = textwrap.wrap(error, room, break_on_hyphens=False) if room and error else [error]
         out.append((_pad(row[:-1], widths[:-1]) + "  " + pieces[0]).rstrip())
         out += [indent + piece for piece in pieces[1:]]
-    return "\n" + "\n".join(out) + "\n"
+    return "\n".join(out) + "\n"
 
 
 #: the columns kept on the request's line when the full one does not fit
@@ -125,7 +125,7 @@ def _stacked(widths: Sequence[int], rows: Sequence[Sequence[str]], width: int) -
                 subsequent_indent="    ",
                 break_on_hyphens=False,
             )
-    return "\n" + "\n".join(out) + "\n"
+    return "\n".join(out) + "\n"
 
 
 def print_status(

@@ -94,7 +94,7 @@ async def run_once(config: Config, progress: PassProgress | None = None) -> int:
 
 
 async def _one_pass(config: Config, progress: PassProgress | None) -> int:
-    token = find_token(config.mast.token_file)
+    token = find_token(config.mast.token_file, server=config.mast.server)
     failure: StoreError | None = None
     with opened_store(config) as (store, lock):
         try:
@@ -190,7 +190,8 @@ class Daemon:
         self._main = asyncio.current_task()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
-        token = find_token(self.config.mast.token_file)
+        mast = self.config.mast
+        token = find_token(mast.token_file, server=mast.server)
         try:
             with opened_store(self.config) as (store, lock):
                 # The token is looked up again at each pass: a token installed or
@@ -200,7 +201,7 @@ class Daemon:
                         self.config,
                         store,
                         token=token.value if token else None,
-                        token_source=lambda: find_token(self.config.mast.token_file),
+                        token_source=lambda: find_token(mast.token_file, server=mast.server),
                     ) as mirror,
                     keeping_alive(lock),
                 ):
