@@ -9,11 +9,19 @@
 """
 
 from hstsync.store.db import ProductMark, Store
-from hstsync.store.rows import PlanDiff, ProductRow, RequestRow, RequestSummary, utc_now
+from hstsync.store.rows import (
+    Facts,
+    PlanDiff,
+    ProductRow,
+    RequestRow,
+    RequestSummary,
+    utc_now,
+)
 from hstsync.store.schema import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Facts",
     "PlanDiff",
     "ProductMark",
     "ProductRow",

@@ -16,14 +16,23 @@ from typing import Any
 
 from hstsync.model import ProductState
 from hstsync.store.rows import (
+    Facts,
     ProductRow,
     RequestRow,
     RequestSummary,
     counts,
+    facts_of,
     product_row,
     request_row,
 )
-from hstsync.store.schema import PRODUCTS, REQUESTS, TALLIES_VERSION, user_version
+from hstsync.store.schema import (
+    FACTS,
+    PASSES_VERSION,
+    PRODUCTS,
+    REQUESTS,
+    TALLIES_VERSION,
+    user_version,
+)
 
 
 def _rows(conn: sqlite3.Connection, sql: str, args: Collection[Any] = ()) -> list[dict[str, Any]]:
@@ -127,3 +136,10 @@ def summaries(conn: sqlite3.Connection, name: str | None) -> list[RequestSummary
         )
         for r in requests
     ]
+
+
+def facts(conn: sqlite3.Connection) -> Facts:
+    """The store's facts; all empty in a database an older hstsync still holds."""
+    if user_version(conn) < PASSES_VERSION:
+        return Facts()
+    return facts_of(dict(conn.execute(f"SELECT key, value FROM {FACTS}").fetchall()))
