@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         checked,
         find_token,
         session_warning,
+        standing_of,
         user_of,
     )
     from hstsync.archive.cloud import cloud_source
@@ -55,6 +56,7 @@ __all__ = [
     "preload",
     "request_name",
     "session_warning",
+    "standing_of",
     "user_of",
     "write_manifest",
 ]
@@ -69,6 +71,7 @@ __getattr__, __dir__ = lazy(
             "checked",
             "find_token",
             "session_warning",
+            "standing_of",
             "user_of",
         ],
         "cloud": ["cloud_source"],

@@ -334,31 +334,69 @@ def _keyring_available() -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """How the archive judges a token, from its session info (:func:`standing_of`)."""
+
+    #: "accepted", "expiring" (within :data:`EXPIRY_WARNING_DAYS`), "expired" or
+    #: "refused" (the archive takes it for nobody)
+    state: str
+    #: when the archive says it expires, where it says so
+    expires: datetime | None
+    #: for people: whose it is, or what is wrong and what to do
+    message: str
+
+    @property
+    def worrying(self) -> bool:
+        return self.state != "accepted"
+
+
+def standing_of(
+    info: Mapping[str, Any], now: datetime | None = None, *, source: str | None = "keyring"
+) -> Standing:
+    """The token's standing from the archive's session info ``info``.
+
+    ``source`` is where the token came from (``Token.source``): the advice names it.
+    MAST tokens expire after 10 days unused and 60 days at most; the archive's answer
+    is the only place that can say when, so the warning comes where it says so."""
+    if is_anonymous(info):
+        return Standing(
+            "refused",
+            None,
+            "the archive does not accept the MAST token (expired or revoked?): "
+            f"exclusive-access files wait as auth_required; make a new token at {TOKEN_PAGE} "
+            f"and {renewal_advice(source)}",
+        )
+    expires = expiry_of(info)
+    accepted = Standing("accepted", expires, f"accepted for {user_of(info)}")
+    if expires is None:
+        return accepted
+    left = expires - (now or datetime.now(UTC))
+    if left > timedelta(days=EXPIRY_WARNING_DAYS):
+        return accepted
+    when = expires.strftime("%Y-%m-%d %H:%M UTC")
+    if left.total_seconds() <= 0:
+        return Standing(
+            "expired",
+            expires,
+            f"the MAST token of {user_of(info)} expired at {when}; {renewal_advice(source)}",
+        )
+    return Standing(
+        "expiring",
+        expires,
+        f"the MAST token of {user_of(info)} expires at {when}: make a new one at "
+        f"{TOKEN_PAGE} and {renewal_advice(source)}",
+    )
+
+
 def session_warning(
     info: Mapping[str, Any], now: datetime | None = None, *, source: str | None = "keyring"
 ) -> str | None:
     """What a long-running mirror should tell its operator about its token, if anything.
 
     ``source`` is where the token came from (``Token.source``): the advice names it."""
-    if is_anonymous(info):
-        return (
-            "the archive does not accept the MAST token (expired or revoked?): "
-            f"exclusive-access files wait as auth_required; make a new token at {TOKEN_PAGE} "
-            f"and {renewal_advice(source)}"
-        )
-    expires = expiry_of(info)
-    if expires is None:
-        return None
-    left = expires - (now or datetime.now(UTC))
-    if left > timedelta(days=EXPIRY_WARNING_DAYS):
-        return None
-    when = expires.strftime("%Y-%m-%d %H:%M UTC")
-    if left.total_seconds() <= 0:
-        return f"the MAST token of {user_of(info)} expired at {when}; {renewal_advice(source)}"
-    return (
-        f"the MAST token of {user_of(info)} expires at {when}: make a new one at "
-        f"{TOKEN_PAGE} and {renewal_advice(source)}"
-    )
+    standing = standing_of(info, now, source=source)
+    return standing.message if standing.worrying else None
 
 
 def auth_required_message(

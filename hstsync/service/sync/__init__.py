@@ -6,7 +6,7 @@
 - ``fetcher``: the fetch scheduler (session, workers, shared transfers, records).
 - ``settlement``: a request's state and last error after a pass (pure).
 - ``results``: astroquery's ``download_products`` table per request, as ECSV.
-- ``hooks``: the ``on_change`` command.
+- ``hooks``: the ``on_change`` command: a pass's report, and other events (``Notices``).
 
 Never imports :mod:`hstsync.service.daemon`: a pass knows nothing of what hosts it.
 """
@@ -18,12 +18,14 @@ from hstsync.faces import lazy
 if TYPE_CHECKING:
     from hstsync.service.sync.fetcher import PassProgress, download_url
     from hstsync.service.sync.holdings import plan_files
+    from hstsync.service.sync.hooks import Notices
     from hstsync.service.sync.mirror import Mirror, sync_requests
     from hstsync.service.sync.planner import Plan, PlannedFile, room_for
     from hstsync.service.sync.settlement import exit_code
 
 __all__ = [
     "Mirror",
+    "Notices",
     "PassProgress",
     "Plan",
     "PlannedFile",
@@ -39,6 +41,7 @@ __getattr__, __dir__ = lazy(
     {
         "fetcher": ["PassProgress", "download_url"],
         "holdings": ["plan_files"],
+        "hooks": ["Notices"],
         "mirror": ["Mirror", "sync_requests"],
         "planner": ["Plan", "PlannedFile", "room_for"],
         "settlement": ["exit_code"],

@@ -25,6 +25,7 @@ import functools
 import logging
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -106,13 +107,18 @@ class Lookups:
         self._idle.clear()
 
     async def resolve_batches(
-        self, request: Request, sieve: Sieve | None = None
+        self,
+        request: Request,
+        sieve: Sieve | None = None,
+        *,
+        on_retry: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[list[Product], None]:
         """The request's products one batch of observations at a time: the observation
         query, then per batch its product list and the selection. The caller acts on a
         batch (records, plans, fetches) before the next is asked for, so a big program's
         transfers start with its first batch and its list is never held whole.
-        ``sieve`` follows what the filters let through."""
+        ``sieve`` follows what the filters let through; ``on_retry`` is told, before each
+        wait, what failed and when it is tried again."""
         claims = Claims()
         batcher = Batcher()
         listing = Listing()  # when the pages end: never queries without end
@@ -122,7 +128,9 @@ class Lookups:
             nonlocal asked
             asked += 1
             what = f"request {request.name}: product list {asked}"
-            table = await self._retried(functools.partial(_product_table, obsids=batch), what)
+            table = await self._retried(
+                functools.partial(_product_table, obsids=batch), what, on_retry
+            )
             return await self._call(
                 functools.partial(_select, request=request, table=table, claims=claims, sieve=sieve)
             )
@@ -131,6 +139,7 @@ class Lookups:
             found = await self._retried(
                 functools.partial(_observations, request=request, page=listing.page),
                 f"request {request.name}: observations, page {listing.page}",
+                on_retry,
             )
             batches = batcher.add(found.obsids)
             listing.took(found, batcher.fresh)
@@ -143,19 +152,24 @@ class Lookups:
         """The archive's view of the token; one bounded call, not retried."""
         return await self._call(lambda r: r.session_info())
 
-    async def _retried(self, step: Callable[[Resolver], T], what: str) -> T:
+    async def _retried(
+        self,
+        step: Callable[[Resolver], T],
+        what: str,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> T:
+        """``what``: "request NAME: the step", for the log; ``on_retry`` gets the step,
+        its error and the next try's time, for the request's ``last_error``."""
         cfg = self.config.download
 
         def announce(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
-            log.warning(
-                "%s: %s; retrying in %.1f s (attempt %d of %d failed)",
-                what,
-                exc,
-                state.upcoming_sleep,
-                state.attempt_number,
-                cfg.retries + 1,
-            )
+            attempt = f"attempt {state.attempt_number} of {cfg.retries + 1} failed"
+            log.warning("%s: %s; retrying in %.1f s (%s)", what, exc, state.upcoming_sleep, attempt)
+            if on_retry is not None:
+                at = datetime.now(UTC) + timedelta(seconds=state.upcoming_sleep)
+                step_name = what.partition(": ")[2] or what
+                on_retry(f"{step_name}: {exc}; trying again at {at:%Y-%m-%dT%H:%M:%SZ} ({attempt})")
 
         retrying = AsyncRetrying(
             sleep=self._sleep,

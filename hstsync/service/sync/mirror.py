@@ -32,7 +32,7 @@ from hstsync.service.sync.holdings import (
     sizes_on_disk,
     with_problems,
 )
-from hstsync.service.sync.hooks import PassLog
+from hstsync.service.sync.hooks import Notices, PassLog
 from hstsync.service.sync.planner import Action, Plan, Room, plan
 from hstsync.service.sync.resolution import Resolution
 from hstsync.service.sync.results import results_path, write_results
@@ -61,8 +61,11 @@ class Mirror:
         self._display = progress
         #: what each running pass brought and left failed, for the on_change hook
         self._passes = PassLog()
+        #: the other events the hook is told; its owner tells them (``tell_forever``,
+        #: ``drain``)
+        self.notices = Notices(config)
         self.resolution = Resolution(
-            config, store, self._passes, token=token, token_source=token_source
+            config, store, self._passes, self.notices, token=token, token_source=token_source
         )
         self.fetcher = Fetcher(
             config,
@@ -90,6 +93,7 @@ class Mirror:
         self.resolution.refresh_token()
         self.fetcher.proposals[request.name] = request.proposal_ids
         self._passes.start(request.name)
+        self.store.begin_pass(request.name)
         try:
             state = await self._sync(request)
         except asyncio.CancelledError:
