@@ -127,16 +127,27 @@ def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
             print(f"hstsync: no request named {request!r}", file=sys.stderr)
             return EXIT_USAGE
         products = store.products(request) if request is not None else None
+        facts = store.facts()
     running, pid, beat = daemon_status(config)
     if as_json:
-        doc: dict[str, Any] = status_document(summaries, products)
+        resync = config.schedule.resync_every
+        doc: dict[str, Any] = status_document(summaries, products, resync_every=resync)
         # an ISO time in UTC, as every other time the document holds
         stamp = None if beat is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(beat))
         doc["daemon"] = {"running": running, "pid": pid, "heartbeat": stamp}
+        doc["token"] = {
+            "state": facts.token_state,
+            "expires": facts.token_expires,
+            "checked": facts.token_checked,
+            "message": facts.token_message,
+        }
+        doc["fetched"] = {"files": facts.fetched_files, "bytes": facts.fetched_bytes}
         print(json.dumps(doc, indent=2))
     else:
         report.print_status(summaries, products)
         print(report.daemon_line(running, pid, beat, time.time()))
+        if (token := report.token_line(facts)) is not None:
+            print(token)
     unfinished = [s.request for s in summaries if s.request.state != "done"]
     if not unfinished:
         return EXIT_OK
