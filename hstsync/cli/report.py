@@ -251,6 +251,8 @@ def token_line(facts: Facts) -> str | None:
     if facts.token_state == "none":
         return "MAST token: none (public data only)"
     checked = f" (checked {facts.token_checked})" if facts.token_checked else ""
+    if facts.token_state == "accepted":  # its message says so: "accepted for alice"
+        return f"MAST token: {facts.token_message or 'accepted'}{checked}"
     return f"MAST token: {facts.token_state}: {facts.token_message or ''}{checked}"
 
 
