@@ -1,4 +1,6 @@
-"""The text both example hooks send: a short summary of one pass (stdlib only)."""
+"""The text both example hooks send: a short summary of one pass, or of another event
+worth a person's attention (a manifest set aside, lookups that keep failing, a MAST
+token refused or about to expire). Stdlib only."""
 
 from __future__ import annotations
 
@@ -13,7 +15,22 @@ def size(n: int) -> str:
     return str(n)
 
 
+#: what each event that is not a pass's report says, for the subject line
+EVENTS = {
+    "manifest_set_aside": "manifest set aside",
+    "lookups_failing": "lookups keep failing",
+    "token_refused": "the archive refuses the MAST token",
+    "token_expired": "the MAST token has expired",
+    "token_expiring": "the MAST token expires soon",
+}
+
+
 def subject(doc: dict[str, Any]) -> str:
+    event = doc.get("event", "pass")
+    if event != "pass":
+        what = EVENTS.get(event, event)
+        about = f"request {doc['request']}: " if doc.get("request") else ""
+        return f"hstsync: {about}{what}"
     new = doc.get("new_file_count", len(doc["new_files"]))
     failed = doc.get("failure_count", len(doc["failures"]))
     parts = []
@@ -25,6 +42,8 @@ def subject(doc: dict[str, Any]) -> str:
 
 
 def body(doc: dict[str, Any], limit: int = 50) -> str:
+    if doc.get("event", "pass") != "pass":
+        return event_body(doc)
     lines = [subject(doc), ""]
     lines.append(f"proposal(s): {', '.join(doc.get('proposal_ids', []))}")
     lines.append(f"mirror: {doc.get('mirror', '')}   pass finished: {doc.get('finished', '')}")
@@ -44,4 +63,15 @@ def body(doc: dict[str, Any], limit: int = 50) -> str:
         if more > 0:
             lines.append(f"  ... and {more} more")
     lines += ["", f"details: hstsync status {doc['request']}"]
+    return "\n".join(lines) + "\n"
+
+
+def event_body(doc: dict[str, Any]) -> str:
+    lines = [subject(doc), "", doc.get("reason", "")]
+    for key in ("manifest", "failures", "next_lookup", "expires", "source"):
+        if doc.get(key) is not None:
+            lines.append(f"{key.replace('_', ' ')}: {doc[key]}")
+    lines += ["", f"at: {doc.get('at', '')}"]
+    if doc.get("request"):
+        lines.append(f"details: hstsync status {doc['request']}")
     return "\n".join(lines) + "\n"

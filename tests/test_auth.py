@@ -10,6 +10,7 @@ the desktop's.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -23,7 +24,13 @@ import pytest
 from file_keyring import FileKeyring
 
 from hstsync.archive import auth
-from hstsync.archive.auth import KEYRING_SERVICE, KEYRING_USER, Token, find_token
+from hstsync.archive.auth import (
+    KEYRING_SERVICE,
+    KEYRING_USER,
+    Token,
+    find_token,
+    keyring_service,
+)
 from hstsync.archive.manifest import parse_manifest, parse_manifest_bytes
 from hstsync.archive.resolve import Resolver
 from hstsync.cli.commands import main
@@ -331,7 +338,7 @@ def test_exclusive_products_wait_then_come_with_a_token_from_each_source(
         elif source == "environment":
             monkeypatch.setenv("MAST_API_TOKEN", SECRET)
         else:
-            anonymous.set_password(KEYRING_SERVICE, KEYRING_USER, SECRET)
+            anonymous.set_password(keyring_service(emu.url), KEYRING_USER, SECRET)
         since = len(emu.requests)
         assert main(["run", "--once", "--config", str(config)]) == 0
         assert sorted(downloads(emu, since)) == sorted(exclusive)
@@ -413,18 +420,21 @@ def test_a_whole_run_never_writes_the_token_anywhere(tmp_path: Path, valid: bool
 # -- login, logout, whoami ---------------------------------------------------------------------
 
 
-def test_login_checks_stores_where_astroquery_looks_and_writes_no_file_of_ours(tmp_path: Path):
+def test_login_checks_stores_under_the_servers_entry_and_writes_no_file_of_ours(tmp_path: Path):
     root = tmp_path / "site"
     root.mkdir()
     with run_in_thread(tokens={SECRET: "alice"}) as emu:
         config = write_config(root, emu.url)
         env = subprocess_env(root)
         keyring_file = Path(env["HSTSYNC_TEST_KEYRING"])
+        entry = keyring_service(emu.url)
 
         refused = hstsync(env, "login", "--config", str(config), stdin="not-a-token\n")
         assert refused.returncode == 1
         assert "does not accept this token" in refused.stderr
         assert not keyring_file.exists()  # nothing stored
+        # the token astroquery and MAST use, which a login elsewhere must leave alone
+        FileKeyring(keyring_file).set_password(KEYRING_SERVICE, KEYRING_USER, "real-mast")
 
         since = len(emu.requests)
         done = hstsync(env, "login", "--config", str(config), stdin=SECRET + "\n")
@@ -433,8 +443,8 @@ def test_login_checks_stores_where_astroquery_looks_and_writes_no_file_of_ours(t
         # checked against the configured server's session info, with the token
         [check] = [r for r in emu.requests[since:] if r.path == "/whoami"]
         assert f"mast_token={SECRET}" in check.headers.get("Cookie", "")
-        stored = FileKeyring(keyring_file).get_password(KEYRING_SERVICE, KEYRING_USER)
-        assert stored == SECRET  # astroquery's own service and user names
+        stored = FileKeyring(keyring_file).get_password(entry, KEYRING_USER)
+        assert stored == SECRET and f"stored in the keyring ({entry})" in done.stdout
 
         who = hstsync(env, "whoami", "--config", str(config))
         assert who.returncode == 0, who.stderr
@@ -444,11 +454,13 @@ def test_login_checks_stores_where_astroquery_looks_and_writes_no_file_of_ours(t
 
         out = hstsync(env, "logout", "--config", str(config))
         assert out.returncode == 0 and "removed" in out.stdout
-        assert FileKeyring(keyring_file).get_password(KEYRING_SERVICE, KEYRING_USER) is None
+        assert FileKeyring(keyring_file).get_password(entry, KEYRING_USER) is None
         again = hstsync(env, "logout", "--config", str(config))
         assert again.returncode == 0 and "no MAST token was stored" in again.stdout
         gone = hstsync(env, "whoami", "--config", str(config))
         assert gone.returncode == 1 and "no MAST token" in gone.stderr
+        real = FileKeyring(keyring_file).get_password(KEYRING_SERVICE, KEYRING_USER)
+        assert real == "real-mast"  # never replaced, never removed
 
     for proc in (refused, done, who, out, again, gone):
         assert SECRET not in proc.stdout + proc.stderr
@@ -526,6 +538,7 @@ def test_login_at_a_terminal_reads_the_token_without_echo(tmp_path: Path):
 
     with run_in_thread(tokens={SECRET: "alice"}) as emu:
         config = write_config(tmp_path, emu.url)
+        entry = keyring_service(emu.url)
         env = subprocess_env(tmp_path)
         leader, follower = pty.openpty()
         proc = subprocess.Popen(
@@ -560,10 +573,34 @@ def test_login_at_a_terminal_reads_the_token_without_echo(tmp_path: Path):
     text = seen.decode(errors="replace")
     assert "accepted for alice" in text
     assert SECRET not in text  # not echoed as it was typed
-    stored = FileKeyring(Path(env["HSTSYNC_TEST_KEYRING"])).get_password(
-        KEYRING_SERVICE, KEYRING_USER
-    )
+    stored = FileKeyring(Path(env["HSTSYNC_TEST_KEYRING"])).get_password(entry, KEYRING_USER)
     assert stored == SECRET
+
+
+def test_the_keyring_entry_is_astroquerys_for_mast_and_the_servers_own_elsewhere():
+    assert keyring_service("https://mast.stsci.edu") == "astroquery:mast.stsci.edu.token"
+    assert keyring_service("https://MAST.stsci.edu:443") == KEYRING_SERVICE
+    assert keyring_service("http://127.0.0.1:8765") == "hstsync:127.0.0.1:8765.token"
+    assert keyring_service("https://masttest.stsci.edu") == "hstsync:masttest.stsci.edu.token"
+
+
+def test_a_token_file_every_user_can_read_is_used_and_said_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    path = tmp_path / "token"
+    path.write_text("a-token\n")
+    path.chmod(0o644)
+
+    with caplog.at_level(logging.WARNING):
+        assert find_token(path, {}) == Token("a-token", "token_file")
+
+    assert f"mast.token_file {path} is readable by every user" in caplog.text
+    assert f"chmod 600 {path}" in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING):
+        find_token(path, {})
+    assert caplog.text == ""
 
 
 # -- advice that can work where it is given (issue: "run hstsync login" where it cannot help)

@@ -59,7 +59,13 @@ def test_run_once_then_status_table_and_json(
         "last_error",
         "updated",
         "last_new_files",
+        "last_mirrored",
+        "last_pass",
+        "next_lookup",
+        "lookup_failures",
+        "ok",
     }
+    assert request["ok"] is True and request["last_mirrored"] == request["last_pass"]["ended"]
     assert request["name"] == "7291"
     assert request["state"] == "done"
     assert request["proposal_ids"] == ["7291"]

@@ -163,6 +163,38 @@ def test_unknown_home_directory_is_a_config_error():
     refused(MINIMAL.replace('"/m"', '"~no-such-user-hstsync/m"'), "paths.mirror: cannot expand")
 
 
+def test_home_and_other_variables_in_paths_are_expanded(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HOME", "/home/alice")
+    monkeypatch.setenv("HST_DATA", "/data/hst")
+    cfg = parse(
+        MINIMAL.replace('"/m"', '"$HOME/hst/mirror"')
+        .replace('"/r"', '"${HST_DATA}/requests"')
+        .replace('"/d/hstsync.db"', '"~/hstsync.db"')
+    )
+    assert cfg.paths.mirror == Path("/home/alice/hst/mirror")
+    assert cfg.paths.requests == Path("/data/hst/requests")
+    assert cfg.paths.database == Path("/home/alice/hstsync.db")
+
+
+def test_a_variable_that_is_not_set_is_a_config_error_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.delenv("HSTSYNC_NO_SUCH_VARIABLE", raising=False)
+    refused(
+        MINIMAL.replace('"/m"', '"$HSTSYNC_NO_SUCH_VARIABLE/m"'),
+        r"paths.mirror: \$HSTSYNC_NO_SUCH_VARIABLE in .* is not set",
+    )
+
+
+def test_a_tilde_in_hstsync_config_is_the_home_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "hst.toml").write_text(MINIMAL.replace('"/m"', '"/from-home"'))
+
+    assert load_config(None, {"HSTSYNC_CONFIG": "~/hst.toml"}).paths.mirror == Path("/from-home")
+
+
 @pytest.mark.parametrize(
     "server",
     [

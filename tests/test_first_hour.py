@@ -115,6 +115,33 @@ def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path):
     assert "exit=1" in proc.stderr  # 7291 is incomplete; not 120
 
 
+def test_status_into_head_starts_with_its_header(tmp_path: Path):
+    seeded_store(tmp_path / "hstsync.db").close()
+    config = make_config(tmp_path, "http://127.0.0.1:9")
+    proc = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m hstsync status --config {config} | head -1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout.startswith("REQUEST "), proc.stdout  # no blank line first
+
+
+def test_status_json_gives_the_heartbeat_as_an_iso_time_like_every_other(
+    tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
+):
+    config = make_config(tmp_path, served.url)
+    (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    assert main(["status", "--json", "--config", str(config)]) == 0
+
+    daemon = json.loads(capsys.readouterr().out)["daemon"]
+    assert daemon["running"] is False
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", daemon["heartbeat"])
+
+
 def test_status_names_what_is_unfinished_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):

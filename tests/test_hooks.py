@@ -134,7 +134,8 @@ async def test_hook_that_cannot_start_does_not_fail_the_pass(
 
 
 def test_example_hooks_read_the_document(tmp_path: Path):
-    """The shipped examples parse the document a pass sends (dry run: no mail, no POST)."""
+    """The shipped examples read the documents a pass and an event send (dry run: no
+    mail, no POST)."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent / "examples"
@@ -147,6 +148,14 @@ def test_example_hooks_read_the_document(tmp_path: Path):
         "failures": [{"path": None, "data_uri": "mast:b", "reason": "HTTP 404"}],
         "finished": "2024-01-01T00:00:00Z",
     }
+    event = {
+        "event": "token_expiring",
+        "request": None,
+        "reason": "the MAST token of alice expires at 2024-01-05 00:00 UTC: make a new one",
+        "expires": "2024-01-05T00:00:00Z",
+        "source": "keyring",
+        "at": "2024-01-01T00:00:00Z",
+    }
     for script in ("hook-mail.py", "hook-webhook.py"):
         proc = subprocess.run(
             [sys.executable, str(root / script), "--dry-run"],
@@ -157,6 +166,16 @@ def test_example_hooks_read_the_document(tmp_path: Path):
         )
         assert proc.returncode == 0, proc.stderr
         assert "7291" in proc.stdout and "a.fits" in proc.stdout and "HTTP 404" in proc.stdout
+        told = subprocess.run(
+            [sys.executable, str(root / script), "--dry-run"],
+            input=json.dumps(event),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert told.returncode == 0, told.stderr
+        assert "the MAST token expires soon" in told.stdout
+        assert "expires at 2024-01-05 00:00 UTC" in told.stdout
 
 
 async def test_hook_of_a_big_pass_names_the_first_files_and_counts_them_all(

@@ -158,8 +158,12 @@ def test_a_request_with_every_file_done_is_done_without_error():
     assert settle(Counts(total=3, done=3)) == Settlement(RequestState.DONE, None, True)
 
 
-def test_an_empty_request_resolved_is_done():
-    assert settle(Counts()) == Settlement(RequestState.DONE, None, True)
+def test_an_empty_request_resolved_is_not_done_and_says_why():
+    why = "the filters left none of the 53 products of proposal 7291: …"
+    assert settle(Counts(), empty=why) == Settlement(RequestState.INCOMPLETE, why, True)
+    assert settle(Counts()) == Settlement(
+        RequestState.INCOMPLETE, "the archive lists no products for this request", True
+    )
 
 
 def test_a_request_with_failures_is_incomplete_and_says_how_many_and_the_first_why():

@@ -148,9 +148,9 @@ async def test_transient_portal_failures_are_retried(config: Config, emulator: E
 async def test_product_lists_are_asked_in_batches_and_a_failed_batch_alone_again(
     config: Config, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ):
-    from hstsync.archive import resolve
+    from hstsync.archive import paging
 
-    monkeypatch.setattr(resolve, "OBSID_BATCH", 1)
+    monkeypatch.setattr(paging, "OBSID_BATCH", 1)
     cfg = replace(config, download=replace(config.download, retries=2))
     emulator.faults.add(Fault(FaultKind.INVOKE_ERROR, match="Mast.Caom.Products", times=1))
 

@@ -18,7 +18,7 @@ import pytest
 import hstsync
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState, Request, RequestState, counts_of
-from hstsync.store import SCHEMA_VERSION, PlanDiff, Store
+from hstsync.store import SCHEMA_VERSION, Facts, PlanDiff, Store
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 REPO = Path(hstsync.__file__).resolve().parent.parent
@@ -537,14 +537,21 @@ def test_tallies_follow_every_kind_of_product_write(store: Store, db: Path) -> N
     assert kept == counted and {row[0] for row in kept} == {"b"}
 
 
-def undo_version_6(conn: sqlite3.Connection) -> None:
-    """The database as a version-5 hstsync left it: no hashes, validators, versions."""
+def undo_version_7(conn: sqlite3.Connection) -> None:
+    """The database as a version-6 hstsync left it: no hashes, validators, versions."""
     conn.execute("DROP INDEX products_relpath")
     conn.execute("DROP TABLE orphans")
     for column in ("sha256", "etag", "last_modified", "prvversion", "verified", "supersede"):
         conn.execute(f"ALTER TABLE products DROP COLUMN {column}")
     for column in ("last_verify", "verify_summary"):
         conn.execute(f"ALTER TABLE requests DROP COLUMN {column}")
+
+
+def undo_version_6(conn: sqlite3.Connection) -> None:
+    """The database as schema version 5 had it: no pass times, no facts."""
+    for column in ("pass_started", "pass_ended", "mirrored_at"):
+        conn.execute(f"ALTER TABLE requests DROP COLUMN {column}")
+    conn.execute("DROP TABLE facts")
 
 
 def drop_tallies(conn: sqlite3.Connection) -> None:
@@ -558,6 +565,7 @@ def test_a_version_2_database_gains_tallies_that_match_its_rows(db: Path) -> Non
         seeded(store, "a", count=4)
         store.mark("a", uri(0), ProductState.DONE)
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 2 left it
+        undo_version_7(conn)
         undo_version_6(conn)
         drop_tallies(conn)
         conn.execute("ALTER TABLE requests DROP COLUMN last_new_files")
@@ -580,6 +588,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
         store.upsert_request(Request("r", ("1",)), "r.toml")
         store.replace_products("r", [product(1, size=1000)])
     conn = sqlite3.connect(db)
+    undo_version_7(conn)
     undo_version_6(conn)
     drop_tallies(conn)
     conn.execute("DROP INDEX products_request_order")
@@ -599,7 +608,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
     conn.close()
 
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 6
+        assert store.schema_version == SCHEMA_VERSION == 7
         [row] = store.products("r")
         assert row.catalogue_size == row.product.size == 1000
         assert store.get_request("r").lookup_failures == 0  # type: ignore[union-attr]
@@ -643,6 +652,7 @@ def test_a_version_4_database_resolved_again_keeps_what_is_still_listed(db: Path
         store.replace_products("r", [product(1), product(2), product(3)])
         store.mark("r", uri(1), ProductState.DONE)
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 4 left it
+        undo_version_7(conn)
         undo_version_6(conn)
         conn.execute("DROP INDEX products_request_order")
         conn.execute("ALTER TABLE products DROP COLUMN seen")
@@ -656,14 +666,56 @@ def test_a_version_4_database_resolved_again_keeps_what_is_still_listed(db: Path
         assert states == {uri(1): ProductState.DONE, uri(2): ProductState.PENDING}
 
 
-def test_a_version_5_database_gains_hashes_validators_and_versions(db: Path) -> None:
+def test_a_version_5_database_gains_pass_times_and_facts(db: Path) -> None:
+    with Store(db) as store:
+        store.upsert_request(Request("r", ("1",)), "r.toml")
+        store.replace_products("r", [product(1)])
+    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 5 left it
+        undo_version_7(conn)
+        undo_version_6(conn)
+        conn.execute("PRAGMA user_version = 5")
+
+    with Store.open_readonly(db) as store:  # status beside a daemon not yet upgraded
+        row = store.get_request("r")
+        assert row is not None and row.mirrored_at is None and row.pass_ended is None
+        assert store.facts() == Facts()
+    with Store(db) as store:
+        store.begin_pass("r")
+        store.mark("r", uri(1), ProductState.DONE)
+        store.set_request_state("r", RequestState.DONE, resolved=True)
+        row = store.end_pass("r", new_files=1, new_bytes=1000)
+        assert row.mirrored_at == row.pass_ended and row.pass_started is not None
+        assert (store.facts().fetched_files, store.facts().fetched_bytes) == (1, 1000)
+        assert store.schema_version == SCHEMA_VERSION
+
+
+def test_only_a_pass_that_leaves_everything_done_stamps_mirrored(store: Store) -> None:
+    store.upsert_request(Request("r", ("1",)), "r.toml")
+    store.set_request_state("r", RequestState.DONE, resolved=True)
+    mirrored = store.end_pass("r").mirrored_at
+    assert mirrored is not None
+
+    store.set_request_state("r", RequestState.DONE, "last re-sync failed: HTTP 503")
+    assert store.end_pass("r").mirrored_at == mirrored
+    store.set_request_state("r", RequestState.INCOMPLETE, "1 failed")
+    assert store.end_pass("r").mirrored_at == mirrored
+    # a manifest that asks for something else has not been mirrored yet
+    store.upsert_request(Request("r", ("2",)), "r.toml")
+    assert store.get_request("r").mirrored_at is None  # type: ignore[union-attr]
+    # the counters only grow
+    store.end_pass("r", new_files=2, new_bytes=10)
+    store.end_pass("r", new_files=1, new_bytes=5)
+    assert (store.facts().fetched_files, store.facts().fetched_bytes) == (3, 15)
+
+
+def test_a_version_6_database_gains_hashes_validators_and_versions(db: Path) -> None:
     with Store(db) as store:
         store.upsert_request(Request("r", ("1",)), "r.toml")
         store.replace_products("r", [product(1), product(2)])
         store.mark("r", uri(1), ProductState.DONE)
-    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 5 left it
-        undo_version_6(conn)
-        conn.execute("PRAGMA user_version = 5")
+    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 6 left it
+        undo_version_7(conn)
+        conn.execute("PRAGMA user_version = 6")
 
     with Store(db) as store:
         assert store.schema_version == SCHEMA_VERSION

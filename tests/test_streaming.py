@@ -13,8 +13,10 @@ from urllib.parse import unquote_plus
 
 import pytest
 from astropy.table import Table
+from emulator_helpers import PageIgnoringArchive
 
-from hstsync.archive import resolve
+from hstsync.archive import paging
+from hstsync.archive.paging import Listing, ObservationPage
 from hstsync.archive.rows import Claims, products_from_rows
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind, PortalQuirks
@@ -34,7 +36,7 @@ def manifest(proposal: int = PROPOSAL) -> str:
 def config(tmp_path: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Config:
     # one observation per batch; one transfer at a time: the feed holds two jobs, so a
     # batch of four cannot be queued whole before a file has been fetched
-    monkeypatch.setattr(resolve, "OBSID_BATCH", 1)
+    monkeypatch.setattr(paging, "OBSID_BATCH", 1)
     emulator.catalogue.add_program(PROPOSAL, files=12, size=5760, per_observation=4)
     cfg = for_directory(
         tmp_path, server=emulator.url, backoff=0.01, backoff_max=0.02, retries=0, timeout=5
@@ -118,9 +120,9 @@ async def test_a_product_listed_again_in_a_later_batch_is_recorded_once(
 async def test_observations_are_listed_a_page_at_a_time_and_every_page_is_fetched(
     config: Config, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, server_page: int | None
 ):
-    # two observations a page (three pages); or a server that gives one a page
-    # whatever is asked (a short page is not the last: only an empty one is)
-    monkeypatch.setattr(resolve, "OBS_PAGE", 2)
+    # two observations a page (two pages, the second short); or a server that gives one
+    # a page whatever is asked (and says so: its pages are full)
+    monkeypatch.setattr(paging, "OBS_PAGE", 2)
     if server_page is not None:
         emulator.catalogue.set_portal_quirks(PROPOSAL, PortalQuirks(page_rows=server_page))
 
@@ -131,9 +133,48 @@ async def test_observations_are_listed_a_page_at_a_time_and_every_page_is_fetche
         for r in emulator.requests
         if r.path == "/api/v0/invoke" and "Mast.Caom.Filtered" in unquote_plus(r.body)
     ]
-    assert len(pages) == (3 if server_page is None else 4)  # the last one empty
+    # a short page is the last; a server's own page size is not short (the last empty)
+    assert len(pages) == (2 if server_page is None else 4)
     assert len(states(config)) == 12
     assert set(states(config).values()) == {ProductState.DONE}
+
+
+async def test_an_archive_that_ignores_page_ends_the_list_when_a_page_brings_nothing_new(
+    config: Config, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(paging, "OBS_PAGE", 2)  # 95300's three observations: two pages
+    async with PageIgnoringArchive(emulator) as archive:
+        config = replace(config, mast=replace(config.mast, server=archive.url))
+
+        assert await run_once(config) == 0
+
+    # page 2 answered with page 1's observations: nothing new, no page 3
+    assert archive.listed == 2
+    assert len(states(config)) == 8  # what the two observations listed hold
+    assert set(states(config).values()) == {ProductState.DONE}
+
+
+@pytest.mark.parametrize(
+    ("pages", "asked"),
+    [
+        ([(2, 2, None), (2, 2, None), (1, 2, None)], 3),  # a short page is the last
+        ([(2, 2, None), (0, 2, None)], 2),  # so is an empty one
+        ([(2, 2, 2), (2, 2, 9), (2, 2, 9), (2, 2, 9)], 3),  # the first answer said 2 pages
+        ([(500, 500, None), (500, 500, None), (3, 500, None)], 3),  # the server's own size
+    ],
+)
+def test_a_listing_asks_for_no_page_beyond_what_the_archive_implies(
+    pages: list[tuple[int, int, int | None]], asked: int
+):
+    listing = Listing()
+    taken = 0
+    for rows, page_size, total in pages:
+        if listing.done:
+            break
+        found = ObservationPage([str(n) for n in range(rows)], rows, page_size, total)
+        listing.took(found, fresh=rows)  # every observation new
+        taken += 1
+    assert taken == asked and listing.done
 
 
 def test_claims_keep_a_path_with_its_first_owner_across_batches() -> None:
@@ -212,10 +253,10 @@ def test_seen_holds_every_text_added_and_no_other(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_first_product_list_is_small_and_the_rest_full(monkeypatch: pytest.MonkeyPatch):
-    from hstsync.archive.resolve import Batcher
+    from hstsync.archive.paging import Batcher
 
-    monkeypatch.setattr(resolve, "FIRST_BATCH", 2)
-    monkeypatch.setattr(resolve, "OBSID_BATCH", 3)
+    monkeypatch.setattr(paging, "FIRST_BATCH", 2)
+    monkeypatch.setattr(paging, "OBSID_BATCH", 3)
     batcher = Batcher()
 
     assert batcher.add(["1", "2", "3", "2"]) == [["1", "2"]]

@@ -132,7 +132,8 @@ def expected(config: Config, name: str | None = None) -> dict[str, object]:
     with Store.open_readonly(config.paths.database) as store:
         summaries = store.summaries(name)
         products = store.products(name) if name is not None else None
-        return status_document(summaries, products)
+        resync = config.schedule.resync_every
+        return status_document(summaries, products, resync_every=resync)
 
 
 # -- JSON ----------------------------------------------------------------------------------

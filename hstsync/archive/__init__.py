@@ -2,7 +2,9 @@
 
 - ``manifest``: a request file -> :class:`~hstsync.model.Request`, and back.
 - ``resolve``: a Request -> products, through astroquery (blocking; run in a thread).
+- ``paging``: when a list of observations ends, and obsids in product-list batches (pure).
 - ``rows``: one catalogue row -> a Product: sizes, masked cells, repeats, twins (pure).
+- ``selection``: why a request selects nothing, in words a person can act on.
 - ``auth``: where the MAST token comes from and which hosts may receive it.
 - ``cloud``: a product's key and URL in the ``stpubdata`` bucket (pure).
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
         checked,
         find_token,
         session_warning,
+        standing_of,
         user_of,
     )
     from hstsync.archive.cloud import cloud_source
@@ -30,13 +33,18 @@ if TYPE_CHECKING:
         request_name,
         write_manifest,
     )
-    from hstsync.archive.resolve import Batcher, Resolver, preload
+    from hstsync.archive.paging import Batcher, Listing, ObservationPage
+    from hstsync.archive.resolve import Resolver, preload
     from hstsync.archive.rows import Claims
+    from hstsync.archive.selection import Sieve
 
 __all__ = [
     "Batcher",
     "Claims",
+    "Listing",
+    "ObservationPage",
     "Resolver",
+    "Sieve",
     "Token",
     "auth_required_message",
     "check_transport",
@@ -48,6 +56,7 @@ __all__ = [
     "preload",
     "request_name",
     "session_warning",
+    "standing_of",
     "user_of",
     "write_manifest",
 ]
@@ -62,11 +71,14 @@ __getattr__, __dir__ = lazy(
             "checked",
             "find_token",
             "session_warning",
+            "standing_of",
             "user_of",
         ],
         "cloud": ["cloud_source"],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
-        "resolve": ["Batcher", "Resolver", "preload"],
+        "paging": ["Batcher", "Listing", "ObservationPage"],
+        "resolve": ["Resolver", "preload"],
         "rows": ["Claims"],
+        "selection": ["Sieve"],
     },
 )

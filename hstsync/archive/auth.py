@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hstsync.config import TOKEN_PAGE, token_allowed
+from hstsync.config import DEFAULT_SERVER, TOKEN_PAGE, token_allowed
 from hstsync.errors import AuthError, ConfigError, HstsyncError
 
 log = logging.getLogger(__name__)
 
-#: astroquery's keyring service and user names (astroquery/mast/auth.py)
+#: astroquery's keyring service and user names (astroquery/mast/auth.py): the entry of
+#: the token for MAST itself (:func:`keyring_service`)
 KEYRING_SERVICE = "astroquery:mast.stsci.edu.token"
 KEYRING_USER = "masttoken"
 #: keys of the archive's session info that hold (part of) the token itself
@@ -42,6 +43,8 @@ _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 class Token:
     value: str
     source: str  # "token_file", "environment" or "keyring"
+    #: the keyring entry it came from (:func:`keyring_service`), for a keyring token
+    entry: str = KEYRING_SERVICE
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback
         return f"Token(source={self.source!r})"
@@ -51,8 +54,22 @@ class Token:
         return {
             "token_file": "[mast] token_file",
             "environment": "$MAST_API_TOKEN",
-            "keyring": f"the keyring ({KEYRING_SERVICE})",
+            "keyring": f"the keyring ({self.entry})",
         }.get(self.source, self.source)
+
+
+def keyring_service(server: str = DEFAULT_SERVER) -> str:
+    """The keyring entry (service name) of the token for ``server``.
+
+    MAST's is astroquery's own entry, so either tool's login serves both. Any other
+    server (the bundled emulator, a test archive) has an entry of its own, named for
+    its host and port: a login there never replaces the token astroquery and MAST use.
+    """
+    parts = urlsplit(server)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" and host == "mast.stsci.edu" and parts.port in (None, 443):
+        return KEYRING_SERVICE
+    return f"hstsync:{host if parts.port is None else f'{host}:{parts.port}'}.token"
 
 
 def checked(token: str, where: str) -> str:
@@ -69,6 +86,7 @@ def checked(token: str, where: str) -> str:
 
 
 def from_file(path: Path) -> str:
+    _warn_if_readable_by_all(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -80,19 +98,42 @@ def from_file(path: Path) -> str:
     return checked(text, f"mast.token_file {path}")
 
 
+def _warn_if_readable_by_all(path: Path) -> None:
+    """A token every user of the machine can read is said so (as ssh does of a key),
+    once per file and mode; it is still used: refusing would stop a mirror that ran."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # reading it says why
+    if mode & 0o004 and (path, mode) not in _WARNED:
+        _WARNED.add((path, mode))
+        log.warning(
+            "mast.token_file %s is readable by every user of this machine (mode %04o); "
+            "`chmod 600 %s` (or hand it over as a systemd credential)",
+            path,
+            mode & 0o7777,
+            path,
+        )
+
+
+_WARNED: set[tuple[Path, int]] = set()
+
+
 def keyring_disabled() -> bool:
     return bool(os.environ.get("HSTSYNC_NO_KEYRING"))
 
 
-def from_keyring() -> str | None:
+def from_keyring(server: str = DEFAULT_SERVER) -> str | None:
+    """The token the keyring holds for ``server`` (:func:`keyring_service`), if any."""
     if keyring_disabled():
         return None
+    service = keyring_service(server)
     try:
         import keyring
         from keyring.errors import KeyringError
 
         try:
-            value = keyring.get_password(KEYRING_SERVICE, KEYRING_USER)
+            value = keyring.get_password(service, KEYRING_USER)
         except KeyringError:
             return None
     except Exception:  # a broken backend must not stop a public mirror
@@ -100,18 +141,23 @@ def from_keyring() -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         return None
-    return checked(value, f"the keyring entry {KEYRING_SERVICE}")
+    return checked(value, f"the keyring entry {service}")
 
 
-def find_token(token_file: Path | None, env: Mapping[str, str] | None = None) -> Token | None:
-    """The first token found, or None for anonymous (public-only) access."""
+def find_token(
+    token_file: Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    server: str = DEFAULT_SERVER,
+) -> Token | None:
+    """The first token found for ``server``, or None for anonymous (public-only) access."""
     env = os.environ if env is None else env
     if token_file is not None:
         return Token(from_file(token_file), "token_file")
     if env.get("MAST_API_TOKEN", "").strip():
         return Token(checked(env["MAST_API_TOKEN"], "$MAST_API_TOKEN"), "environment")
-    value = from_keyring()
-    return Token(value, "keyring") if value else None
+    value = from_keyring(server)
+    return Token(value, "keyring", keyring_service(server)) if value else None
 
 
 # -- where the token may go -------------------------------------------------------------
@@ -201,26 +247,28 @@ def require_keyring() -> Any:
     return keyring
 
 
-def store_in_keyring(token: str) -> None:
-    """Write astroquery's keyring entry (``Observations.login(store_token=True)``'s)."""
+def store_in_keyring(token: str, server: str = DEFAULT_SERVER) -> None:
+    """Write the keyring entry of ``server``'s token: for MAST, astroquery's own
+    (``Observations.login(store_token=True)``'s); see :func:`keyring_service`."""
     keyring = require_keyring()
     from keyring.errors import KeyringError
 
     try:
-        keyring.set_password(KEYRING_SERVICE, KEYRING_USER, token)
+        keyring.set_password(keyring_service(server), KEYRING_USER, token)
     except KeyringError as exc:
         raise AuthError(f"the keyring refused to store the token ({type(exc).__name__})") from None
 
 
-def remove_from_keyring() -> bool:
-    """Delete the entry; False when there was none."""
+def remove_from_keyring(server: str = DEFAULT_SERVER) -> bool:
+    """Delete the entry of ``server``'s token; False when there was none."""
     keyring = require_keyring()
     from keyring.errors import KeyringError, PasswordDeleteError
 
+    service = keyring_service(server)
     try:
-        if keyring.get_password(KEYRING_SERVICE, KEYRING_USER) is None:
+        if keyring.get_password(service, KEYRING_USER) is None:
             return False
-        keyring.delete_password(KEYRING_SERVICE, KEYRING_USER)
+        keyring.delete_password(service, KEYRING_USER)
     except PasswordDeleteError:
         return False
     except KeyringError as exc:
@@ -286,31 +334,69 @@ def _keyring_available() -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """How the archive judges a token, from its session info (:func:`standing_of`)."""
+
+    #: "accepted", "expiring" (within :data:`EXPIRY_WARNING_DAYS`), "expired" or
+    #: "refused" (the archive takes it for nobody)
+    state: str
+    #: when the archive says it expires, where it says so
+    expires: datetime | None
+    #: for people: whose it is, or what is wrong and what to do
+    message: str
+
+    @property
+    def worrying(self) -> bool:
+        return self.state != "accepted"
+
+
+def standing_of(
+    info: Mapping[str, Any], now: datetime | None = None, *, source: str | None = "keyring"
+) -> Standing:
+    """The token's standing from the archive's session info ``info``.
+
+    ``source`` is where the token came from (``Token.source``): the advice names it.
+    MAST tokens expire after 10 days unused and 60 days at most; the archive's answer
+    is the only place that can say when, so the warning comes where it says so."""
+    if is_anonymous(info):
+        return Standing(
+            "refused",
+            None,
+            "the archive does not accept the MAST token (expired or revoked?): "
+            f"exclusive-access files wait as auth_required; make a new token at {TOKEN_PAGE} "
+            f"and {renewal_advice(source)}",
+        )
+    expires = expiry_of(info)
+    accepted = Standing("accepted", expires, f"accepted for {user_of(info)}")
+    if expires is None:
+        return accepted
+    left = expires - (now or datetime.now(UTC))
+    if left > timedelta(days=EXPIRY_WARNING_DAYS):
+        return accepted
+    when = expires.strftime("%Y-%m-%d %H:%M UTC")
+    if left.total_seconds() <= 0:
+        return Standing(
+            "expired",
+            expires,
+            f"the MAST token of {user_of(info)} expired at {when}; {renewal_advice(source)}",
+        )
+    return Standing(
+        "expiring",
+        expires,
+        f"the MAST token of {user_of(info)} expires at {when}: make a new one at "
+        f"{TOKEN_PAGE} and {renewal_advice(source)}",
+    )
+
+
 def session_warning(
     info: Mapping[str, Any], now: datetime | None = None, *, source: str | None = "keyring"
 ) -> str | None:
     """What a long-running mirror should tell its operator about its token, if anything.
 
     ``source`` is where the token came from (``Token.source``): the advice names it."""
-    if is_anonymous(info):
-        return (
-            "the archive does not accept the MAST token (expired or revoked?): "
-            f"exclusive-access files wait as auth_required; make a new token at {TOKEN_PAGE} "
-            f"and {renewal_advice(source)}"
-        )
-    expires = expiry_of(info)
-    if expires is None:
-        return None
-    left = expires - (now or datetime.now(UTC))
-    if left > timedelta(days=EXPIRY_WARNING_DAYS):
-        return None
-    when = expires.strftime("%Y-%m-%d %H:%M UTC")
-    if left.total_seconds() <= 0:
-        return f"the MAST token of {user_of(info)} expired at {when}; {renewal_advice(source)}"
-    return (
-        f"the MAST token of {user_of(info)} expires at {when}: make a new one at "
-        f"{TOKEN_PAGE} and {renewal_advice(source)}"
-    )
+    standing = standing_of(info, now, source=source)
+    return standing.message if standing.worrying else None
 
 
 def auth_required_message(

@@ -28,29 +28,15 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from hstsync.archive import paging
 from hstsync.archive.auth import check_transport, token_domain
-from hstsync.archive.rows import (
-    Claims,
-    Seen,
-    missing,
-    products_from_rows,
-    unusable_sizes,
-)
+from hstsync.archive.paging import Batcher, Listing, ObservationPage, page_count, paging_of
+from hstsync.archive.rows import Claims, missing, products_from_rows, unusable_sizes
+from hstsync.archive.selection import Sieve, why_no_observation
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
 
 log = logging.getLogger(__name__)
-
-#: obsids per Mast.Caom.Products call, so a program of thousands of observations
-#: does not become one enormous form body.
-OBSID_BATCH = 500
-
-#: obsids of the first Mast.Caom.Products call: a quick first list, so transfers start
-FIRST_BATCH = 50
-
-#: observations per page of Mast.Caom.Filtered (astroquery's default is 50,000 a page,
-#: every page held at once)
-OBS_PAGE = 2000
 
 _ENDPOINT_SUFFIX = "/api/v0/invoke"
 
@@ -110,6 +96,10 @@ class Resolver:
         #: dataURI -> why its catalogue size could not be used, for cells taken out of
         #: the portal's answer before astroquery parses it (:func:`unusable_sizes`)
         self._unusable: dict[str, str] = {}
+        #: the ``paging`` block of the last portal answer, kept while a page of
+        #: observations is asked for (:meth:`observations`)
+        self._paging: dict[str, Any] | None = None
+        self._listing = False
         self._repoint(self._obs)
         self._bound(self._obs)
         if token:
@@ -128,6 +118,8 @@ class Resolver:
             response = unbounded(method, url, *args, **kwargs)
             if url.endswith("/invoke"):
                 self._unusable |= unusable_sizes(response)
+                if self._listing:
+                    self._paging = paging_of(response)
             return response
 
         session.request = request
@@ -188,7 +180,9 @@ class Resolver:
     # ``select`` (filters and the row → Product boundary; no network).
     # ``resolve_batches`` runs them in order, blocking (``hstsync plan``).
 
-    def resolve_batches(self, request: Request) -> Iterator[list[Product]]:
+    def resolve_batches(
+        self, request: Request, sieve: Sieve | None = None
+    ) -> Iterator[list[Product]]:
         """The products a request names today, one batch of observations at a time.
         Blocking (``hstsync plan``; the pass calls the steps itself, ``service.lookup``).
 
@@ -197,44 +191,74 @@ class Resolver:
         :class:`ManifestError` for what the user must fix (an unknown criterion, a
         proposal with no observations), :class:`ArchiveUnavailable` for trouble worth
         trying again soon and :class:`ResolveError` for other archive trouble.
+        ``sieve`` follows what the filters let through (and why nothing, if so).
         """
         claims = Claims()
         batcher = Batcher()
-        page = 1
-        while obsids := self.observations(request, page):
-            for batch in batcher.add(obsids):
-                yield self.select(request, [self.product_table(batch)], claims)
-            page += 1
+        listing = Listing()
+        while not listing.done:
+            found = self.observations(request, listing.page)
+            batches = batcher.add(found.obsids)
+            listing.took(found, batcher.fresh)
+            for batch in batches:
+                yield self.select(request, [self.product_table(batch)], claims, sieve)
         for batch in batcher.rest():
-            yield self.select(request, [self.product_table(batch)], claims)
+            yield self.select(request, [self.product_table(batch)], claims, sieve)
 
-    def observations(self, request: Request, page: int = 1) -> list[str]:
-        """The obsids of one page of the request's observations (``query_criteria``,
-        :data:`OBS_PAGE` a page); an empty list past the last page. Blocking.
+    def observations(self, request: Request, page: int = 1) -> ObservationPage:
+        """One page of the request's observations (``query_criteria``,
+        :data:`~hstsync.archive.paging.OBS_PAGE` a page), with the paging the archive
+        says it used. Blocking.
 
         A page at a time because astroquery holds every page's JSON and table at once:
-        25,000 observations cost 110 MB for the moment it parses them.
+        25,000 observations cost 110 MB for the moment it parses them. Whether to ask
+        for the next page is :class:`Listing`'s to say.
         """
-        ids = ", ".join(request.proposal_ids)
-        with self._translated(), warnings.catch_warnings():
-            # NoResultsWarning and friends: we report emptiness ourselves.
-            warnings.simplefilter("ignore")
-            observations = self._obs.query_criteria(
-                proposal_id=list(request.proposal_ids),
-                obs_collection="HST",
-                pagesize=OBS_PAGE,
-                page=page,
-                **dict(request.criteria),
-            )
-            if len(observations) == 0:
-                if page == 1:
-                    raise ManifestError(
-                        f"proposal {ids} has no HST observations matching the request"
-                    )
-                return []
-            obsids = [str(o) for o in observations["obsid"] if not missing(o) and str(o)]
+        self._paging, self._listing = None, True
+        try:
+            with self._translated(), warnings.catch_warnings():
+                # NoResultsWarning and friends: we report emptiness ourselves.
+                warnings.simplefilter("ignore")
+                observations = self._obs.query_criteria(
+                    proposal_id=list(request.proposal_ids),
+                    obs_collection="HST",
+                    pagesize=paging.OBS_PAGE,
+                    page=page,
+                    **dict(request.criteria),
+                )
+                if len(observations) == 0 and page == 1:
+                    raise ManifestError(self._why_no_observation(request))
+                obsids = [str(o) for o in observations["obsid"] if not missing(o) and str(o)]
+        finally:
+            self._listing = False
+        said: dict[str, Any] = self._paging or {}
         log.debug("request %s: %d observations on page %d", request.name, len(obsids), page)
-        return obsids
+        return ObservationPage(
+            obsids,
+            rows=len(observations),
+            page_size=page_count(said.get("pageSize")) or paging.OBS_PAGE,
+            pages=page_count(said.get("pagesFiltered")),
+        )
+
+    def _why_no_observation(self, request: Request) -> str:
+        """Why a request's first page of observations is empty: its proposal has none,
+        or its criteria match none of them (one more query, without the criteria, says
+        which values there are)."""
+        ids = ", ".join(request.proposal_ids)
+        nothing = f"proposal {ids} has no HST observations"
+        if not request.criteria:
+            return nothing
+        self._listing = False
+        observations = self._obs.query_criteria(
+            proposal_id=list(request.proposal_ids),
+            obs_collection="HST",
+            pagesize=paging.OBS_PAGE,
+            page=1,
+        )
+        if len(observations) == 0:
+            return nothing
+        whole = len(observations) < paging.OBS_PAGE
+        return why_no_observation(request.proposal_ids, request.criteria, observations, whole=whole)
 
     def product_table(self, obsids: list[str]) -> Any:
         """The products table of one batch of obsids (``get_product_list``). Blocking."""
@@ -243,24 +267,29 @@ class Resolver:
             return self._obs.get_product_list(obsids)
 
     def select(
-        self, request: Request, tables: Iterable[Any], claims: Claims | None = None
+        self,
+        request: Request,
+        tables: Iterable[Any],
+        claims: Claims | None = None,
+        sieve: Sieve | None = None,
     ) -> list[Product]:
         """``filter_products`` over the batches' tables, then rows → products.
 
         ``claims``: the tables are part of a bigger list, resolved batch by batch
-        (:class:`~hstsync.archive.rows.Claims`); what earlier batches gave out is left out.
+        (:class:`~hstsync.archive.rows.Claims`); what earlier batches gave out is left
+        out. ``sieve`` is told what the filters kept.
         """
         from astropy.table import vstack
 
         filled = [t for t in tables if len(t)]
         if not filled:
-            if claims is None:
-                log.info("request %s: the proposal lists no products", request.name)
             return []
         with self._translated(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             products = vstack(filled) if len(filled) > 1 else filled[0]
             filtered = self._obs.filter_products(products, **dict(request.filters))
+            if sieve is not None:
+                sieve.saw(products, len(filtered), self._obs.filter_products)
         result = products_from_rows(filtered, claims)
         if self._unusable:
             result = [
@@ -345,51 +374,6 @@ def _url_attributes(holder: Any) -> Iterator[str]:
     for name in dir(holder):
         if name.isupper() and name.endswith("_URL") and isinstance(getattr(holder, name), str):
             yield name
-
-
-def batches(items: list[str]) -> Iterable[list[str]]:
-    """``items`` in runs of :data:`OBSID_BATCH` (MAST advises small chunks of obsids)."""
-    for start in range(0, len(items), OBSID_BATCH):
-        yield items[start : start + OBSID_BATCH]
-
-
-class Batcher:
-    """Pages of obsids → batches for the product lists. Pure.
-
-    The first batch is small (:data:`FIRST_BATCH`), so that transfers start after one
-    quick product list while the next, full ones (:data:`OBSID_BATCH`) are asked for.
-    An obsid on two pages (the archive's list moved between two page requests) is
-    asked for once.
-    """
-
-    def __init__(self) -> None:
-        self._seen = Seen()
-        self._pending: list[str] = []
-        self._made = 0
-
-    def _size(self) -> int:
-        return min(FIRST_BATCH, OBSID_BATCH) if self._made == 0 else OBSID_BATCH
-
-    def add(self, obsids: Iterable[str]) -> list[list[str]]:
-        """Take one page; the batches it completes."""
-        for obsid in obsids:
-            if self._seen.add(obsid):
-                self._pending.append(obsid)
-        made: list[list[str]] = []
-        while len(self._pending) >= (size := self._size()):
-            made.append(self._pending[:size])
-            self._pending = self._pending[size:]
-            self._made += 1
-        return made
-
-    def rest(self) -> list[list[str]]:
-        """After the last page: what is left, in batches."""
-        made = self.add(())
-        if self._pending:
-            made.append(self._pending)
-            self._pending = []
-            self._made += 1
-        return made
 
 
 def _reason(exc: Exception) -> str:

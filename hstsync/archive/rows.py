@@ -329,7 +329,7 @@ class Seen:
 class Claims:
     """What the batches of one resolution have already given out: dataURIs and paths.
 
-    A big program is resolved in batches of observations (``resolve.OBSID_BATCH``), and
+    A big program is resolved in batches of observations (``paging.OBSID_BATCH``), and
     a product can be listed again in a later batch (HAP and association products belong
     to many observations). Each batch's products are passed on (recorded, planned,
     fetched) before the next batch is asked for, so the list as a whole is never held:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_USAGE
-from hstsync.cli.parser import build_parser, manifest_arg, request_arg
+from hstsync.cli.parser import LOUDNESS, build_parser, manifest_arg, request_arg
 from hstsync.errors import (
     AlreadyRunningError,
     ConfigError,
@@ -51,7 +51,7 @@ def log_format() -> str:
 _SILENT = frozenset({"status"})
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(verbose: bool, quiet: bool = False) -> None:
     import logging
 
     # A line per file is logged: none of them needs its caller found (a walk up the
@@ -60,7 +60,7 @@ def _configure_logging(verbose: bool) -> None:
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
         format=log_format(),
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
@@ -71,17 +71,34 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _emulator_args(argv: list[str]) -> tuple[list[str], set[str]] | None:
+    """``hstsync [-v] emulator ARGS``: the emulator's own arguments and the loudness
+    options given before or among them (which every command takes); None for another
+    command."""
+    lead = 0
+    while lead < len(argv) and argv[lead] in LOUDNESS:
+        lead += 1
+    if argv[lead : lead + 1] != ["emulator"]:
+        return None
+    rest = argv[:lead] + argv[lead + 1 :]
+    return [a for a in rest if a not in LOUDNESS], {LOUDNESS[a] for a in rest if a in LOUDNESS}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["emulator"]:
-        # The emulator has its own options; hand them over untouched.
+    emulator = _emulator_args(args_list)
+    if emulator is not None:
+        # The emulator has its own options; hand them over, but for -v and -q.
         from hstsync.emulator.cli import main as emulator_main
 
-        return emulator_main(args_list[1:])
+        own, loudness = emulator
+        if "verbose" in loudness:
+            _configure_logging(verbose=True)
+        return emulator_main(own)
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command not in _SILENT:
-        _configure_logging(args.verbose)
+        _configure_logging(args.verbose, args.quiet)
     code = EXIT_INCOMPLETE  # if output stops before the command has finished
     try:
         code = _dispatch(args)
@@ -136,7 +153,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     _loaded.append(config)
     if args.command == "run":
-        return mirroring.cmd_run(config, once=args.once)
+        return mirroring.cmd_run(config, once=args.once, verbose=args.verbose, quiet=args.quiet)
     if args.command == "status":
         return mirroring.cmd_status(config, request_arg(args.request), as_json=args.json)
     if args.command == "retry":

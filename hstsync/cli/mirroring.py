@@ -21,24 +21,37 @@ if TYPE_CHECKING:
     from hstsync.config import Config
 
 
-def cmd_run(config: Config, *, once: bool) -> int:
+def cmd_run(config: Config, *, once: bool, verbose: bool = False, quiet: bool = False) -> int:
+    """``quiet``: no live progress. ``run --once`` on a terminal otherwise draws bars and
+    shows warnings (every log line with ``verbose``), then where each request stands."""
     import asyncio
 
     from hstsync.service.daemon import limit_malloc_arenas, run_forever, run_once
 
     limit_malloc_arenas()
-    if once:
-        if not sys.stderr.isatty():
-            return asyncio.run(run_once(config))
-        from hstsync.cli.progress import TerminalProgress
+    if not once:
+        return run_forever(config)
+    if quiet or not sys.stderr.isatty():
+        return asyncio.run(run_once(config))
+    from hstsync.cli.progress import TerminalProgress
+    from hstsync.cli.report import pass_lines
+    from hstsync.errors import StoreError
+    from hstsync.store import Store
 
-        with TerminalProgress() as progress:
-            return asyncio.run(run_once(config, progress))
-    return run_forever(config)
+    with TerminalProgress(quiet_logs=not verbose) as progress:
+        code = asyncio.run(run_once(config, progress))
+    try:
+        with Store.open_readonly(config.paths.database) as store:
+            summaries = store.summaries()
+    except StoreError:
+        return code
+    for line in pass_lines(summaries):
+        print(line, file=sys.stderr)
+    return code
 
 
 def cmd_plan(config: Config, manifest: Path) -> int:
-    from hstsync.archive import Resolver, parse_manifest
+    from hstsync.archive import Resolver, Sieve, parse_manifest
     from hstsync.cli.report import print_plan
     from hstsync.cli.token import lenient_token
     from hstsync.service.sync import plan_files
@@ -54,8 +67,14 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     mirror = config.paths.mirror
     unwritable = unwritable_reason(mirror)
     # a batch of observations at a time: printed as it is resolved, never held whole
-    plans = (plan_files(batch, mirror) for batch in resolver.resolve_batches(request))
-    fits = print_plan(request.name, plans, unwritable=unwritable)
+    sieve = Sieve(request.filters)
+    batches = resolver.resolve_batches(request, sieve)
+    fits = print_plan(request.name, (plan_files(b, mirror) for b in batches), unwritable=unwritable)
+    empty = sieve.why_none(request.proposal_ids)
+    if empty is not None:
+        sys.stdout.flush()
+        print(f"hstsync: nothing to mirror: {empty}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return EXIT_OK if fits and unwritable is None else EXIT_INCOMPLETE
 
 
@@ -108,14 +127,27 @@ def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
             print(f"hstsync: no request named {request!r}", file=sys.stderr)
             return EXIT_USAGE
         products = store.products(request) if request is not None else None
+        facts = store.facts()
     running, pid, beat = daemon_status(config)
     if as_json:
-        doc: dict[str, Any] = status_document(summaries, products)
-        doc["daemon"] = {"running": running, "pid": pid, "heartbeat": beat}
+        resync = config.schedule.resync_every
+        doc: dict[str, Any] = status_document(summaries, products, resync_every=resync)
+        # an ISO time in UTC, as every other time the document holds
+        stamp = None if beat is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(beat))
+        doc["daemon"] = {"running": running, "pid": pid, "heartbeat": stamp}
+        doc["token"] = {
+            "state": facts.token_state,
+            "expires": facts.token_expires,
+            "checked": facts.token_checked,
+            "message": facts.token_message,
+        }
+        doc["fetched"] = {"files": facts.fetched_files, "bytes": facts.fetched_bytes}
         print(json.dumps(doc, indent=2))
     else:
         report.print_status(summaries, products)
         print(report.daemon_line(running, pid, beat, time.time()))
+        if (token := report.token_line(facts)) is not None:
+            print(token)
     unfinished = [s.request for s in summaries if s.request.state != "done"]
     if not unfinished:
         return EXIT_OK

@@ -21,15 +21,23 @@ if TYPE_CHECKING:
     from hstsync.config import Config
 
 
+#: the options every command takes, before or after its name (``hstsync -v emulator``)
+LOUDNESS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
+
+
 def _verbose_option(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     # Accepted before and after the command; SUPPRESS keeps a subcommand's absent flag
     # from resetting one given before it.
+    default = False if top else argparse.SUPPRESS
     parser.add_argument(
-        "-v",
-        "--verbose",
+        "-v", "--verbose", action="store_true", default=default, help="log debug details"
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
         action="store_true",
-        default=False if top else argparse.SUPPRESS,
-        help="log debug details",
+        default=default,
+        help="log only warnings and errors (no live progress); -v wins over -q",
     )
 
 
@@ -188,14 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a MAST API token and store it in the keyring",
         description="Read a MAST API token (typed without echo, or from stdin when it is "
         "not a terminal), check it against the configured server's session info, and "
-        "store it in the keyring entry astroquery's Observations.login(store_token=True) "
-        f"uses. Tokens are made at {TOKEN_PAGE}.",
+        "store it in the keyring: for MAST, the entry astroquery's "
+        "Observations.login(store_token=True) uses; for any other server (the emulator, "
+        "say), an entry of that server's own, so MAST's token is never replaced. Tokens "
+        f"are made at {TOKEN_PAGE}.",
     )
     _add_config(login)
     logout = sub.add_parser(
         "logout",
         help="remove the MAST API token from the keyring",
-        description="Remove the keyring entry `hstsync login` (and astroquery) wrote.",
+        description="Remove the keyring entry `hstsync login` (and, for MAST, astroquery) "
+        "wrote for the configured server.",
     )
     _add_config(logout)
     whoami = sub.add_parser(

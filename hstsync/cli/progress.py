@@ -2,11 +2,18 @@
 
 Only the CLI creates one, and only when stderr is a terminal: the daemon and
 anything logged stay one line per event. :class:`Mirror` reports through the small
-:class:`hstsync.service.sync.mirror.Progress` protocol, so it never knows how progress is drawn.
+:class:`hstsync.service.sync.PassProgress` protocol, so it never knows how progress is
+drawn.
+
+While the bars are up the terminal shows them and warnings, not a log line per file
+(``quiet_logs``), and does not echo ``^C``: an echo at the end of a full-width bar
+wraps the cursor onto a line of its own, and the next redraw leaves the top bar behind.
+The bars go when the pass ends; the command then prints where each request stands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from types import TracebackType
@@ -29,7 +36,8 @@ from rich.progress import (
 class TerminalProgress:
     """One bar per request and one overall: files, bytes, rate, ETA."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, *, quiet_logs: bool = True) -> None:
+        self._quiet_logs = quiet_logs
         self._bar = RichBar(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -38,20 +46,26 @@ class TerminalProgress:
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=console or Console(stderr=True),
-            transient=False,
+            # the bars say how far a pass got while it runs; once it has ended, the
+            # summary says where it ended (an interrupted pass leaves no bar with an ETA)
+            transient=True,
         )
         self._overall: TaskID | None = None
         self._tasks: dict[str, TaskID] = {}
         self._files: dict[str, tuple[int, int]] = {}
 
     def __enter__(self) -> TerminalProgress:
+        self._echo = _quiet_control_echo(self._bar.console.file)
         self._bar.start()
         # Log lines must go above the bars, not through them: rich now proxies
         # sys.stderr, but logging's handlers still hold the real stream.
-        self._streams: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._streams: list[tuple[logging.StreamHandler[Any], Any, int]] = []
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__:
-                self._streams.append((handler, handler.setStream(sys.stderr)))
+                level = handler.level
+                if self._quiet_logs:
+                    handler.setLevel(max(level, logging.WARNING))
+                self._streams.append((handler, handler.setStream(sys.stderr), level))
         return self
 
     def __exit__(
@@ -60,9 +74,13 @@ class TerminalProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for handler, stream in self._streams:
+        for handler, stream, level in self._streams:
             handler.setStream(stream)
-        self._bar.stop()
+            handler.setLevel(level)
+        try:
+            self._bar.stop()
+        finally:
+            self._echo.close()
 
     def _label(self, key: str) -> str:
         done, total = self._files[key]
@@ -115,3 +133,31 @@ class TerminalProgress:
             self._bar.update(self._tasks[request], files=self._label(request))
         if self._overall is not None:
             self._bar.update(self._overall, files=self._label("all"))
+
+
+def _quiet_control_echo(stream: Any) -> contextlib.ExitStack:
+    """Stop the terminal behind ``stream`` echoing control characters (``^C``) until
+    the returned stack is closed; nothing where ``stream`` is no terminal."""
+    stack = contextlib.ExitStack()
+    try:
+        import termios
+    except ImportError:  # not a POSIX terminal
+        return stack
+    try:
+        fd = stream.fileno()
+        before = termios.tcgetattr(fd)
+    except (AttributeError, ValueError, OSError, termios.error):
+        return stack
+    quiet = list(before)
+    quiet[3] &= ~termios.ECHOCTL
+    with contextlib.suppress(termios.error):
+        termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
+        stack.callback(_restore, fd, before)
+    return stack
+
+
+def _restore(fd: int, attributes: list[Any]) -> None:
+    import termios
+
+    with contextlib.suppress(termios.error, OSError):
+        termios.tcsetattr(fd, termios.TCSADRAIN, attributes)

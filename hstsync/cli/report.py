@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from hstsync.service.sync import Plan, PlannedFile
-    from hstsync.store import ProductRow, RequestSummary
+    from hstsync.store import Facts, ProductRow, RequestRow, RequestSummary
 
 
 def _console(file: IO[str] | None) -> Console:
@@ -43,10 +43,11 @@ def output_width(out: IO[str]) -> int | None:
     return None
 
 
-#: the columns every request line has; UPDATED, NEW FILES and LAST ERROR follow on the
-#: same line when they fit, else on lines of their own beneath it
+#: the columns every request line has; UPDATED, MIRRORED (when the request was last
+#: fully mirrored), NEW FILES and LAST ERROR follow on the same line when they fit,
+#: else on lines of their own beneath it
 MAIN = ("REQUEST", "STATE", "FILES", "FAILED", "PENDING", "AUTH", "BYTES")
-EXTRA = ("UPDATED", "NEW FILES", "LAST ERROR")
+EXTRA = ("UPDATED", "MIRRORED", "NEW FILES", "LAST ERROR")
 #: narrowest LAST ERROR column worth keeping on the request's line
 MIN_ERROR = 30
 
@@ -67,8 +68,9 @@ def status_table(summaries: Sequence[RequestSummary], width: int | None) -> str:
                 str(c.auth_required),
                 f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}",
                 s.request.updated,
+                s.request.mirrored_at or "never",
                 s.request.last_new_files or "-",
-                " ".join((s.request.last_error or "").split()),
+                " ".join(_error_of(s.request).split()),
             )
         )
     header = (*MAIN, *EXTRA)
@@ -78,6 +80,18 @@ def status_table(summaries: Sequence[RequestSummary], width: int | None) -> str:
         room = None if width is None else width - inline
         return _one_line_per_request(header, widths, rows, room)
     return _stacked(widths, rows, width)
+
+
+def _error_of(row: RequestRow) -> str:
+    """The request's last error, with when a failed lookup is tried again."""
+    error = row.last_error or ""
+    if row.next_lookup and row.state not in _RUNNING:
+        error += f" (looked up again at {row.next_lookup})"
+    return error
+
+
+#: states of a request whose pass is under way (its error says what it waits for)
+_RUNNING = frozenset({"queued", "resolving", "downloading"})
 
 
 def _pad(cells: Sequence[str], widths: Sequence[int]) -> str:
@@ -95,7 +109,7 @@ def _one_line_per_request(
         pieces = textwrap.wrap(error, room, break_on_hyphens=False) if room and error else [error]
         out.append((_pad(row[:-1], widths[:-1]) + "  " + pieces[0]).rstrip())
         out += [indent + piece for piece in pieces[1:]]
-    return "\n" + "\n".join(out) + "\n"
+    return "\n".join(out) + "\n"
 
 
 #: the columns kept on the request's line when the full one does not fit
@@ -112,7 +126,7 @@ def _stacked(widths: Sequence[int], rows: Sequence[Sequence[str]], width: int) -
         out.append(_pad([row[i] for i in NARROW], keep).rstrip())
         counts = f"{row[3]} failed, {row[4]} pending, {row[5]} need a token"
         out += textwrap.wrap(
-            f"{counts}; updated {row[7]}; new files {row[8]}",
+            f"{counts}; updated {row[7]}; mirrored {row[8]}; new files {row[9]}",
             width,
             initial_indent="  ",
             subsequent_indent="    ",
@@ -125,7 +139,7 @@ def _stacked(widths: Sequence[int], rows: Sequence[Sequence[str]], width: int) -
                 subsequent_indent="    ",
                 break_on_hyphens=False,
             )
-    return "\n" + "\n".join(out) + "\n"
+    return "\n".join(out) + "\n"
 
 
 def print_status(
@@ -205,6 +219,22 @@ def product_table(products: Sequence[ProductRow], width: int | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def pass_lines(summaries: Sequence[RequestSummary]) -> list[str]:
+    """Where each request stands after ``run --once`` on a terminal, a line each: its
+    live bars are gone by then, and its log lines below warnings were not shown."""
+    lines = []
+    for s in summaries:
+        c = s.counts
+        line = (
+            f"{s.request.name}: {s.request.state}, {c.done}/{c.total} files, "
+            f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}"
+        )
+        if s.request.last_error:
+            line += f"; {' '.join(s.request.last_error.split())}"
+        lines.append(_printable(line))
+    return lines
+
+
 def daemon_line(running: bool, pid: int | None, heartbeat: float | None, now: float) -> str:
     """Whether an ``hstsync run`` is mirroring with this database, from its run lock."""
     if not running:
@@ -212,6 +242,18 @@ def daemon_line(running: bool, pid: int | None, heartbeat: float | None, now: fl
     who = f"pid {pid}" if pid is not None else "pid unknown"
     seen = f", last heartbeat {max(now - heartbeat, 0):.0f} s ago" if heartbeat else ""
     return f"\ndaemon: running ({who}{seen})"
+
+
+def token_line(facts: Facts) -> str | None:
+    """How the archive last judged the MAST token (None: never asked)."""
+    if facts.token_state is None:
+        return None
+    if facts.token_state == "none":
+        return "MAST token: none (public data only)"
+    checked = f" (checked {facts.token_checked})" if facts.token_checked else ""
+    if facts.token_state == "accepted":  # its message says so: "accepted for alice"
+        return f"MAST token: {facts.token_message or 'accepted'}{checked}"
+    return f"MAST token: {facts.token_state}: {facts.token_message or ''}{checked}"
 
 
 def print_plan(

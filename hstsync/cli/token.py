@@ -32,8 +32,8 @@ def lenient_token(mast: MastConfig) -> Any:
             "that token",
             file=sys.stderr,
         )
-        return find_token(None)
-    return find_token(mast.token_file)
+        return find_token(None, server=mast.server)
+    return find_token(mast.token_file, server=mast.server)
 
 
 def mast_config(explicit: Path | None) -> MastConfig:
@@ -73,8 +73,11 @@ def cmd_login(mast: MastConfig) -> int:
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE
-    auth.store_in_keyring(token)
-    print(f"MAST token accepted for {auth.user_of(info)}; stored in the keyring")
+    auth.store_in_keyring(token, mast.server)
+    print(
+        f"MAST token accepted for {auth.user_of(info)}; stored in the keyring "
+        f"({auth.keyring_service(mast.server)})"
+    )
     shadow = _shadowing(mast)
     if shadow:
         print(f"note: {shadow} comes first, so hstsync uses that token, not this one")
@@ -101,8 +104,8 @@ def renew_advice(source: str | None, mast: MastConfig) -> str:
 def cmd_logout(mast: MastConfig) -> int:
     from hstsync.archive import auth
 
-    if auth.remove_from_keyring():
-        print("MAST token removed from the keyring")
+    if auth.remove_from_keyring(mast.server):
+        print(f"MAST token removed from the keyring ({auth.keyring_service(mast.server)})")
     else:
         print("no MAST token was stored in the keyring")
     shadow = _shadowing(mast)

@@ -135,13 +135,29 @@ def _path(table: Mapping[str, Any], key: str, where: str, base: Path) -> Path:
     value = table[key]
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}.{key}: expected a path (a non-empty string), got {value!r}")
-    try:
-        path = Path(value).expanduser()
-    except RuntimeError:  # "~someone" with no such user, or no home directory
-        raise ConfigError(
-            f"{where}.{key}: cannot expand {value!r} (no such home directory)"
-        ) from None
+    path = expand(value, f"{where}.{key}")
     return path if path.is_absolute() else (base / path)
+
+
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def expand(value: str, key: str, env: Mapping[str, str] | None = None) -> Path:
+    """A path as a shell would take it: ``~`` and ``~user`` at its start, and
+    ``$NAME`` or ``${NAME}`` anywhere (``$HOME/hst``). A variable that is not set is an
+    error naming the key: an empty one would make a path nobody meant."""
+    env = os.environ if env is None else env
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in env:
+            raise ConfigError(f"{key}: ${name} in {value!r} is not set in the environment")
+        return env[name]
+
+    try:
+        return Path(_VARIABLE.sub(variable, value)).expanduser()
+    except RuntimeError:  # "~someone" with no such user, or no home directory
+        raise ConfigError(f"{key}: cannot expand {value!r} (no such home directory)") from None
 
 
 def _int(table: Mapping[str, Any], key: str, where: str, default: int, minimum: int) -> int:
@@ -303,7 +319,7 @@ def candidate_paths(explicit: Path | None, env: Mapping[str, str]) -> list[Path]
     if explicit is not None:
         return [explicit]
     if env.get("HSTSYNC_CONFIG"):
-        return [Path(env["HSTSYNC_CONFIG"])]
+        return [expand(env["HSTSYNC_CONFIG"], "$HSTSYNC_CONFIG", env)]
     import platformdirs  # here: a --config or $HSTSYNC_CONFIG never needs it
 
     return [Path(platformdirs.user_config_dir("hstsync")) / "config.toml", SYSTEM_CONFIG]

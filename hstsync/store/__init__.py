@@ -11,6 +11,7 @@
 from hstsync.store.db import ProductMark, Store
 from hstsync.store.rows import (
     Delisted,
+    Facts,
     PlanDiff,
     ProductRow,
     RequestRow,
@@ -22,6 +23,7 @@ from hstsync.store.schema import SCHEMA_VERSION
 __all__ = [
     "SCHEMA_VERSION",
     "Delisted",
+    "Facts",
     "PlanDiff",
     "ProductMark",
     "ProductRow",

@@ -27,7 +27,14 @@ from typing import Any
 from hstsync.errors import StoreError
 from hstsync.model import Product, ProductState, Request, RequestState
 from hstsync.store import product_queries, reads, request_queries
-from hstsync.store.rows import Delisted, PlanDiff, ProductRow, RequestRow, RequestSummary
+from hstsync.store.rows import (
+    Delisted,
+    Facts,
+    PlanDiff,
+    ProductRow,
+    RequestRow,
+    RequestSummary,
+)
 from hstsync.store.schema import (
     configure,
     connect_readonly,
@@ -199,6 +206,35 @@ class Store:
         """Stamp ``last_new_files``: a pass just brought new or changed files."""
         with self._writing(f"record new files of request {name}") as db:
             request_queries.note_new_files(db, name)
+
+    def note_error(self, name: str, error: str) -> None:
+        """Say why a request is held up, its state unchanged (a lookup that retries)."""
+        with self._writing(f"record the error of request {name}") as db:
+            request_queries.note_error(db, self.path, name, error)
+
+    def begin_pass(self, name: str) -> None:
+        """Stamp the start of a pass of ``name`` (``pass_started``)."""
+        with self._writing(f"record the pass of request {name}") as db:
+            request_queries.begin_pass(db, self.path, name)
+
+    def end_pass(self, name: str, *, new_files: int = 0, new_bytes: int = 0) -> RequestRow:
+        """A pass of ``name`` has settled: stamp ``pass_ended``, and ``mirrored_at`` when
+        it left the request ``done`` without an error; ``new_files`` (of ``new_bytes``)
+        it brought stamp ``last_new_files`` and add to the fetched-files facts."""
+        with self._writing(f"record the end of the pass of request {name}") as db:
+            return request_queries.end_pass(db, self.path, name, new_files, new_bytes)
+
+    def facts(self) -> Facts:
+        with self._reading("read the store's facts") as conn:
+            return reads.facts(conn)
+
+    def set_facts(self, **values: str | int | None) -> None:
+        """Write some of :class:`Facts`'s fields (by name)."""
+        unknown = set(values) - {f for f in Facts.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"not facts: {', '.join(sorted(unknown))}")
+        with self._writing("record the store's facts") as db:
+            request_queries.set_facts(db, values)
 
     def get_request(self, name: str) -> RequestRow | None:
         with self._reading(f"read request {name}") as conn:

@@ -16,16 +16,20 @@ from typing import Any
 
 from hstsync.model import ProductState
 from hstsync.store.rows import (
+    Facts,
     ProductRow,
     RequestRow,
     RequestSummary,
     counts,
+    facts_of,
     product_row,
     request_row,
 )
 from hstsync.store.schema import (
+    FACTS,
     ORPHANS,
     ORPHANS_VERSION,
+    PASSES_VERSION,
     PRODUCTS,
     REQUESTS,
     TALLIES_VERSION,
@@ -135,6 +139,13 @@ def summaries(conn: sqlite3.Connection, name: str | None) -> list[RequestSummary
         )
         for r in requests
     ]
+
+
+def facts(conn: sqlite3.Connection) -> Facts:
+    """The store's facts; all empty in a database an older hstsync still holds."""
+    if user_version(conn) < PASSES_VERSION:
+        return Facts()
+    return facts_of(dict(conn.execute(f"SELECT key, value FROM {FACTS}").fetchall()))
 
 
 def sizes_sent(conn: sqlite3.Connection, relpaths: Sequence[str]) -> dict[str, int]:

@@ -18,7 +18,7 @@ from typing import Any
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, Request, RequestState, relookup_delay
 from hstsync.store.rows import RequestRow, first_row, request_row, utc_now
-from hstsync.store.schema import ORPHANS, PRODUCTS, REQUESTS
+from hstsync.store.schema import FACTS, ORPHANS, PRODUCTS, REQUESTS
 
 # ``db`` is a sqlite_utils.Database, which is untyped: ``Any`` in every signature.
 
@@ -62,6 +62,8 @@ def upsert(db: Any, request: Request, manifest: str) -> RequestRow:
                 "resolved_at": None,
                 "next_lookup": None,
                 "lookup_failures": 0,
+                # what was mirrored answered another request
+                "mirrored_at": None,
             },
         )
     elif old["manifest"] != manifest:
@@ -128,6 +130,50 @@ def retry_lookups(db: Any, request: str | None) -> int:
 
 def note_new_files(db: Any, name: str) -> None:
     db.table(REQUESTS).update(name, {"last_new_files": utc_now()})
+
+
+def note_error(db: Any, path: Path, name: str, error: str) -> None:
+    require(db, name, path)
+    db.table(REQUESTS).update(name, {"last_error": error, "updated": utc_now()})
+
+
+def begin_pass(db: Any, path: Path, name: str) -> None:
+    require(db, name, path)
+    db.table(REQUESTS).update(name, {"pass_started": utc_now()})
+
+
+def end_pass(db: Any, path: Path, name: str, files: int, size: int) -> RequestRow:
+    require(db, name, path)
+    now = utc_now()
+    # mirrored: every listed product present and the lookup answered, which is what
+    # the pass just settled as "done" without an error ("last re-sync failed: …")
+    db.execute(
+        f"UPDATE {REQUESTS} SET pass_ended = ?, mirrored_at = CASE WHEN state = ? AND "
+        "last_error IS NULL THEN ? ELSE mirrored_at END WHERE name = ?",
+        [now, str(RequestState.DONE), now, name],
+    )
+    if files:
+        db.table(REQUESTS).update(name, {"last_new_files": now})
+        add_to_facts(db, fetched_files=files, fetched_bytes=size)
+    return request_row(db.table(REQUESTS).get(name))
+
+
+def add_to_facts(db: Any, **counts: int) -> None:
+    for key, count in counts.items():
+        db.execute(
+            f"INSERT INTO {FACTS} (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+            [key, count],
+        )
+
+
+def set_facts(db: Any, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        db.execute(
+            f"INSERT INTO {FACTS} (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
 
 
 def remove(db: Any, name: str) -> None:

@@ -50,6 +50,13 @@ class RequestRow:
     lookup_failures: int = 0
     #: when a pass last brought new or changed files (schema 2)
     last_new_files: str | None = None
+    #: when the request's last pass started and ended (schema 6): a start after the
+    #: end is a pass under way, or one cut short
+    pass_started: str | None = None
+    pass_ended: str | None = None
+    #: the end of the last pass that left every product it lists in the mirror, its
+    #: lookup answered (schema 6): when the request was last fully mirrored
+    mirrored_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,36 @@ class RequestSummary:
     counts: Counts
     bytes_total: int
     bytes_done: int
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the store knows that belongs to no one request (schema 6; all empty before).
+
+    The key of each in the ``facts`` table is the field's name.
+    """
+
+    #: files that passes brought (new or changed), and their bytes, since the database
+    #: was made: they only grow (Prometheus counters)
+    fetched_files: int = 0
+    fetched_bytes: int = 0
+    #: how the archive last judged the MAST token: "none" (there is none), "accepted",
+    #: "expiring" (within a week), "expired", "refused", "unknown" (it could not be
+    #: asked); None: never checked
+    token_state: str | None = None
+    #: when the archive says the token expires (ISO UTC), where it says so
+    token_expires: str | None = None
+    #: when it was checked (ISO UTC), and what a person should know, in words
+    token_checked: str | None = None
+    token_message: str | None = None
+    #: the last token event told through the hook ("STATE EXPIRES"), so it is told once
+    token_told: str | None = None
+
+
+def facts_of(values: Mapping[str, Any]) -> Facts:
+    """The :class:`Facts` of the ``facts`` table's rows (unknown keys left out)."""
+    names = {f.name for f in dataclasses.fields(Facts)}
+    return Facts(**{key: value for key, value in values.items() if key in names})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +164,9 @@ def request_row(row: Mapping[str, Any]) -> RequestRow:
         next_lookup=row["next_lookup"],
         lookup_failures=int(row["lookup_failures"] or 0),
         last_new_files=row.get("last_new_files"),
+        pass_started=row.get("pass_started"),
+        pass_ended=row.get("pass_ended"),
+        mirrored_at=row.get("mirrored_at"),
     )
 
 

@@ -24,14 +24,17 @@ from hstsync.errors import DiskFullError, StoreError
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
 #: the number of steps in :data:`MIGRATIONS` (version 1 is the first schema).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BUSY_TIMEOUT_SECONDS = 10.0
 
 REQUESTS = "requests"
 PRODUCTS = "products"
 TALLIES = "tallies"
+FACTS = "facts"
 #: the schema version that has :data:`TALLIES`
 TALLIES_VERSION = 3
+#: the schema version that has :data:`FACTS` and the requests' pass times
+PASSES_VERSION = 6
 
 
 # -- connections -------------------------------------------------------------------------
@@ -342,13 +345,37 @@ def _add_resolution_stamps(db: Any) -> None:
     )
 
 
+# -- version 6: pass times and the facts staleness is read from (issue #24) -------------
+
+
+def _add_pass_times_and_facts(db: Any) -> None:
+    """Version 6: what an operator alerts on when nothing is said.
+
+    ``requests.pass_started`` and ``pass_ended`` (the last pass of each request; a start
+    after the end is a pass running, or cut short) and ``mirrored_at`` (the end of the
+    last pass that left every listed product in the mirror, its lookup answered); the
+    table :data:`FACTS`, one value per key, for what belongs to no request: the files and
+    bytes fetched since the database was made, and how the archive last judged the MAST
+    token (the keys are the fields of ``rows.Facts``).
+    """
+    requests = db.table(REQUESTS)
+    requests.add_column("pass_started", str)
+    requests.add_column("pass_ended", str)
+    requests.add_column("mirrored_at", str)
+    # no type: a value stays what was written (a count, a time, a sentence)
+    db.execute(f"CREATE TABLE {FACTS} (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+
+
+# -- version 7: a mirror that stays the archive (issue #21) ----------------------------
+
+
 ORPHANS = "orphans"
 #: the schema version that has :data:`ORPHANS` (and withdrawn products, hashes)
-ORPHANS_VERSION = 6
+ORPHANS_VERSION = 7
 
 
 def _add_content_and_versions(db: Any) -> None:
-    """Version 6: a mirror that stays the archive.
+    """Version 7: a mirror that stays the archive.
 
     Products: ``sha256`` of the file as landed (NULL for files landed before: each gets
     one at its next verify), ``etag`` and ``last_modified`` of the answer it came from
@@ -380,5 +407,6 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _add_tallies,
     _add_last_new_files,
     _add_resolution_stamps,
+    _add_pass_times_and_facts,
     _add_content_and_versions,
 )

@@ -6,8 +6,9 @@
 - ``requestdir``: the request directory (scans, intake, the watcher, set-aside notes).
 - ``runtime``: directories, the store, the run lock and heartbeat; ``runlock`` the lock
   itself; ``sdnotify`` systemd's notify socket; ``workers`` the worker threads.
-- ``web``: the read-only status endpoint; ``status``: the JSON documents it and
-  ``hstsync status --json`` print.
+- ``web``: the read-only status endpoint; ``metrics``: its Prometheus collector;
+  ``status``: the JSON documents it and ``hstsync status --json`` print, and whether
+  a request is green.
 """
 
 from typing import TYPE_CHECKING

@@ -37,7 +37,7 @@ from hstsync.service.daemon.sdnotify import sd_notify
 from hstsync.service.daemon.upkeep import clear_attic, rolling_verify
 from hstsync.service.daemon.web import serving_status
 from hstsync.service.daemon.workers import use_worker_threads
-from hstsync.service.sync import Mirror, PassProgress, exit_code, sync_requests
+from hstsync.service.sync import Mirror, Notices, PassProgress, exit_code, sync_requests
 from hstsync.store import Store
 
 __all__ = ["Daemon", "daemon_status", "run_forever", "run_lock", "run_once", "wake"]
@@ -95,7 +95,7 @@ async def run_once(config: Config, progress: PassProgress | None = None) -> int:
 
 
 async def _one_pass(config: Config, progress: PassProgress | None) -> int:
-    token = find_token(config.mast.token_file)
+    token = find_token(config.mast.token_file, server=config.mast.server)
     failure: StoreError | None = None
     with opened_store(config) as (store, lock):
         try:
@@ -111,11 +111,20 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
                 store.upsert_request(request, str(path))
             async with (
                 Mirror(
-                    config, store, token=token.value if token else None, progress=progress
+                    config,
+                    store,
+                    token=token.value if token else None,
+                    token_source=lambda: token,  # where it came from, for advice
+                    progress=progress,
                 ) as mirror,
                 keeping_alive(lock),
             ):
+                for name, moved, reason in found.invalid:
+                    mirror.notices.post("manifest_set_aside", name, reason, manifest=str(moved))
                 states = await sync_requests(mirror, [request for request, _ in found.requests])
+                await mirror.notices.drain()
+            # set aside now or before, and not removed from failed/ since: as status says
+            invalid = any(row.state is RequestState.INVALID for row in store.list_requests())
         except* StoreError as group:
             failure = first_store_error(group)
     if failure is not None:
@@ -123,7 +132,7 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
         # either happened or not, and the next run takes up where this one stopped.
         log.error("%s; stopping (the next run resumes)", failure)
         return 1
-    if found.invalid:
+    if invalid:
         return 1
     return exit_code(states.values())
 
@@ -161,6 +170,8 @@ class Daemon:
         self.force_exit = False
         self._main: asyncio.Task[int] | None = None
         self._writes = WriteGuard(on_failure=self._wake.set)
+        #: the events the hook is told (the mirror's, once it is there)
+        self._notices: Notices | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -191,7 +202,8 @@ class Daemon:
         self._main = asyncio.current_task()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
-        token = find_token(self.config.mast.token_file)
+        mast = self.config.mast
+        token = find_token(mast.token_file, server=mast.server)
         try:
             with opened_store(self.config) as (store, lock):
                 # The token is looked up again at each pass: a token installed or
@@ -201,7 +213,7 @@ class Daemon:
                         self.config,
                         store,
                         token=token.value if token else None,
-                        token_source=lambda: find_token(self.config.mast.token_file),
+                        token_source=lambda: find_token(mast.token_file, server=mast.server),
                     ) as mirror,
                     keeping_alive(lock),
                 ):
@@ -224,9 +236,11 @@ class Daemon:
     async def _serve(self, store: Store, mirror: Mirror) -> None:
         # The status endpoint (if configured) is up before the first scan and stays up
         # until every task of the group has finished.
+        self._notices = mirror.notices
         async with serving_status(self.config), asyncio.TaskGroup() as group:
             watcher = group.create_task(self._watcher.run())
             flusher = group.create_task(mirror.flush_progress_forever())
+            teller = group.create_task(mirror.notices.tell_forever())
             group.create_task(mirror.warm_up())
             await self._watcher.started()
             with self._writes():
@@ -256,6 +270,7 @@ class Daemon:
                 task.cancel()
             watcher.cancel()
             flusher.cancel()
+            teller.cancel()
 
     def _sleep_for(self, store: Store) -> float:
         if self._writes.pause:
@@ -292,9 +307,9 @@ class Daemon:
                 store.remove_request(name)  # first: a failed write is tried again
                 del self._manifests[name]
                 log.info("request %s: manifest removed, request stopped", name)
-        if first:
-            # manifests removed while the daemon was down
-            forget_removed(store, survey.present)
+        # manifests removed while the daemon was down, and set-aside ones removed from
+        # failed/ (no file event there: noticed at a rescan)
+        forget_removed(store, survey.present)
 
     async def _take(self, store: Store, path: Path, name: str) -> None:
         try:
@@ -306,6 +321,8 @@ class Daemon:
             if moved != path:
                 self._intake.forget(path.name)
             store.record_invalid(name, str(moved), reason)
+            if self._notices is not None:
+                self._notices.post("manifest_set_aside", name, reason, manifest=str(moved))
             return
         clear_note(path)
         before = store.get_request(name)

@@ -29,7 +29,20 @@ _TAKE_PAUSE = 0.05
 
 
 def lock_path(config: Config) -> Path:
-    return config.paths.database.with_name(config.paths.database.name + ".lock")
+    return lock_file(config.paths.database)
+
+
+def lock_file(database: Path) -> Path:
+    """The run lock of the database at ``database``: ``DATABASE.lock``."""
+    return database.with_name(database.name + ".lock")
+
+
+def heartbeat_of(database: Path) -> float | None:
+    """The last heartbeat of a run on ``database`` (a Unix time; None: never ran)."""
+    try:
+        return os.stat(lock_file(database)).st_mtime
+    except OSError:
+        return None
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -118,11 +119,24 @@ def recover(store: Store) -> None:
 
 
 def forget_removed(store: Store, present: set[str]) -> None:
-    """Stop the requests whose manifests are gone (their files stay in the mirror)."""
+    """Stop the requests whose manifests are gone (their files stay in the mirror).
+
+    An invalid manifest was set aside into ``failed/``: its request stays, ``invalid``
+    with the reason, while that file is there, and is forgotten once someone removes
+    it (or moves it back, fixed, which makes it present again).
+    """
     for row in store.list_requests():
-        if row.name not in present and row.state is not RequestState.INVALID:
+        if row.name in present:
+            continue
+        if row.state is RequestState.INVALID:
+            if os.path.lexists(row.manifest):
+                continue
+            log.info(
+                "request %s: %s is gone; the invalid request is forgotten", row.name, row.manifest
+            )
+        else:
             log.info("request %s: manifest removed, request stopped", row.name)
-            store.remove_request(row.name)
+        store.remove_request(row.name)
 
 
 def first_store_error(group: BaseExceptionGroup[StoreError]) -> StoreError:

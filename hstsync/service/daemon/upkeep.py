@@ -192,7 +192,7 @@ async def rolling_verify(mirror: Mirror, request: Request) -> Report | None:
         return None
     budget = Budget(schedule.verify_budget.bytes, schedule.verify_budget.seconds)
     verifier = Verifier(mirror.config, mirror.store, mirror.fetcher)
-    mirror.begin(request)
+    mirror.passes.start(request.name)  # the rest of the request's pass, told as one
     report = await verifier.check(request.name, rows, budget=budget)
     if report.findings:
         mirror.store.finish_verify(request.name, report.counts)

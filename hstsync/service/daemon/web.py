@@ -4,7 +4,8 @@ Owns the aiohttp application and its listening socket (``[status] listen``). Rou
 
 - ``GET /status.json``: exactly ``hstsync status --json`` (SPEC's object);
 - ``GET /status/NAME.json``: ``hstsync status --json NAME``, that request and its products;
-- ``GET /metrics``: Prometheus text, read from the database at scrape time;
+- ``GET /metrics``: Prometheus text, read from the database at scrape time
+  (``metrics.StoreCollector``);
 - ``GET /``: a plain HTML page (no script) with a table of requests and their progress.
 
 Every HTTP request opens the database read-only in a worker thread and closes it before
@@ -19,7 +20,7 @@ import asyncio
 import html
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -29,12 +30,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from hstsync.config import Config, is_loopback
+from hstsync.config import Config, ScheduleConfig, is_loopback
 from hstsync.errors import ConfigError, StoreError
-from hstsync.model import RequestState, human_bytes
+from hstsync.model import human_bytes
+from hstsync.service.daemon.metrics import StoreCollector
 from hstsync.service.daemon.status import status_document
 from hstsync.store import RequestSummary, Store
 
@@ -44,13 +44,12 @@ T = TypeVar("T")
 
 DATABASE = web.AppKey("database", Path)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+RESYNC_EVERY = web.AppKey("resync_every", float)
 
 #: seconds the page waits before reloading itself
 REFRESH_SECONDS = 5
 #: seconds in-flight HTTP requests get to finish when the daemon stops
 SHUTDOWN_SECONDS = 2.0
-#: the product counts of SPEC's status object, in the order the page shows them
-PRODUCT_COUNTS = ("done", "failed", "pending", "auth_required")
 
 _dumps = partial(json.dumps, indent=2)
 
@@ -58,12 +57,16 @@ _dumps = partial(json.dumps, indent=2)
 # -- the application -----------------------------------------------------------------------
 
 
-def create_app(database: Path) -> web.Application:
-    """The status application over the database file at ``database``."""
+def create_app(
+    database: Path, resync_every: float = ScheduleConfig().resync_every
+) -> web.Application:
+    """The status application over the database file at ``database``; requests are
+    stale (not ``ok``) two ``resync_every`` after they were last fully mirrored."""
     app = web.Application()
     app[DATABASE] = database
+    app[RESYNC_EVERY] = resync_every
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(database))
+    registry.register(StoreCollector(database, resync_every))
     app[REGISTRY] = registry
     app.router.add_get("/", page)
     app.router.add_get("/status.json", status_json)
@@ -102,7 +105,8 @@ async def _read(request: web.Request, read: Callable[[Store], T]) -> T:
 
 async def status_json(request: web.Request) -> web.Response:
     summaries = await _read(request, lambda store: store.summaries())
-    return web.json_response(status_document(summaries), dumps=_dumps)
+    doc = status_document(summaries, resync_every=request.app[RESYNC_EVERY])
+    return web.json_response(doc, dumps=_dumps)
 
 
 async def request_json(request: web.Request) -> web.Response:
@@ -112,7 +116,9 @@ async def request_json(request: web.Request) -> web.Response:
         summaries = store.summaries(name)
         if not summaries:
             return None
-        return status_document(summaries, store.products(name))
+        return status_document(
+            summaries, store.products(name), resync_every=request.app[RESYNC_EVERY]
+        )
 
     doc = await _read(request, read)
     if doc is None:
@@ -128,59 +134,6 @@ async def metrics(request: web.Request) -> web.Response:
 async def page(request: web.Request) -> web.Response:
     summaries = await _read(request, lambda store: store.summaries())
     return web.Response(text=render_page(summaries), content_type="text/html", charset="utf-8")
-
-
-# -- Prometheus ------------------------------------------------------------------------------
-
-
-class StoreCollector(Collector):
-    """Reads the store at every scrape; nothing is cached between scrapes."""
-
-    def __init__(self, database: Path) -> None:
-        self.database = database
-
-    def collect(self) -> Iterable[Metric]:
-        up = GaugeMetricFamily("hstsync_up", "1 if the status endpoint could read the database")
-        try:
-            with Store.open_readonly(self.database) as store:
-                summaries = store.summaries()
-        except StoreError as exc:
-            log.warning("metrics: %s", exc)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        yield from request_metrics(summaries)
-
-
-def request_metrics(summaries: Sequence[RequestSummary]) -> list[Metric]:
-    """Per-request gauges: products by state, bytes done and in all, the request's state."""
-    products = GaugeMetricFamily(
-        "hstsync_request_products",
-        "Products of a request by state (pending includes transfers in flight)",
-        labels=["request", "state"],
-    )
-    done_bytes = GaugeMetricFamily(
-        "hstsync_request_done_bytes", "Bytes of a request's products on disk", labels=["request"]
-    )
-    size_bytes = GaugeMetricFamily(
-        "hstsync_request_size_bytes", "Bytes of all of a request's products", labels=["request"]
-    )
-    state = GaugeMetricFamily(
-        "hstsync_request_state",
-        "1 for the state a request is in, 0 for the others",
-        labels=["request", "state"],
-    )
-    for s in summaries:
-        name = s.request.name
-        for count in PRODUCT_COUNTS:
-            products.add_metric([name, count], getattr(s.counts, count))
-        done_bytes.add_metric([name], s.bytes_done)
-        size_bytes.add_metric([name], s.bytes_total)
-        for value in RequestState:
-            state.add_metric([name, str(value)], 1 if s.request.state is value else 0)
-    return [products, done_bytes, size_bytes, state]
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -276,7 +229,7 @@ async def serving_status(config: Config) -> AsyncIterator[str | None]:
         return
     host, port = address
     runner = web.AppRunner(
-        create_app(config.paths.database),
+        create_app(config.paths.database, config.schedule.resync_every),
         access_log=None,  # a scrape every few seconds is not an event worth a log line
         shutdown_timeout=SHUTDOWN_SECONDS,
     )

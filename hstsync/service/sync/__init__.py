@@ -6,7 +6,7 @@
 - ``fetcher``: the fetch scheduler (session, workers, shared transfers, records).
 - ``settlement``: a request's state and last error after a pass (pure).
 - ``results``: astroquery's ``download_products`` table per request, as ECSV.
-- ``hooks``: the ``on_change`` command.
+- ``hooks``: the ``on_change`` command: a pass's report, and other events (``Notices``).
 - ``verify``: is each file still the archive's (here and on the archive)?
 - ``attic``: where replaced versions are kept, for ``[schedule] attic_keep``.
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from hstsync.service.sync.attic import AtticUse, attic_path, clear_old, usage
     from hstsync.service.sync.fetcher import Fetcher, PassProgress, download_url
     from hstsync.service.sync.holdings import plan_files
-    from hstsync.service.sync.hooks import PassLog
+    from hstsync.service.sync.hooks import Notices, PassLog
     from hstsync.service.sync.mirror import Mirror, sync_requests
     from hstsync.service.sync.planner import Plan, PlannedFile, room_for
     from hstsync.service.sync.settlement import exit_code
@@ -34,6 +34,7 @@ __all__ = [
     "Finding",
     "Found",
     "Mirror",
+    "Notices",
     "PassLog",
     "PassProgress",
     "Plan",
@@ -55,8 +56,8 @@ __getattr__, __dir__ = lazy(
     {
         "attic": ["AtticUse", "attic_path", "clear_old", "usage"],
         "fetcher": ["Fetcher", "PassProgress", "download_url"],
-        "hooks": ["PassLog"],
         "holdings": ["plan_files"],
+        "hooks": ["Notices", "PassLog"],
         "mirror": ["Mirror", "sync_requests"],
         "planner": ["Plan", "PlannedFile", "room_for"],
         "settlement": ["exit_code"],

@@ -1,12 +1,19 @@
-"""Telling people when their data arrives: the ``[hooks] on_change`` command.
+"""Telling people what needs them: the ``[hooks] on_change`` command.
 
 A :class:`PassLog` collects, per request, what one pass brought (files that were
 transferred and are now done), what it replaced (a new version of a file, or a damaged
 copy fetched again: the old one kept in the attic), what the archive stopped listing
-(withdrawn) and what it left failed (products, or the request itself when it could not
-be resolved). When the pass ends, :meth:`PassLog.finish` stamps the
-request's ``last_new_files`` and, if the pass brought something new or failed somewhere,
-runs the configured command with a JSON document on stdin.
+(withdrawn) and what it left failed (products, or the request itself when the archive
+refused it or it selects nothing). When the pass ends, :meth:`PassLog.finish` records
+the pass's end (``last_new_files``, ``mirrored_at``, the fetched-files facts) and, if the
+pass brought something new or changed or failed somewhere, runs the configured command
+with a JSON document on stdin (``"event": "pass"``).
+
+:class:`Notices` tells the other events worth a person's attention, each once, through
+the same command: a manifest set aside, a request whose lookups keep failing, a token
+the archive refuses or that expires soon. They are queued where they happen and told
+by one task its owner runs (:meth:`Notices.tell_forever`) or waits for
+(:meth:`Notices.drain`), so no pass waits for a hook it did not bring about.
 
 A hook never blocks or fails a pass: it runs as a subprocess of its own session with a
 timeout (then its whole process group is killed); its exit status and stderr are
@@ -120,17 +127,16 @@ class PassLog:
         return self._reports.setdefault(request, PassReport())
 
     async def finish(self, config: Config, store: Store, request: str, state: str) -> None:
-        """Stamp ``last_new_files`` and run the hook if this pass is worth telling."""
+        """Record the pass's end and run the hook if this pass is worth telling."""
         report = self._reports.pop(request, PassReport())
-        if report.new_file_count:
-            store.note_new_files(request)
+        row = store.end_pass(request, new_files=report.new_file_count, new_bytes=report.new_bytes)
         if not report.worth_telling or not config.hooks.on_change:
             return
-        row = store.get_request(request)
         doc = {
+            "event": "pass",
             "request": request,
             "state": state,
-            "proposal_ids": list(row.proposal_ids) if row is not None else [],
+            "proposal_ids": list(row.proposal_ids),
             "mirror": str(config.paths.mirror),
             "new_files": report.new_files,
             "new_file_count": report.new_file_count,
@@ -142,12 +148,51 @@ class PassLog:
             "withdrawn": report.withdrawn,
             "finished": utc_now(),
         }
-        await run_hook(config.hooks.on_change, doc, config.hooks.timeout, label=request)
+        await run_hook(
+            config.hooks.on_change, doc, config.hooks.timeout, label=f"request {request}"
+        )
+
+
+class Notices:
+    """Events worth a person's attention beyond a pass's report, told once each.
+
+    :meth:`post` queues an event's document (never waits); the owner runs
+    :meth:`tell_forever` beside its passes, or awaits :meth:`drain` before it exits.
+    Without a hook configured, an event is only logged where it happened.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def post(self, event: str, request: str | None, reason: str, **fields: Any) -> None:
+        """Queue ``event`` (``manifest_set_aside``, ``lookups_failing``, ``token_refused``,
+        ``token_expired``, ``token_expiring``) about ``request`` (None: the process's)."""
+        if not self.config.hooks.on_change:
+            return
+        doc = {"event": event, "request": request, "reason": reason, **fields, "at": utc_now()}
+        self._queue.put_nowait(doc)
+
+    async def tell_forever(self) -> None:
+        while True:
+            await self._tell(await self._queue.get())
+
+    async def drain(self) -> None:
+        """Tell every event queued so far."""
+        while not self._queue.empty():
+            await self._tell(self._queue.get_nowait())
+
+    async def _tell(self, doc: dict[str, Any]) -> None:
+        hooks = self.config.hooks
+        event, request = doc["event"], doc["request"]
+        label = event if request is None else f"request {request} ({event})"
+        await run_hook(hooks.on_change, doc, hooks.timeout, label=label)
 
 
 async def run_hook(command: str, doc: dict[str, Any], seconds: float, *, label: str) -> int | None:
     """Run ``command`` with ``doc`` as JSON on stdin; its exit status, None if it was
-    killed after ``seconds`` or could not start. Never raises (but CancelledError)."""
+    killed after ``seconds`` or could not start. Never raises (but CancelledError).
+    ``label`` begins its log lines ("request 7291")."""
     data = (json.dumps(doc, indent=2) + "\n").encode()
     try:
         proc = await asyncio.create_subprocess_shell(
@@ -159,14 +204,14 @@ async def run_hook(command: str, doc: dict[str, Any], seconds: float, *, label: 
             start_new_session=True,
         )
     except OSError as exc:
-        log.warning("request %s: on_change hook could not start: %s", label, exc.strerror or exc)
+        log.warning("%s: on_change hook could not start: %s", label, exc.strerror or exc)
         return None
     try:
         _, stderr = await asyncio.wait_for(proc.communicate(data), seconds)
     except TimeoutError:
         _kill(proc)
         await proc.wait()
-        log.warning("request %s: on_change hook did not finish within %g s; killed", label, seconds)
+        log.warning("%s: on_change hook did not finish within %g s; killed", label, seconds)
         return None
     except asyncio.CancelledError:
         _kill(proc)
@@ -174,9 +219,9 @@ async def run_hook(command: str, doc: dict[str, Any], seconds: float, *, label: 
     text = stderr.decode(errors="replace").strip()[-STDERR_TAIL:]
     said = f": {' | '.join(text.splitlines())}" if text else ""
     if proc.returncode:
-        log.warning("request %s: on_change hook exited %d%s", label, proc.returncode, said)
+        log.warning("%s: on_change hook exited %d%s", label, proc.returncode, said)
     else:
-        log.info("request %s: on_change hook ran%s", label, said)
+        log.info("%s: on_change hook ran%s", label, said)
     return proc.returncode
 
 

@@ -25,11 +25,12 @@ import functools
 import logging
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from hstsync.archive import Batcher, Claims, Resolver
+from hstsync.archive import Batcher, Claims, Listing, ObservationPage, Resolver, Sieve
 from hstsync.config import Config, backoff_wait
 from hstsync.errors import ArchiveUnavailable
 from hstsync.model import Product, Request
@@ -71,12 +72,14 @@ def _product_table(resolver: Resolver, obsids: list[str]) -> Any:
     return resolver.product_table(obsids)
 
 
-def _observations(resolver: Resolver, request: Request, page: int) -> list[str]:
+def _observations(resolver: Resolver, request: Request, page: int) -> ObservationPage:
     return resolver.observations(request, page)
 
 
-def _select(resolver: Resolver, request: Request, table: Any, claims: Claims) -> list[Product]:
-    return resolver.select(request, [table], claims)
+def _select(
+    resolver: Resolver, request: Request, table: Any, claims: Claims, sieve: Sieve | None
+) -> list[Product]:
+    return resolver.select(request, [table], claims, sieve)
 
 
 class Lookups:
@@ -103,34 +106,45 @@ class Lookups:
         self._token = token
         self._idle.clear()
 
-    async def resolve_batches(self, request: Request) -> AsyncGenerator[list[Product], None]:
+    async def resolve_batches(
+        self,
+        request: Request,
+        sieve: Sieve | None = None,
+        *,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> AsyncGenerator[list[Product], None]:
         """The request's products one batch of observations at a time: the observation
         query, then per batch its product list and the selection. The caller acts on a
         batch (records, plans, fetches) before the next is asked for, so a big program's
-        transfers start with its first batch and its list is never held whole."""
+        transfers start with its first batch and its list is never held whole.
+        ``sieve`` follows what the filters let through; ``on_retry`` is told, before each
+        wait, what failed and when it is tried again."""
         claims = Claims()
         batcher = Batcher()
-        page, asked = 1, 0
+        listing = Listing()  # when the pages end: never queries without end
+        asked = 0
 
         async def listed(batch: list[str]) -> list[Product]:
             nonlocal asked
             asked += 1
             what = f"request {request.name}: product list {asked}"
-            table = await self._retried(functools.partial(_product_table, obsids=batch), what)
+            table = await self._retried(
+                functools.partial(_product_table, obsids=batch), what, on_retry
+            )
             return await self._call(
-                functools.partial(_select, request=request, table=table, claims=claims)
+                functools.partial(_select, request=request, table=table, claims=claims, sieve=sieve)
             )
 
-        while True:
-            obsids = await self._retried(
-                functools.partial(_observations, request=request, page=page),
-                f"request {request.name}: observations, page {page}",
+        while not listing.done:
+            found = await self._retried(
+                functools.partial(_observations, request=request, page=listing.page),
+                f"request {request.name}: observations, page {listing.page}",
+                on_retry,
             )
-            if not obsids:
-                break
-            for batch in batcher.add(obsids):
+            batches = batcher.add(found.obsids)
+            listing.took(found, batcher.fresh)
+            for batch in batches:
                 yield await listed(batch)
-            page += 1
         for batch in batcher.rest():
             yield await listed(batch)
 
@@ -138,19 +152,24 @@ class Lookups:
         """The archive's view of the token; one bounded call, not retried."""
         return await self._call(lambda r: r.session_info())
 
-    async def _retried(self, step: Callable[[Resolver], T], what: str) -> T:
+    async def _retried(
+        self,
+        step: Callable[[Resolver], T],
+        what: str,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> T:
+        """``what``: "request NAME: the step", for the log; ``on_retry`` gets the step,
+        its error and the next try's time, for the request's ``last_error``."""
         cfg = self.config.download
 
         def announce(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
-            log.warning(
-                "%s: %s; retrying in %.1f s (attempt %d of %d failed)",
-                what,
-                exc,
-                state.upcoming_sleep,
-                state.attempt_number,
-                cfg.retries + 1,
-            )
+            attempt = f"attempt {state.attempt_number} of {cfg.retries + 1} failed"
+            log.warning("%s: %s; retrying in %.1f s (%s)", what, exc, state.upcoming_sleep, attempt)
+            if on_retry is not None:
+                at = datetime.now(UTC) + timedelta(seconds=state.upcoming_sleep)
+                step_name = what.partition(": ")[2] or what
+                on_retry(f"{step_name}: {exc}; trying again at {at:%Y-%m-%dT%H:%M:%SZ} ({attempt})")
 
         retrying = AsyncRetrying(
             sleep=self._sleep,

@@ -33,7 +33,7 @@ from hstsync.service.sync.holdings import (
     sizes_on_disk,
     with_problems,
 )
-from hstsync.service.sync.hooks import PassLog
+from hstsync.service.sync.hooks import Notices, PassLog
 from hstsync.service.sync.planner import Action, Holding, Plan, Room, plan
 from hstsync.service.sync.resolution import Resolution
 from hstsync.service.sync.results import results_path, write_results
@@ -63,8 +63,11 @@ class Mirror:
         self._display = progress
         #: what each running pass brought and left failed, for the on_change hook
         self.passes = PassLog()
+        #: the other events the hook is told; its owner tells them (``tell_forever``,
+        #: ``drain``)
+        self.notices = Notices(config)
         self.resolution = Resolution(
-            config, store, self.passes, token=token, token_source=token_source
+            config, store, self.passes, self.notices, token=token, token_source=token_source
         )
         self.fetcher = Fetcher(
             config,
@@ -106,6 +109,7 @@ class Mirror:
         self.resolution.refresh_token()
         self.fetcher.proposals[request.name] = request.proposal_ids
         self.passes.start(request.name)
+        self.store.begin_pass(request.name)
 
     async def run(self, request: Request) -> RequestState:
         """The pass itself (between :meth:`begin` and the report's end)."""
@@ -148,7 +152,7 @@ class Mirror:
                 resolved=resolved,
             )
             return RequestState.INCOMPLETE
-        return self.settle(name, lookup_error=pass_.lookup_error)
+        return self.settle(name, lookup_error=pass_.lookup_error, empty=looked.empty)
 
     async def _take(self, pass_: _Pass, feed: JobFeed, rows: list[ProductRow]) -> None:
         """Plan one batch of a request's products and queue its transfers, while the
@@ -275,7 +279,9 @@ class Mirror:
         )
         return True
 
-    def settle(self, name: str, *, lookup_error: str | None = None) -> RequestState:
+    def settle(
+        self, name: str, *, lookup_error: str | None = None, empty: str | None = None
+    ) -> RequestState:
         """Write the request's state after a pass (``service.settlement.settle``)."""
         self._write_results(name)
         summary = self.store.summaries(name)
@@ -284,6 +290,7 @@ class Mirror:
             counts,
             first_failure=first_failure(self.store.first_failed(name)),
             lookup_error=lookup_error,
+            empty=empty,
         )
         self.store.set_request_state(
             name, settled.state, settled.last_error, resolved=settled.resolved

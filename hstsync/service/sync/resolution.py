@@ -9,19 +9,37 @@ retries) and records what they found, or why they failed, in the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from hstsync.archive import Token, check_transport, preload, session_warning, user_of
+from hstsync.archive import Sieve, Token, check_transport, preload, standing_of
 from hstsync.config import Config
-from hstsync.errors import HstsyncError, ManifestError, ResolveError
+from hstsync.errors import HstsyncError, ManifestError, ResolveError, StoreError
 from hstsync.model import Request, RequestState
-from hstsync.service.sync.hooks import PassLog
+from hstsync.service.sync.hooks import Notices, PassLog
 from hstsync.service.sync.lookup import Lookups
-from hstsync.store import ProductRow, Store
+from hstsync.store import ProductRow, Store, utc_now
 
 log = logging.getLogger(__name__)
+
+
+class Keep(enum.Enum):
+    """A field left as it is."""
+
+    KEEP = enum.auto()
+
+
+#: how often the archive is asked again how the token stands (it may be revoked, and
+#: a daemon runs for months: a week's warning of its expiry needs a look each day)
+TOKEN_CHECK_SECONDS = 6 * 3600.0
+#: failed lookups of a request in a row before the hook is told (once): one is often
+#: the archive's weekly maintenance, three (two, four, eight minutes apart in a
+#: daemon; three nights for a nightly pass) are worth a person's look
+LOOKUPS_FAILING = 3
 
 
 class Resolution:
@@ -32,6 +50,7 @@ class Resolution:
         config: Config,
         store: Store,
         passes: PassLog,
+        notices: Notices,
         *,
         token: str | None = None,
         token_source: Callable[[], Token | None] | None = None,
@@ -49,10 +68,15 @@ class Resolution:
             check_transport(config.mast.server)
         #: looked up again at each request's pass, so a daemon picks up a new token
         self._token_source = token_source
+        #: where the token came from (``Token.source``), for the advice on renewing it
+        self._source: str | None = None
         self._passes = passes
+        self._notices = notices
         self._lookups = Lookups(config, token)
-        #: the token whose session has been checked (once per token)
+        #: the token whose standing was last asked, and when (monotonic seconds; None:
+        #: never)
         self._checked: str | None = None
+        self._checked_at: float | None = None
 
     async def warm_up(self) -> None:
         """Load astroquery in a worker thread, so the first request resolves at once."""
@@ -72,6 +96,7 @@ class Resolution:
         except HstsyncError as exc:
             log.warning("cannot read the MAST token (%s); keeping the previous one", exc)
             return
+        self._source = found.source if found else None
         value = found.value if found else None
         if value == self.token:
             return
@@ -89,20 +114,67 @@ class Resolution:
         self._lookups.set_token(value)  # idle resolvers' sessions carry the old token
 
     async def _check_session(self) -> None:
-        """Say early, once per token, when it is refused or about to expire."""
-        if not self.token or self._checked == self.token:
+        """Ask the archive how the token stands: for a new token, and again every
+        :data:`TOKEN_CHECK_SECONDS`. Recorded for ``status`` and ``/metrics``; a token
+        refused or expiring soon is logged, and told through the hook once."""
+        token, now = self.token, time.monotonic()
+        checked = self._checked_at
+        if checked is not None and token == self._checked and now - checked < TOKEN_CHECK_SECONDS:
             return
-        self._checked = self.token
+        self._checked, self._checked_at = token, now
+        if not token:
+            self._record_token("none", "no MAST token: public data only")
+            return
         try:
             info = await self._lookups.session_info()
         except HstsyncError as exc:
             log.warning("cannot check the MAST token: %s", exc)
+            self._record_token("unknown", f"cannot check the MAST token: {exc}")
             return
-        warning = session_warning(info)
-        if warning is not None:
-            log.warning("%s", warning)
-        else:
-            log.info("MAST token accepted for %s", user_of(info))
+        standing = standing_of(info, source=self._source)
+        expires = standing.expires.strftime("%Y-%m-%dT%H:%M:%SZ") if standing.expires else None
+        if not standing.worrying:
+            log.info("MAST token %s", standing.message)
+            self._record_token(standing.state, standing.message, expires, told=None)
+            return
+        log.warning("%s", standing.message)
+        told = f"{standing.state} {expires or ''}".strip()
+        before = self._facts_told()
+        self._record_token(standing.state, standing.message, expires, told=told)
+        if before != told:
+            self._notices.post(
+                f"token_{standing.state}",
+                None,
+                standing.message,
+                expires=expires,
+                source=self._source,
+            )
+
+    def _facts_told(self) -> str | None:
+        with contextlib.suppress(StoreError):
+            return self.store.facts().token_told
+        return None
+
+    def _record_token(
+        self,
+        state: str,
+        message: str,
+        expires: str | None = None,
+        *,
+        told: str | Keep | None = Keep.KEEP,
+    ) -> None:
+        """How the token stands, for ``status`` and ``/metrics``; ``told``: the event
+        told last through the hook, when that changes."""
+        fields: dict[str, str | None] = {
+            "token_state": state,
+            "token_expires": expires,
+            "token_checked": utc_now(),
+            "token_message": message,
+        }
+        if not isinstance(told, Keep):
+            fields["token_told"] = told
+        with contextlib.suppress(StoreError):  # a fact for people, never the pass's end
+            self.store.set_facts(**fields)
 
     async def resolve(
         self, request: Request, on_batch: Callable[[list[ProductRow]], Awaitable[None]]
@@ -122,7 +194,14 @@ class Resolution:
         )
         stamp = self.store.begin_resolution(name)
         listed = new = changed = 0
-        batches = self._lookups.resolve_batches(request)
+        sieve = Sieve(request.filters)
+
+        def retrying(why: str) -> None:
+            # `status` shows the error and the next try while a lookup retries
+            with contextlib.suppress(StoreError):
+                self.store.note_error(name, why)
+
+        batches = self._lookups.resolve_batches(request, sieve, on_retry=retrying)
         try:
             await self._check_session()
             while True:
@@ -148,8 +227,6 @@ class Resolution:
         for uri, relpath in delisted.withdrawn:
             log.info("request %s: %s is no longer listed; its file stays (withdrawn)", name, uri)
             self._passes.withdrawn(name, None if relpath is None else mirror / relpath, uri)
-        if not listed:
-            log.info("request %s: the proposal lists no products", name)
         log.info(
             "request %s: resolved %d products (%d new, %d changed, %d removed)",
             name,
@@ -158,7 +235,12 @@ class Resolution:
             changed,
             removed,
         )
-        return LookupEnd(stamp)
+        empty = None if listed else sieve.why_none(request.proposal_ids)
+        if empty is not None:
+            log.warning("request %s: nothing to mirror: %s", name, empty)
+            if previous is None or previous.last_error != empty:
+                self._passes.failure(name, empty)  # told once, not at every re-sync
+        return LookupEnd(stamp, empty=empty)
 
     def _failed(self, name: str, stamp: int, exc: Exception) -> LookupEnd:
         if isinstance(exc, ManifestError):
@@ -178,7 +260,16 @@ class Resolution:
             exc,
             row.next_lookup,
         )
-        self._passes.failure(name, str(exc))
+        if row.lookup_failures == LOOKUPS_FAILING:
+            # once: not at every retry (the pass's own report leaves lookups out)
+            self._notices.post(
+                "lookups_failing",
+                name,
+                str(exc),
+                proposal_ids=list(row.proposal_ids),
+                failures=row.lookup_failures,
+                next_lookup=row.next_lookup,
+            )
         return LookupEnd(stamp, error=str(exc))
 
 
@@ -192,3 +283,6 @@ class LookupEnd:
     error: str | None = None
     #: the archive refused the request itself (the manifest must be fixed)
     invalid: bool = False
+    #: why the lookup selected nothing (the filters kept no product, or the archive
+    #: lists none); None when it selected something
+    empty: str | None = None

@@ -23,11 +23,17 @@ class Settlement:
 
 
 def settle(
-    counts: Counts, *, first_failure: str = "", lookup_error: str | None = None
+    counts: Counts,
+    *,
+    first_failure: str = "",
+    lookup_error: str | None = None,
+    empty: str | None = None,
 ) -> Settlement:
     """The request's state after a pass, from its products' states.
 
-    ``first_failure`` is :func:`first_failure`'s `` (first: FILE: why)``.
+    ``first_failure`` is :func:`first_failure`'s `` (first: FILE: why)``. A request
+    with no products is not done: nothing was mirrored, and ``empty`` (the lookup's
+    words: which filter kept nothing, and what there is) says why.
     ``lookup_error``: this pass's lookup failed (the products are those of the last
     successful one). A request whose files are all done stays ``done``, saying "last
     re-sync failed: …"; one never looked up is ``incomplete`` with the reason. Either
@@ -38,6 +44,9 @@ def settle(
         if counts.total and settled_request_state(counts) is RequestState.DONE:
             return Settlement(RequestState.DONE, f"last re-sync failed: {lookup_error}", False)
         return Settlement(RequestState.INCOMPLETE, lookup_error, False)
+    if not counts.total:
+        why = empty or "the archive lists no products for this request"
+        return Settlement(RequestState.INCOMPLETE, why, True)
     parts = []
     if counts.failed:
         parts.append(f"{counts.failed} failed{first_failure}")
