@@ -58,11 +58,19 @@ def _configure_logging(verbose: bool) -> None:
     # logging HOWTO's "Optimization" section)
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    from hstsync.cli.logformat import PrintableFormatter
+
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format=log_format(),
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
+    # archive text and file names in a message must not act on the terminal, nor forge
+    # a line of their own
+    for handler in logging.getLogger().handlers:
+        if handler not in before:  # basicConfig's own, not one a host program set up
+            handler.setFormatter(PrintableFormatter(log_format(), "%Y-%m-%dT%H:%M:%S%z"))
     # astropy's and astroquery's loggers are quietened in resolve.py once imported:
     # creating them here first would give astropy a plain Logger it cannot set up.
     # watchfiles logs "N changes detected" at INFO for every batch of file events.

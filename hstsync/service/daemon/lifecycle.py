@@ -16,11 +16,21 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hstsync.archive import find_token, parse_manifest, request_name
+from hstsync.archive import find_token, parse_manifest
 from hstsync.config import Config
 from hstsync.errors import ConfigError, DiskFullError, ManifestError, StoreError
 from hstsync.model import Request, RequestState
-from hstsync.service.daemon.requestdir import Intake, Watcher, clear_note, put_aside, scan, wake
+from hstsync.service.daemon.requestdir import (
+    Intake,
+    Version,
+    Watcher,
+    clash_reason,
+    clear_note,
+    put_aside,
+    scan,
+    shown_name,
+    wake,
+)
 from hstsync.service.daemon.runlock import daemon_status, run_lock
 from hstsync.service.daemon.runtime import (
     STOP_SIGNALS,
@@ -38,6 +48,7 @@ from hstsync.service.daemon.web import serving_status
 from hstsync.service.daemon.workers import use_worker_threads
 from hstsync.service.sync import Mirror, PassProgress, exit_code, sync_requests
 from hstsync.store import Store
+from hstsync.text import printable
 
 __all__ = ["Daemon", "daemon_status", "run_forever", "run_lock", "run_once", "wake"]
 
@@ -104,10 +115,10 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
         try:
             recover(store)
             for name, moved, reason in found.invalid:
-                store.record_invalid(name, str(moved), reason)
+                store.record_invalid(name, printable(str(moved)), reason)
             forget_removed(store, {request.name for request, _ in found.requests})
             for request, path in found.requests:
-                store.upsert_request(request, str(path))
+                store.upsert_request(request, printable(str(path)))
             async with (
                 Mirror(
                     config, store, token=token.value if token else None, progress=progress
@@ -278,10 +289,12 @@ class Daemon:
             return
         if survey.back:
             self._watcher.restart()
+        for clash in survey.clashes:
+            await self._refuse(store, clash)
         for path, version in survey.due:
             self._intake.took(path.name, version)
             try:
-                await self._take(store, path, request_name(path))
+                await self._take(store, path, shown_name(path))
             except StoreError:
                 self._intake.untake(path.name)  # taken again once the database recovers
                 raise
@@ -295,6 +308,19 @@ class Daemon:
             # manifests removed while the daemon was down
             forget_removed(store, survey.present)
 
+    async def _refuse(self, store: Store, clash: list[tuple[Path, Version]]) -> None:
+        """Manifests naming one request: its pass stops, and all of them are set aside."""
+        name = shown_name(clash[0][0])
+        await self._cancel(name)
+        self._manifests.pop(name, None)
+        moved, why = clash[0][0], clash_reason(path for path, _ in clash)
+        for path, version in clash:
+            self._intake.took(path.name, version)  # tried once, not at every look
+            moved, why = put_aside(path, clash_reason(p for p, _ in clash))
+            if moved != path:
+                self._intake.forget(path.name)
+        store.record_invalid(name, printable(str(moved)), why)
+
     async def _take(self, store: Store, path: Path, name: str) -> None:
         try:
             request = parse_manifest(path)
@@ -304,11 +330,11 @@ class Daemon:
             moved, reason = put_aside(path, str(exc))
             if moved != path:
                 self._intake.forget(path.name)
-            store.record_invalid(name, str(moved), reason)
+            store.record_invalid(name, printable(str(moved)), reason)
             return
         clear_note(path)
         before = store.get_request(name)
-        row = store.upsert_request(request, str(path))
+        row = store.upsert_request(request, printable(str(path)))
         if before is not None and before.digest != row.digest:
             log.info("request %s: manifest changed, re-planning", name)
             await self._cancel(name)
