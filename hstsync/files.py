@@ -38,12 +38,18 @@ DIRECTORY_MODE = 0o755
 
 
 def open_directory(
-    name: str | Path, *, dir_fd: int | None = None, create: bool = False, mode: int = DIRECTORY_MODE
+    name: str | Path,
+    *,
+    dir_fd: int | None = None,
+    create: bool = False,
+    mode: int = DIRECTORY_MODE,
+    label: str | Path | None = None,
 ) -> int:
     """An open descriptor of the directory ``name`` (in ``dir_fd`` if given), made with
     ``mode`` first when ``create``. Raises :class:`OSError` whose ``strerror`` says
-    "refused: … is not a directory (a symbolic link?)" when something else is there: a
-    link planted in its place would carry what is written there elsewhere."""
+    "refused: LABEL is not a directory (a symbolic link?)" (``label``: how to name it,
+    ``name`` by default) when something else is there: a link planted in its place would
+    carry what is written there elsewhere."""
     if create:
         with contextlib.suppress(FileExistsError):
             os.mkdir(name, mode, dir_fd=dir_fd)
@@ -52,7 +58,7 @@ def open_directory(
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise OSError(
-                exc.errno, f"refused: {name} is not a directory (a symbolic link?)"
+                exc.errno, f"refused: {label or name} is not a directory (a symbolic link?)"
             ) from None
         raise
 

@@ -34,12 +34,14 @@ from hstsync.service.daemon.requestdir import (
 from hstsync.service.daemon.runlock import daemon_status, run_lock
 from hstsync.service.daemon.runtime import (
     STOP_SIGNALS,
+    DatabaseFile,
     WriteGuard,
     first_store_error,
     forget_removed,
     keeping_alive,
     missing_requests,
     opened_store,
+    raise_open_files_limit,
     recover,
 )
 from hstsync.service.daemon.schedule import Start, next_wake, start_due
@@ -75,6 +77,7 @@ async def run_once(config: Config, progress: PassProgress | None = None) -> int:
     """
     loop = asyncio.get_running_loop()
     use_worker_threads(loop)
+    raise_open_files_limit()
     this = asyncio.current_task()
     assert this is not None
     signalled: list[int] = []
@@ -108,6 +111,7 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
     token = find_token(config.mast.token_file)
     failure: StoreError | None = None
     with opened_store(config) as (store, lock):
+        database = DatabaseFile.of(config.paths.database)
         try:
             found = scan(config.paths.requests)
         except FileNotFoundError:
@@ -128,6 +132,9 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
                 states = await sync_requests(mirror, [request for request, _ in found.requests])
         except* StoreError as group:
             failure = first_store_error(group)
+        if (gone := database.changed()) is not None:
+            log.error("%s", gone)
+            return 1
     if failure is not None:
         # The database could not be written (disk full, I/O error): every transaction
         # either happened or not, and the next run takes up where this one stopped.
@@ -171,6 +178,8 @@ class Daemon:
         self.force_exit = False
         self._main: asyncio.Task[int] | None = None
         self._writes = WriteGuard(on_failure=self._wake.set)
+        #: the exit code of a stop the daemon chose (its database deleted under it)
+        self._failed = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -198,12 +207,14 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         use_worker_threads(loop)
+        raise_open_files_limit()
         self._main = asyncio.current_task()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
         token = find_token(self.config.mast.token_file)
         try:
             with opened_store(self.config) as (store, lock):
+                database = DatabaseFile.of(self.config.paths.database)
                 # The token is looked up again at each pass: a token installed or
                 # renewed while the daemon runs is used without a restart.
                 async with (
@@ -215,7 +226,7 @@ class Daemon:
                     ) as mirror,
                     keeping_alive(lock),
                 ):
-                    await self._serve(store, mirror)
+                    await self._serve(store, mirror, database)
         except asyncio.CancelledError:
             # a second signal: the store was closed on the way out all the same
             if not self.force_exit:
@@ -229,9 +240,9 @@ class Daemon:
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
         log.info("stopped")
-        return 1 if self.force_exit else 0
+        return 1 if self.force_exit or self._failed else 0
 
-    async def _serve(self, store: Store, mirror: Mirror) -> None:
+    async def _serve(self, store: Store, mirror: Mirror, database: DatabaseFile) -> None:
         # The status endpoint (if configured) is up before the first scan and stays up
         # until every task of the group has finished.
         async with serving_status(self.config), asyncio.TaskGroup() as group:
@@ -257,6 +268,11 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_for(store))
                 self._wake.clear()
+                if (gone := database.changed()) is not None and not self._stop.is_set():
+                    # exit 1: under systemd a restart opens the file there now
+                    log.error("%s", gone)
+                    self._failed = True
+                    self.stop()
                 if not self._stop.is_set() and not self._writes.pause:
                     with self._writes():
                         await self._rescan(store)

@@ -5,7 +5,10 @@ most likely a share that is not mounted), the run lock and the store opened
 (:func:`opened_store`), the recovery of an interrupted run's rows, the forgetting of
 requests whose manifests went while nothing ran, and while work runs the run lock's
 heartbeat and systemd's watchdog (:func:`keeping_alive`); in the daemon, a database
-that refuses writes made a pause (:class:`WriteGuard`).
+that refuses writes made a pause (:class:`WriteGuard`), and one deleted or replaced
+under it noticed (:class:`DatabaseFile`). Directories are made with explicit modes
+(never writable by other users, whatever the umask), and the soft limit on open files
+is raised to the hard one (:func:`raise_open_files_limit`).
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from hstsync.config import Config
 from hstsync.errors import ConfigError, StoreError
+from hstsync.files import DIRECTORY_MODE, make_directories
 from hstsync.model import RequestState
 from hstsync.service.daemon.runlock import HEARTBEAT_SECONDS, RunLock, run_lock
 from hstsync.service.daemon.schedule import store_backoff
@@ -73,16 +79,70 @@ def prepare_directories(config: Config) -> None:
         first_run = not config.paths.database.exists() and requests.parent.is_dir()
         if requests.exists() or not first_run:
             raise ConfigError(missing_requests(config))
-        _make(requests, "requests")
+        _make(requests, "requests", REQUESTS_MODE)
     _make(config.paths.mirror, "mirror")
     _make(config.paths.database.parent, "database")
 
 
-def _make(path: Path, key: str) -> None:
+#: the request directory made on a first run: the people who drop manifests may be a
+#: group (README); other users may not write it
+REQUESTS_MODE = 0o775
+
+
+def _make(path: Path, key: str, mode: int = DIRECTORY_MODE) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_directories(path, mode)
     except OSError as exc:
         raise ConfigError(f"[paths] {key}: cannot create {path}: {exc.strerror or exc}") from None
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one: clients of the status page, a
+    directory's watch and many transfers at once must not run a run out of descriptors
+    that the system would grant (a soft limit of 1024 is common)."""
+    import resource
+
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseFile:
+    """Which file the store opened, to notice it deleted or replaced under a run.
+
+    A process keeps writing to a database file unlinked under it (``rm``, a backup
+    restored over it): its history would be lost at the next start and ``status``
+    would say there is none while it runs. :meth:`changed` compares the file at the
+    path with the one opened (device and inode).
+    """
+
+    path: Path
+    identity: tuple[int, int]
+
+    @classmethod
+    def of(cls, path: Path) -> DatabaseFile:
+        info = os.stat(path)
+        return cls(path, (info.st_dev, info.st_ino))
+
+    def changed(self) -> str | None:
+        """Why the file at the path is not the one opened any more, or None."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return None  # cannot tell (a share hiccup): looked at again next time
+        else:
+            if (info.st_dev, info.st_ino) == self.identity:
+                return None
+        return (
+            f"the database {self.path} was deleted or replaced while hstsync ran; "
+            "stopping rather than writing to a file nobody will read (a restart opens "
+            "the file there now, or makes a new one: manifests are taken again and files "
+            "already in the mirror recorded without being fetched)"
+        )
 
 
 def missing_requests(config: Config) -> str:
