@@ -33,7 +33,7 @@ from hstsync.archive.validate import (
     show,
 )
 from hstsync.errors import ManifestError
-from hstsync.files import atomic_write
+from hstsync.files import atomic_write, make_directories
 from hstsync.model import Request
 from hstsync.text import printable
 
@@ -148,7 +148,7 @@ def write_manifest(directory: Path, request: Request, *, replace: bool = False) 
     target = directory / f"{request.name}.toml"
     if not replace and (target.exists() or target.with_suffix(".json").exists()):
         raise ManifestError(f"{target.name}: a request of that name exists already")
-    directory.mkdir(parents=True, exist_ok=True)
+    make_directories(directory, 0o775)  # a group may drop manifests; others never write
     try:
         atomic_write(target, text)
     except OSError as exc:

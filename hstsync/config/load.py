@@ -56,15 +56,19 @@ def parse_duration(value: str | int | float, key: str) -> float:
     return seconds
 
 
+#: HOST or HOST:PORT (IPv6 in brackets): a port other than the scheme's must be named
+_HOST_PATTERN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^/:@\s\[\]]+)(:[0-9]{1,5})?")
+
+
 def _hosts(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None  # MastConfig fills in the server's host and ARCHIVE_HOSTS
     if not isinstance(value, list) or not all(
-        isinstance(v, str) and v.strip() and not any(c in v for c in "/:@ ") for v in value
+        isinstance(v, str) and _HOST_PATTERN.fullmatch(v.strip()) for v in value
     ):
         raise ConfigError(
-            f'mast.trusted_hosts: expected a list of host patterns like ["*.stsci.edu"], '
-            f"got {value!r}"
+            f'mast.trusted_hosts: expected a list of host patterns like ["*.stsci.edu"] '
+            f'or ["127.0.0.1:8080"], got {value!r}'
         )
     return tuple(v.strip().lower() for v in value)
 
