@@ -38,6 +38,7 @@ from hstsync.archive.rows import (
 )
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
+from hstsync.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -289,9 +290,9 @@ class Resolver:
         try:
             yield
         except InvalidQueryError as exc:
-            raise ManifestError(f"the archive refused the query: {exc}") from None
+            raise ManifestError(f"the archive refused the query: {_said(exc)}") from None
         except RemoteServiceError as exc:
-            raise ArchiveUnavailable(f"the archive answered with an error: {exc}") from None
+            raise ArchiveUnavailable(f"the archive answered with an error: {_said(exc)}") from None
         except Timeout:
             raise ArchiveUnavailable(
                 f"the archive did not answer within {self.timeout:g} s"
@@ -390,6 +391,17 @@ class Batcher:
             self._pending = []
             self._made += 1
         return made
+
+
+#: characters of an archive's own message kept in an error
+SAID_CHARS = 500
+
+
+def _said(exc: Exception) -> str:
+    """The archive's own message: data, made printable (it reaches ``last_error``, the
+    log and ``status``) and bounded."""
+    text = printable(str(exc))
+    return text if len(text) <= SAID_CHARS else text[: SAID_CHARS - 1] + "…"
 
 
 def _reason(exc: Exception) -> str:

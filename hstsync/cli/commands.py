@@ -23,6 +23,7 @@ from hstsync.errors import (
     HstsyncError,
     StoreError,
 )
+from hstsync.text import printable
 
 if TYPE_CHECKING:
     from hstsync.config import Config
@@ -102,16 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(devnull)
         return code
     except ConfigError as exc:
-        print(f"hstsync: configuration error: {exc}", file=sys.stderr)
+        print(f"hstsync: configuration error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except (StoreError, AlreadyRunningError) as exc:
-        print(f"hstsync: {exc}", file=sys.stderr)
+        print(f"hstsync: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except HstsyncError as exc:
         message = str(exc)
         if _loaded and _loaded[-1].source is not None:  # name the file to check
             message = message.replace("the configuration file", str(_loaded[-1].source))
-        print(f"hstsync: {message}", file=sys.stderr)
+        print(f"hstsync: {printable(message)}", file=sys.stderr)
         return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         return 130
