@@ -324,7 +324,7 @@ class Resolver:
         configured server like every other endpoint. Blocking. Raises
         :class:`ResolveError` with a reason that never quotes the request.
         """
-        from requests import RequestException
+        from requests import RequestException, Timeout
 
         try:
             info = self._obs.session_info(verbose=False)
@@ -332,6 +332,11 @@ class Resolver:
             raise ResolveError(
                 f"the archive at {self.server} answered the session-info request "
                 "with something other than JSON"
+            ) from None
+        except Timeout:
+            raise ResolveError(
+                f"the archive at {self.server} did not answer within {self.timeout:g} s "
+                "([mast] timeout)"
             ) from None
         except RequestException as exc:
             raise ResolveError(
