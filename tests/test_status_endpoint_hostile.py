@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import drop, until, until_done
+from helpers import Daemon, drop, until, until_done
 
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, StatusConfig, for_directory, host_header_allowed
@@ -171,15 +171,6 @@ async def half_sent(port: int, count: int) -> list[asyncio.StreamWriter]:
     return writers
 
 
-class Handle:
-    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
-        self.proc = proc
-        self.log = log
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 async def test_hundreds_of_half_sent_requests_do_not_starve_the_daemon(
     tmp_path: Path, emulator: Emulator
 ):
@@ -189,7 +180,7 @@ async def test_hundreds_of_half_sent_requests_do_not_starve_the_daemon(
         writers = await half_sent(port, 400)
         descriptors = len(os.listdir(f"/proc/{proc.pid}/fd"))
         drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
-        await until_done(tmp_path, Handle(proc, log))  # type: ignore[arg-type]
+        await until_done(tmp_path, Daemon(proc, log))
         for writer in writers:
             writer.close()
     text = log.read_text()
@@ -202,9 +193,9 @@ async def test_out_of_descriptors_failed_accepts_are_one_line_not_a_traceback_ea
     tmp_path: Path, emulator: Emulator
 ):
     async with daemon_with_limit(tmp_path, emulator, soft=40, hard=40) as (proc, log, port):
-        handle = Handle(proc, log)
+        handle = Daemon(proc, log)
         drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
-        await until_done(tmp_path, handle)  # type: ignore[arg-type]
+        await until_done(tmp_path, handle)
         writers = await half_sent(port, 80)
         await asyncio.sleep(4)  # asyncio retries a failed accept every second
         text = log.read_text()
@@ -212,6 +203,6 @@ async def test_out_of_descriptors_failed_accepts_are_one_line_not_a_traceback_ea
             writer.close()
         await asyncio.sleep(11)  # the half-sent requests time out; descriptors come back
         drop(tmp_path, "again.toml", TUTORIAL_MANIFEST)
-        await until_done(tmp_path, handle, "again", "again to be mirrored")  # type: ignore[arg-type]
+        await until_done(tmp_path, handle, "again", "again to be mirrored")
     assert "Traceback" not in text, text[-3000:]
     assert text.count("cannot accept connections") <= 1

@@ -254,7 +254,7 @@ def product_from_row(row: Any) -> Product:
     if not texts["dataURI"].isprintable():
         # it is sent as a query parameter and shown in tables and logs: refused
         problems.append(
-            f"the catalogue's dataURI holds control characters: {shown(texts['dataURI'])}"
+            f"refused: the catalogue's dataURI holds control characters: {shown(texts['dataURI'])}"
         )
     for column in _REQUIRED:
         if not texts[column]:
