@@ -178,7 +178,7 @@ class Daemon:
         self.force_exit = False
         self._main: asyncio.Task[int] | None = None
         self._writes = WriteGuard(on_failure=self._wake.set)
-        #: the exit code of a stop the daemon chose (its database deleted under it)
+        #: the daemon stopped itself (its database deleted under it): exit 1
         self._failed = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -329,10 +329,11 @@ class Daemon:
         name = shown_name(clash[0][0])
         await self._cancel(name)
         self._manifests.pop(name, None)
-        moved, why = clash[0][0], clash_reason(path for path, _ in clash)
+        reason = clash_reason(path for path, _ in clash)
+        moved, why = clash[0][0], reason
         for path, version in clash:
             self._intake.took(path.name, version)  # tried once, not at every look
-            moved, why = put_aside(path, clash_reason(p for p, _ in clash))
+            moved, why = put_aside(path, reason)
             if moved != path:
                 self._intake.forget(path.name)
         store.record_invalid(name, printable(str(moved)), why)

@@ -97,15 +97,17 @@ def _make(path: Path, key: str, mode: int = DIRECTORY_MODE) -> None:
 
 
 def raise_open_files_limit() -> None:
-    """Raise the soft limit on open files to the hard one: clients of the status page, a
-    directory's watch and many transfers at once must not run a run out of descriptors
-    that the system would grant (a soft limit of 1024 is common)."""
+    """Raise the soft limit on open files to the hard one (65,536 where the hard one is
+    unlimited): status-page clients, the directory's watch and many transfers at once
+    must not run the process out of descriptors the system would grant (a soft limit of
+    1024 is common)."""
     import resource
 
     with contextlib.suppress(ValueError, OSError):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 @dataclass(frozen=True, slots=True)
