@@ -217,3 +217,20 @@ async def test_a_second_manifest_for_a_running_request_stops_it_and_both_are_ref
         assert "both name the request dup" in d.output()
         await asyncio.sleep(0.5)
         assert d.proc.returncode is None
+
+
+async def test_plan_reads_a_manifest_its_user_names_through_a_link_but_not_a_fifo(
+    tmp_path: Path, emulator: Emulator
+):
+    config = write_config(tmp_path, emulator.url)
+    real = tmp_path / "mine.toml"
+    real.write_text(TUTORIAL_MANIFEST)
+    (tmp_path / "linked.toml").symlink_to(real)
+    os.mkfifo(tmp_path / "pipe.toml")
+
+    code, out, err = await run_hstsync(
+        "plan", str(tmp_path / "linked.toml"), "--config", str(config)
+    )
+    assert code == 0 and "to fetch" in out, err
+    code, _, err = await run_hstsync("plan", str(tmp_path / "pipe.toml"), "--config", str(config))
+    assert code == 2 and "not a regular file (a FIFO)" in err

@@ -55,16 +55,18 @@ def request_name(path: Path) -> str:
     return path.stem
 
 
-def parse_manifest(path: Path) -> Request:
+def parse_manifest(path: Path, *, follow: bool = False) -> Request:
     """Read one manifest file (at most ``MAX_MANIFEST_BYTES + 1`` bytes) into a Request.
 
     Opened without blocking (a FIFO dropped in the directory must not hang the daemon)
-    and without following a link (one to ``/dev/zero`` or to a file elsewhere); only a
-    regular file is read, anything else is refused with what it is.
+    and without following a link (one to ``/dev/zero`` or to a file elsewhere) unless
+    ``follow`` (a file a person named on the command line); only a regular file is read,
+    anything else is refused with what it is.
     """
     label = printable(path.name)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ManifestError(f"{label}: refused: a symbolic link, not a file") from None
