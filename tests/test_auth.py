@@ -267,7 +267,7 @@ async def test_token_never_follows_a_redirect_to_another_host(tmp_path: Path):
     pub, excl = sorted(public)[0], sorted(exclusive)
     async with (
         Emulator(catalogue, tokens={SECRET: "alice"}) as mast,
-        # another host (trusted_hosts are host patterns: another port is the same host)
+        # another host (another port of the same host: tests/test_token_leaks.py)
         Emulator(catalogue, host="127.0.0.2", tokens={SECRET: "alice"}) as elsewhere,
     ):
         # The second server would serve exclusive data for the token: if it ever saw

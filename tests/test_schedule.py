@@ -129,7 +129,7 @@ def test_a_settled_request_is_resynced_resync_every_after_its_last_pass():
         settled = row(state, last_pass=NOW - timedelta(hours=23))
         assert start_due(settled, NOW, DAY) is None
         assert start_due(settled, NOW + timedelta(hours=1), DAY) is Start.RESYNC
-        assert due_at(settled, DAY) == NOW + timedelta(hours=1)
+        assert due_at(settled, DAY, NOW) == NOW + timedelta(hours=1)
 
 
 def test_a_failed_lookup_is_tried_again_at_its_next_lookup_not_a_day_later():
@@ -141,7 +141,7 @@ def test_a_failed_lookup_is_tried_again_at_its_next_lookup_not_a_day_later():
 
 def test_an_invalid_request_waits_for_a_new_manifest_unless_a_lookup_failed():
     invalid = row(RequestState.INVALID, last_pass=NOW - timedelta(days=9))
-    assert due_at(invalid, DAY) is None
+    assert due_at(invalid, DAY, NOW) is None
     assert start_due(invalid, NOW, DAY) is None
     relook = row(RequestState.INVALID, next_lookup=NOW)
     assert start_due(relook, NOW, DAY) is Start.RELOOKUP
@@ -165,3 +165,31 @@ def test_the_pause_after_a_refused_write_doubles_up_to_its_cap():
     assert store_backoff(0.0) == STORE_BACKOFF_SECONDS
     assert pauses[:3] == [2.0, 4.0, 8.0]
     assert max(pauses) == pauses[-1] == STORE_BACKOFF_MAX_SECONDS
+
+
+# -- a clock that jumps backwards ----------------------------------------------------------
+# Stamps written while the clock was ahead (a machine that booted with a wrong clock, then
+# corrected by NTP) lie in the future. Waiting for the clock to catch up would stop
+# re-syncs and lookup retries for as long as the jump.
+
+
+def test_a_last_pass_stamped_later_than_now_makes_the_resync_due_now():
+    ahead = row(RequestState.DONE, last_pass=NOW + timedelta(days=400))
+    assert start_due(ahead, NOW, DAY) is Start.RESYNC
+    assert due_at(ahead, DAY, NOW) == NOW
+    assert next_wake([ahead], NOW, DAY, longest=30.0) == MIN_SLEEP_SECONDS
+
+
+def test_a_lookup_retry_set_further_ahead_than_any_backoff_is_due_now():
+    ahead = row(RequestState.INCOMPLETE, next_lookup=NOW + timedelta(days=400))
+    assert start_due(ahead, NOW, DAY) is Start.RELOOKUP
+    assert next_wake([ahead], NOW, DAY, longest=30.0) == MIN_SLEEP_SECONDS
+    # a retry within the longest backoff (an hour) still waits for its time
+    hour = row(RequestState.INCOMPLETE, next_lookup=NOW + timedelta(minutes=59))
+    assert start_due(hour, NOW, DAY) is None
+    assert due_at(hour, DAY, NOW) == NOW + timedelta(minutes=59)
+
+
+def test_a_stamp_in_the_past_is_used_as_it_is():
+    settled = row(RequestState.DONE, last_pass=NOW - timedelta(hours=1))
+    assert due_at(settled, DAY, NOW) == NOW + timedelta(hours=23)

@@ -589,8 +589,12 @@ def test_token_goes_only_to_trusted_hosts_over_https_or_loopback() -> None:
     assert not token_allowed("https://evilstsci.edu/x", trusted)
     assert not token_allowed("https://stpubdata.s3.amazonaws.com/x", trusted)
     local = MastConfig(server="http://127.0.0.1:8080").token_hosts
-    assert token_allowed("http://127.0.0.1:9999/x", local)
-    assert not token_allowed("http://127.0.0.2:9999/x", local)
+    assert local == ("127.0.0.1:8080", "*.stsci.edu")
+    assert token_allowed("http://127.0.0.1:8080/x", local)
+    assert not token_allowed("http://127.0.0.1:9999/x", local)  # another service
+    assert not token_allowed("http://127.0.0.2:8080/x", local)
+    assert not token_allowed("https://mast.stsci.edu:8443/x", trusted)  # another port
+    assert token_allowed("https://mast.stsci.edu:443/x", trusted)
 
 
 def redirecting(target: list[str]) -> Handler:
@@ -612,7 +616,8 @@ async def test_redirect_to_another_host_gets_the_token_only_if_trusted(
     target: list[str] = []
     async with Server(redirecting(target)) as origin, Server(serve, host="127.0.0.2") as other:
         target.append(other.url)
-        hosts = ("127.0.0.1", "127.0.0.2") if trusted else ("127.0.0.1",)
+        origin_host = origin.url.removeprefix("http://")
+        hosts = (origin_host, other.url.removeprefix("http://")) if trusted else (origin_host,)
         t = transfer(
             origin.url + "/f",
             tmp_path,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hstsync.config import DEFAULT_SERVER, TOKEN_PAGE, token_allowed
+from hstsync.config import DEFAULT_SERVER, TOKEN_PAGE, default_trusted_hosts, token_allowed
 from hstsync.errors import AuthError, ConfigError, HstsyncError
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,8 @@ def check_transport(server: str) -> None:
     ``http://`` stays allowed: the emulator, an SSH tunnel, a local proxy.
     """
     parts = urlsplit(server)
-    # the rule of config.token_allowed, for the server's own host
-    if token_allowed(server, (parts.hostname or "",)):
+    # the rule of config.token_allowed, for the server's own host and port
+    if token_allowed(server, default_trusted_hosts(server)[:1]):
         return
     raise ConfigError(
         f"mast.server is {parts.scheme}://{parts.hostname}: hstsync sends a MAST token only "

@@ -12,6 +12,7 @@ daemon moves such a manifest aside with that message next to it and keeps runnin
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -28,13 +29,13 @@ from hstsync.archive.validate import (
     PROPOSAL,
     Invalid,
     json_object,
-    printable,
     request_from_document,
     show,
 )
 from hstsync.errors import ManifestError
-from hstsync.files import atomic_write
+from hstsync.files import atomic_write, make_directories
 from hstsync.model import Request
+from hstsync.text import printable
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -54,21 +55,43 @@ def request_name(path: Path) -> str:
     return path.stem
 
 
-def parse_manifest(path: Path) -> Request:
-    """Read one manifest file (at most ``MAX_MANIFEST_BYTES + 1`` bytes) into a Request."""
+def parse_manifest(path: Path, *, follow: bool = False) -> Request:
+    """Read one manifest file (at most ``MAX_MANIFEST_BYTES + 1`` bytes) into a Request.
+
+    Opened without blocking (a FIFO dropped in the directory must not hang the daemon)
+    and without following a link (one to ``/dev/zero`` or to a file elsewhere) unless
+    ``follow`` (a file a person named on the command line); only a regular file is read,
+    anything else is refused with what it is.
+    """
     label = printable(path.name)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        # O_NONBLOCK: opening a FIFO dropped in the directory must not hang the daemon.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ManifestError(f"{label}: not a regular file")
-            data = _read_upto(fd, MAX_MANIFEST_BYTES + 1)
-        finally:
-            os.close(fd)
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ManifestError(f"{label}: refused: a symbolic link, not a file") from None
+        raise ManifestError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ManifestError(f"{label}: refused: not a regular file ({_kind(mode)})")
+        data = _read_upto(fd, MAX_MANIFEST_BYTES + 1)
     except OSError as exc:
         raise ManifestError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     return parse_manifest_bytes(request_name(path), data, path.suffix)
+
+
+def _kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _read_upto(fd: int, limit: int) -> bytes:
@@ -127,7 +150,7 @@ def write_manifest(directory: Path, request: Request, *, replace: bool = False) 
     target = directory / f"{request.name}.toml"
     if not replace and (target.exists() or target.with_suffix(".json").exists()):
         raise ManifestError(f"{target.name}: a request of that name exists already")
-    directory.mkdir(parents=True, exist_ok=True)
+    make_directories(directory, 0o775)  # a group may drop manifests; others never write
     try:
         atomic_write(target, text)
     except OSError as exc:

@@ -35,6 +35,7 @@ from hstsync.archive.rows import Claims, missing, products_from_rows, unusable_s
 from hstsync.archive.selection import Sieve, why_no_observation
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
+from hstsync.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -318,9 +319,9 @@ class Resolver:
         try:
             yield
         except InvalidQueryError as exc:
-            raise ManifestError(f"the archive refused the query: {exc}") from None
+            raise ManifestError(f"the archive refused the query: {_said(exc)}") from None
         except RemoteServiceError as exc:
-            raise ArchiveUnavailable(f"the archive answered with an error: {exc}") from None
+            raise ArchiveUnavailable(f"the archive answered with an error: {_said(exc)}") from None
         except Timeout:
             raise ArchiveUnavailable(
                 f"the archive did not answer within {self.timeout:g} s"
@@ -352,7 +353,7 @@ class Resolver:
         configured server like every other endpoint. Blocking. Raises
         :class:`ResolveError` with a reason that never quotes the request.
         """
-        from requests import RequestException
+        from requests import RequestException, Timeout
 
         try:
             info = self._obs.session_info(verbose=False)
@@ -360,6 +361,11 @@ class Resolver:
             raise ResolveError(
                 f"the archive at {self.server} answered the session-info request "
                 "with something other than JSON"
+            ) from None
+        except Timeout:
+            raise ResolveError(
+                f"the archive at {self.server} did not answer within {self.timeout:g} s "
+                "([mast] timeout)"
             ) from None
         except RequestException as exc:
             raise ResolveError(
@@ -374,6 +380,17 @@ def _url_attributes(holder: Any) -> Iterator[str]:
     for name in dir(holder):
         if name.isupper() and name.endswith("_URL") and isinstance(getattr(holder, name), str):
             yield name
+
+
+#: characters of an archive's own message kept in an error
+SAID_CHARS = 500
+
+
+def _said(exc: Exception) -> str:
+    """The archive's own message: data, made printable (it reaches ``last_error``, the
+    log and ``status``) and bounded."""
+    text = printable(str(exc))
+    return text if len(text) <= SAID_CHARS else text[: SAID_CHARS - 1] + "…"
 
 
 def _reason(exc: Exception) -> str:

@@ -251,6 +251,11 @@ def product_from_row(row: Any) -> Product:
     """
     problems: list[str] = []
     texts = {column: _text(row, column, problems) for column in TEXT_COLUMNS}
+    if not texts["dataURI"].isprintable():
+        # it is sent as a query parameter and shown in tables and logs: refused
+        problems.append(
+            f"refused: the catalogue's dataURI holds control characters: {shown(texts['dataURI'])}"
+        )
     for column in _REQUIRED:
         if not texts[column]:
             problems.insert(0, f"the catalogue gives no {column} for this file")
@@ -396,9 +401,11 @@ def products_from_rows(rows: Iterable[Any], claims: Claims | None = None) -> lis
 def _claim_paths(products: list[Product]) -> list[Product]:
     """One product per destination path; the others get a ``problem``.
 
-    The owner is the product whose dataURI names its own file (``…/<productFilename>``),
-    then the first by dataURI: the same one every pass, so a path's content never
-    swaps between two files.
+    The owner is the product whose dataURI is the archive's own for its file
+    (``mast:<obs_collection>/product/<productFilename>``), then one whose dataURI ends
+    in ``/<productFilename>``, then the first by dataURI: the same one every pass, so a
+    path's content never swaps between two files, and a made-up row whose dataURI
+    merely ends in another product's file name never takes that product's path.
     """
     by_path: dict[PurePosixPath, list[Product]] = {}
     for product in products:
@@ -408,10 +415,7 @@ def _claim_paths(products: list[Product]) -> list[Product]:
     for path, claimants in by_path.items():
         if len(claimants) < 2:
             continue
-        owner = min(
-            claimants,
-            key=lambda p: (not p.data_uri.endswith("/" + p.filename), p.data_uri),
-        )
+        owner = min(claimants, key=_ownership)
         for other in claimants:
             if other is not owner:
                 losers[other.data_uri] = replace(
@@ -420,3 +424,11 @@ def _claim_paths(products: list[Product]) -> list[Product]:
                     "only that one is fetched",
                 )
     return [losers.get(p.data_uri, p) for p in products]
+
+
+def _ownership(product: Product) -> tuple[int, str]:
+    """How well a dataURI names its product's own file (lower first; see _claim_paths)."""
+    uri = product.data_uri
+    if uri == f"mast:{product.obs_collection}/product/{product.filename}":
+        return 0, uri
+    return (1 if uri.endswith("/" + product.filename) else 2), uri

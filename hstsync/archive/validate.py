@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hstsync.model import Request
+from hstsync.text import printable
 
 #: A manifest is a few lines; anything bigger is not one, and is never parsed
 #: (a parser fed megabytes of nesting exhausts memory before it fails).
@@ -282,8 +283,3 @@ def show(value: object) -> str:
     if isinstance(value, dict):
         return "a table"
     return f"a {type(value).__name__}"  # TOML dates and times
-
-
-def printable(text: str) -> str:
-    """Text that can be written anywhere: undecodable file-name bytes become escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -24,6 +24,7 @@ from hstsync.errors import (
     HstsyncError,
     StoreError,
 )
+from hstsync.text import printable
 
 if TYPE_CHECKING:
     from hstsync.config import Config
@@ -59,11 +60,19 @@ def _configure_logging(verbose: bool, quiet: bool = False) -> None:
     # logging HOWTO's "Optimization" section)
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    from hstsync.cli.logformat import PrintableFormatter
+
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
         format=log_format(),
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
+    # archive text and file names in a message must not act on the terminal, nor forge
+    # a line of their own
+    for handler in logging.getLogger().handlers:
+        if handler not in before:  # basicConfig's own, not one a host program set up
+            handler.setFormatter(PrintableFormatter(log_format(), "%Y-%m-%dT%H:%M:%S%z"))
     # astropy's and astroquery's loggers are quietened in resolve.py once imported:
     # creating them here first would give astropy a plain Logger it cannot set up.
     # watchfiles logs "N changes detected" at INFO for every batch of file events.
@@ -112,16 +121,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(devnull)
         return code
     except ConfigError as exc:
-        print(f"hstsync: configuration error: {exc}", file=sys.stderr)
+        print(f"hstsync: configuration error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except (StoreError, AlreadyRunningError) as exc:
-        print(f"hstsync: {exc}", file=sys.stderr)
+        print(f"hstsync: {printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except HstsyncError as exc:
         message = str(exc)
         if _loaded and _loaded[-1].source is not None:  # name the file to check
             message = message.replace("the configuration file", str(_loaded[-1].source))
-        print(f"hstsync: {message}", file=sys.stderr)
+        print(f"hstsync: {printable(message)}", file=sys.stderr)
         return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         return 130

@@ -57,7 +57,7 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     from hstsync.service.sync import plan_files
 
     try:
-        request = parse_manifest(manifest)
+        request = parse_manifest(manifest, follow=True)  # a file named by its user
     except ManifestError as exc:
         raise UsageError(str(exc)) from None
     token = lenient_token(config.mast)

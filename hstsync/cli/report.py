@@ -2,7 +2,9 @@
 
 Pure formatting over store rows; the CLI decides where it goes. The status tables are
 laid out by hand; only ``plan``'s table uses rich, imported when it prints, so
-``hstsync status`` never loads it.
+``hstsync status`` never loads it. Every cell and note is archive or file-system text
+made printable (:func:`hstsync.text.printable`): an escape sequence in an error never
+acts on the terminal, and a newline never starts a line of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO, TYPE_CHECKING
 
 from hstsync.model import ProductState, human_bytes
+from hstsync.text import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,24 +58,23 @@ MIN_ERROR = 30
 def status_table(summaries: Sequence[RequestSummary], width: int | None) -> str:
     """The per-request table, readable at 80 columns: names and states are never cut,
     and an error that does not fit wraps onto its own indented lines."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in summaries:
         c = s.counts
-        rows.append(
-            (
-                s.request.name,
-                str(s.request.state),
-                f"{c.done}/{c.total} done",
-                str(c.failed),
-                str(c.pending),
-                str(c.auth_required),
-                f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}",
-                s.request.updated,
-                s.request.mirrored_at or "never",
-                s.request.last_new_files or "-",
-                " ".join(_error_of(s.request).split()),
-            )
+        cells = (
+            s.request.name,
+            str(s.request.state),
+            f"{c.done}/{c.total} done",
+            str(c.failed),
+            str(c.pending),
+            str(c.auth_required),
+            f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}",
+            s.request.updated,
+            s.request.mirrored_at or "never",
+            s.request.last_new_files or "-",
+            " ".join(_error_of(s.request).split()),
         )
+        rows.append(tuple(printable(cell) for cell in cells))
     header = (*MAIN, *EXTRA)
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     inline = sum(widths[:-1]) + 2 * (len(header) - 1)
@@ -177,7 +179,7 @@ def _product_notes(row: ProductRow) -> list[str]:
     if row.last_error:
         label = "last re-sync" if row.state is ProductState.DONE else "last error"
         notes.append(f"{label}: {' '.join(row.last_error.split())}")
-    return notes
+    return [printable(note) for note in notes]
 
 
 def product_table(products: Sequence[ProductRow], width: int | None) -> str:
@@ -198,7 +200,9 @@ def product_table(products: Sequence[ProductRow], width: int | None) -> str:
             held = (
                 f"{human_bytes(row.bytes_done)} / {human_bytes(size) if size is not None else '?'}"
             )
-        rows.append(((str(row.state), held, str(row.attempts), row.product.filename), row))
+        rows.append(
+            ((str(row.state), held, str(row.attempts), printable(row.product.filename)), row)
+        )
     widths = [max([len(h), *(len(r[i]) for r, _ in rows)]) for i, h in enumerate(header)]
     out = ["", _pad(header, widths).rstrip(), _pad(["-" * w for w in widths], widths)]
     for cells, row in rows:
@@ -231,7 +235,7 @@ def pass_lines(summaries: Sequence[RequestSummary]) -> list[str]:
         )
         if s.request.last_error:
             line += f"; {' '.join(s.request.last_error.split())}"
-        lines.append(_printable(line))
+        lines.append(printable(line))
     return lines
 
 
@@ -284,7 +288,7 @@ def print_plan(
     products = total = present = to_fetch = missing = 0
     free: int | None = None
     for index, plan in enumerate(plans):
-        rows = [tuple(map(_printable, _plan_cells(f))) for f in plan.files]
+        rows = [tuple(map(printable, _plan_cells(f))) for f in plan.files]
         for cells in rows:
             widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
         shown = _fit(widths, width)
@@ -304,14 +308,14 @@ def print_plan(
     console.print()
     free = free or 0
     console.print(
-        f"{escape(name)}: {products} products, {human_bytes(total)}; "
+        f"{escape(printable(name))}: {products} products, {human_bytes(total)}; "
         f"{present} already mirrored; {to_fetch} to fetch, "
         f"{human_bytes(missing)}"
     )
     fits = room_for(missing, free)
     verdict = "fits" if fits else "DOES NOT FIT"
     if unwritable is not None:
-        verdict = f"CANNOT BE WRITTEN: {escape(unwritable)}"
+        verdict = f"CANNOT BE WRITTEN: {escape(printable(unwritable))}"
     console.print(f"free on the mirror's filesystem: {human_bytes(free)} — {verdict}")
     return fits
 
@@ -339,11 +343,6 @@ def _fit(widths: Sequence[int], width: int | None) -> list[int]:
 def _plan_line(cells: Sequence[str], widths: Sequence[int]) -> str:
     fitted = (c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(cells, widths, strict=True))
     return "  ".join(c.ljust(w) for c, w in zip(fitted, widths, strict=True)).rstrip()
-
-
-def _printable(text: str) -> str:
-    """Catalogue text as it may go to a terminal: no control characters."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _plan_cells(f: PlannedFile) -> tuple[str, ...]:

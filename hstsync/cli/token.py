@@ -54,10 +54,12 @@ def _read_token() -> str:
     return checked(text, "the token given")
 
 
-def _session(server: str, token: str | None) -> dict[str, Any]:
+def _session(mast: MastConfig, token: str | None) -> dict[str, Any]:
     from hstsync.archive import Resolver
 
-    return Resolver(server, token).session_info()
+    # [mast] timeout bounds the connect too: a server that never accepts is given up on
+    # then, not after the kernel's own two minutes
+    return Resolver(mast.server, token, timeout=mast.timeout).session_info()
 
 
 def cmd_login(mast: MastConfig) -> int:
@@ -65,7 +67,7 @@ def cmd_login(mast: MastConfig) -> int:
 
     auth.require_keyring()  # before the token is typed, not after
     token = _read_token()
-    info = _session(mast.server, token)
+    info = _session(mast, token)
     if auth.is_anonymous(info):
         print(
             f"hstsync: {mast.server} does not accept this token (mistyped, expired or "
@@ -125,7 +127,7 @@ def cmd_whoami(mast: MastConfig) -> int:
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE
-    info = _session(mast.server, token.value)
+    info = _session(mast, token.value)
     print(f"token from: {token.describe()}")
     print(f"server: {mast.server}")
     for line in auth.session_lines(info, token.value):

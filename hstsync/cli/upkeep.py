@@ -69,7 +69,7 @@ def _document(name: str, report: Report) -> dict[str, Any]:
 
 
 def _print_summary(name: str, report: Report, *, dry_run: bool) -> None:
-    from hstsync.cli.report import _printable as printable
+    from hstsync.text import printable
 
     counts = report.counts
     print(f"request {printable(name)}: {len(report.findings)} file(s)")

@@ -11,8 +11,10 @@ from hstsync.config.hosts import (
     ARCHIVE_HOSTS,
     TOKEN_PAGE,
     default_trusted_hosts,
+    host_header_allowed,
     is_loopback,
     parse_listen,
+    split_host_pattern,
     token_allowed,
 )
 from hstsync.config.load import (
@@ -58,11 +60,13 @@ __all__ = [
     "candidate_paths",
     "default_trusted_hosts",
     "for_directory",
+    "host_header_allowed",
     "is_loopback",
     "load_config",
     "parse_config",
     "parse_duration",
     "parse_listen",
     "read_config",
+    "split_host_pattern",
     "token_allowed",
 ]

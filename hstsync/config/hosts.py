@@ -4,7 +4,13 @@ endpoint may listen.
 Pure rules over host names and URLs, one definition each: :func:`token_allowed` (for
 archive queries and downloads alike, redirects included), :func:`is_loopback` (plain
 http and the status endpoint's warning both ask it), :func:`parse_listen` (the
-``[status] listen`` address) and the default ``[mast] trusted_hosts``.
+``[status] listen`` address), :func:`host_header_allowed` (which ``Host`` the status
+endpoint answers) and the default ``[mast] trusted_hosts``.
+
+A trusted host pattern is ``HOST`` or ``HOST:PORT`` (``[::1]:8080`` for IPv6), ``HOST``
+with shell wildcards (``*.stsci.edu``). Without a port it stands for the URL scheme's
+own port (443 for https): another port of a trusted host is another service, perhaps
+another user's on a shared machine, and never gets the token.
 """
 
 from __future__ import annotations
@@ -23,9 +29,39 @@ ARCHIVE_HOSTS = ("*.stsci.edu",)
 TOKEN_PAGE = "https://auth.mast.stsci.edu/tokens"
 
 
+#: the port a URL of each scheme uses when it names none
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def default_trusted_hosts(server: str) -> tuple[str, ...]:
-    host = (urlsplit(server).hostname or "").lower()
-    return tuple(dict.fromkeys((host, *ARCHIVE_HOSTS)) if host else ARCHIVE_HOSTS)
+    """The configured server's host (with its port when it names one that is not its
+    scheme's) and :data:`ARCHIVE_HOSTS`."""
+    parts = urlsplit(server)
+    host = (parts.hostname or "").lower()
+    if not host:
+        return ARCHIVE_HOSTS
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and port != DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{port}"
+    return tuple(dict.fromkeys((host, *ARCHIVE_HOSTS)))
+
+
+def split_host_pattern(pattern: str) -> tuple[str, int | None]:
+    """``HOST:PORT`` → (HOST, PORT); ``HOST`` → (HOST, None); IPv6 in brackets."""
+    pattern = pattern.strip().lower()
+    if pattern.startswith("["):
+        host, _, rest = pattern[1:].partition("]")
+        port = rest.removeprefix(":")
+        return host, int(port) if port.isdigit() else None
+    host, colon, port = pattern.rpartition(":")
+    if colon and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return pattern, None
 
 
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>[0-9]{1,5})$")
@@ -77,16 +113,45 @@ def is_loopback(host: str) -> bool:
 
 
 def token_allowed(url: str, trusted: Iterable[str]) -> bool:
-    """Whether the MAST token may be sent with a request to ``url``: its host matches
-    one of the ``trusted`` patterns (``[mast] trusted_hosts``), over https, or over
-    plain http to this machine only. The one rule, for queries and downloads alike."""
+    """Whether the MAST token may be sent with a request to ``url``: its host and port
+    match one of the ``trusted`` patterns (``[mast] trusted_hosts``; a pattern without
+    a port means the scheme's own), over https, or over plain http to this machine
+    only. The one rule, for queries and downloads alike."""
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower().rstrip(".")
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
     except ValueError:
         return False
     if not host:
         return False
     if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(host)):
         return False
-    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in trusted)
+    for pattern in trusted:
+        wanted_host, wanted_port = split_host_pattern(pattern)
+        wanted_port = wanted_port or DEFAULT_PORTS.get(parts.scheme)
+        if port == wanted_port and fnmatch.fnmatchcase(host, wanted_host):
+            return True
+    return False
+
+
+def host_header_allowed(header: str, listen_host: str) -> bool:
+    """Whether a request whose ``Host`` header is ``header`` is addressed to the status
+    endpoint listening on ``listen_host``: that host, ``localhost`` or a loopback
+    address, or, when it listens on every address (``0.0.0.0``, ``::``), any IP
+    address. Another name is refused: DNS rebinding (a page whose domain is re-pointed
+    at this machine) needs a name, and the browser sends it."""
+    host, _ = split_host_pattern(header)
+    host = host.rstrip(".")
+    if not host:
+        return False
+    listen = listen_host.strip("[]").lower()
+    if host == listen or is_loopback(host):
+        return True
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return ipaddress.ip_address(listen).is_unspecified
+    except ValueError:
+        return False

@@ -60,6 +60,10 @@ def parse_duration(value: str | int | float, key: str, *, off: bool = False) -> 
     return seconds
 
 
+#: HOST or HOST:PORT (IPv6 in brackets): a port other than the scheme's must be named
+_HOST_PATTERN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^/:@\s\[\]]+)(:[0-9]{1,5})?")
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|kB|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)\s*$")
 _SIZE_UNITS = {
     "": 1, "B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -103,11 +107,11 @@ def _hosts(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None  # MastConfig fills in the server's host and ARCHIVE_HOSTS
     if not isinstance(value, list) or not all(
-        isinstance(v, str) and v.strip() and not any(c in v for c in "/:@ ") for v in value
+        isinstance(v, str) and _HOST_PATTERN.fullmatch(v.strip()) for v in value
     ):
         raise ConfigError(
-            f'mast.trusted_hosts: expected a list of host patterns like ["*.stsci.edu"], '
-            f"got {value!r}"
+            f'mast.trusted_hosts: expected a list of host patterns like ["*.stsci.edu"] '
+            f'or ["127.0.0.1:8080"], got {value!r}'
         )
     return tuple(v.strip().lower() for v in value)
 

@@ -16,20 +16,32 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hstsync.archive import find_token, parse_manifest, request_name
+from hstsync.archive import find_token, parse_manifest
 from hstsync.config import Config
 from hstsync.errors import ConfigError, DiskFullError, ManifestError, StoreError
 from hstsync.model import Request, RequestState
-from hstsync.service.daemon.requestdir import Intake, Watcher, clear_note, put_aside, scan, wake
+from hstsync.service.daemon.requestdir import (
+    Intake,
+    Version,
+    Watcher,
+    clash_reason,
+    clear_note,
+    put_aside,
+    scan,
+    shown_name,
+    wake,
+)
 from hstsync.service.daemon.runlock import daemon_status, run_lock
 from hstsync.service.daemon.runtime import (
     STOP_SIGNALS,
+    DatabaseFile,
     WriteGuard,
     first_store_error,
     forget_removed,
     keeping_alive,
     missing_requests,
     opened_store,
+    raise_open_files_limit,
     recover,
 )
 from hstsync.service.daemon.schedule import Start, next_wake, start_due
@@ -39,6 +51,7 @@ from hstsync.service.daemon.web import serving_status
 from hstsync.service.daemon.workers import use_worker_threads
 from hstsync.service.sync import Mirror, Notices, PassProgress, exit_code, sync_requests
 from hstsync.store import Store
+from hstsync.text import printable
 
 __all__ = ["Daemon", "daemon_status", "run_forever", "run_lock", "run_once", "wake"]
 
@@ -65,6 +78,7 @@ async def run_once(config: Config, progress: PassProgress | None = None) -> int:
     """
     loop = asyncio.get_running_loop()
     use_worker_threads(loop)
+    raise_open_files_limit()
     this = asyncio.current_task()
     assert this is not None
     signalled: list[int] = []
@@ -98,6 +112,7 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
     token = find_token(config.mast.token_file, server=config.mast.server)
     failure: StoreError | None = None
     with opened_store(config) as (store, lock):
+        database = DatabaseFile.of(config.paths.database)
         try:
             found = scan(config.paths.requests)
         except FileNotFoundError:
@@ -105,10 +120,10 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
         try:
             recover(store)
             for name, moved, reason in found.invalid:
-                store.record_invalid(name, str(moved), reason)
+                store.record_invalid(name, printable(str(moved)), reason)
             forget_removed(store, {request.name for request, _ in found.requests})
             for request, path in found.requests:
-                store.upsert_request(request, str(path))
+                store.upsert_request(request, printable(str(path)))
             async with (
                 Mirror(
                     config,
@@ -127,6 +142,9 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
             invalid = any(row.state is RequestState.INVALID for row in store.list_requests())
         except* StoreError as group:
             failure = first_store_error(group)
+        if (gone := database.changed()) is not None:
+            log.error("%s", gone)
+            return 1
     if failure is not None:
         # The database could not be written (disk full, I/O error): every transaction
         # either happened or not, and the next run takes up where this one stopped.
@@ -172,6 +190,8 @@ class Daemon:
         self._writes = WriteGuard(on_failure=self._wake.set)
         #: the events the hook is told (the mirror's, once it is there)
         self._notices: Notices | None = None
+        #: the daemon stopped itself (its database deleted under it): exit 1
+        self._failed = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -199,6 +219,7 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         use_worker_threads(loop)
+        raise_open_files_limit()
         self._main = asyncio.current_task()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.stop)
@@ -206,6 +227,7 @@ class Daemon:
         token = find_token(mast.token_file, server=mast.server)
         try:
             with opened_store(self.config) as (store, lock):
+                database = DatabaseFile.of(self.config.paths.database)
                 # The token is looked up again at each pass: a token installed or
                 # renewed while the daemon runs is used without a restart.
                 async with (
@@ -217,7 +239,7 @@ class Daemon:
                     ) as mirror,
                     keeping_alive(lock),
                 ):
-                    await self._serve(store, mirror)
+                    await self._serve(store, mirror, database)
         except asyncio.CancelledError:
             # a second signal: the store was closed on the way out all the same
             if not self.force_exit:
@@ -231,9 +253,9 @@ class Daemon:
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
         log.info("stopped")
-        return 1 if self.force_exit else 0
+        return 1 if self.force_exit or self._failed else 0
 
-    async def _serve(self, store: Store, mirror: Mirror) -> None:
+    async def _serve(self, store: Store, mirror: Mirror, database: DatabaseFile) -> None:
         # The status endpoint (if configured) is up before the first scan and stays up
         # until every task of the group has finished.
         self._notices = mirror.notices
@@ -261,6 +283,11 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_for(store))
                 self._wake.clear()
+                if (gone := database.changed()) is not None and not self._stop.is_set():
+                    # exit 1: under systemd a restart opens the file there now
+                    log.error("%s", gone)
+                    self._failed = True
+                    self.stop()
                 if not self._stop.is_set() and not self._writes.pause:
                     with self._writes():
                         await self._rescan(store)
@@ -294,10 +321,12 @@ class Daemon:
             return
         if survey.back:
             self._watcher.restart()
+        for clash in survey.clashes:
+            await self._refuse(store, clash)
         for path, version in survey.due:
             self._intake.took(path.name, version)
             try:
-                await self._take(store, path, request_name(path))
+                await self._take(store, path, shown_name(path))
             except StoreError:
                 self._intake.untake(path.name)  # taken again once the database recovers
                 raise
@@ -311,6 +340,20 @@ class Daemon:
         # failed/ (no file event there: noticed at a rescan)
         forget_removed(store, survey.present)
 
+    async def _refuse(self, store: Store, clash: list[tuple[Path, Version]]) -> None:
+        """Manifests naming one request: its pass stops, and all of them are set aside."""
+        name = shown_name(clash[0][0])
+        await self._cancel(name)
+        self._manifests.pop(name, None)
+        reason = clash_reason(path for path, _ in clash)
+        moved, why = clash[0][0], reason
+        for path, version in clash:
+            self._intake.took(path.name, version)  # tried once, not at every look
+            moved, why = put_aside(path, reason)
+            if moved != path:
+                self._intake.forget(path.name)
+        store.record_invalid(name, printable(str(moved)), why)
+
     async def _take(self, store: Store, path: Path, name: str) -> None:
         try:
             request = parse_manifest(path)
@@ -320,13 +363,13 @@ class Daemon:
             moved, reason = put_aside(path, str(exc))
             if moved != path:
                 self._intake.forget(path.name)
-            store.record_invalid(name, str(moved), reason)
+            store.record_invalid(name, printable(str(moved)), reason)
             if self._notices is not None:
                 self._notices.post("manifest_set_aside", name, reason, manifest=str(moved))
             return
         clear_note(path)
         before = store.get_request(name)
-        row = store.upsert_request(request, str(path))
+        row = store.upsert_request(request, printable(str(path)))
         if before is not None and before.digest != row.digest:
             log.info("request %s: manifest changed, re-planning", name)
             await self._cancel(name)

@@ -2,7 +2,13 @@
 
 Manifests are standing requests: they stay in the directory and are re-synced; an
 invalid one is moved to ``failed/`` beside a ``NAME.error.txt`` that says why in plain
-language. :func:`scan` is ``run --once``'s single look. :class:`Intake` is the
+language. Only regular files are read: a FIFO, a device or a link named like a manifest
+is set aside too, saying what it is, and two manifests naming one request
+(``dup.toml`` and ``dup.json``) are both set aside, since neither can be told to be the
+one meant. Names are file-system data: a note or a log line shows them escaped
+(:func:`hstsync.text.printable`), and a note's name is shortened to fit when the
+manifest's name is near the longest a file name may be.
+:func:`scan` is ``run --once``'s single look. :class:`Intake` is the
 daemon's memory of the directory between looks (the versions seen and taken, renames
 into place, whether the directory is there at all: a share may be unmounted), and
 :class:`Watcher` turns its file events into the daemon's wake-ups; which manifest is
@@ -13,24 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
+import hashlib
 import logging
 import os
+import secrets
+import stat
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from watchfiles import Change, awatch
 
 from hstsync.archive import is_manifest_name, parse_manifest, request_name
 from hstsync.errors import ManifestError
-from hstsync.files import atomic_write
+from hstsync.files import NAME_MAX, atomic_write, open_directory
 from hstsync.model import Request
 from hstsync.service.daemon.schedule import Take, manifest_due, renamed_in
+from hstsync.text import printable
 
 log = logging.getLogger(__name__)
 
 FAILED_DIR = "failed"
+#: ``failed/``'s mode: the people who drop manifests (a group, see the README) may move
+#: theirs back out; other users may not write it, whatever the umask
+FAILED_MODE = 0o775
+NOTE_SUFFIX = ".error.txt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,27 +59,51 @@ def wake(directory: Path) -> None:
     """Nudge a running daemon to look at the database now (after ``hstsync retry``).
 
     A dot file is never a manifest, but creating it is a file event, and file events
-    wake the daemon's scheduler; without one it would look at its next rescan.
+    wake the daemon's scheduler; without one it would look at its next rescan. The
+    nudge is a new name (``O_EXCL``): whatever was planted at a name is never opened,
+    followed or touched.
     """
-    nudge = directory / f".hstsync-wake-{os.getpid()}"
+    nudge = directory / f".hstsync-wake-{os.getpid()}-{secrets.token_hex(4)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        os.close(os.open(nudge, flags, 0o600))
+    except OSError:
+        return
     with contextlib.suppress(OSError):
-        nudge.touch()
-        nudge.unlink()
+        os.unlink(nudge)
+
+
+def note_name(path: Path) -> str:
+    """``NAME.error.txt`` beside a set-aside manifest; for a name too long for that, its
+    first bytes, a digest of the whole name and the suffix (one note per manifest)."""
+    name = request_name(path) + NOTE_SUFFIX
+    if len(os.fsencode(name)) <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16].encode()
+    stem = os.fsencode(request_name(path))[: NAME_MAX - len(NOTE_SUFFIX) - len(digest) - 1]
+    return os.fsdecode(stem + b"-" + digest + NOTE_SUFFIX.encode())
+
+
+def shown_name(path: Path) -> str:
+    """The request name of a manifest file as it may be stored and shown."""
+    return printable(request_name(path))
+
+
+def clash_reason(paths: Iterable[Path]) -> str:
+    """Why manifests naming the same request are all set aside."""
+    names = sorted(printable(path.name) for path in paths)
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    request = shown_name(Path(names[0]))
+    return (
+        f"{listed} both name the request {request}: neither can be told to be the one "
+        "meant; keep one of them"
+    )
 
 
 def _failed_dir(directory: Path, *, create: bool) -> int:
     """An open descriptor of ``directory/failed``, refused when it is not a plain
     directory: a symlink planted there would carry manifests and notes elsewhere."""
-    failed = directory / FAILED_DIR
-    if create:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(failed)
-    try:
-        return os.open(failed, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise OSError(exc.errno, f"{failed} is not a directory (a symlink?)") from None
-        raise
+    return open_directory(directory / FAILED_DIR, create=create, mode=FAILED_MODE)
 
 
 def set_aside(path: Path, reason: str) -> Path:
@@ -80,11 +118,10 @@ def set_aside(path: Path, reason: str) -> Path:
     fd = _failed_dir(path.parent, create=True)
     try:
         os.replace(path, path.name, dst_dir_fd=fd)
-        note = Path(f"{request_name(path)}.error.txt")
         atomic_write(
-            note,
-            f"{path.name} was not taken: {reason}\n"
-            f"Fix it and move it back to {path.parent}/ to try again.\n",
+            Path(note_name(path)),
+            f"{printable(path.name)} was not taken: {reason}\n"
+            f"Fix it and move it back to {printable(str(path.parent))}/ to try again.\n",
             dir_fd=fd,
         )
     finally:
@@ -111,7 +148,7 @@ def clear_note(path: Path) -> None:
     except OSError:
         return
     try:
-        os.unlink(f"{request_name(path)}.error.txt", dir_fd=fd)
+        os.unlink(note_name(path), dir_fd=fd)
         log.info("request %s: manifest taken; removed its old error note", request_name(path))
     except OSError:
         pass
@@ -119,20 +156,38 @@ def clear_note(path: Path) -> None:
         os.close(fd)
 
 
+def manifests_in(entries: Iterable[os.DirEntry[str]]) -> dict[str, list[os.DirEntry[str]]]:
+    """The entries named like manifests, by request name (directories left out)."""
+    found: dict[str, list[os.DirEntry[str]]] = {}
+    for entry in entries:
+        try:
+            if not is_manifest_name(entry.name) or entry.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        found.setdefault(request_name(Path(entry.path)), []).append(entry)
+    return found
+
+
 def scan(directory: Path) -> Scan:
     """Parse every manifest present; set aside the ones that cannot be taken."""
     requests: list[tuple[Request, Path]] = []
     invalid: list[tuple[str, Path, str]] = []
     entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    for entry in entries:
-        if not entry.is_file() or not is_manifest_name(entry.name):
+    for name, group in manifests_in(entries).items():
+        paths = [Path(entry.path) for entry in group]
+        if len(paths) > 1:
+            reason = clash_reason(paths)
+            for path in paths:
+                moved, why = put_aside(path, reason)
+                invalid.append((printable(name), moved, why))
             continue
-        path = Path(entry.path)
+        [path] = paths
         try:
             requests.append((parse_manifest(path), path))
         except ManifestError as exc:
             moved, reason = put_aside(path, str(exc))
-            invalid.append((request_name(path), moved, reason))
+            invalid.append((printable(name), moved, reason))
             continue
         clear_note(path)
     return Scan(requests, invalid)
@@ -152,6 +207,9 @@ class Survey:
     due: list[tuple[Path, Version]]
     #: the directory is readable again after it was missing
     back: bool
+    #: manifests naming one request (``dup.toml`` and ``dup.json``), new or changed:
+    #: all of them are set aside
+    clashes: list[list[tuple[Path, Version]]] = field(default_factory=list)
 
 
 class Intake:
@@ -202,16 +260,25 @@ class Intake:
             self.missing = False
         present: set[str] = set()
         due: list[tuple[Path, Version]] = []
-        for entry in entries:
-            try:
-                if not entry.is_file() or not is_manifest_name(entry.name):
-                    continue
-                info = entry.stat()
-            except (OSError, UnicodeError):
+        clashes: list[list[tuple[Path, Version]]] = []
+        for name, group in manifests_in(entries).items():
+            seen = [(entry, info) for entry in group if (info := _stat(entry)) is not None]
+            if len(seen) > 1:
+                clash = [(Path(e.path), (i.st_size, i.st_mtime_ns)) for e, i in seen]
+                if any(self._taken.get(path.name) != version for path, version in clash):
+                    clashes.append(clash)
                 continue
+            if not seen:
+                continue
+            [(entry, info)] = seen
             path = Path(entry.path)
-            present.add(request_name(path))
+            present.add(printable(name))
             version = (info.st_size, info.st_mtime_ns)
+            if not stat.S_ISREG(info.st_mode):
+                # a FIFO, a device, a link: never read, set aside at once saying what it is
+                if self._taken.get(entry.name) != version:
+                    due.append((path, version))
+                continue
             take = manifest_due(
                 info,
                 now,
@@ -228,7 +295,7 @@ class Intake:
             elif take is Take.LATER:
                 self._renamed.pop(entry.name, None)
                 self.unsettled = True
-        return Survey(present, due, back)
+        return Survey(present, due, back, clashes)
 
     def took(self, file_name: str, version: Version) -> None:
         self._taken[file_name] = version
@@ -253,6 +320,13 @@ class Intake:
                 known,
             )
         self.missing = True
+
+
+def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
+    try:
+        return entry.stat(follow_symlinks=False)
+    except OSError:
+        return None
 
 
 class Watcher:

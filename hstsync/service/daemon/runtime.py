@@ -5,7 +5,10 @@ most likely a share that is not mounted), the run lock and the store opened
 (:func:`opened_store`), the recovery of an interrupted run's rows, the forgetting of
 requests whose manifests went while nothing ran, and while work runs the run lock's
 heartbeat and systemd's watchdog (:func:`keeping_alive`); in the daemon, a database
-that refuses writes made a pause (:class:`WriteGuard`).
+that refuses writes made a pause (:class:`WriteGuard`), and one deleted or replaced
+under it noticed (:class:`DatabaseFile`). Directories are made with explicit modes
+(never writable by other users, whatever the umask), and the soft limit on open files
+is raised to the hard one (:func:`raise_open_files_limit`).
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from hstsync.config import Config
 from hstsync.errors import ConfigError, StoreError
+from hstsync.files import DIRECTORY_MODE, make_directories
 from hstsync.model import RequestState
 from hstsync.service.daemon.runlock import HEARTBEAT_SECONDS, RunLock, run_lock
 from hstsync.service.daemon.schedule import store_backoff
 from hstsync.service.daemon.sdnotify import sd_notify, watchdog_interval
 from hstsync.store import Store
+from hstsync.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +80,72 @@ def prepare_directories(config: Config) -> None:
         first_run = not config.paths.database.exists() and requests.parent.is_dir()
         if requests.exists() or not first_run:
             raise ConfigError(missing_requests(config))
-        _make(requests, "requests")
+        _make(requests, "requests", REQUESTS_MODE)
     _make(config.paths.mirror, "mirror")
     _make(config.paths.database.parent, "database")
 
 
-def _make(path: Path, key: str) -> None:
+#: the request directory made on a first run: the people who drop manifests may be a
+#: group (README); other users may not write it
+REQUESTS_MODE = 0o775
+
+
+def _make(path: Path, key: str, mode: int = DIRECTORY_MODE) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_directories(path, mode)
     except OSError as exc:
         raise ConfigError(f"[paths] {key}: cannot create {path}: {exc.strerror or exc}") from None
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one (65,536 where the hard one is
+    unlimited): status-page clients, the directory's watch and many transfers at once
+    must not run the process out of descriptors the system would grant (a soft limit of
+    1024 is common)."""
+    import resource
+
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseFile:
+    """Which file the store opened, to notice it deleted or replaced under a run.
+
+    A process keeps writing to a database file unlinked under it (``rm``, a backup
+    restored over it): its history would be lost at the next start and ``status``
+    would say there is none while it runs. :meth:`changed` compares the file at the
+    path with the one opened (device and inode).
+    """
+
+    path: Path
+    identity: tuple[int, int]
+
+    @classmethod
+    def of(cls, path: Path) -> DatabaseFile:
+        info = os.stat(path)
+        return cls(path, (info.st_dev, info.st_ino))
+
+    def changed(self) -> str | None:
+        """Why the file at the path is not the one opened any more, or None."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return None  # cannot tell (a share hiccup): looked at again next time
+        else:
+            if (info.st_dev, info.st_ino) == self.identity:
+                return None
+        return (
+            f"the database {self.path} was deleted or replaced while hstsync ran; "
+            "stopping rather than writing to a file nobody will read (a restart opens "
+            "the file there now, or makes a new one: manifests are taken again and files "
+            "already in the mirror recorded without being fetched)"
+        )
 
 
 def missing_requests(config: Config) -> str:
@@ -129,7 +191,7 @@ def forget_removed(store: Store, present: set[str]) -> None:
         if row.name in present:
             continue
         if row.state is RequestState.INVALID:
-            if os.path.lexists(row.manifest):
+            if _still_set_aside(row.manifest):
                 continue
             log.info(
                 "request %s: %s is gone; the invalid request is forgotten", row.name, row.manifest
@@ -137,6 +199,20 @@ def forget_removed(store: Store, present: set[str]) -> None:
         else:
             log.info("request %s: manifest removed, request stopped", row.name)
         store.remove_request(row.name)
+
+
+def _still_set_aside(recorded: str) -> bool:
+    """Whether the manifest set aside at ``recorded`` is still there. A name that is not
+    valid text is recorded escaped (``printable``): it is found by that form among the
+    names of its directory."""
+    if os.path.lexists(recorded):
+        return True
+    directory = os.path.dirname(recorded)
+    try:
+        names = os.listdir(os.fsencode(directory or "."))
+    except OSError:
+        return False
+    return any(printable(os.path.join(directory, os.fsdecode(name))) == recorded for name in names)
 
 
 def first_store_error(group: BaseExceptionGroup[StoreError]) -> StoreError:

@@ -7,6 +7,11 @@ at their ``next_lookup``: :func:`start_due`), how long the scheduler may sleep
 (:func:`next_wake`) and how long it pauses after the database refused a write
 (:func:`store_backoff`). Everything here takes the clock and the file metadata as
 arguments; ``service.daemon`` does the looking and the starting.
+
+A stored time later than now means the clock went back after it was stored (a machine
+that started with its clock ahead, then corrected): such a time counts as now, and what
+waits on it is due now (:func:`due_at`). How long ago it really was cannot be known, and
+waiting for the clock to catch up would stop re-syncs for as long as the jump.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from watchfiles import Change
 
 from hstsync.archive import is_manifest_name
-from hstsync.model import RequestState
+from hstsync.model import RELOOKUP_MAX, RequestState
 from hstsync.store import RequestRow
 
 #: request states that are re-resolved every ``resync_every``
@@ -124,15 +129,21 @@ def last_pass(row: RequestRow) -> datetime:
     return parse_time(row.resolved_at or row.updated)
 
 
-def due_at(row: RequestRow, resync_every: float) -> datetime | None:
+def due_at(row: RequestRow, resync_every: float, now: datetime) -> datetime | None:
     """When a settled request is looked up next: a failed lookup's retry (minutes,
-    backing off to an hour), else its re-sync ``resync_every`` after the last pass."""
+    backing off to an hour), else its re-sync ``resync_every`` after the last pass.
+
+    A last pass stamped later than ``now``, or a retry set further ahead than the
+    longest backoff, was stamped by a clock that has gone back since: due ``now``.
+    """
     if row.state is RequestState.INVALID and row.next_lookup is None:
         return None  # never looked up; waits for a new manifest
     if row.next_lookup is not None:
-        return parse_time(row.next_lookup)
+        retry = parse_time(row.next_lookup)
+        return now if retry - now > timedelta(seconds=RELOOKUP_MAX) else retry
     if row.state in RESYNCED:
-        return last_pass(row) + timedelta(seconds=resync_every)
+        last = last_pass(row)
+        return now if last > now else last + timedelta(seconds=resync_every)
     return None
 
 
@@ -149,7 +160,7 @@ def start_due(row: RequestRow, now: datetime, resync_every: float) -> Start | No
     """Whether a request not running now starts a pass now, and why; None: not yet."""
     if row.state in WAITING:
         return Start.WAITING
-    due = due_at(row, resync_every)
+    due = due_at(row, resync_every, now)
     if due is None or now < due:
         return None
     return Start.RELOOKUP if row.next_lookup is not None else Start.RESYNC
@@ -162,7 +173,7 @@ def next_wake(
     running) is due, at most ``longest``."""
     wait = longest
     for row in rows:
-        due = due_at(row, resync_every)
+        due = due_at(row, resync_every, now)
         if due is not None:
             wait = min(wait, max((due - now).total_seconds(), MIN_SLEEP_SECONDS))
     return wait

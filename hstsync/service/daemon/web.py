@@ -12,6 +12,12 @@ Every HTTP request opens the database read-only in a worker thread and closes it
 answering: the event loop the daemon downloads on never waits for SQLite, and a reader
 holds no lock the daemon's writer needs (WAL readers do not block the writer). Nothing
 here writes, and only GET and HEAD are routed (anything else is 405).
+
+Clients are not trusted to finish: the listening socket is :mod:`listener`'s (a deadline
+for the first headers, a cap on connections, failed accepts said once a minute), headers
+are bounded by aiohttp's own limits, and a request whose ``Host`` is a name other than
+the listening host or ``localhost`` is refused (421): a web page whose domain an attacker
+re-points at this machine (DNS rebinding) cannot read the status through a browser.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import asyncio
 import html
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -31,9 +37,15 @@ from urllib.parse import quote
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from hstsync.config import Config, ScheduleConfig, is_loopback
+from hstsync.config import Config, ScheduleConfig, host_header_allowed, is_loopback
 from hstsync.errors import ConfigError, StoreError
 from hstsync.model import human_bytes
+from hstsync.service.daemon.listener import (
+    HEADER_SECONDS,
+    MAX_CONNECTIONS,
+    Guard,
+    quiet_accept_errors,
+)
 from hstsync.service.daemon.metrics import StoreCollector
 from hstsync.service.daemon.status import status_document
 from hstsync.store import RequestSummary, Store
@@ -45,11 +57,17 @@ T = TypeVar("T")
 DATABASE = web.AppKey("database", Path)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 RESYNC_EVERY = web.AppKey("resync_every", float)
+LISTEN_HOST = web.AppKey("listen_host", str)
 
 #: seconds the page waits before reloading itself
 REFRESH_SECONDS = 5
 #: seconds in-flight HTTP requests get to finish when the daemon stops
 SHUTDOWN_SECONDS = 2.0
+#: aiohttp's limits on a request line and a header (bytes: a status page needs little)
+MAX_LINE_BYTES = 4096
+MAX_HEADERS = 64
+#: seconds an idle keep-alive connection is kept (aiohttp's default: an hour)
+KEEPALIVE_SECONDS = 15.0
 
 _dumps = partial(json.dumps, indent=2)
 
@@ -58,13 +76,17 @@ _dumps = partial(json.dumps, indent=2)
 
 
 def create_app(
-    database: Path, resync_every: float = ScheduleConfig().resync_every
+    database: Path,
+    resync_every: float = ScheduleConfig().resync_every,
+    listen_host: str = "127.0.0.1",
 ) -> web.Application:
-    """The status application over the database file at ``database``; requests are
-    stale (not ``ok``) two ``resync_every`` after they were last fully mirrored."""
-    app = web.Application()
+    """The status application over the database file at ``database``, answering
+    requests addressed to ``listen_host`` (and ``localhost``, and IP literals); requests
+    are stale (not ``ok``) two ``resync_every`` after they were last fully mirrored."""
+    app = web.Application(middlewares=[_addressed_here])
     app[DATABASE] = database
     app[RESYNC_EVERY] = resync_every
+    app[LISTEN_HOST] = listen_host
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(database, resync_every))
     app[REGISTRY] = registry
@@ -74,6 +96,20 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     app.on_response_prepare.append(_common_headers)
     return app
+
+
+@web.middleware
+async def _addressed_here(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    host = request.headers.get("Host")
+    if host is not None and not host_header_allowed(host, request.app[LISTEN_HOST]):
+        return web.Response(
+            status=421,
+            text="this status endpoint answers requests addressed to this machine "
+            "(its address or localhost), not to another name\n",
+        )
+    return await handler(request)
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -217,11 +253,17 @@ def _escape(text: str) -> str:
 
 
 @asynccontextmanager
-async def serving_status(config: Config) -> AsyncIterator[str | None]:
+async def serving_status(
+    config: Config,
+    *,
+    header_seconds: float = HEADER_SECONDS,
+    max_connections: int = MAX_CONNECTIONS,
+) -> AsyncIterator[str | None]:
     """Serve the endpoint on ``[status] listen`` while the block runs; yields its URL.
 
     Yields None when the endpoint is off. An address that cannot be bound is a
     :class:`ConfigError` naming the key, raised before the block starts.
+    ``header_seconds`` and ``max_connections`` bound slow clients (:mod:`listener`).
     """
     address = config.status.address
     if address is None:
@@ -229,19 +271,29 @@ async def serving_status(config: Config) -> AsyncIterator[str | None]:
         return
     host, port = address
     runner = web.AppRunner(
-        create_app(config.paths.database, config.schedule.resync_every),
+        create_app(config.paths.database, config.schedule.resync_every, host),
         access_log=None,  # a scrape every few seconds is not an event worth a log line
         shutdown_timeout=SHUTDOWN_SECONDS,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_LINE_BYTES,
+        max_headers=MAX_HEADERS,
+        keepalive_timeout=KEEPALIVE_SECONDS,
     )
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    server: asyncio.Server | None = None
     try:
+        assert runner.server is not None
+        guard = Guard(runner.server, limit=max_connections, header_seconds=header_seconds)
         try:
-            await web.TCPSite(runner, host, port).start()
+            # our own listening socket rather than a TCPSite: every connection goes
+            # through the guard first
+            server = await loop.create_server(guard, host, port, backlog=128)
         except OSError as exc:
             raise ConfigError(
                 f"status.listen: cannot listen on {config.status.listen}: {exc.strerror or exc}"
             ) from None
-        url = _url(runner.addresses)
+        url = _url([sock.getsockname() for sock in server.sockets])
         log.info("status endpoint on %s", url)
         if not is_loopback(host):
             log.warning(
@@ -249,8 +301,11 @@ async def serving_status(config: Config) -> AsyncIterator[str | None]:
                 "and errors to anyone who can reach it",
                 config.status.listen,
             )
-        yield url
+        with quiet_accept_errors(loop):
+            yield url
     finally:
+        if server is not None:
+            server.close()
         await runner.cleanup()
 
 

@@ -17,7 +17,8 @@ by one task its owner runs (:meth:`Notices.tell_forever`) or waits for
 
 A hook never blocks or fails a pass: it runs as a subprocess of its own session with a
 timeout (then its whole process group is killed); its exit status and stderr are
-logged, and nothing it does is raised.
+logged, and nothing it does is raised. Its environment is the daemon's without the
+token (:data:`TOKEN_VARIABLES`): a hook is someone else's program.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ STDERR_TAIL = 2000
 
 #: files (and failures) a hook's document lists by name; the counts cover them all
 LISTED = 1000
+
+#: environment variables that may hold the MAST token: never handed to a hook
+TOKEN_VARIABLES = frozenset({"MAST_API_TOKEN"})
 
 
 @dataclass(slots=True)
@@ -202,6 +206,7 @@ async def run_hook(command: str, doc: dict[str, Any], seconds: float, *, label: 
             stderr=asyncio.subprocess.PIPE,
             # its own process group: a timeout kills the shell and what it started
             start_new_session=True,
+            env={k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES},
         )
     except OSError as exc:
         log.warning("%s: on_change hook could not start: %s", label, exc.strerror or exc)

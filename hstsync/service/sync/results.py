@@ -4,6 +4,10 @@ A table with ``Local Path``, ``Status``, ``Message`` and ``URL`` columns, writte
 ECSV (``astropy.table.Table.read`` loads it), so scripts written around astroquery's
 manifest work on hstsync's too. Status uses astroquery's words: COMPLETE, ERROR,
 SKIPPED.
+
+``<mirror>/results`` is opened without following a link (one planted there would carry
+the tables elsewhere) and made with an explicit mode; the temporary file a ``kill -9``
+left mid-write is removed at the request's next table (:data:`STALE_SECONDS`).
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from hstsync.files import atomic_write
+from hstsync.files import atomic_write, open_directory, sweep_temporaries
 from hstsync.model import ProductState, relpath_or_none
 from hstsync.store import ProductRow
 
 RESULTS_DIR = "results"
+#: a temporary table this old is a kill's leftover, not another writer's in flight
+STALE_SECONDS = 3600.0
 
 
 def results_path(mirror: Path, request: str) -> Path:
@@ -41,9 +47,18 @@ def write_results(
     url_of: Callable[[str], str],
 ) -> Path:
     """Write the table atomically (tmp + rename), a page of rows at a time, and return
-    its path. ``url_of``: a product's download URL from its dataURI."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, _ecsv(pages, mirror, url_of))
+    its path. ``url_of``: a product's download URL from its dataURI. Raises
+    :class:`OSError` ("refused: … is not a directory") when ``results`` is a link."""
+    mirror_fd = os.open(path.parent.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = open_directory(path.parent.name, dir_fd=mirror_fd, create=True, label=path.parent)
+    finally:
+        os.close(mirror_fd)
+    try:
+        sweep_temporaries(fd, path.name, STALE_SECONDS)
+        atomic_write(Path(path.name), _ecsv(pages, mirror, url_of), dir_fd=fd)
+    finally:
+        os.close(fd)
     return path
 
 
