@@ -333,9 +333,13 @@ def test_fits_without_checksum_cards_passes_and_with_them_is_checked(tmp_path: P
     summed.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match="FITS checksum mismatch in HDU 1"):
         verify_file(summed, "summed.fits")
-    # names that are not plain FITS are not opened at all
+    # other files by their format's own end: an HTML page named .png is not a PNG
     (tmp_path / "page.png").write_bytes(b"<html>not a png</html>")
-    verify_file(tmp_path / "page.png", "page.png")
+    with pytest.raises(CorruptFileError, match="not a PNG file"):
+        verify_file(tmp_path / "page.png", "page.png")
+    # a name whose format has no end check is judged by its size alone
+    (tmp_path / "page.dat").write_bytes(b"<html>anything</html>")
+    verify_file(tmp_path / "page.dat", "page.dat")
 
 
 def test_html_page_named_fits_is_not_fits(tmp_path: Path):

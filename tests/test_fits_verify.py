@@ -20,7 +20,8 @@ from astropy.io import fits
 
 from hstsync.emulator.fits import Bodies
 from hstsync.emulator.quirks import BodyStyle
-from hstsync.transfer.verify import CorruptFileError, _plainly_sound, _verify_fits, verify_file
+from hstsync.transfer.fits import plainly_sound as _plainly_sound
+from hstsync.transfer.verify import CorruptFileError, _verify_fits, verify_file
 
 DATA = Path(fits.__file__).parent / "tests" / "data"
 

@@ -14,7 +14,7 @@ The body's :class:`~hstsync.emulator.quirks.BodyStyle` picks other real-world
 shapes: FITS without checksum cards; FITS whose header astropy warns about but
 reads (NUL padding after END, a lower-case keyword, a value with no space before
 its comment slash, a long string continued over CONTINUE cards); and a
-JPEG-framed preview (SOI, JFIF APP0, data, EOI) of any size of at least 22 bytes;
+JPEG-framed preview (SOI, JFIF APP0, a scan, EOI) of any size of at least 32 bytes;
 and plain text (the JWST pipeline's ``_asn.json`` and ``_cat.ecsv``): a JSON object
 or an ECSV table when the file name says so and the size allows, letters otherwise.
 
@@ -234,7 +234,15 @@ class Body:
 
 
 #: SOI, then an APP0 segment naming JFIF 1.1 (no thumbnail)
-_JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+#: SOI, a JFIF APP0 segment, and the header of a scan (SOS: one component): what follows
+#: is entropy-coded data, which holds no 0xFF byte here, then EOI. A real JPEG's frame
+#: and tables are left out: the file is framed as a JPEG, not decodable as an image.
+_JPEG_HEAD = (
+    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+)
+#: entropy-coded bytes: any but 0xFF (which would start a marker)
+_JPEG_DATA = bytes(range(255))
 _JPEG_EOI = b"\xff\xd9"
 
 
@@ -368,11 +376,12 @@ class Bodies:
                 if size < len(head) + len(trailer):
                     return Body(data_uri, size, b"", pattern)
                 return Body(data_uri, size, head, pattern, trailer)
-            pattern = self._pattern(data_uri, generation)
             if style is BodyStyle.JPEG:
+                pattern = self._pattern(data_uri, generation, _JPEG_DATA)
                 if size < len(_JPEG_HEAD) + len(_JPEG_EOI):
                     return Body(data_uri, size, b"", pattern)
                 return Body(data_uri, size, _JPEG_HEAD, pattern, _JPEG_EOI)
+            pattern = self._pattern(data_uri, generation)
             if not is_fits_size(size):
                 return Body(data_uri, size, b"", pattern)
             if style is BodyStyle.FITS_NO_CHECKSUM:

@@ -47,6 +47,7 @@ from hstsync.transfer.partfile import Landed, PartFile
 from hstsync.transfer.probe import Probe, probe
 from hstsync.transfer.ranges import worth_segmenting
 from hstsync.transfer.retry import Attempts, OnRetry, retrying, with_retries
+from hstsync.transfer.verify import Unverifiable
 from hstsync.transfer.work import Work
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,19 @@ class Downloader:
             await FileFetch(self._link, transfer, part, work, file.attempts, split=file.split).run()
         assert work.size is not None  # run() returns only with every byte held
         file.work = work
-        return await part.commit(work.size, old_to=transfer.old_to)
+        # the server's length is not the catalogue's: only a file that can be checked
+        # is taken (a cut answer would otherwise look whole)
+        require = transfer.size is not None and work.size != transfer.size
+        try:
+            return await part.commit(work.size, old_to=transfer.old_to, require=require)
+        except Unverifiable as exc:
+            if not file.unverifiable:
+                file.unverifiable = True  # once more: a cut answer is often passing
+                raise
+            raise Refused(
+                f"the catalogue says {transfer.size:,} bytes, the server sent {work.size:,}, "
+                f"and {exc}: not accepted; `hstsync retry` once the archive agrees"
+            ) from None
 
     def _reporter(self, transfer: Transfer) -> Callable[[int], None]:
         on_progress = self._on_progress
@@ -211,6 +224,8 @@ class _File:
         self.split = True
         #: a fresh file may be cut at its catalogue size before any answer
         self.guess = True
+        #: an answer of another length than the catalogue's could not be checked once
+        self.unverifiable = False
 
     def plan(self, segment_min: int) -> Work:
         """The ranges this attempt asks for: what the part lacks, or the whole file."""

@@ -34,7 +34,7 @@ import aiohttp
 import yarl
 
 from hstsync import __version__
-from hstsync.config import DownloadConfig, token_allowed
+from hstsync.config import DownloadConfig, default_trusted_hosts, token_allowed
 from hstsync.errors import (
     AuthRequiredError,
     Refused,
@@ -169,7 +169,7 @@ async def get(
     aiohttp is never left to decide: it follows no redirect itself.
     """
     if trusted is None:
-        trusted = (yarl.URL(url).host or "",)
+        trusted = default_trusted_hosts(url)[:1]  # its host, and its port if not the scheme's
     credentials = {k: v for k, v in headers.items() if k.lower() in _CREDENTIAL_HEADERS}
     plain = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
     for _ in range(MAX_REDIRECTS + 1):

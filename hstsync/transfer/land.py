@@ -61,6 +61,8 @@ class Landing:
     old_to: Path | None = None
     #: a control file may be beside the part: removed before the part's bytes change
     sidecars: bool = False
+    #: a file nothing can check is not accepted (``verify.Unverifiable``)
+    require: bool = False
 
 
 def finish_part(
@@ -72,6 +74,7 @@ def finish_part(
     digest: Digest,
     old_to: Path | None,
     parents: Iterable[str],
+    require: bool = False,
 ) -> Path | None:
     """A complete part on disk (open as ``fd``) checked, its hash caught up, committed under
     its final name and its control file removed (see :func:`commit_file`). Blocking."""
@@ -83,7 +86,7 @@ def finish_part(
         held = os.fstat(fd).st_size
         if held != size:  # callers checked already; this line is the promise itself
             raise TransferError(f"the partial file holds {held} of {size} bytes")
-        verify_file(part, dest.name)
+        verify_file(part, dest.name, require=require)
         digest.catch_up(fd, size)
     except OSError as exc:
         raise Refused(disk_error(exc, "reading", part)) from None
@@ -215,7 +218,7 @@ def _land_at(landing: Landing, dir_fd: int) -> Path | None:
             remove_control(part, legacy=True)
         pwrite_all(fd, body, 0)
         os.ftruncate(fd, len(body))
-        verify_file(part, dest.name, body)
+        verify_file(part, dest.name, body, require=landing.require)
         os.fsync(fd)
         held = os.fstat(fd).st_size
     except OSError as exc:

@@ -284,21 +284,26 @@ class PartFile:
 
     # -- committing -------------------------------------------------------------------
 
-    async def commit(self, size: int, *, old_to: Path | None = None) -> Landed:
+    async def commit(
+        self, size: int, *, old_to: Path | None = None, require: bool = False
+    ) -> Landed:
         """Verify the complete part and give it its final name, durably.
 
         ``size`` is every byte the server stated (or, unstated, every byte that came).
         ``old_to``: where a file already under the final name goes (hard-linked there
         before the rename, so the final name is never missing). A part that fails the
         content check is emptied and :class:`CorruptFileError` raised: the retry policy
-        fetches it again.
+        fetches it again. ``require``: a file nothing can check is not accepted
+        (``verify.Unverifiable``; the server's length differs from the catalogue's).
         """
         try:
             if self._body is not None:
-                landed = await self._land(size, old_to)
+                landed = await self._land(size, old_to, require)
             else:
                 made = lander().unsynced(self.dest.parent)
-                landed = await _in_thread(self._commit, self.fd, size, old_to, parents_of(made))
+                landed = await _in_thread(
+                    self._commit, self.fd, size, old_to, parents_of(made), require
+                )
                 lander().synced(made)
         except CorruptFileError:
             self.reset()  # its bytes are wrong: resuming from them cannot help
@@ -309,7 +314,7 @@ class PartFile:
         self.held = None
         return landed
 
-    async def _land(self, size: int, old_to: Path | None) -> Landed:
+    async def _land(self, size: int, old_to: Path | None, require: bool) -> Landed:
         body, self._body = self._body or [], None
         data = body[0] if len(body) == 1 else b"".join(body)
         if len(data) != size:
@@ -317,17 +322,19 @@ class PartFile:
         # the lander's own descriptor (the lock is shared): it may finish after a cancel
         fd = os.dup(self.fd)
         replaced = await lander().land(
-            Landing(self.root, self.path, self.dest, fd, data, old_to, self._sidecars)
+            Landing(self.root, self.path, self.dest, fd, data, old_to, self._sidecars, require)
         )
         self._sidecars = False
         return Landed(size, self._digest.hexdigest(), replaced)
 
-    def _commit(self, fd: int, size: int, old_to: Path | None, parents: list[str]) -> Landed:
+    def _commit(
+        self, fd: int, size: int, old_to: Path | None, parents: list[str], require: bool
+    ) -> Landed:
         """Blocking: checked, hashed and renamed, with no checkpoint meanwhile nor after."""
         with self._lock:
             self._epoch += 1
             replaced = finish_part(
-                self.root, self.path, self.dest, fd, size, self._digest, old_to, parents
+                self.root, self.path, self.dest, fd, size, self._digest, old_to, parents, require
             )
         return Landed(size, self._digest.hexdigest(), replaced)
 
