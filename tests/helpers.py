@@ -64,10 +64,11 @@ class Naps:
 
 
 def write_config(
-    root: Path, server: str, *, download: Mapping[str, int] | None = None, **schedule: str
+    root: Path, server: str, *, download: Mapping[str, object] | None = None, **schedule: str
 ) -> Path:
     """A daemon config under ``root``: quick retries, ``download`` keys added to
-    ``[download]`` (numbers), ``schedule`` keys to ``[schedule]`` (strings)."""
+    ``[download]`` (written as given: numbers, or strings with their quotes),
+    ``schedule`` keys to ``[schedule]`` (strings)."""
     (root / "requests").mkdir(exist_ok=True)
     config = root / "config.toml"
     text = (

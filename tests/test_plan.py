@@ -3,13 +3,14 @@ curl export — each against the emulator and real files."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from astropy.table import Table
-from helpers import leave_part
+from helpers import leave_part, run_hstsync, write_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -248,3 +249,46 @@ def test_plan_fits_a_narrow_terminal_and_never_prints_control_characters(
     assert not any("\x1b" in line or "\x07" in line for line in narrow + wide)
     # a size the catalogue does not give reads as astropy prints a masked cell
     assert all(" -- " in line and "None" not in line for line in wide if "o58701010 " in line)
+
+
+async def test_plan_agrees_with_run_when_the_catalogue_size_is_wrong(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    # the catalogue says one block more than the server sends: run takes the server's
+    # word (done, with a size note); plan must say the same, not "to fetch"
+    emulator.catalogue.set_product_quirks("o58701010_x1d.fits", cells={"size": 77760 + 2880})
+    config = write_config(tmp_path, emulator.url)
+    (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+    code, _, err = await run_hstsync("run", "--once", "--config", str(config))
+    assert code == 0, err
+
+    code, out, err = await run_hstsync("plan", "7291", "--config", str(config))
+
+    assert code == 0, err
+    [line] = [x for x in out.splitlines() if "o58701010_x1d.fits" in x]
+    assert line.split()[-2:] == ["77760", "present"], out  # the server's size, in place
+    assert "6 already mirrored; 0 to fetch" in out, out
+
+
+async def test_a_second_request_for_files_whose_catalogue_size_is_wrong_fetches_nothing(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    emulator.catalogue.set_product_quirks("o58701010_x1d.fits", cells={"size": 77760 + 2880})
+    hook_out = tmp_path / "hooks.jsonl"
+    config = write_config(tmp_path, emulator.url)
+    with config.open("a") as fh:
+        fh.write(f'[hooks]\non_change = "cat >> {hook_out}; echo >> {hook_out}"\n')
+    (tmp_path / "requests" / "first.toml").write_text(TUTORIAL_MANIFEST)
+    code, _, err = await run_hstsync("run", "--once", "--config", str(config))
+    assert code == 0, err
+    fetched = len([r for r in emulator.requests if r.method == "GET" and "x1d" in r.query])
+
+    (tmp_path / "requests" / "second.toml").write_text(TUTORIAL_MANIFEST)
+    code, _, err = await run_hstsync("run", "--once", "--config", str(config))
+
+    assert code == 0, err
+    again = len([r for r in emulator.requests if r.method == "GET" and "x1d" in r.query])
+    assert again == fetched  # neither x1d fetched a second time
+    documents = [json.loads(x) for x in hook_out.read_text().split("\n\n") if x.strip()]
+    second = [d for d in documents if d.get("request") == "second"]
+    assert all(d["new_file_count"] == 0 for d in second)

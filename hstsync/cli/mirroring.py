@@ -7,6 +7,7 @@ sqlite-utils) are imported inside each command, so ``status`` never pays for the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hstsync.cli.exits import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
-from hstsync.errors import ManifestError, UsageError
+from hstsync.errors import ManifestError, StoreError, UsageError
 
 if TYPE_CHECKING:
     from hstsync.config import Config
@@ -69,7 +70,17 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     # a batch of observations at a time: printed as it is resolved, never held whole
     sieve = Sieve(request.filters)
     batches = resolver.resolve_batches(request, sieve)
-    fits = print_plan(request.name, (plan_files(b, mirror) for b in batches), unwritable=unwritable)
+    with contextlib.ExitStack() as stack:
+        # what a pass knows of the mirror (sizes the server sent), when there is one
+        sizes_sent = None
+        if config.paths.database.exists():
+            from hstsync.store import Store
+
+            with contextlib.suppress(StoreError):
+                store = stack.enter_context(Store.open_readonly(config.paths.database))
+                sizes_sent = store.sizes_sent
+        plans = (plan_files(b, mirror, sizes_sent) for b in batches)
+        fits = print_plan(request.name, plans, unwritable=unwritable)
     empty = sieve.why_none(request.proposal_ids)
     if empty is not None:
         sys.stdout.flush()

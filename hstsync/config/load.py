@@ -29,6 +29,7 @@ from hstsync.config.values import (
     PathsConfig,
     ScheduleConfig,
     StatusConfig,
+    Timetable,
     VerifyBudget,
 )
 from hstsync.errors import ConfigError
@@ -72,8 +73,11 @@ _SIZE_UNITS = {
 }  # fmt: skip
 
 
-def parse_size(value: str | int, key: str) -> int:
-    """``"20GB"`` (powers of 1000), ``"4GiB"`` or ``"4G"`` (of 1024), or a number of bytes."""
+def parse_size(value: str | int, key: str, *, zero: bool = False) -> int:
+    """``"20GB"`` (powers of 1000), ``"4GiB"`` or ``"4G"`` (of 1024), or a number of bytes;
+    with ``zero``, 0 (or "0") too, for no limit."""
+    if zero and value in (0, "0"):
+        return 0
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ConfigError(f'{key}: expected a size like "20GB", got {value!r}')
     if isinstance(value, int):
@@ -86,6 +90,42 @@ def parse_size(value: str | int, key: str) -> int:
     if size <= 0:
         raise ConfigError(f"{key}: must be more than zero, got {value!r}")
     return size
+
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_bwlimit(value: Any, key: str) -> Timetable:
+    """rclone's form: ``"2M"`` (all day), ``"off"`` or ``""``, or a timetable of
+    ``HH:MM,RATE`` changes separated by spaces (``"08:00,2M 19:00,off"``)."""
+    if not isinstance(value, str):
+        raise ConfigError(
+            f'{key}: expected a rate like "2M" or "08:00,2M 19:00,off", got {value!r}'
+        )
+    words = value.split()
+    if not words or words == ["off"]:
+        return Timetable()
+    if len(words) == 1 and "," not in words[0]:
+        return Timetable(((0, float(parse_size(words[0], key))),))
+    changes: list[tuple[int, float | None]] = []
+    for word in words:
+        clock, _, rate = word.partition(",")
+        match = _CLOCK.match(clock)
+        if match is None or not rate:
+            raise ConfigError(f'{key}: expected "HH:MM,RATE" changes like "08:00,2M", got {word!r}')
+        minute = int(match.group(1)) * 60 + int(match.group(2))
+        changes.append((minute, None if rate == "off" else float(parse_size(rate, key))))
+    if len({minute for minute, _ in changes}) != len(changes):
+        raise ConfigError(f"{key}: a time is given twice in {value!r}")
+    return Timetable(tuple(sorted(changes)))
+
+
+def _proxy(value: Any) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+/?$", value):
+        raise ConfigError(f'download.proxy: expected a URL like "http://proxy:3128", got {value!r}')
+    return value.rstrip("/")
 
 
 def parse_budget(value: Any, key: str) -> VerifyBudget:
@@ -269,6 +309,13 @@ def parse_config(doc: Mapping[str, Any], *, base: Path, source: Path | None = No
         ),
         min_speed=_int(dl, "min_speed", "download", defaults.min_speed, 0),
         min_speed_time=_number(dl, "min_speed_time", "download", defaults.min_speed_time),
+        proxy=_proxy(dl.get("proxy", "")),
+        bwlimit=parse_bwlimit(dl.get("bwlimit", ""), "download.bwlimit"),
+        max_bytes_per_pass=(
+            parse_size(dl["max_bytes_per_pass"], "download.max_bytes_per_pass", zero=True)
+            if "max_bytes_per_pass" in dl
+            else 0
+        ),
     )
 
     sched = _table(doc, "schedule")

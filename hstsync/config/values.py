@@ -59,6 +59,25 @@ class DownloadSource(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Timetable:
+    """A bandwidth limit by time of day, as rclone's ``--bwlimit`` writes it: from each
+    ``(minute of the day, bytes/s)`` on, that rate (None: no limit) until the next."""
+
+    changes: tuple[tuple[int, float | None], ...] = ()
+
+    def rate_at(self, minute: int) -> float | None:
+        """The limit at ``minute`` (0–1439) of the local day; None: none."""
+        if not self.changes:
+            return None
+        # before the day's first change, the last one of the day before holds
+        current = self.changes[-1][1]
+        for start, rate in self.changes:
+            if start <= minute:
+                current = rate
+        return current
+
+
+@dataclass(frozen=True, slots=True)
 class DownloadConfig:
     concurrency: int = 8
     retries: int = 5
@@ -82,6 +101,13 @@ class DownloadConfig:
     #: aborted and retried, resuming (curl's --speed-limit/--speed-time); 0 = off
     min_speed: int = 1024
     min_speed_time: float = 60.0
+    #: the proxy every download goes through ("http://host:port"); "" = the environment's
+    #: HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as astroquery's lookups take them
+    proxy: str = ""
+    #: the most bytes/s all downloads take together, by time of day (Timetable)
+    bwlimit: Timetable = field(default_factory=Timetable)
+    #: the most bytes one pass fetches (0: no limit); the rest waits for the next pass
+    max_bytes_per_pass: int = 0
 
 
 def backoff_wait(cfg: DownloadConfig) -> wait_base:

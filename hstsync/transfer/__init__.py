@@ -16,6 +16,7 @@
 Never imports ``archive``, ``store`` or ``service``: a transfer knows a URL and a path.
 """
 
+from hstsync.transfer.bandwidth import Bandwidth
 from hstsync.transfer.digest import ALGORITHM, hash_file
 from hstsync.transfer.disk import file_size, part_path
 from hstsync.transfer.downloader import Downloader
@@ -30,6 +31,7 @@ from hstsync.transfer.verify import needs_verification, verify_file
 __all__ = [
     "ALGORITHM",
     "HEAD_BYTES",
+    "Bandwidth",
     "Downloader",
     "Outcome",
     "Probe",

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from hstsync.config import DownloadConfig
 from hstsync.errors import TooSlow, TransferError
 from hstsync.transfer.http import CHUNK_SIZE, is_chunked, network_error, speed_floor
 from hstsync.transfer.outcome import Transfer
 from hstsync.transfer.partfile import PartFile
+
+if TYPE_CHECKING:
+    from hstsync.transfer.fetch import Link
 from hstsync.transfer.work import OPEN, Segment, Work
 
 #: how long a connection must have been carrying bytes before its rate is believed
@@ -34,10 +37,12 @@ async def receive(
     part: PartFile,
     work: Work,
     transfer: Transfer,
-    cfg: DownloadConfig,
+    link: Link,
     tick: Callable[[], None],
 ) -> None:
-    """Write ``resp``'s body at ``segment``'s offsets; ``tick()`` after each chunk."""
+    """Write ``resp``'s body at ``segment``'s offsets; ``tick()`` after each chunk. Each
+    chunk's bytes are spent from the process's bandwidth before the next is read."""
+    cfg, bandwidth = link.cfg, link.bandwidth
     loop = asyncio.get_running_loop()
     began: float | None = None  # when the first chunk came: the pace is timed after it
     carried = 0
@@ -60,6 +65,8 @@ async def receive(
                 part.write(segment.position, memoryview(chunk)[:n])
                 segment.position += n
                 count(n)
+                if bandwidth.limited:
+                    await bandwidth.spend(n)
                 if segment.position >= segment.end:
                     break
                 tick()

@@ -36,6 +36,7 @@ from hstsync.config import DownloadConfig
 from hstsync.errors import AuthRequiredError, RangesRefused, Refused, TransferError
 from hstsync.model import ProductState
 from hstsync.transfer.answer import LengthDiffers
+from hstsync.transfer.bandwidth import Bandwidth
 from hstsync.transfer.budget import ConnectionBudget
 from hstsync.transfer.control import has_control, remove_control
 from hstsync.transfer.disk import disk_error, make_dirs, part_path, refuse_link, regular_size
@@ -62,6 +63,8 @@ class Downloader:
     records the attempt while the pass runs). ``trusted_hosts`` are the host patterns
     credential headers may go to (``[mast] trusted_hosts``); None: each transfer's own
     host. ``sleep`` is what waits between attempts (tests pass a recorder).
+    ``bandwidth`` is the limit it shares with other downloaders of the process (by
+    default one of its own, from ``cfg.bwlimit``).
     """
 
     def __init__(
@@ -73,12 +76,14 @@ class Downloader:
         on_retry: OnRetry | None = None,
         trusted_hosts: Sequence[str] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        bandwidth: Bandwidth | None = None,
     ) -> None:
         self._cfg = cfg
         self._on_progress = on_progress
         self.budget = ConnectionBudget(cfg.connections, cfg.per_host)
         trusted = tuple(trusted_hosts) if trusted_hosts is not None else None
-        self._link = Link(session, cfg, self.budget, trusted, sleep, on_retry)
+        shared = bandwidth if bandwidth is not None else Bandwidth(cfg.bwlimit)
+        self._link = Link(session, cfg, self.budget, trusted, sleep, on_retry, shared)
 
     async def fetch(self, transfer: Transfer) -> Outcome:
         """Bring ``transfer.dest`` into place. Raises nothing but CancelledError."""

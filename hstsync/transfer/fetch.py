@@ -38,6 +38,7 @@ from tenacity import AsyncRetrying
 from hstsync.config import DownloadConfig
 from hstsync.errors import AuthRequiredError, RangesRefused, Refused, TransferError
 from hstsync.transfer.answer import judge
+from hstsync.transfer.bandwidth import Bandwidth
 from hstsync.transfer.body import receive
 from hstsync.transfer.budget import ConnectionBudget, Expected, Seat, host_of
 from hstsync.transfer.control import Control
@@ -72,6 +73,8 @@ class Link:
     trusted: Sequence[str] | None
     sleep: Callable[[float], Awaitable[None]]
     on_retry: OnRetry | None
+    #: the bytes/s all transfers share (``[download] bwlimit``)
+    bandwidth: Bandwidth
 
 
 class FileFetch:
@@ -324,7 +327,7 @@ class FileFetch:
                 self._checkpoint_wanted.set()
 
         try:
-            await receive(resp, segment, part, work, self._transfer, self._link.cfg, due)
+            await receive(resp, segment, part, work, self._transfer, self._link, due)
         except BaseException as exc:
             if part.in_memory and not isinstance(exc, asyncio.CancelledError):
                 part.spill(work.record())

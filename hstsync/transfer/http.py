@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import errno
 import re
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -65,12 +66,26 @@ def open_session(
     # bound the silence of a connection instead, never the length of a transfer.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=cfg.timeout)
     # auto_decompress=False: the bytes on disk must be the bytes the archive stores.
+    # A proxy: the one configured, else the environment's, as astroquery's lookups (a
+    # site that lets traffic out only through a proxy resolves and must download too).
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         auto_decompress=False,
         headers={"User-Agent": user_agent},
+        trust_env=not cfg.proxy,
+        proxy=cfg.proxy or None,
     )
+
+
+def proxy_of(url: str, cfg: DownloadConfig) -> str | None:
+    """The proxy a request for ``url`` goes through, or None."""
+    if cfg.proxy:
+        return cfg.proxy
+    parts = urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)
 
 
 def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -127,7 +142,17 @@ def html_instead(content_type: str | None, filename: str) -> str | None:
 
 
 def network_error(exc: BaseException, url: str, cfg: DownloadConfig) -> str:
-    """A short, header-free description of a network failure."""
+    """A short, header-free description of a network failure, naming the proxy the
+    request went through (a proxy that refuses is not the archive's fault)."""
+    reason = _network_error(exc, url, cfg)
+    proxy = proxy_of(url, cfg)
+    if proxy is None:
+        return reason
+    shown = urlsplit(proxy)  # never its credentials
+    return f"{reason} (through the proxy {shown.hostname}:{shown.port or shown.scheme})"
+
+
+def _network_error(exc: BaseException, url: str, cfg: DownloadConfig) -> str:
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return "connecting to the server timed out"
     if isinstance(exc, TimeoutError):

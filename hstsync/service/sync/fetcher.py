@@ -27,6 +27,7 @@ from hstsync.model import Product, ProductState
 from hstsync.service.sync.hooks import PassLog
 from hstsync.store import ProductMark, Store
 from hstsync.transfer import (
+    Bandwidth,
     Downloader,
     Outcome,
     Probe,
@@ -139,15 +140,20 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         self._session = open_session(self.config.download)
+        bandwidth = Bandwidth(self.config.download.bwlimit)  # one limit for both sources
         self._downloader = Downloader(
             self._session,
             self.config.download,
             on_progress=self._count_bytes,
             on_retry=self._retrying,
             trusted_hosts=self.config.mast.token_hosts,
+            bandwidth=bandwidth,
         )
         self._cloud_downloader = Downloader(
-            self._session, replace(self.config.download, retries=0), on_progress=self._count_bytes
+            self._session,
+            replace(self.config.download, retries=0),
+            on_progress=self._count_bytes,
+            bandwidth=bandwidth,
         )
         return self
 

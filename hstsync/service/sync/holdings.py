@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from hstsync.errors import CorruptFileError
@@ -86,14 +86,22 @@ def reject(dest: Path) -> Path:
     return aside
 
 
-def plan_files(products: Sequence[Product], mirror: Path) -> Plan:
+def plan_files(
+    products: Sequence[Product],
+    mirror: Path,
+    sizes_sent: Callable[[list[str]], dict[str, int]] | None = None,
+) -> Plan:
     """``hstsync plan``: look, plan, check the files found in place, plan again.
 
     Nothing is recorded or moved: a file that fails its check is only "to fetch".
+    ``sizes_sent`` (``Store.sizes_sent``, when there is a database): what the pass
+    knows of files the catalogue gives the wrong size for, so that ``plan`` says what a
+    pass would do.
     """
     holdings = sizes_on_disk(products, mirror)
     free = free_space(mirror)
-    first = plan(products, mirror, holdings, free=free)
+    sizes = odd_sizes(products, holdings, sizes_sent) if sizes_sent is not None else {}
+    first = plan(products, mirror, holdings, free=free, sizes=sizes)
     problems = {
         f.product.data_uri: why
         for f in first.files
@@ -101,4 +109,24 @@ def plan_files(products: Sequence[Product], mirror: Path) -> Plan:
     }
     if not problems:
         return first
-    return plan(products, mirror, with_problems(holdings, problems), free=free)
+    return plan(products, mirror, with_problems(holdings, problems), free=free, sizes=sizes)
+
+
+def odd_sizes(
+    products: Sequence[Product],
+    holdings: Mapping[str, Holding],
+    sizes_sent: Callable[[list[str]], dict[str, int]],
+) -> dict[str, int]:
+    """For products whose file in place has another size than the catalogue says, the
+    size a server sent for that file (another request may have fetched it, the server
+    winning): by dataURI. Only those are asked for, so a re-sync asks for none."""
+    odd = {
+        str(p.relpath()): p.data_uri
+        for p in products
+        if (held := holdings.get(p.data_uri)) is not None
+        and held.whole is not None
+        and held.whole != p.size
+    }
+    if not odd:
+        return {}
+    return {odd[path]: size for path, size in sizes_sent(list(odd)).items()}

@@ -15,26 +15,27 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hstsync.archive import Token
 from hstsync.config import Config
 from hstsync.errors import StoreError
-from hstsync.model import Product, ProductState, Request, RequestState, counts_of
+from hstsync.model import ProductState, Request, RequestState, counts_of, human_bytes
 from hstsync.service.sync.attic import attic_path
 from hstsync.service.sync.fetcher import Fetcher, Job, JobFeed, PassProgress, download_url
 from hstsync.service.sync.holdings import (
     content_problem,
     free_space,
     needs_check,
+    odd_sizes,
     reject,
     sizes_on_disk,
     with_problems,
 )
 from hstsync.service.sync.hooks import Notices, PassLog
-from hstsync.service.sync.planner import Action, Holding, Plan, Room, plan
+from hstsync.service.sync.planner import Action, Plan, Room, plan
 from hstsync.service.sync.resolution import Resolution
 from hstsync.service.sync.results import results_path, write_results
 from hstsync.service.sync.settlement import first_failure, settle
@@ -152,7 +153,12 @@ class Mirror:
                 resolved=resolved,
             )
             return RequestState.INCOMPLETE
-        return self.settle(name, lookup_error=pass_.lookup_error, empty=looked.empty)
+        waiting = pass_.waiting()
+        if waiting is not None:
+            log.info("request %s: %s", name, waiting)
+        return self.settle(
+            name, lookup_error=pass_.lookup_error, empty=looked.empty, waiting=waiting
+        )
 
     async def _take(self, pass_: _Pass, feed: JobFeed, rows: list[ProductRow]) -> None:
         """Plan one batch of a request's products and queue its transfers, while the
@@ -182,10 +188,16 @@ class Mirror:
             planned.to_fetch,
             planned.missing_bytes,
         )
-        mirror = self.config.paths.mirror
+        mirror, limit = self.config.paths.mirror, self.config.download.max_bytes_per_pass
         for f in transfers:
             if f.dest is None:
                 continue
+            if limit and f.action is Action.FETCH:
+                if pass_.queued >= limit:  # the rest waits for the next pass
+                    pass_.waiting_files += 1
+                    pass_.waiting_bytes += f.missing
+                    continue
+                pass_.queued += f.missing
             job = Job(name, f.product, f.dest, f.on_disk)
             if f.replace:
                 old_to = attic_path(mirror, f.product.relpath())
@@ -213,7 +225,7 @@ class Mirror:
             recorded=recorded,
             have_token=self.resolution.token is not None,
             superseded={row.product.data_uri for row in rows if row.supersede},
-            sizes=self._sizes_sent(products, holdings),
+            sizes=odd_sizes(products, holdings, self.store.sizes_sent),
         )
         first = decide(holdings)
         self._fail_refused(name, rows, first)
@@ -227,23 +239,6 @@ class Mirror:
             return first
         # the rejected files are gone from their place: what is left to hold is the .part
         return decide(with_problems(holdings, problems))
-
-    def _sizes_sent(
-        self, products: Sequence[Product], holdings: Mapping[str, Holding]
-    ) -> dict[str, int]:
-        """The sizes a server sent for products whose file in place has another size
-        than the catalogue says: another request may have fetched it, the server's size
-        winning (then it is complete, not fetched again)."""
-        odd = {
-            str(p.relpath()): p.data_uri
-            for p in products
-            if (held := holdings.get(p.data_uri)) is not None
-            and held.whole is not None
-            and held.whole != p.size
-        }
-        if not odd:
-            return {}
-        return {odd[path]: size for path, size in self.store.sizes_sent(list(odd)).items()}
 
     def _fail_refused(self, name: str, rows: Sequence[ProductRow], planned: Plan) -> None:
         before = {row.product.data_uri: row for row in rows}
@@ -280,7 +275,12 @@ class Mirror:
         return True
 
     def settle(
-        self, name: str, *, lookup_error: str | None = None, empty: str | None = None
+        self,
+        name: str,
+        *,
+        lookup_error: str | None = None,
+        empty: str | None = None,
+        waiting: str | None = None,
     ) -> RequestState:
         """Write the request's state after a pass (``service.settlement.settle``)."""
         self._write_results(name)
@@ -291,6 +291,7 @@ class Mirror:
             first_failure=first_failure(self.store.first_failed(name)),
             lookup_error=lookup_error,
             empty=empty,
+            waiting=waiting,
         )
         self.store.set_request_state(
             name, settled.state, settled.last_error, resolved=settled.resolved
@@ -324,6 +325,20 @@ class _Pass:
     lookup_error: str | None = None
     #: the request has been marked downloading
     downloading: bool = False
+    #: bytes this pass has queued to fetch, and what it held back for the next pass
+    #: (``[download] max_bytes_per_pass``)
+    queued: int = 0
+    waiting_files: int = 0
+    waiting_bytes: int = 0
+
+    def waiting(self) -> str | None:
+        """What this pass left for the next one, in words (None: nothing)."""
+        if not self.waiting_files:
+            return None
+        return (
+            f"{self.waiting_files} file(s), {human_bytes(self.waiting_bytes)}, wait for the "
+            "next pass ([download] max_bytes_per_pass)"
+        )
 
 
 async def sync_requests(mirror: Mirror, requests: Sequence[Request]) -> dict[str, RequestState]:

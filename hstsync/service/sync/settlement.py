@@ -28,6 +28,7 @@ def settle(
     first_failure: str = "",
     lookup_error: str | None = None,
     empty: str | None = None,
+    waiting: str | None = None,
 ) -> Settlement:
     """The request's state after a pass, from its products' states.
 
@@ -38,7 +39,8 @@ def settle(
     successful one). A request whose files are all done stays ``done``, saying "last
     re-sync failed: …"; one never looked up is ``incomplete`` with the reason. Either
     way the next lookup comes on the failed-lookup schedule, and the request is not
-    stamped resolved.
+    stamped resolved. ``waiting``: why products this pass did not fetch wait for the
+    next one (``max_bytes_per_pass``).
     """
     if lookup_error is not None:
         if counts.total and settled_request_state(counts) is RequestState.DONE:
@@ -53,7 +55,7 @@ def settle(
     if counts.auth_required:
         parts.append(f"{counts.auth_required} need a MAST token")
     if counts.pending:
-        parts.append(f"{counts.pending} not fetched")
+        parts.append(f"{counts.pending} not fetched" + (f": {waiting}" if waiting else ""))
     if parts:
         return Settlement(RequestState.INCOMPLETE, ", ".join(parts), True)
     return Settlement(RequestState.DONE, None, True)
