@@ -163,7 +163,7 @@ def test_a_download_proxy_must_be_an_http_url() -> None:
     from hstsync.config import parse_config
 
     doc = {"paths": {"requests": "r", "mirror": "m", "database": "d"}}
-    with pytest.raises(ConfigError, match="download.proxy"):
+    with pytest.raises(ConfigError, match=r"download\.proxy"):
         parse_config({**doc, "download": {"proxy": "proxy.example.org:3128"}}, base=Path("/"))
 
 
@@ -180,7 +180,7 @@ def test_bwlimit_reads_rclones_timetable() -> None:
     assert parse_bwlimit("512kB", "k") == Timetable(((0, 512_000.0),))
     assert parse_bwlimit("off", "k") == parse_bwlimit("", "k") == Timetable()
     for bad in ("25:00,1M", "08:00", "08:00,1M 08:00,off", "fast"):
-        with pytest.raises(ConfigError, match="download.bwlimit"):
+        with pytest.raises(ConfigError, match=r"download\.bwlimit"):
             parse_bwlimit(bad, "download.bwlimit")
 
 
