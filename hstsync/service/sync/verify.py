@@ -25,7 +25,7 @@ import enum
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +35,7 @@ from hstsync.errors import CorruptFileError, StoreError
 from hstsync.model import ProductState, Request
 from hstsync.service.sync.attic import attic_path
 from hstsync.service.sync.fetcher import Fetcher, Job, download_url
-from hstsync.store import ProductRow, Store, utc_now
+from hstsync.store import ProductRow, Store
 from hstsync.transfer import Transfer, Verdict, file_size, hash_file, verify_file
 
 if TYPE_CHECKING:
@@ -127,19 +127,19 @@ class Verifier:
 
     async def check(
         self, request: str, rows: Iterable[ProductRow], *, dry_run: bool = False,
-        budget: Budget | None = None, since: str | None = None,
+        budget: Budget | None = None, fresh: Collection[str] = (),
     ) -> Report:  # fmt: skip
         """Check the files of ``rows`` (of ``request``), ``concurrency`` at a time, and
-        fetch again what is not the archive's (not with ``dry_run``). Rows verified at
-        ``since`` or later (by this very run, e.g. fetched moments ago) count as the
-        same; with a ``budget``, checks stop once it is spent."""
+        fetch again what is not the archive's (not with ``dry_run``). Products in
+        ``fresh`` (dataURIs fetched moments ago by this very run) count as the same;
+        with a ``budget``, checks stop once it is spent."""
         report = Report()
         budget = budget or Budget()
         queue: asyncio.Queue[ProductRow | None] = asyncio.Queue(self.config.download.concurrency)
 
         async def worker() -> None:
             while (row := await queue.get()) is not None:
-                report.findings.append(await self._one(request, row, dry_run, budget, since))
+                report.findings.append(await self._one(request, row, dry_run, budget, fresh))
 
         async with asyncio.TaskGroup() as group:
             workers = [group.create_task(worker()) for _ in range(queue.maxsize)]
@@ -157,11 +157,11 @@ class Verifier:
         return report
 
     async def _one(
-        self, request: str, row: ProductRow, dry_run: bool, budget: Budget, since: str | None
+        self, request: str, row: ProductRow, dry_run: bool, budget: Budget, fresh: Collection[str]
     ) -> Finding:
         uri, relpath = row.product.data_uri, row.relpath
         assert relpath is not None  # _at_once answered rows without one
-        if since is not None and row.verified is not None and row.verified >= since:
+        if uri in fresh:
             return Finding(request, uri, relpath, Found.SAME)
         dest = self.config.paths.mirror / relpath
         found, reason = await self._here(request, row, dest, budget)
@@ -279,7 +279,6 @@ async def verify_request(
     checked here and on the archive. ``dry_run``: no pass, nothing fetched or recorded;
     the checks only, of the request as last resolved."""
     name, store = request.name, mirror.store
-    since = utc_now()
     verifier = Verifier(mirror.config, store, mirror.fetcher)
     if dry_run:
         report = await verifier.check(name, _pages(store, name), dry_run=True, budget=budget)
@@ -296,7 +295,8 @@ async def verify_request(
     passed = mirror.passes.report(name)
     changed = {str(e["data_uri"]): str(e["why"]) for e in passed.changed}
     new = {str(e["data_uri"]) for e in passed.new_files}
-    report = await verifier.check(name, _pages(store, name), budget=budget, since=since)
+    fresh = set(changed) | new  # fetched by the pass just now: the archive's
+    report = await verifier.check(name, _pages(store, name), budget=budget, fresh=fresh)
     for i, finding in enumerate(report.findings):
         # what the pass itself fetched again: a new version in the catalogue, a file lost
         if finding.data_uri in changed:
