@@ -63,6 +63,7 @@ def test_run_once_then_status_table_and_json(
         "last_pass",
         "next_lookup",
         "lookup_failures",
+        "last_verify",
         "ok",
     }
     assert request["ok"] is True and request["last_mirrored"] == request["last_pass"]["ended"]

@@ -89,6 +89,17 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     return EXIT_OK if fits and unwritable is None else EXIT_INCOMPLETE
 
 
+def attic(mirror: Path) -> tuple[int, int]:
+    """Files and bytes in ``<mirror>/attic`` (replaced versions kept a while)."""
+    files = size = 0
+    for directory, _, names in os.walk(mirror / "attic"):
+        for name in names:
+            with contextlib.suppress(OSError):
+                size += os.lstat(os.path.join(directory, name)).st_size
+                files += 1
+    return files, size
+
+
 def unwritable_reason(directory: Path) -> str | None:
     """Why files cannot be written under ``directory`` (or the nearest existing parent it
     would be created in), or None when they can."""
@@ -139,7 +150,9 @@ def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
             return EXIT_USAGE
         products = store.products(request) if request is not None else None
         facts = store.facts()
+        orphans = store.orphans() if request is None else []
     running, pid, beat = daemon_status(config)
+    kept = attic(config.paths.mirror) if request is None else None
     if as_json:
         resync = config.schedule.resync_every
         doc: dict[str, Any] = status_document(summaries, products, resync_every=resync)
@@ -153,12 +166,17 @@ def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
             "message": facts.token_message,
         }
         doc["fetched"] = {"files": facts.fetched_files, "bytes": facts.fetched_bytes}
+        if kept is not None:
+            doc["attic"] = {"files": kept[0], "bytes": kept[1]}
+            doc["orphans"] = {"files": len(orphans), "bytes": sum(size for _, size in orphans)}
         print(json.dumps(doc, indent=2))
     else:
         report.print_status(summaries, products)
         print(report.daemon_line(running, pid, beat, time.time()))
         if (token := report.token_line(facts)) is not None:
             print(token)
+        for line in report.upkeep_lines(kept, orphans, config.schedule.attic_keep):
+            print(line)
     unfinished = [s.request for s in summaries if s.request.state != "done"]
     if not unfinished:
         return EXIT_OK

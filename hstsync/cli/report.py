@@ -64,7 +64,7 @@ def status_table(summaries: Sequence[RequestSummary], width: int | None) -> str:
         cells = (
             s.request.name,
             str(s.request.state),
-            f"{c.done}/{c.total} done",
+            f"{c.done}/{c.total} done" + (f", {c.withdrawn} withdrawn" if c.withdrawn else ""),
             str(c.failed),
             str(c.pending),
             str(c.auth_required),
@@ -159,6 +159,23 @@ def print_status(
     if products is None:
         return
     out.write(product_table(products, width if width is not None else output_width(out)))
+
+
+def upkeep_lines(
+    attic: tuple[int, int] | None, orphans: Sequence[tuple[str, int]], keep: float
+) -> list[str]:
+    """What the mirror keeps beyond the requests' files: the attic and the orphans."""
+    lines = []
+    if attic is not None and attic[0]:
+        days = f"kept {keep / 86400:g} days" if keep else "kept until removed"
+        lines.append(f"attic: {attic[0]} replaced version(s), {human_bytes(attic[1])} ({days})")
+    if orphans:
+        size = human_bytes(sum(n for _, n in orphans))
+        lines.append(
+            f"orphans: {len(orphans)} file(s), {size}, of requests since removed that no "
+            "request lists (`hstsync prune` moves them to the attic)"
+        )
+    return lines
 
 
 def _product_notes(row: ProductRow) -> list[str]:

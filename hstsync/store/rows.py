@@ -50,6 +50,9 @@ class RequestRow:
     lookup_failures: int = 0
     #: when a pass last brought new or changed files (schema 2)
     last_new_files: str | None = None
+    #: when its last verify ended, and how many files it found same, changed, …
+    last_verify: str | None = None
+    verify_summary: Mapping[str, int] | None = None
     #: when the request's last pass started and ended (schema 6): a start after the
     #: end is a pass under way, or one cut short
     pass_started: str | None = None
@@ -164,6 +167,8 @@ def request_row(row: Mapping[str, Any]) -> RequestRow:
         next_lookup=row["next_lookup"],
         lookup_failures=int(row["lookup_failures"] or 0),
         last_new_files=row.get("last_new_files"),
+        last_verify=row.get("last_verify"),
+        verify_summary=json.loads(row["verify_summary"]) if row.get("verify_summary") else None,
         pass_started=row.get("pass_started"),
         pass_ended=row.get("pass_ended"),
         mirrored_at=row.get("mirrored_at"),

@@ -28,7 +28,7 @@ from hstsync.store import Facts, RequestSummary, Store
 log = logging.getLogger(__name__)
 
 #: the product counts of SPEC's status object, one sample each per request
-PRODUCT_COUNTS = ("done", "failed", "pending", "auth_required")
+PRODUCT_COUNTS = ("done", "failed", "pending", "auth_required", "withdrawn")
 
 
 class StoreCollector(Collector):
@@ -113,6 +113,17 @@ def staleness_metrics(
             labels=["request"],
         ),
     }
+    verified = GaugeMetricFamily(
+        "hstsync_request_last_verify_timestamp_seconds",
+        "When the request's files were last verified (by the daemon or `hstsync verify`)",
+        labels=["request"],
+    )
+    found = GaugeMetricFamily(
+        "hstsync_request_verify_files",
+        "What the request's last verify found of its files, by verdict (same, changed, "
+        "missing, damaged, withdrawn, unchecked, not mirrored)",
+        labels=["request", "found"],
+    )
     failures = GaugeMetricFamily(
         "hstsync_request_lookup_failures",
         "Lookups of the request that failed in a row (0 once one succeeds)",
@@ -126,7 +137,11 @@ def staleness_metrics(
             if stamp is not None:
                 family.add_metric([row.name], moment(stamp).timestamp())
         failures.add_metric([row.name], row.lookup_failures)
-    return [ok, *times.values(), failures]
+        if row.last_verify is not None:
+            verified.add_metric([row.name], moment(row.last_verify).timestamp())
+        for verdict, n in (row.verify_summary or {}).items():
+            found.add_metric([row.name, verdict], n)
+    return [ok, *times.values(), failures, verified, found]
 
 
 #: the token states ``hstsync_token_state`` has a sample for (``Facts.token_state``)

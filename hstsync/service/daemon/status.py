@@ -66,6 +66,8 @@ def request_document(
         # a failed lookup's next try, and how many failed in a row
         "next_lookup": row.next_lookup,
         "lookup_failures": row.lookup_failures,
+        # when its files were last verified, and what was found (same, changed, …)
+        "last_verify": {"at": row.last_verify, "found": dict(row.verify_summary or {})},
     }
     if resync_every is not None:
         doc["ok"] = is_ok(row, now or datetime.now(UTC), resync_every)
@@ -88,6 +90,10 @@ def product_document(row: ProductRow) -> dict[str, Any]:
         "attempts": row.attempts,
         "last_error": row.last_error,
         "updated": row.updated,
+        # the file's SHA-256 as landed (or as a verify first found it), and when it
+        # was last found to be the archive's
+        "sha256": row.sha256,
+        "verified": row.verified,
     }
 
 
