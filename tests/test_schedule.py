@@ -20,7 +20,7 @@ from hstsync.service.daemon.schedule import (
     start_due,
     store_backoff,
 )
-from hstsync.store.db import RequestRow
+from hstsync.store import RequestRow
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 DAY = 86400.0

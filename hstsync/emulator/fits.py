@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -233,6 +234,33 @@ class Body:
         return self.read(0, self.size)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: signature, IHDR chunk, IDAT's length and type, its CRC, IEND chunk
+_PNG_OVERHEAD = 8 + 25 + 8 + 4 + 12
+#: the largest PNG body made (its IDAT's CRC is taken over the whole body at once)
+_PNG_LARGEST = 64 << 20
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _png_framing(pattern: Pattern, size: int) -> tuple[bytes, bytes]:
+    """(head, trailer) of a PNG of ``size`` bytes whose one IDAT chunk holds the pattern:
+    the signature, IHDR (a 1-pixel-high grey image as wide as the data), IDAT's length
+    and type; then IDAT's CRC and the IEND chunk."""
+    n = size - _PNG_OVERHEAD
+    ihdr = _png_chunk(
+        b"IHDR",
+        (max(n - 1, 1)).to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\x08\x00\x00\x00\x00",
+    )
+    head = _PNG_SIGNATURE + ihdr + n.to_bytes(4, "big") + b"IDAT"
+    # the body's bytes at the IDAT's place are the pattern's, from offset len(head)
+    data = pattern.read(0, n)
+    crc = zlib.crc32(b"IDAT" + data).to_bytes(4, "big")
+    return head, crc + _png_chunk(b"IEND", b"")
+
+
 #: SOI, then an APP0 segment naming JFIF 1.1 (no thumbnail)
 #: SOI, a JFIF APP0 segment, and the header of a scan (SOS: one component): what follows
 #: is entropy-coded data, which holds no 0xFF byte here, then EOI. A real JPEG's frame
@@ -382,6 +410,9 @@ class Bodies:
                     return Body(data_uri, size, b"", pattern)
                 return Body(data_uri, size, _JPEG_HEAD, pattern, _JPEG_EOI)
             pattern = self._pattern(data_uri, generation)
+            if style is BodyStyle.PNG and _PNG_OVERHEAD <= size <= _PNG_LARGEST:
+                head, trailer = _png_framing(pattern, size)
+                return Body(data_uri, size, head, pattern, trailer)
             if not is_fits_size(size):
                 return Body(data_uri, size, b"", pattern)
             if style is BodyStyle.FITS_NO_CHECKSUM:

@@ -75,8 +75,11 @@ class BodyStyle(StrEnum):
     #: non-standard cards (a lower-case keyword, a value without a space before its
     #: comment slash), a long string in CONTINUE cards; no checksum cards
     FITS_ODD_HEADER = "fits_odd_header"
-    #: a JPEG-framed preview (SOI, a JFIF APP0 segment, data, EOI): not FITS at all
+    #: a JPEG-framed preview (SOI, a JFIF APP0 segment, a scan, EOI): not FITS at all
     JPEG = "jpeg"
+    #: a PNG preview (signature, IHDR, one IDAT chunk of pattern bytes, IEND, every CRC
+    #: right): framed as a PNG so that its end can be checked, not a decodable image
+    PNG = "png"
     #: plain text of the listed size: a JSON object (``.json``, the JWST pipeline's
     #: association files), an ECSV table (``.ecsv``, its source catalogues), letters
     TEXT = "text"

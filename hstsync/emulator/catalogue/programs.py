@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from hstsync.emulator.catalogue.records import MRP, PUBLIC, CatalogueProduct, Row
+from hstsync.emulator.quirks import BodyStyle
 
 if TYPE_CHECKING:
     from hstsync.emulator.catalogue.changes import Catalogue
@@ -206,4 +207,5 @@ def add_tutorial_program(cat: Catalogue) -> None:
                 product_type=ptype,
                 calib_level=level,
                 group=MRP if mrp else None,
+                style=BodyStyle.PNG if suffix.endswith(".png") else BodyStyle.FITS,
             )

@@ -19,9 +19,10 @@ from hstsync.faces import lazy
 
 if TYPE_CHECKING:
     from hstsync.service.sync.attic import AtticUse, attic_path, clear_old, usage
-    from hstsync.service.sync.fetcher import Fetcher, PassProgress, download_url
+    from hstsync.service.sync.fetcher import Fetcher
     from hstsync.service.sync.holdings import plan_files
     from hstsync.service.sync.hooks import Notices, PassLog
+    from hstsync.service.sync.jobs import PassProgress, download_url
     from hstsync.service.sync.mirror import Mirror, sync_requests
     from hstsync.service.sync.planner import Plan, PlannedFile, room_for
     from hstsync.service.sync.settlement import exit_code
@@ -55,7 +56,8 @@ __getattr__, __dir__ = lazy(
     __name__,
     {
         "attic": ["AtticUse", "attic_path", "clear_old", "usage"],
-        "fetcher": ["Fetcher", "PassProgress", "download_url"],
+        "fetcher": ["Fetcher"],
+        "jobs": ["PassProgress", "download_url"],
         "holdings": ["plan_files"],
         "hooks": ["Notices", "PassLog"],
         "mirror": ["Mirror", "sync_requests"],

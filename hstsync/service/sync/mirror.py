@@ -24,7 +24,7 @@ from hstsync.config import Config
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, Request, RequestState, counts_of, human_bytes
 from hstsync.service.sync.attic import attic_path
-from hstsync.service.sync.fetcher import Fetcher, Job, JobFeed, PassProgress, download_url
+from hstsync.service.sync.fetcher import Fetcher
 from hstsync.service.sync.holdings import (
     content_problem,
     free_space,
@@ -35,6 +35,7 @@ from hstsync.service.sync.holdings import (
     with_problems,
 )
 from hstsync.service.sync.hooks import Notices, PassLog
+from hstsync.service.sync.jobs import Job, JobFeed, PassProgress, download_url
 from hstsync.service.sync.planner import Action, Plan, Room, plan
 from hstsync.service.sync.resolution import Resolution
 from hstsync.service.sync.results import results_path, write_results

@@ -34,7 +34,8 @@ from hstsync.config import Config
 from hstsync.errors import CorruptFileError, StoreError
 from hstsync.model import ProductState, Request
 from hstsync.service.sync.attic import attic_path
-from hstsync.service.sync.fetcher import Fetcher, Job, download_url
+from hstsync.service.sync.fetcher import Fetcher
+from hstsync.service.sync.jobs import Job, download_url
 from hstsync.store import ProductRow, Store
 from hstsync.transfer import Transfer, Verdict, file_size, hash_file, verify_file
 
