@@ -21,8 +21,8 @@ from hstsync.emulator import Emulator, run_in_thread
 from hstsync.emulator.fits import Bodies
 from hstsync.model import Product, RequestState
 from hstsync.service.daemon.lifecycle import run_once
-from hstsync.service.sync.jobs import download_url
 from hstsync.service.sync.holdings import plan_files
+from hstsync.service.sync.jobs import download_url
 from hstsync.service.sync.planner import HEADROOM, room_for
 from hstsync.service.sync.results import results_path
 from hstsync.store.db import Store

@@ -1,4 +1,5 @@
-"""What an answer means for the range it was asked for: pure, tested without a server.
+"""What a range's request asks (:func:`asked`) and what its answer means for the range
+(:func:`judge`): pure, tested without a server.
 
 :func:`judge` reads a response's status and headers against the range asked for and
 the file's :class:`~hstsync.transfer.work.Work`: where the body goes, or that the range
@@ -26,6 +27,22 @@ class LengthDiffers(RangesRefused):
     def __init__(self, expected: int, total: int) -> None:
         super().__init__(f"the file's length changed on the server ({expected} bytes, now {total})")
         self.total = total
+
+
+def asked(headers: Mapping[str, str], segment: Segment, work: Work) -> dict[str, str]:
+    """The headers of a request for what is left of ``segment``: a plain GET for the
+    whole file; a ``Range`` for anything else (open at the end when it runs to the
+    file's end, as ``curl -C`` asks), and for every range of a file cut at its catalogue
+    size before any answer; ``If-Range`` with the validator the bytes held came from
+    (the server then sends the whole file, 200, if it changed since)."""
+    sent = {**headers, "Accept-Encoding": "identity"}
+    whole = segment.position == 0 and segment.end == (OPEN if work.size is None else work.size)
+    if work.guessed or not whole:
+        last = "" if segment.end == work.size else segment.last
+        sent["Range"] = f"bytes={segment.position}-{last}"
+        if work.validator:
+            sent["If-Range"] = work.validator
+    return sent
 
 
 def judge(

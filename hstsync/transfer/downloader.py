@@ -44,7 +44,7 @@ from hstsync.transfer.fetch import FileFetch, Link
 from hstsync.transfer.http import size_note
 from hstsync.transfer.land import remember_made
 from hstsync.transfer.outcome import OnProgress, Outcome, Transfer
-from hstsync.transfer.partfile import Landed, PartFile
+from hstsync.transfer.partfile import Landed, PartFile, open_part
 from hstsync.transfer.probe import Probe, probe
 from hstsync.transfer.ranges import worth_segmenting
 from hstsync.transfer.retry import Attempts, OnRetry, retrying, with_retries
@@ -94,7 +94,7 @@ class Downloader:
             present = self._prepare(transfer)
             if present is not None:
                 return Outcome(ProductState.DONE, 0, 0, 0, None, present)
-            part = await PartFile.open(
+            part = await open_part(
                 transfer.dest, transfer.root, self._reporter(transfer), label=transfer.label
             )
             try:

@@ -37,7 +37,7 @@ from tenacity import AsyncRetrying
 
 from hstsync.config import DownloadConfig
 from hstsync.errors import AuthRequiredError, RangesRefused, Refused, TransferError
-from hstsync.transfer.answer import judge
+from hstsync.transfer.answer import asked, judge
 from hstsync.transfer.bandwidth import Bandwidth
 from hstsync.transfer.body import receive
 from hstsync.transfer.budget import ConnectionBudget, Expected, Seat, host_of
@@ -50,7 +50,7 @@ from hstsync.transfer.outcome import Transfer
 from hstsync.transfer.partfile import PartFile
 from hstsync.transfer.ranges import worth_segmenting
 from hstsync.transfer.retry import Attempts, OnRetry, retrying, with_retries
-from hstsync.transfer.work import OPEN, Segment, Work
+from hstsync.transfer.work import Segment, Work
 
 log = logging.getLogger(__name__)
 
@@ -234,18 +234,8 @@ class FileFetch:
     async def _request(self, segment: Segment) -> None:
         """One request for what is left of ``segment``, its body written as it comes."""
         transfer, work = self._transfer, self._work
-        headers = {**transfer.headers, "Accept-Encoding": "identity"}
-        # a plain GET for the whole file; a Range for anything else, and for every range
-        # of a file cut at its catalogue size before any answer
-        whole = segment.position == 0 and segment.end == (OPEN if work.size is None else work.size)
-        ranged = work.guessed or not whole
-        if ranged:
-            # open at the end when the range runs to the file's end (as curl -C asks)
-            last = "" if segment.end == work.size else segment.last
-            headers["Range"] = f"bytes={segment.position}-{last}"
-            if work.validator:
-                # the server sends the whole file (200) if it changed since we saw it
-                headers["If-Range"] = work.validator
+        headers = asked(transfer.headers, segment, work)
+        ranged = "Range" in headers
         loop = asyncio.get_running_loop()
         sent = loop.time()
         try:

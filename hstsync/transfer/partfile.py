@@ -1,15 +1,16 @@
 """One file being fetched, on disk: its ``.part``, its control file, its lock and its hash.
 
 :class:`PartFile` owns a file's whole life between "not there" and "in place": it is
-opened (:meth:`PartFile.open`: the part locked, its control file read), told that a
+opened (:func:`open_part`: the part locked, its control file read), told that a
 fresh answer starts (:meth:`begin`), written at offsets (:meth:`write`), checkpointed
 (:meth:`checkpoint`: the bytes fsynced, then the control file that names them),
 verified and committed under its final name (:meth:`commit`, with :mod:`.land`), or
-discarded (:meth:`discard`). A whole file is a plan of one range; the same object and
-the same path serve a file fetched in one stream or in many ranges.
+emptied (:meth:`reset`) and let go (:meth:`close`). A whole file is a plan of one
+range; the same object and the same path serve a file fetched in one stream or in
+many ranges.
 
 **The lock.** The part itself is the lock: an exclusive ``flock`` on its descriptor,
-held from :meth:`open` to :meth:`close`, so two processes pointed at one mirror (two
+held from :func:`open_part` to :meth:`close`, so two processes pointed at one mirror (two
 configurations, two databases) never write the same file. The second waits, and once
 the first has renamed the part into place it finds the file there.
 
@@ -90,14 +91,13 @@ class PartFile:
         self.waited = False
         #: bytes the part held at open that nothing trustworthy names (refetched)
         self.untrusted = 0
-        #: body bytes received from the network since :meth:`open`
+        #: body bytes received from the network since it was opened
         self.received = 0
-        #: bytes held at :meth:`open` that are still held (none once a fresh answer began)
+        #: bytes held when it was opened that are still held (none once a fresh answer began)
         self.kept = held.held if held is not None else 0
         self._report = report
         self._digest = Digest()
-        self._body: list[bytes] | None = None
-        self._body_size = 0
+        self._body: _Body | None = None
         self._legacy = held is not None and held.legacy
         #: a control file (or an earlier version's sidecar) may be beside the part
         self._sidecars = sidecars
@@ -107,30 +107,7 @@ class PartFile:
         self._epoch = 0
         self._closed = False
 
-    # -- opening and closing ------------------------------------------------------------
-
-    @classmethod
-    async def open(
-        cls, dest: Path, root: Path | None, report: Callable[[int], None], *, label: str = ""
-    ) -> PartFile:
-        """The part of ``dest``, created if need be and locked; what it holds read.
-
-        Raises ``OSError`` for a link or anything but a regular file at the part's name
-        or its control file's (:func:`~hstsync.transfer.disk.open_regular`).
-        """
-        path = part_path(dest)
-        fd, waited = await lock_part(path, label)
-        try:
-            sidecars = bool(os.fstat(fd).st_size) or has_control(path)
-            held = read_control(path, os.fstat(fd).st_size) if sidecars else None
-        except BaseException:
-            os.close(fd)
-            raise
-        part = cls(dest, root, fd, held, report, sidecars=sidecars)
-        part.waited = waited
-        if held is None:
-            part.untrusted = os.fstat(fd).st_size
-        return part
+    # -- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
         """Release the lock; an empty part nobody will resume from is removed."""
@@ -174,7 +151,7 @@ class PartFile:
         self._digest = Digest()
         self.kept = 0
         if in_memory:
-            self._body, self._body_size = [], 0
+            self._body = _Body()
             self.held = Control(control.size, control.validator)
             return
         self._body = None
@@ -202,10 +179,7 @@ class PartFile:
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Bytes of the file at ``offset`` (in memory: only in order)."""
         if self._body is not None:
-            if offset != self._body_size:
-                raise TransferError(f"a small body out of order at byte {offset}")
-            self._body.append(bytes(data))
-            self._body_size += len(data)
+            self._body.append(offset, data)
         else:
             try:
                 pwrite_all(self.fd, data, offset)
@@ -218,19 +192,14 @@ class PartFile:
     async def checkpoint(self, control: Control) -> None:
         """Make ``control``'s ranges durable: the part fsynced, then the control file.
         A failure is logged: the transfer can go on, a crash would only cost more."""
-        if self._body is not None:
-            return
-        try:
-            await asyncio.to_thread(self._checkpoint, control, self._epoch)
-        except OSError as exc:
-            log.warning("cannot record the progress of %s: %s", self.path, exc.strerror)
+        if self._body is None:
+            await asyncio.to_thread(self.checkpoint_now, control)
 
     def checkpoint_now(self, control: Control) -> None:
         """:meth:`checkpoint`, blocking: for the moment a transfer stops."""
-        if self._body is not None:
-            return
         try:
-            self._checkpoint(control, self._epoch)
+            if self._body is None:
+                self._checkpoint(control, self._epoch)
         except OSError as exc:
             log.warning("cannot record the progress of %s: %s", self.path, exc.strerror)
 
@@ -255,7 +224,7 @@ class PartFile:
                 write_control(self.path, Control(control.size, control.validator))
                 self._sidecars = True
                 os.ftruncate(self.fd, 0)
-                pwrite_all(self.fd, b"".join(body), 0)
+                pwrite_all(self.fd, body.joined(), 0)
             self._checkpoint(control, self._epoch)
         except OSError as exc:
             raise Refused(disk_error(exc, "writing", self.path)) from None
@@ -315,8 +284,8 @@ class PartFile:
         return landed
 
     async def _land(self, size: int, old_to: Path | None, require: bool) -> Landed:
-        body, self._body = self._body or [], None
-        data = body[0] if len(body) == 1 else b"".join(body)
+        body, self._body = self._body or _Body(), None
+        data = body.joined()
         if len(data) != size:
             raise TransferError(f"the body holds {len(data)} of {size} bytes")
         # the lander's own descriptor (the lock is shared): it may finish after a cancel
@@ -337,6 +306,48 @@ class PartFile:
                 self.root, self.path, self.dest, fd, size, self._digest, old_to, parents, require
             )
         return Landed(size, self._digest.hexdigest(), replaced)
+
+
+async def open_part(
+    dest: Path, root: Path | None, report: Callable[[int], None], *, label: str = ""
+) -> PartFile:
+    """The part of ``dest``, created if need be and locked; what it holds read.
+
+    Raises ``OSError`` for a link or anything but a regular file at the part's name
+    or its control file's (:func:`~hstsync.transfer.disk.open_regular`).
+    """
+    path = part_path(dest)
+    fd, waited = await lock_part(path, label)
+    try:
+        sidecars = bool(os.fstat(fd).st_size) or has_control(path)
+        held = read_control(path, os.fstat(fd).st_size) if sidecars else None
+    except BaseException:
+        os.close(fd)
+        raise
+    part = PartFile(dest, root, fd, held, report, sidecars=sidecars)
+    part.waited = waited
+    if held is None:
+        part.untrusted = os.fstat(fd).st_size
+    return part
+
+
+class _Body:
+    """A small file's body held in memory until it is complete (in order only)."""
+
+    __slots__ = ("_chunks", "_size")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def append(self, offset: int, data: bytes | memoryview) -> None:
+        if offset != self._size:
+            raise TransferError(f"a small body out of order at byte {offset}")
+        self._chunks.append(bytes(data))
+        self._size += len(data)
+
+    def joined(self) -> bytes:
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
 
 
 async def _in_thread(fn: Callable[..., T], fd: int, *args: Any) -> T:
