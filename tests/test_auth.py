@@ -1,6 +1,7 @@
-"""The MAST token as a security-minded archive user expects it handled (SPEC "Auth").
+"""The MAST token as a security-minded archive user expects it handled (docs/design.md,
+"The MAST token").
 
-Sources in SPEC's order, ``login``/``logout``/``whoami``, the token kept to the
+Sources in their order, ``login``/``logout``/``whoami``, the token kept to the
 configured host (redirects, plain HTTP), refused products that wait as
 ``auth_required`` and come in once a token is there, and a token that never lands
 in anything hstsync writes. Keyrings here are files (``file_keyring.py``), never

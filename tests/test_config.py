@@ -1,4 +1,5 @@
-"""Configuration as SPEC describes it: the example documents it, typos are named."""
+"""Configuration as docs/design.md, "Configuration" describes it: the example documents
+it, typos are named."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ async def test_hostile_rows_fail_alone_and_the_pass_goes_on(tmp_path: Path) -> N
 
         code, _, err = await run_hstsync("run", "--once", "--config", str(config), cwd=tmp_path)
         assert "Traceback" not in err
-        assert code == 1  # some products failed: SPEC's exit 1, not a crash
+        assert code == 1  # some products failed: exit 1, not a crash
 
         code, out, err = await run_hstsync(
             "status", "--json", "--config", str(config), cwd=tmp_path

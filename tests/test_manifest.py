@@ -1,4 +1,5 @@
-"""Manifests as SPEC describes them: what is taken, what is refused and why."""
+"""Manifests as docs/design.md, "Manifests" describes them: what is taken, what is
+refused and why."""
 
 from __future__ import annotations
 

@@ -373,9 +373,9 @@ async def test_a_port_taken_on_status_listen_is_exit_2_which_the_unit_does_not_r
 
 
 def test_the_units_state_directory_lets_submitters_reach_the_request_directory():
-    # README's shared submission: /var/lib/hstsync 0751, requests/ setgid 2775
-    readme = (ROOT / "README.md").read_text()
-    assert "sudo chmod 0751 /var/lib/hstsync" in readme
+    # docs/deployment.md's shared submission: /var/lib/hstsync 0751, requests/ setgid 2775
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    assert "sudo chmod 0751 /var/lib/hstsync" in deployment
     for name in ("hstsync.service", "hstsync-nightly.service"):
         unit = (ROOT / "systemd" / name).read_text()
         modes = re.findall(r"^StateDirectoryMode=(\d+)$", unit, re.M)

@@ -1,7 +1,7 @@
 """The MAST API token: where it comes from, where it may go, where it is kept.
 
-Sources, first found wins (SPEC "Auth"): ``[mast] token_file`` (a systemd
-credential, say), then ``$MAST_API_TOKEN``, then the keyring entry astroquery's
+Sources, first found wins (docs/design.md, "The MAST token"): ``[mast] token_file``
+(a systemd credential, say), then ``$MAST_API_TOKEN``, then the keyring entry astroquery's
 ``Observations.login(store_token=True)`` writes — ``hstsync login`` writes the same
 entry, so either tool's login serves both.
 

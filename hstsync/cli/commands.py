@@ -1,4 +1,6 @@
-"""The ``hstsync`` command: parse, dispatch, and turn errors into SPEC's exit codes.
+"""The ``hstsync`` command: parse, dispatch, and turn errors into exit codes.
+
+The codes are docs/design.md, "Exit codes".
 
 :func:`main` is the console script. It hands each command to the module of its group
 (``mirroring``: run, plan, status, retry; ``upkeep``: verify, prune; ``manifests``: add,

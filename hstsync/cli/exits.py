@@ -1,4 +1,5 @@
-"""SPEC's exit codes, and the usage error that ends a command with code 2.
+"""The exit codes (docs/design.md, "Exit codes"), and the usage error that ends a command
+with code 2.
 
 :data:`EXIT_CODES` is the sentence ``--help`` and README give: 0 all present and
 verified, 1 not all there yet (failed, needs a token, or still queued/downloading: the

@@ -1,4 +1,6 @@
-"""What ``hstsync status`` shows: the JSON document of SPEC and the tables people read.
+"""What ``hstsync status`` shows: the JSON document and the tables people read.
+
+The document is docs/design.md, "The status document".
 
 Pure formatting over store rows; the CLI decides where it goes. The status tables are
 laid out by hand; only ``plan``'s table uses rich, imported when it prints, so

@@ -1,7 +1,8 @@
 """Configuration: typed dataclasses, loaded once from TOML and validated.
 
 - ``values``: the frozen dataclasses (:class:`Config` and its sections) and defaults.
-- ``load``: SPEC's lookup order, reading the TOML file, validation with dotted key names.
+- ``load``: the lookup order, reading the TOML file, validation with dotted key names
+  (docs/design.md, "Configuration").
 - ``hosts``: where the MAST token may go and where the status endpoint may listen.
 
 Everything public is importable from ``hstsync.config`` itself.

@@ -1,7 +1,7 @@
 """Loading the configuration: where it is looked for, reading the TOML, validating it.
 
-Lookup order (SPEC): ``--config``, ``$HSTSYNC_CONFIG``, the user config dir
-(platformdirs), ``/etc/hstsync/config.toml``. Unknown keys and wrong types are
+Lookup order (docs/design.md, "Configuration"): ``--config``, ``$HSTSYNC_CONFIG``, the
+user config dir (platformdirs), ``/etc/hstsync/config.toml``. Unknown keys and wrong types are
 refused with the key's dotted name, so a typo never silently becomes a default.
 The values and their defaults are :mod:`hstsync.config.values`.
 """

@@ -51,8 +51,8 @@ from hstsync.emulator.quirks import BodyStyle, PortalQuirks
 #: Proposal 12062 is the program whose product list astroquery's documentation counts
 #: (180 of its 370 rows repeat a dataURI), so it is the natural name for a program
 #: built around repeats. The rows below are invented in its image (ACS/WFC, an
-#: association with HAP products, as the NOTES' j8vg01021_drz example); they are not
-#: a copy of the archive's.
+#: association with HAP products, as the j8vg01021_drz example of docs/design.md,
+#: "Repeated rows"); they are not a copy of the archive's.
 PROPOSAL_ID = "12062"
 
 PORTAL_QUIRKS = PortalQuirks(

@@ -21,7 +21,8 @@ from hstsync.emulator.server.protocol import EMULATOR, RECORD
 if TYPE_CHECKING:
     from hstsync.emulator.server.lifecycle import Emulator
 
-#: Bytes per write when no rate limit applies (NOTES: large chunks, not 1 KiB).
+#: Bytes per write when no rate limit applies: large chunks, not 1 KiB (docs/design.md,
+#: "The libraries").
 CHUNK = 512 * 1024
 _MIN_PACED_CHUNK = 16 * 1024
 

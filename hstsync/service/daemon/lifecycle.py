@@ -68,7 +68,7 @@ MISSING_RESCAN_SECONDS = 3.0
 
 
 async def run_once(config: Config, progress: PassProgress | None = None) -> int:
-    """Take every manifest present, mirror it, and return SPEC's exit code.
+    """Take every manifest present, mirror it, and return the exit code.
 
     SIGTERM, SIGINT and SIGHUP cancel the pass: partial files stay for resume and
     rows go back to pending, so the next pass (or the daemon) carries on. A second

@@ -27,7 +27,8 @@ from hstsync.store import Facts, RequestSummary, Store
 
 log = logging.getLogger(__name__)
 
-#: the product counts of SPEC's status object, one sample each per request
+#: the product counts of the status document (docs/design.md, "The status document"),
+#: one sample each per request
 PRODUCT_COUNTS = ("done", "failed", "pending", "auth_required", "withdrawn")
 
 

@@ -41,7 +41,7 @@ from hstsync.text import printable
 log = logging.getLogger(__name__)
 
 FAILED_DIR = "failed"
-#: ``failed/``'s mode: the people who drop manifests (a group, see the README) may move
+#: ``failed/``'s mode: the people who drop manifests (a group, docs/deployment.md) may move
 #: theirs back out; other users may not write it, whatever the umask
 FAILED_MODE = 0o775
 NOTE_SUFFIX = ".error.txt"

@@ -86,7 +86,7 @@ def prepare_directories(config: Config) -> None:
 
 
 #: the request directory made on a first run: the people who drop manifests may be a
-#: group (README); other users may not write it
+#: group (docs/deployment.md); other users may not write it
 REQUESTS_MODE = 0o775
 
 

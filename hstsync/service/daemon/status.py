@@ -1,5 +1,6 @@
-"""SPEC's ``status --json`` document: requests and products as plain JSON values, and
-whether a request is green (:func:`is_ok`).
+"""The ``status --json`` document: requests and products as plain JSON values, and
+whether a request is green (:func:`is_ok`). Its keys are in docs/design.md,
+"The status document": more may be added, none removed.
 
 Shared by ``hstsync status --json``, the daemon's status endpoint and its metrics.
 """
@@ -41,7 +42,7 @@ def moment(stamp: str) -> datetime:
 def request_document(
     summary: RequestSummary, *, now: datetime | None = None, resync_every: float | None = None
 ) -> dict[str, Any]:
-    """One request of SPEC's document; with ``resync_every``, whether it is ``ok``."""
+    """One request of the document; with ``resync_every``, whether it is ``ok``."""
     row, counts = summary.request, summary.counts
     doc: dict[str, Any] = {
         "name": row.name,
@@ -103,7 +104,7 @@ def status_document(
     *,
     resync_every: float | None = None,
 ) -> dict[str, Any]:
-    """SPEC's ``status --json`` object; with one request, its products too; with
+    """The ``status --json`` object; with one request, its products too; with
     ``resync_every``, each request's ``ok``."""
     now = datetime.now(UTC)
     doc: dict[str, Any] = {

@@ -2,7 +2,7 @@
 
 Owns the aiohttp application and its listening socket (``[status] listen``). Routes:
 
-- ``GET /status.json``: exactly ``hstsync status --json`` (SPEC's object);
+- ``GET /status.json``: exactly ``hstsync status --json`` (the status document);
 - ``GET /status/NAME.json``: ``hstsync status --json NAME``, that request and its products;
 - ``GET /metrics``: Prometheus text, read from the database at scrape time
   (``metrics.StoreCollector``);

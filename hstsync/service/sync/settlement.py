@@ -2,7 +2,8 @@
 
 Pure: :func:`settle` turns the tally of a request's products (and this pass's failed
 lookup, if any) into a :class:`Settlement`; ``service.mirror`` writes it to the store.
-:func:`exit_code` is SPEC's exit code over the states of a ``run --once``.
+:func:`exit_code` is the exit code over the states of a ``run --once``
+(docs/design.md, "Exit codes").
 """
 
 from __future__ import annotations
@@ -70,5 +71,5 @@ def first_failure(row: ProductRow | None) -> str:
 
 
 def exit_code(states: Iterable[RequestState]) -> int:
-    """SPEC's codes: 0 when every request is done, 1 otherwise."""
+    """0 when every request is done, 1 otherwise."""
     return 0 if all(state is RequestState.DONE for state in states) else 1
