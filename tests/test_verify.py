@@ -225,6 +225,39 @@ async def test_the_daemon_verifies_a_share_of_the_mirror_each_pass_and_clears_th
             assert "verify" in d.output()
 
 
+async def test_the_nightly_run_verifies_a_share_of_the_mirror_and_clears_the_attic(
+    tmp_path: Path,
+) -> None:
+    """Under the nightly timer (``run --once``) the mirror is kept as the daemon keeps it:
+    the share of files due is verified after the pass and old attic entries removed."""
+    async with Emulator(default_catalogue(), validators=False) as emu:
+        config = write_config(
+            tmp_path,
+            emu.url,
+            download={"concurrency": 1},
+            resync_every="1s",
+            verify_every="1s",
+            attic_keep="1s",
+        )
+        (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+        mirror = tmp_path / "mirror"
+        stale = mirror / "attic" / HST / "o58701010" / "o58701010_x1d.fits.20200101T000000Z"
+        stale.parent.mkdir(parents=True)
+        stale.write_bytes(b"a version replaced long ago")
+        code, _, err = await run_hstsync("run", "--once", "--config", str(config))
+        assert code == 0, err
+        assert not stale.exists()  # older than attic_keep: removed after the pass
+        emu.catalogue.reprocess("o58701030_x2d.fits")  # same name, same size
+        time.sleep(1.1)  # every file is now due
+        code, _, err = await run_hstsync("run", "--once", "--config", str(config))
+        assert code == 0, err
+        path = mirror / SIX["o58701030_x2d.fits"]
+        assert path.read_bytes() == emu.body(URI.format("o58701030_x2d.fits"))
+        doc = status_json(tmp_path, config)
+        [request] = doc["requests"]  # type: ignore[index]
+        assert request["last_verify"]["found"]["changed"] == 1  # type: ignore[index]
+
+
 @pytest.mark.parametrize("source", ["catalogue", "verify"])
 async def test_a_replaced_file_is_told_to_the_hook_with_its_versions(
     tmp_path: Path, source: str

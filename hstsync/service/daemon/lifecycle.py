@@ -137,6 +137,13 @@ async def _one_pass(config: Config, progress: PassProgress | None) -> int:
                 for name, moved, reason in found.invalid:
                     mirror.notices.post("manifest_set_aside", name, reason, manifest=str(moved))
                 states = await sync_requests(mirror, [request for request, _ in found.requests])
+                # the nightly timer's run keeps the mirror as the daemon does
+                for request, _ in found.requests:
+                    if await rolling_verify(mirror, request) is not None:
+                        row = store.get_request(request.name)
+                        if row is not None:
+                            states[request.name] = row.state
+                await asyncio.to_thread(clear_attic, config)
                 await mirror.notices.drain()
             # set aside now or before, and not removed from failed/ since: as status says
             invalid = any(row.state is RequestState.INVALID for row in store.list_requests())

@@ -1,5 +1,5 @@
 """Keeping the mirror the archive: ``hstsync verify`` and ``hstsync prune`` run by hand, and
-the daemon's rolling verify and attic housekeeping.
+the rolling verify and attic housekeeping after each pass.
 
 - :func:`verify_once`: each request (or one) synced and every file checked
   (``service.sync.verify``); ``dry_run`` checks without fetching or recording anything,
@@ -8,7 +8,8 @@ the daemon's rolling verify and attic housekeeping.
   and orphans (mirrored for a request since removed) moved to the attic. Nothing else
   ever removes a file from the mirror, and nothing but attic housekeeping ever deletes.
 - :func:`rolling_verify` and :func:`clear_attic`: what the daemon does after a request's
-  pass (``[schedule] verify_every``, ``verify_budget``, ``attic_keep``).
+  pass, and ``run --once`` (the nightly timer) after its pass over every request
+  (``[schedule] verify_every``, ``verify_budget``, ``attic_keep``).
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def _retire(mirror: Path, relpath: str, now: datetime, dry_run: bool) -> str | N
     return str(kept.relative_to(mirror))
 
 
-# -- the daemon's upkeep ---------------------------------------------------------------
+# -- the upkeep after a pass (daemon and run --once) ---------------------------------------------------------------
 
 
 async def rolling_verify(mirror: Mirror, request: Request) -> Report | None:
