@@ -25,6 +25,14 @@ EVENTS = {
 }
 
 
+#: the lists of files a pass found not as they were, and how the summary words each
+REPLACED = (
+    ("changed", "changed (a new version)"),
+    ("damaged", "damaged (fetched again)"),
+    ("withdrawn", "withdrawn (no longer listed)"),
+)
+
+
 def subject(doc: dict[str, Any]) -> str:
     event = doc.get("event", "pass")
     if event != "pass":
@@ -36,6 +44,9 @@ def subject(doc: dict[str, Any]) -> str:
     parts = []
     if new:
         parts.append(f"{new} new file(s)")
+    for key, word in REPLACED:
+        if doc.get(key):
+            parts.append(f"{len(doc[key])} {word}")
     if failed:
         parts.append(f"{failed} failure(s)")
     return f"hstsync: request {doc['request']} ({doc['state']}): {', '.join(parts)}"
@@ -54,6 +65,19 @@ def body(doc: dict[str, Any], limit: int = 50) -> str:
         more = doc.get("new_file_count", len(doc["new_files"])) - limit
         if more > 0:
             lines.append(f"  ... and {more} more")
+    for key, word in REPLACED:
+        if doc.get(key):
+            lines += ["", f"{word}:"]
+            for f in doc[key][:limit]:
+                where = f.get("path") or f.get("data_uri")
+                sizes = ""
+                if f.get("old_size") is not None and f.get("new_size") is not None:
+                    sizes = f"  {size(f['old_size'])} -> {size(f['new_size'])}"
+                lines.append(f"  {where}{sizes}")
+                if f.get("attic"):
+                    lines.append(f"    old copy: {f['attic']}")
+            if len(doc[key]) > limit:
+                lines.append(f"  ... and {len(doc[key]) - limit} more")
     if doc["failures"]:
         lines += ["", "failures:"]
         for f in doc["failures"][:limit]:

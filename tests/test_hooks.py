@@ -148,6 +148,26 @@ def test_example_hooks_read_the_document(tmp_path: Path):
         "failures": [{"path": None, "data_uri": "mast:b", "reason": "HTTP 404"}],
         "finished": "2024-01-01T00:00:00Z",
     }
+    replaced = {
+        "request": "7291",
+        "state": "done",
+        "proposal_ids": ["7291"],
+        "mirror": "/srv/hst",
+        "new_files": [],
+        "failures": [],
+        "changed": [
+            {
+                "path": "/srv/hst/b.fits",
+                "data_uri": "mast:b",
+                "attic": "/srv/hst/attic/b.fits.20240101T000000Z",
+                "old_size": 5760,
+                "new_size": 8640,
+            }
+        ],
+        "damaged": [],
+        "withdrawn": [{"path": "/srv/hst/c.fits", "data_uri": "mast:c"}],
+        "finished": "2024-01-01T00:00:00Z",
+    }
     event = {
         "event": "token_expiring",
         "request": None,
@@ -175,6 +195,18 @@ def test_example_hooks_read_the_document(tmp_path: Path):
         )
         assert told.returncode == 0, told.stderr
         assert "the MAST token expires soon" in told.stdout
+        # a pass that only replaced files still says which, and where the old one went
+        kept = subprocess.run(
+            [sys.executable, str(root / script), "--dry-run"],
+            input=json.dumps(replaced),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert kept.returncode == 0, kept.stderr
+        assert "1 changed" in kept.stdout and "1 withdrawn" in kept.stdout
+        assert "b.fits" in kept.stdout and "c.fits" in kept.stdout
+        assert "attic/b.fits.20240101T000000Z" in kept.stdout
         assert "expires at 2024-01-05 00:00 UTC" in told.stdout
 
 
