@@ -68,6 +68,8 @@ class Mirror:
         #: the other events the hook is told; its owner tells them (``tell_forever``,
         #: ``drain``)
         self.notices = Notices(config)
+        #: the state line last logged for each request in its current pass
+        self._told: dict[str, str] = {}
         self.resolution = Resolution(
             config, store, self.passes, self.notices, token=token, token_source=token_source
         )
@@ -112,6 +114,7 @@ class Mirror:
         self.fetcher.proposals[request.name] = request.proposal_ids
         self.passes.start(request.name)
         self.store.begin_pass(request.name)
+        self._told.pop(request.name, None)
 
     async def run(self, request: Request) -> RequestState:
         """The pass itself (between :meth:`begin` and the report's end)."""
@@ -297,7 +300,10 @@ class Mirror:
         self.store.set_request_state(
             name, settled.state, settled.last_error, resolved=settled.resolved
         )
-        log.info("request %s: %s (%d/%d done)", name, settled.state, counts.done, counts.total)
+        line = f"{settled.state} ({counts.done}/{counts.total} done)"
+        if self._told.get(name) != line:  # a verify after the pass settles again
+            log.info("request %s: %s", name, line)
+            self._told[name] = line
         return settled.state
 
     def _write_results(self, name: str) -> None:
