@@ -185,6 +185,11 @@ async def test_prune_moves_withdrawn_files_to_the_attic_and_nothing_else(tmp_pat
             assert {row.product.filename for row in store.products("7291")} == set(SIX) - {
                 "o58701030_flt.fits"
             }
+        # status tells what the attic holds, in both forms
+        attic = status_json(tmp_path, config)["attic"]
+        assert attic == {"files": 1, "bytes": kept.stat().st_size}
+        code, out, err = await run_hstsync("status", "--config", str(config))
+        assert "attic: 1 replaced version(s)" in out, out
 
 
 async def test_the_daemon_verifies_a_share_of_the_mirror_each_pass_and_clears_the_attic(

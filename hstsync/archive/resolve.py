@@ -8,7 +8,7 @@ This module owns the astroquery side: the :class:`Resolver`, its calls and the
 translation of their failures into our errors. astroquery is
 synchronous (requests), so every :class:`Resolver` method blocks; the service calls
 them one step at a time in worker threads, each under a deadline
-(``service.lookup``), and downloads never wait for them.
+(``service.sync.lookup``), and downloads never wait for them.
 
 The trap this module exists to close: ``astroquery.mast`` computes its endpoint
 URLs from ``conf.server`` when it is imported, so changing the config afterwards
@@ -80,7 +80,7 @@ class Resolver:
     Every HTTP request it makes carries ``timeout`` as its socket timeout: astroquery
     passes none, and a server that accepts and never answers would otherwise hold the
     calling thread for ever. Callers bound each call from outside as well
-    (``service.lookup``), since a server that drips bytes defeats a socket timeout.
+    (``service.sync.lookup``), since a server that drips bytes defeats a socket timeout.
     """
 
     def __init__(
@@ -185,7 +185,7 @@ class Resolver:
         self, request: Request, sieve: Sieve | None = None
     ) -> Iterator[list[Product]]:
         """The products a request names today, one batch of observations at a time.
-        Blocking (``hstsync plan``; the pass calls the steps itself, ``service.lookup``).
+        Blocking (``hstsync plan``; the pass calls the steps itself, ``service.sync.lookup``).
 
         Each batch's table is asked for, selected and dropped before the next: a
         program of 100,000 products never holds more than one batch's table. Raises

@@ -89,17 +89,6 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     return EXIT_OK if fits and unwritable is None else EXIT_INCOMPLETE
 
 
-def attic(mirror: Path) -> tuple[int, int]:
-    """Files and bytes in ``<mirror>/attic`` (replaced versions kept a while)."""
-    files = size = 0
-    for directory, _, names in os.walk(mirror / "attic"):
-        for name in names:
-            with contextlib.suppress(OSError):
-                size += os.lstat(os.path.join(directory, name)).st_size
-                files += 1
-    return files, size
-
-
 def unwritable_reason(directory: Path) -> str | None:
     """Why files cannot be written under ``directory`` (or the nearest existing parent it
     would be created in), or None when they can."""
@@ -141,6 +130,7 @@ def cmd_retry(config: Config, request: str | None) -> int:
 def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
     from hstsync.cli import report
     from hstsync.service.daemon import daemon_status, status_document
+    from hstsync.service.sync import usage
     from hstsync.store import Store
 
     with Store.open_readonly(config.paths.database) as store:
@@ -152,7 +142,8 @@ def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
         facts = store.facts()
         orphans = store.orphans() if request is None else []
     running, pid, beat = daemon_status(config)
-    kept = attic(config.paths.mirror) if request is None else None
+    use = usage(config.paths.mirror) if request is None else None
+    kept = None if use is None else (use.files, use.bytes)
     if as_json:
         resync = config.schedule.resync_every
         doc: dict[str, Any] = status_document(summaries, products, resync_every=resync)

@@ -3,9 +3,9 @@
 ``run_once`` is one pass (``hstsync run --once``); :class:`Daemon` is the long-running
 service (``run_forever``): its lifecycle (signals, startup, the main loop, shutdown),
 the directory watcher, and the starting and stopping of each request's pass. What is
-due when is decided by ``service.schedule`` (pure); the request directory itself is
-``service.requestdir``; what every run stands on (directories, run lock, store,
-heartbeat) is ``service.runtime``.
+due when is decided by ``service.daemon.schedule`` (pure); the request directory itself is
+``service.daemon.requestdir``; what every run stands on (directories, run lock, store,
+heartbeat) is ``service.daemon.runtime``.
 """
 
 from __future__ import annotations

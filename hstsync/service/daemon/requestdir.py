@@ -12,7 +12,7 @@ manifest's name is near the longest a file name may be.
 daemon's memory of the directory between looks (the versions seen and taken, renames
 into place, whether the directory is there at all: a share may be unmounted), and
 :class:`Watcher` turns its file events into the daemon's wake-ups; which manifest is
-taken when is decided by ``service.schedule``. :func:`wake` nudges a running daemon.
+taken when is decided by ``service.daemon.schedule``. :func:`wake` nudges a running daemon.
 """
 
 from __future__ import annotations

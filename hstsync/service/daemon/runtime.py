@@ -47,7 +47,7 @@ MALLOC_ARENAS = 2
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Cap the process's glibc malloc arenas (``M_ARENA_MAX``); False when not done.
 
-    Every archive call runs in a thread of its own (``service.lookup``) and small files
+    Every archive call runs in a thread of its own (``service.sync.lookup``) and small files
     land from worker threads; glibc gives threads arenas of their own, up to eight per
     core, and each keeps its high-water mark. Measured on a 40,000-file pass: RSS
     116 → 137 MB with the default, 108 → 124 MB with one arena. Nothing is done off

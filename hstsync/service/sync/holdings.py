@@ -5,7 +5,7 @@ name and of its ``.part`` (:func:`sizes_on_disk`), the content check of a file a
 place (:func:`content_problem`, the same check as a download: ``transfer.verify``),
 and the free space of the mirror's filesystem. :func:`plan_files` is ``hstsync
 plan``'s whole survey; the mirroring pass does the same steps around its fetching
-(``service.mirror``), setting a file that fails its check aside to ``FILE.rejected``.
+(``service.sync.mirror``), setting a file that fails its check aside to ``FILE.rejected``.
 """
 
 from __future__ import annotations

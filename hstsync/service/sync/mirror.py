@@ -1,10 +1,10 @@
 """One pass of mirroring, orchestrated: resolve, plan, fetch, settle.
 
 :class:`Mirror` holds the process's collaborators and says in which order they act
-for a request; it decides nothing itself. Resolution is ``service.resolution``, the
-plan the pure ``service.planner.plan`` over what ``service.holdings`` sees on disk,
-the transfers ``service.fetcher``, and the request's final state the pure
-``service.settlement.settle``. The daemon and ``run --once`` both drive it. Every
+for a request; it decides nothing itself. Resolution is ``service.sync.resolution``, the
+plan the pure ``service.sync.planner.plan`` over what ``service.sync.holdings`` sees on disk,
+the transfers ``service.sync.fetcher``, and the request's final state the pure
+``service.sync.settlement.settle``. The daemon and ``run --once`` both drive it. Every
 state change is written to the store before the step that depends on it.
 """
 
@@ -209,7 +209,7 @@ class Mirror:
             await feed.put(job)
 
     async def plan(self, name: str, rows: Sequence[ProductRow]) -> Plan:
-        """What some of the request's recorded products need now (``service.planner.plan``).
+        """What some of the request's recorded products need now (``service.sync.planner.plan``).
 
         Rows that can never be fetched are failed with the reason. A file found where a
         product goes (astroquery's own tree, an earlier copy) counts as present only once
@@ -286,7 +286,7 @@ class Mirror:
         empty: str | None = None,
         waiting: str | None = None,
     ) -> RequestState:
-        """Write the request's state after a pass (``service.settlement.settle``)."""
+        """Write the request's state after a pass (``service.sync.settlement.settle``)."""
         self._write_results(name)
         summary = self.store.summaries(name)
         counts = summary[0].counts if summary else counts_of(())

@@ -2,7 +2,7 @@
 
 :class:`Resolution` holds the process's token (looked up again before each request's
 pass, so a daemon picks up a new one without a restart), says once per token whether
-MAST accepts it, runs the lookups (``service.lookup``: worker threads, timeouts,
+MAST accepts it, runs the lookups (``service.sync.lookup``: worker threads, timeouts,
 retries) and records what they found, or why they failed, in the store.
 """
 

@@ -1,7 +1,7 @@
 """How a request stands after a pass: its state and the ``last_error`` a person reads.
 
 Pure: :func:`settle` turns the tally of a request's products (and this pass's failed
-lookup, if any) into a :class:`Settlement`; ``service.mirror`` writes it to the store.
+lookup, if any) into a :class:`Settlement`; ``service.sync.mirror`` writes it to the store.
 :func:`exit_code` is the exit code over the states of a ``run --once``
 (docs/design.md, "Exit codes").
 """
