@@ -171,8 +171,9 @@ def _tally(sign: str, r: str) -> str:
 def _add_tallies(db: Any) -> None:
     """Version 3: per-request, per-state counts and bytes, kept by triggers.
 
-    ``status`` reads a few rows per request instead of aggregating every product
-    (0.3 s on a million products before); each product write pays one small upsert.
+    ``status`` reads a few rows per request instead of aggregating every product (an
+    aggregate costs 0.3 s over a million products); each product write pays one small
+    upsert.
     """
     db.execute(
         f"""CREATE TABLE {TALLIES} (

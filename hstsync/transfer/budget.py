@@ -13,22 +13,22 @@ Two ways to take a token, and that is the scheduling policy:
   a time, each to the candidate whose busiest connection would have the most bytes
   left to carry (it would finish last), and the asking transfer takes what fell to it,
   all at once (:func:`allot`). Taken together, a file's connections cut it into equal
-  pieces; taken one by one as they were before, each halved the largest piece and
-  seven connections ended with one piece twice the size of the six others.
+  pieces; taken one by one, each would halve the largest piece, and seven connections
+  would end with one piece twice the size of the six others.
   Candidates wait on :meth:`changed`, woken whenever a token comes back or the
   candidates change. :meth:`ConnectionBudget.try_take` takes a single spare token.
 
 The deal also counts the tokens held by whole files in flight (when no other whole
 file waits for them, they come back to the candidates): a file plans its pieces for
 its part of those too, and the pieces without a connection yet wait for the next
-token. Without that, the tokens of two small files that came back a latency after a
-large file was cut went to halving two of its pieces, and the others ended last.
+token. Without that, the tokens of two small files that come back a latency after a
+large file is cut would halve two of its pieces, and the others would end last.
 
 A file large enough to be segmented is an *expected* candidate from the moment its
 first request goes out (:meth:`ConnectionBudget.expect`) until its transfer registers
 or turns out to be a single stream. Without that, the first of several large files to
-be answered took every spare token, the others' answers arriving milliseconds later
-found none, and the files ended far apart. An expected candidate holds spare tokens
+be answered would take every spare token, the others' answers arriving milliseconds
+later would find none, and the files would end far apart. An expected candidate holds spare tokens
 back for at most ``grace`` seconds, so one slow answer cannot idle them for long.
 """
 
