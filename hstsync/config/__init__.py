@@ -3,6 +3,7 @@
 - ``values``: the frozen dataclasses (:class:`Config` and its sections) and defaults.
 - ``load``: the lookup order, reading the TOML file, validation with dotted key names
   (docs/design.md, "Configuration").
+- ``parse``: one value as it is written (durations, sizes, timetables, paths, URLs).
 - ``hosts``: where the MAST token may go and where the status endpoint may listen.
 
 Everything public is importable from ``hstsync.config`` itself.
@@ -23,9 +24,9 @@ from hstsync.config.load import (
     candidate_paths,
     load_config,
     parse_config,
-    parse_duration,
     read_config,
 )
+from hstsync.config.parse import parse_duration
 from hstsync.config.values import (
     DEFAULT_CLOUD_BASE,
     DEFAULT_SERVER,
