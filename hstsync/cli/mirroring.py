@@ -67,9 +67,19 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     mirror = config.paths.mirror
     unwritable = unwritable_reason(mirror)
     # a batch of observations at a time: printed as it is resolved, never held whole
-    sieve = Sieve(request.filters)
+    sieve = Sieve(request.filters, request.collection)
     batches = resolver.resolve_batches(request, sieve)
-    fits = print_plan(request.name, (plan_files(b, mirror) for b in batches), unwritable=unwritable)
+    fits = print_plan(
+        request.name,
+        (plan_files(b, mirror) for b in batches),
+        unwritable=unwritable,
+        collection=request.collection,
+    )
+    if sieve.planned:
+        print(
+            f"{sieve.planned} observation(s) planned, not yet executed: "
+            "mirrored at a re-sync once executed"
+        )
     empty = sieve.why_none(request.proposal_ids)
     if empty is not None:
         sys.stdout.flush()
