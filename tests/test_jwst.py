@@ -434,8 +434,13 @@ async def test_public_jwst_files_come_from_the_bucket_by_the_path_lookups_keys(
     for r in bucket:
         headers = {k.lower() for k in r.headers}
         assert "authorization" not in headers and "cookie" not in headers
-    # exclusive files (and the association file, which the bucket lacks) from MAST only
+    # exclusive files (and the association file, which the bucket lacks) from MAST only,
+    # the exclusive ones with the token, as HST's
     assert {r.data_uri for r in mast} == set(expected) - public
+    for r in mast:
+        if products[r.data_uri].exclusive:
+            assert r.headers.get("Authorization") == f"token {TOKEN}"
+    assert any(products[r.data_uri].exclusive for r in mast)
     assert ASN in {r.data_uri for r in mast}
     assert any(r.path == "/api/v0.1/path_lookup/" for r in requests)
     assert mirrored(cfg) == {e.relpath: e.body for e in expected.values()}
