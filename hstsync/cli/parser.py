@@ -55,7 +55,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hstsync",
-        description="Keep Hubble (HST) programs mirrored from the MAST archive.",
+        description="Keep Hubble (HST) and JWST programs mirrored from the MAST archive.",
         epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"hstsync {__version__}")
