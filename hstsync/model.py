@@ -45,26 +45,29 @@ class Request:
     """A validated manifest: which proposals, which observations, which products.
 
     ``criteria`` are extra ``Observations.query_criteria`` keywords (``obs_collection``
-    is always ``"HST"``); ``filters`` are ``Observations.filter_products`` keywords,
-    including ``mrp_only`` and ``extension``.
+    is ``collection``, apart); ``filters`` are ``Observations.filter_products``
+    keywords, including ``mrp_only`` and ``extension``. ``collection`` is the
+    manifest's ``[criteria] obs_collection``: ``"HST"`` unless it says ``"JWST"``;
+    ``proposal_ids`` are as that collection's catalogue keeps them (JWST's five digits).
     """
 
     name: str
     proposal_ids: tuple[str, ...]
     criteria: Mapping[str, Any] = field(default_factory=dict)
     filters: Mapping[str, Any] = field(default_factory=dict)
+    collection: str = "HST"
 
     def digest(self) -> str:
         """A stable fingerprint of what the request asks for (not of its name)."""
-        body = json.dumps(
-            {
-                "proposal_ids": list(self.proposal_ids),
-                "criteria": dict(self.criteria),
-                "filters": dict(self.filters),
-            },
-            sort_keys=True,
-            default=str,
-        )
+        asked: dict[str, Any] = {
+            "proposal_ids": list(self.proposal_ids),
+            "criteria": dict(self.criteria),
+            "filters": dict(self.filters),
+        }
+        if self.collection != "HST":
+            # left out for HST: the digests a store holds for HST requests stay equal
+            asked["collection"] = self.collection
+        body = json.dumps(asked, sort_keys=True, default=str)
         import hashlib  # here: loading OpenSSL costs `hstsync status` more than its query
 
         return hashlib.sha256(body.encode()).hexdigest()[:16]
@@ -96,6 +99,10 @@ class Product:
     #: the catalogue's product version (``prvversion``: JWST's pipeline version), "" when
     #: it gives none; a new one is a new version of the file
     prvversion: str = ""
+    #: its key in the public bucket as MAST's path lookup gave it (JWST), asked for a
+    #: transfer about to start; None: not asked, or the bucket does not hold it (HST's
+    #: keys follow from the names: ``archive.cloud``)
+    cloud_key: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -196,6 +203,12 @@ def relookup_delay(failures: int) -> float:
     """Seconds until a request whose lookup failed ``failures`` times in a row is looked
     up again: 2, 4, 8, 16, 32 minutes, then every hour."""
     return min(RELOOKUP_FIRST * 2.0 ** min(max(failures - 1, 0), 32), RELOOKUP_MAX)
+
+
+def collection_label(collection: str, planned: int) -> str:
+    """A request's collection as tables show it: ``JWST``, or ``JWST, 2 planned`` when
+    observations are planned, not yet executed."""
+    return f"{collection}, {planned} planned" if planned else collection
 
 
 def human_bytes(n: int) -> str:

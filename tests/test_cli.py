@@ -54,6 +54,8 @@ def test_run_once_then_status_table_and_json(
         "name",
         "state",
         "proposal_ids",
+        "collection",
+        "planned_observations",
         "products",
         "bytes",
         "last_error",
@@ -70,6 +72,7 @@ def test_run_once_then_status_table_and_json(
     assert request["name"] == "7291"
     assert request["state"] == "done"
     assert request["proposal_ids"] == ["7291"]
+    assert (request["collection"], request["planned_observations"]) == ("HST", 0)
     assert request["products"] == {
         "total": 6,
         "done": 6,

@@ -309,12 +309,25 @@ def test_query_options_are_not_criteria(key: str):
     refused(f"proposal_id = 1\n[criteria]\n{key} = 5\n", "not a query criterion")
 
 
-def test_obs_collection_other_than_hst_is_refused():
+def test_obs_collection_other_than_hst_or_jwst_is_refused():
     message = refused(
-        'proposal_id = 1\n[criteria]\nobs_collection = "JWST"\n', "obs_collection is always 'HST'"
+        'proposal_id = 1\n[criteria]\nobs_collection = "TESS"\n',
+        r"\[criteria\] obs_collection: hstsync mirrors 'HST' or 'JWST' programs",
     )
-    assert message.endswith("got 'JWST'")
-    refused('proposal_id = 1\n[criteria]\nobs_collection = ["HST", "JWST"]\n', "always 'HST'")
+    assert message.endswith("got 'TESS'")
+    refused("proposal_id = 1\n[criteria]\nobs_collection = 7\n", "mirrors 'HST' or 'JWST'")
+    refused(
+        'proposal_id = 1\n[criteria]\nobs_collection = ["HST", "JWST"]\n',
+        "one collection per manifest",
+    )
+
+
+def test_obs_collection_jwst_names_the_requests_collection():
+    request = toml('proposal_id = 1345\n[criteria]\nobs_collection = "JWST"\nobs_id = "jw*"\n')
+    assert request.collection == "JWST" and request.criteria == {"obs_id": "jw*"}
+    assert toml('proposal_id = 1\n[criteria]\nobs_collection = ["jwst"]\n').collection == "JWST"
+    # a JWST request is another request than the HST one of the same number
+    assert request.digest() != toml('proposal_id = 1345\n[criteria]\nobs_id = "jw*"\n').digest()
 
 
 @pytest.mark.parametrize(

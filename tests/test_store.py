@@ -537,6 +537,12 @@ def test_tallies_follow_every_kind_of_product_write(store: Store, db: Path) -> N
     assert kept == counted and {row[0] for row in kept} == {"b"}
 
 
+def undo_version_8(conn: sqlite3.Connection) -> None:
+    """The database as a version-7 hstsync left it: no collection, no planned count."""
+    for column in ("collection", "planned"):
+        conn.execute(f"ALTER TABLE requests DROP COLUMN {column}")
+
+
 def undo_version_7(conn: sqlite3.Connection) -> None:
     """The database as a version-6 hstsync left it: no hashes, validators, versions."""
     conn.execute("DROP INDEX products_relpath")
@@ -565,6 +571,7 @@ def test_a_version_2_database_gains_tallies_that_match_its_rows(db: Path) -> Non
         seeded(store, "a", count=4)
         store.mark("a", uri(0), ProductState.DONE)
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 2 left it
+        undo_version_8(conn)
         undo_version_7(conn)
         undo_version_6(conn)
         drop_tallies(conn)
@@ -588,6 +595,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
         store.upsert_request(Request("r", ("1",)), "r.toml")
         store.replace_products("r", [product(1, size=1000)])
     conn = sqlite3.connect(db)
+    undo_version_8(conn)
     undo_version_7(conn)
     undo_version_6(conn)
     drop_tallies(conn)
@@ -608,7 +616,7 @@ def test_a_version_1_database_gains_the_lookup_and_size_columns(db: Path) -> Non
     conn.close()
 
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 7
+        assert store.schema_version == SCHEMA_VERSION == 8
         [row] = store.products("r")
         assert row.catalogue_size == row.product.size == 1000
         assert store.get_request("r").lookup_failures == 0  # type: ignore[union-attr]
@@ -652,6 +660,7 @@ def test_a_version_4_database_resolved_again_keeps_what_is_still_listed(db: Path
         store.replace_products("r", [product(1), product(2), product(3)])
         store.mark("r", uri(1), ProductState.DONE)
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 4 left it
+        undo_version_8(conn)
         undo_version_7(conn)
         undo_version_6(conn)
         conn.execute("DROP INDEX products_request_order")
@@ -671,6 +680,7 @@ def test_a_version_5_database_gains_pass_times_and_facts(db: Path) -> None:
         store.upsert_request(Request("r", ("1",)), "r.toml")
         store.replace_products("r", [product(1)])
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 5 left it
+        undo_version_8(conn)
         undo_version_7(conn)
         undo_version_6(conn)
         conn.execute("PRAGMA user_version = 5")
@@ -714,6 +724,7 @@ def test_a_version_6_database_gains_hashes_validators_and_versions(db: Path) -> 
         store.replace_products("r", [product(1), product(2)])
         store.mark("r", uri(1), ProductState.DONE)
     with sqlite3.connect(db) as conn:  # as an hstsync of schema version 6 left it
+        undo_version_8(conn)
         undo_version_7(conn)
         conn.execute("PRAGMA user_version = 6")
 
@@ -730,6 +741,31 @@ def test_a_version_6_database_gains_hashes_validators_and_versions(db: Path) -> 
         store.mark("r", uri(2), ProductState.DONE, sha256="ab" * 32, etag='"e"')
         again = {row.product.data_uri: row for row in store.products("r")}[uri(2)]
         assert (again.sha256, again.etag) == ("ab" * 32, '"e"') and again.verified
+
+
+def test_a_version_7_database_gains_each_requests_collection_and_planned_count(
+    db: Path,
+) -> None:
+    with Store(db) as store:
+        store.upsert_request(Request("r", ("1",)), "r.toml")
+        store.replace_products("r", [product(1)])
+    with sqlite3.connect(db) as conn:  # as an hstsync of schema version 7 left it
+        undo_version_8(conn)
+        conn.execute("PRAGMA user_version = 7")
+
+    with Store.open_readonly(db) as store:  # status beside a daemon not yet upgraded
+        row = store.get_request("r")
+        assert row is not None and (row.collection, row.planned) == ("HST", 0)
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        row = store.get_request("r")
+        # every request before was an HST one, and is the same request still
+        assert row is not None and (row.collection, row.planned) == ("HST", 0)
+        assert store.upsert_request(Request("r", ("1",)), "r.toml").digest == row.digest
+        store.upsert_request(Request("j", ("01345",), collection="JWST"), "j.toml")
+        store.note_planned("j", 2)
+        row = store.get_request("j")
+        assert row is not None and (row.collection, row.planned) == ("JWST", 2)
 
 
 def test_a_resolution_recorded_in_batches_removes_only_at_its_end(store: Store) -> None:

@@ -288,8 +288,8 @@ async def test_page_lists_requests_with_progress(url: str, http: aiohttp.ClientS
     assert '<meta http-equiv="refresh" content="5">' in text
     table = parse_page(text)
     assert table.found
-    name, state, files, size, new_files, error = table.rows["7291"]
-    assert (name, state, files, error) == ("7291", "done", "6/6", "")
+    name, state, files, collection, size, new_files, error = table.rows["7291"]
+    assert (name, state, files, collection, error) == ("7291", "done", "6/6", "HST", "")
     assert new_files[:2] == "20"  # when the last pass brought new files (a timestamp)
     assert "50.18 MB / 50.18 MB" in size
     assert table.progress["7291"] == (str(TUTORIAL_BYTES), str(TUTORIAL_BYTES))

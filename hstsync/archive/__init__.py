@@ -7,6 +7,7 @@
 - ``selection``: why a request selects nothing, in words a person can act on.
 - ``auth``: where the MAST token comes from and which hosts may receive it.
 - ``cloud``: a product's key and URL in the ``stpubdata`` bucket (pure).
+- ``collection``: HST and JWST: proposal-id forms, kinds of file counted apart (pure).
 
 Imports only the shared bottom (``config``, ``model``, ``errors``).
 """
@@ -26,19 +27,21 @@ if TYPE_CHECKING:
         standing_of,
         user_of,
     )
-    from hstsync.archive.cloud import cloud_source
+    from hstsync.archive.cloud import cloud_source, wants_path_lookup
+    from hstsync.archive.collection import COLLECTIONS, is_association, is_guide_star
     from hstsync.archive.manifest import (
         is_manifest_name,
         parse_manifest,
         request_name,
         write_manifest,
     )
-    from hstsync.archive.paging import Batcher, Listing, ObservationPage
-    from hstsync.archive.resolve import Resolver, preload
+    from hstsync.archive.paging import Batcher, Listing, ObservationPage, batch_sizes
+    from hstsync.archive.resolve import Resolver, halving, preload
     from hstsync.archive.rows import Claims
     from hstsync.archive.selection import Sieve
 
 __all__ = [
+    "COLLECTIONS",
     "Batcher",
     "Claims",
     "Listing",
@@ -47,10 +50,14 @@ __all__ = [
     "Sieve",
     "Token",
     "auth_required_message",
+    "batch_sizes",
     "check_transport",
     "checked",
     "cloud_source",
     "find_token",
+    "halving",
+    "is_association",
+    "is_guide_star",
     "is_manifest_name",
     "parse_manifest",
     "preload",
@@ -58,6 +65,7 @@ __all__ = [
     "session_warning",
     "standing_of",
     "user_of",
+    "wants_path_lookup",
     "write_manifest",
 ]
 
@@ -74,10 +82,11 @@ __getattr__, __dir__ = lazy(
             "standing_of",
             "user_of",
         ],
-        "cloud": ["cloud_source"],
+        "cloud": ["cloud_source", "wants_path_lookup"],
+        "collection": ["COLLECTIONS", "is_association", "is_guide_star"],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
-        "paging": ["Batcher", "Listing", "ObservationPage"],
-        "resolve": ["Resolver", "preload"],
+        "paging": ["Batcher", "Listing", "ObservationPage", "batch_sizes"],
+        "resolve": ["Resolver", "halving", "preload"],
         "rows": ["Claims"],
         "selection": ["Sieve"],
     },

@@ -1,4 +1,4 @@
-"""Manifests: the small TOML or JSON file a user drops to ask for an HST proposal.
+"""Manifests: the small TOML or JSON file a user drops to ask for an HST or JWST proposal.
 
 This module owns the manifest file: which file names are manifests, how one file is
 read (size-capped) and parsed into a :class:`Request` (the rules of what a manifest
@@ -22,6 +22,7 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
+from hstsync.archive.collection import HST
 from hstsync.archive.validate import (
     INT_MAX,
     INT_MIN,
@@ -128,7 +129,10 @@ def render_manifest(request: Request) -> str:
     being written for the daemon to refuse later.
     """
     lines = [f"proposal_id = {_render_ids(request.proposal_ids)}"]
-    for title, table in (("criteria", request.criteria), ("filters", request.filters)):
+    criteria = dict(request.criteria)
+    if request.collection != HST:
+        criteria = {"obs_collection": request.collection, **criteria}
+    for title, table in (("criteria", criteria), ("filters", request.filters)):
         if table:
             lines += ["", f"[{title}]"]
             lines += [f"{_toml_key(key)} = {_toml_value(value)}" for key, value in table.items()]

@@ -30,7 +30,16 @@ from urllib.parse import urlsplit
 
 from hstsync.archive import paging
 from hstsync.archive.auth import check_transport, token_domain
-from hstsync.archive.paging import Batcher, Listing, ObservationPage, page_count, paging_of
+from hstsync.archive.cloud import checked_key
+from hstsync.archive.collection import query_ids
+from hstsync.archive.paging import (
+    Batcher,
+    Listing,
+    ObservationPage,
+    batch_sizes,
+    page_count,
+    paging_of,
+)
 from hstsync.archive.rows import Claims, missing, products_from_rows, unusable_sizes
 from hstsync.archive.selection import Sieve, why_no_observation
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
@@ -40,6 +49,11 @@ from hstsync.text import printable
 log = logging.getLogger(__name__)
 
 _ENDPOINT_SUFFIX = "/api/v0/invoke"
+#: MAST's path-lookup service (a product's key in the public bucket)
+PATH_LOOKUP_PATH = "/api/v0.1/path_lookup/"
+#: dataURIs asked for in one path lookup: astroquery's own chunk, which keeps the URL
+#: under the length servers refuse (414)
+PATH_LOOKUP_CHUNK = 50
 
 
 def preload() -> float:
@@ -195,16 +209,36 @@ class Resolver:
         ``sieve`` follows what the filters let through (and why nothing, if so).
         """
         claims = Claims()
-        batcher = Batcher()
+        batcher = Batcher(batch_sizes(request.collection))
         listing = Listing()
+
+        def listed(batch: list[str]) -> Iterator[list[Product]]:
+            if len(batch) > batcher.limit:  # a half made before the limit came down
+                for run in batcher.fit(batch):
+                    yield from listed(run)
+                return
+            try:
+                table = self.product_table(batch)
+            except ArchiveUnavailable as exc:
+                halves = batcher.split(batch)
+                if halves is None:
+                    raise
+                log.warning(halving(request.name, batch, exc))
+                for half in halves:
+                    yield from listed(half)
+                return
+            yield self.select(request, [table], claims, sieve)
+
         while not listing.done:
             found = self.observations(request, listing.page)
-            batches = batcher.add(found.obsids)
+            if sieve is not None:
+                sieve.observed(found.rows, len(found.planned))
+            batches = batcher.add(found.obsids, found.planned)
             listing.took(found, batcher.fresh)
             for batch in batches:
-                yield self.select(request, [self.product_table(batch)], claims, sieve)
+                yield from listed(batch)
         for batch in batcher.rest():
-            yield self.select(request, [self.product_table(batch)], claims, sieve)
+            yield from listed(batch)
 
     def observations(self, request: Request, page: int = 1) -> ObservationPage:
         """One page of the request's observations (``query_criteria``,
@@ -221,8 +255,8 @@ class Resolver:
                 # NoResultsWarning and friends: we report emptiness ourselves.
                 warnings.simplefilter("ignore")
                 observations = self._obs.query_criteria(
-                    proposal_id=list(request.proposal_ids),
-                    obs_collection="HST",
+                    proposal_id=query_ids(request.collection, request.proposal_ids),
+                    obs_collection=request.collection,
                     pagesize=paging.OBS_PAGE,
                     page=page,
                     **dict(request.criteria),
@@ -230,6 +264,7 @@ class Resolver:
                 if len(observations) == 0 and page == 1:
                     raise ManifestError(self._why_no_observation(request))
                 obsids = [str(o) for o in observations["obsid"] if not missing(o) and str(o)]
+                planned = _planned(observations)
         finally:
             self._listing = False
         said: dict[str, Any] = self._paging or {}
@@ -239,6 +274,7 @@ class Resolver:
             rows=len(observations),
             page_size=page_count(said.get("pageSize")) or paging.OBS_PAGE,
             pages=page_count(said.get("pagesFiltered")),
+            planned=planned,
         )
 
     def _why_no_observation(self, request: Request) -> str:
@@ -246,20 +282,26 @@ class Resolver:
         or its criteria match none of them (one more query, without the criteria, says
         which values there are)."""
         ids = ", ".join(request.proposal_ids)
-        nothing = f"proposal {ids} has no HST observations"
+        nothing = f"proposal {ids} has no {request.collection} observations"
         if not request.criteria:
             return nothing
         self._listing = False
         observations = self._obs.query_criteria(
-            proposal_id=list(request.proposal_ids),
-            obs_collection="HST",
+            proposal_id=query_ids(request.collection, request.proposal_ids),
+            obs_collection=request.collection,
             pagesize=paging.OBS_PAGE,
             page=1,
         )
         if len(observations) == 0:
             return nothing
         whole = len(observations) < paging.OBS_PAGE
-        return why_no_observation(request.proposal_ids, request.criteria, observations, whole=whole)
+        return why_no_observation(
+            request.proposal_ids,
+            request.criteria,
+            observations,
+            whole=whole,
+            collection=request.collection,
+        )
 
     def product_table(self, obsids: list[str]) -> Any:
         """The products table of one batch of obsids (``get_product_list``). Blocking."""
@@ -308,6 +350,35 @@ class Resolver:
             len(result),
         )
         return result
+
+    def cloud_keys(self, data_uris: list[str]) -> dict[str, str]:
+        """The public bucket's keys of these products, as MAST's path-lookup service
+        gives them (what astroquery's cloud module asks); a product the bucket does not
+        hold is left out. Blocking; :data:`PATH_LOOKUP_CHUNK` dataURIs a request.
+
+        Asked of the configured server: astroquery's own helper always asks
+        ``https://mast.stsci.edu``. A key is kept only if it names the product's own
+        file (:func:`~hstsync.archive.cloud.checked_key`).
+        """
+        keys: dict[str, str] = {}
+        url = self.server + PATH_LOOKUP_PATH
+        for start in range(0, len(data_uris), PATH_LOOKUP_CHUNK):
+            chunk = data_uris[start : start + PATH_LOOKUP_CHUNK]
+            with self._translated():
+                response = self._obs._session.request(
+                    "GET", url, params=[("uri", uri) for uri in chunk]
+                )
+                response.raise_for_status()
+                answer = response.json()
+            if not isinstance(answer, dict):
+                raise ResolveError("unexpected answer from the archive's path lookup")
+            for uri in chunk:
+                entry = answer.get(uri)
+                path = entry.get("path") if isinstance(entry, dict) else None
+                key = checked_key(path, uri)
+                if key is not None:
+                    keys[uri] = key
+        return keys
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -374,6 +445,36 @@ class Resolver:
         if not isinstance(info, dict):
             raise ResolveError(f"unexpected session info from the archive at {self.server}")
         return info
+
+
+#: the calibration level of an observation planned, not yet executed (the JWST
+#: pipeline's "Processing Levels": -1)
+PLANNED_LEVEL = -1
+
+
+def _planned(observations: Any) -> frozenset[str]:
+    """The obsids of the observations planned, not yet executed (calib_level -1)."""
+    if "calib_level" not in observations.colnames:
+        return frozenset()
+    pairs = zip(observations["obsid"], observations["calib_level"], strict=True)
+    return frozenset(str(obsid) for obsid, level in pairs if _is_planned(obsid, level))
+
+
+def _is_planned(obsid: Any, level: Any) -> bool:
+    if missing(obsid) or missing(level):
+        return False
+    try:
+        return int(level) == PLANNED_LEVEL
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def halving(name: str, batch: list[str], exc: Exception) -> str:
+    """The log line of a product list asked for again in halves."""
+    return (
+        f"request {name}: the product list of {len(batch)} observations failed ({exc}); "
+        f"asking for it in halves of {(len(batch) + 1) // 2}"
+    )
 
 
 def _url_attributes(holder: Any) -> Iterator[str]:

@@ -42,14 +42,25 @@ class Sieve:
     cost of explaining falls on requests that select nothing.
     """
 
-    def __init__(self, filters: Mapping[str, Any]) -> None:
+    def __init__(self, filters: Mapping[str, Any], collection: str = "HST") -> None:
         self.filters = {k: v for k, v in filters.items() if not (k == "mrp_only" and not v)}
+        self.collection = collection
+        #: observations the request's criteria match, and of them those planned, not
+        #: yet executed (calib_level -1: no files yet)
+        self.observations = 0
+        self.planned = 0
         #: product rows the archive listed for the request's observations
         self.listed = 0
         #: rows the filters kept
         self.kept = 0
         self._present: dict[str, set[str]] = {key: set() for key in self.filters}
         self._alone: dict[str, int] = dict.fromkeys(self.filters, 0)
+
+    def observed(self, rows: int, planned: int) -> None:
+        """A page of the request's observations: ``rows``, of which ``planned`` are
+        planned, not yet executed."""
+        self.observations += rows
+        self.planned += planned
 
     def saw(self, table: Any, kept: int, filter: Callable[..., Any]) -> None:
         """One batch's product table, of which the filters kept ``kept`` rows."""
@@ -68,6 +79,12 @@ class Sieve:
         if self.kept:
             return None
         ids = ", ".join(proposals)
+        if not self.listed and self.planned and self.planned == self.observations:
+            return (
+                f"the {self.planned} {self.collection} observation(s) of proposal {ids} are "
+                "planned, not yet executed: their files are fetched at a re-sync once the "
+                "archive lists them"
+            )
         if not self.listed:
             return f"the archive lists no products for the observations of proposal {ids}"
         prefix = f"the filters left none of the {self.listed} products of proposal {ids}: "
@@ -89,7 +106,12 @@ class Sieve:
 
 
 def why_no_observation(
-    proposals: Sequence[str], criteria: Mapping[str, Any], observations: Any, *, whole: bool
+    proposals: Sequence[str],
+    criteria: Mapping[str, Any],
+    observations: Any,
+    *,
+    whole: bool,
+    collection: str = "HST",
 ) -> str:
     """Why the ``criteria`` match none of the proposal's ``observations`` (a table of
     them, the criteria left out; ``whole``: all of them, not a first page), naming the
@@ -107,8 +129,8 @@ def why_no_observation(
         lines.append(f"{_asked(key, value)}{_aside(_there(key, present, value, wildcards=True))}")
     if not lines:
         lines = [_asked(key, value) for key, value in criteria.items()]
-        return f"{found} HST observations, none with {' and '.join(lines)} at once"
-    return f"{found} HST observations, none with " + "; none with ".join(lines)
+        return f"{found} {collection} observations, none with {' and '.join(lines)} at once"
+    return f"{found} {collection} observations, none with " + "; none with ".join(lines)
 
 
 def column_values(table: Any, key: str, limit: int) -> list[str]:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from hstsync.archive.collection import COLLECTIONS, HST, canonical_id
 from hstsync.model import Request
 from hstsync.text import printable
 
@@ -98,12 +99,33 @@ def request_from_document(name: str, doc: object) -> Request:
             raise Invalid(_unknown_top_key(key))
     if "proposal_id" not in doc:
         raise Invalid(_missing_proposal(doc))
+    ids = _proposal_ids(doc["proposal_id"])
+    criteria = _table(doc, "criteria")
+    collection = _collection(criteria.get("obs_collection", HST))
     return Request(
         name=name,
-        proposal_ids=_proposal_ids(doc["proposal_id"]),
-        criteria=_criteria(_table(doc, "criteria")),
+        proposal_ids=tuple(dict.fromkeys(canonical_id(pid, collection) for pid in ids)),
+        criteria=_criteria(criteria),
         filters=_filters(_table(doc, "filters")),
+        collection=collection,
     )
+
+
+def _collection(value: object) -> str:
+    """``[criteria] obs_collection``: one of :data:`COLLECTIONS`, in any case."""
+    where = "[criteria] obs_collection"
+    checked = _values(value, where)
+    items = checked if isinstance(checked, list) else [checked]
+    names = {str(item).upper() for item in items}
+    if len(names) > 1 and names <= set(COLLECTIONS):
+        raise Invalid(
+            f"{where}: one collection per manifest, got {show(value)}; write a manifest for each"
+        )
+    name = names.pop() if len(names) == 1 else ""
+    if name not in COLLECTIONS:
+        known = " or ".join(repr(c) for c in COLLECTIONS)
+        raise Invalid(f"{where}: hstsync mirrors {known} programs, got {show(value)}")
+    return name
 
 
 def _unknown_top_key(key: str) -> str:
@@ -126,7 +148,7 @@ def _missing_proposal(doc: Mapping[str, object]) -> str:
         if isinstance(table, dict) and "proposal_id" in table:
             # In TOML every key after a [table] header belongs to that table.
             return f"proposal_id must come first, before [{title}] (it is required at the top)"
-    return "proposal_id is required (the HST proposal to mirror, like proposal_id = 7291)"
+    return "proposal_id is required (the proposal to mirror, like proposal_id = 7291)"
 
 
 def _proposal_ids(value: object) -> tuple[str, ...]:
@@ -185,15 +207,9 @@ def _criteria(table: Mapping[str, object]) -> dict[str, Any]:
             )
         if key in QUERY_OPTIONS:
             raise Invalid(f"{where}: not a query criterion (hstsync sets this option itself)")
-        checked = _values(value, where)
         if key == "obs_collection":
-            if checked not in ("HST", ["HST"]):
-                raise Invalid(
-                    f"{where}: hstsync mirrors Hubble data, obs_collection is always 'HST', "
-                    f"got {show(value)}"
-                )
-            continue  # implied: resolve.py passes obs_collection="HST" itself
-        criteria[key] = checked
+            continue  # the request's collection (_collection): resolve.py passes it itself
+        criteria[key] = _values(value, where)
     return criteria
 
 

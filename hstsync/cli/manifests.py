@@ -36,7 +36,7 @@ def cmd_add(config: Config, args: argparse.Namespace) -> int:
     # render_manifest checks its text with the manifest parser itself, so `add`
     # never writes a manifest the daemon would refuse.
     try:
-        request = Request(name, tuple(args.proposal_id), criteria, filters)
+        request = Request(name, tuple(args.proposal_id), criteria, filters, args.collection)
         path = write_manifest(config.paths.requests, request, replace=args.replace)
     except ManifestError as exc:
         hint = "; use --replace to overwrite it" if "exists already" in str(exc) else ""

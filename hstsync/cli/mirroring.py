@@ -68,7 +68,7 @@ def cmd_plan(config: Config, manifest: Path) -> int:
     mirror = config.paths.mirror
     unwritable = unwritable_reason(mirror)
     # a batch of observations at a time: printed as it is resolved, never held whole
-    sieve = Sieve(request.filters)
+    sieve = Sieve(request.filters, request.collection)
     batches = resolver.resolve_batches(request, sieve)
     with contextlib.ExitStack() as stack:
         # what a pass knows of the mirror (sizes the server sent), when there is one
@@ -80,7 +80,12 @@ def cmd_plan(config: Config, manifest: Path) -> int:
                 store = stack.enter_context(Store.open_readonly(config.paths.database))
                 sizes_sent = store.sizes_sent
         plans = (plan_files(b, mirror, sizes_sent) for b in batches)
-        fits = print_plan(request.name, plans, unwritable=unwritable)
+        fits = print_plan(request.name, plans, unwritable=unwritable, collection=request.collection)
+    if sieve.planned:
+        print(
+            f"{sieve.planned} observation(s) planned, not yet executed: "
+            "mirrored at a re-sync once executed"
+        )
     empty = sieve.why_none(request.proposal_ids)
     if empty is not None:
         sys.stdout.flush()

@@ -55,7 +55,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hstsync",
-        description="Keep Hubble (HST) programs mirrored from the MAST archive.",
+        description="Keep Hubble (HST) and JWST programs mirrored from the MAST archive.",
         epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"hstsync {__version__}")
@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(add)
     add.add_argument("proposal_id", nargs="+", metavar="PROPOSAL_ID")
     add.add_argument("--name", help="request name (default: the first proposal id)")
+    add.add_argument(
+        "--collection",
+        default="HST",
+        type=str.upper,
+        metavar="NAME",
+        help="HST (the default) or JWST ([criteria] obs_collection)",
+    )
     add.add_argument("--calib-level", type=int, action="append", metavar="N")
     add.add_argument("--product-type", action="append", metavar="TYPE", help="e.g. SCIENCE")
     add.add_argument("--extension", action="append", metavar="EXT", help="e.g. fits")

@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from typing import IO, TYPE_CHECKING
 
-from hstsync.model import ProductState, human_bytes
+from hstsync.model import ProductState, collection_label, human_bytes
 from hstsync.text import printable
 
 if TYPE_CHECKING:
@@ -50,8 +50,9 @@ def output_width(out: IO[str]) -> int | None:
 
 #: the columns every request line has; UPDATED, MIRRORED (when the request was last
 #: fully mirrored), NEW FILES and LAST ERROR follow on the same line when they fit,
-#: else on lines of their own beneath it
-MAIN = ("REQUEST", "STATE", "FILES", "FAILED", "PENDING", "AUTH", "BYTES")
+#: else on lines of their own beneath it. COLLECTION is HST or JWST, with the
+#: observations planned, not yet executed, when there are any ("JWST, 1 planned")
+MAIN = ("REQUEST", "STATE", "FILES", "FAILED", "PENDING", "AUTH", "BYTES", "COLLECTION")
 EXTRA = ("UPDATED", "MIRRORED", "NEW FILES", "LAST ERROR")
 #: narrowest LAST ERROR column worth keeping on the request's line
 MIN_ERROR = 30
@@ -71,6 +72,7 @@ def status_table(summaries: Sequence[RequestSummary], width: int | None) -> str:
             str(c.pending),
             str(c.auth_required),
             f"{human_bytes(s.bytes_done)} / {human_bytes(s.bytes_total)}",
+            collection_label(s.request.collection, s.request.planned),
             s.request.updated,
             s.request.mirrored_at or "never",
             s.request.last_new_files or "-",
@@ -121,16 +123,17 @@ NARROW = (0, 1, 2, 6)  # REQUEST, STATE, FILES, BYTES
 
 
 def _stacked(widths: Sequence[int], rows: Sequence[Sequence[str]], width: int) -> str:
-    """Narrow terminals: name, state, files and bytes on the request's line; counts,
-    times and the error (wrapped, never cut) on indented lines beneath it."""
+    """Narrow terminals: name, state, files and bytes on the request's line; the
+    collection, counts, times and the error (wrapped, never cut) on indented lines
+    beneath it."""
     keep = [widths[i] for i in NARROW]
     header = [MAIN[i] for i in NARROW]
     out = [_pad(header, keep).rstrip(), _pad(["-" * w for w in keep], keep)]
     for row in rows:
         out.append(_pad([row[i] for i in NARROW], keep).rstrip())
-        counts = f"{row[3]} failed, {row[4]} pending, {row[5]} need a token"
+        counts = f"{row[7]}; {row[3]} failed, {row[4]} pending, {row[5]} need a token"
         out += textwrap.wrap(
-            f"{counts}; updated {row[7]}; mirrored {row[8]}; new files {row[9]}",
+            f"{counts}; updated {row[8]}; mirrored {row[9]}; new files {row[10]}",
             width,
             initial_indent="  ",
             subsequent_indent="    ",
@@ -285,11 +288,13 @@ def print_plan(
     *,
     unwritable: str | None = None,
     file: IO[str] | None = None,
+    collection: str = "HST",
 ) -> bool:
     """``hstsync plan``: the tutorial's columns, what is mirrored, and whether it fits.
 
     ``plans``: the request's batches of observations, each printed as it comes (a big
-    program is never held whole); the totals follow. True when it all fits.
+    program is never held whole); the totals follow, with the guide-star and
+    association files among them counted apart (:class:`Kinds`). True when it all fits.
 
     One table to the eye: batches after the first go on without a header, in columns
     never narrower than any batch before. Written as plain lines (rich laid a table
@@ -305,8 +310,10 @@ def print_plan(
     width = output_width(out)
     widths = [len(column) for column in PLAN_COLUMNS]
     products = total = present = to_fetch = missing = 0
+    kinds = Kinds()
     free: int | None = None
     for index, plan in enumerate(plans):
+        kinds.count(plan)
         rows = [tuple(map(printable, _plan_cells(f))) for f in plan.files]
         for cells in rows:
             widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
@@ -326,17 +333,63 @@ def print_plan(
     console = _console(file)
     console.print()
     free = free or 0
+    # HST, the default, goes without saying
+    named = printable(name) if collection == "HST" else f"{printable(name)} ({collection})"
     console.print(
-        f"{escape(printable(name))}: {products} products, {human_bytes(total)}; "
+        f"{escape(named)}: {products} products, {human_bytes(total)}; "
         f"{present} already mirrored; {to_fetch} to fetch, "
         f"{human_bytes(missing)}"
     )
+    for line in kinds.lines():
+        console.print(line)
     fits = room_for(missing, free)
     verdict = "fits" if fits else "DOES NOT FIT"
     if unwritable is not None:
         verdict = f"CANNOT BE WRITTEN: {escape(printable(unwritable))}"
     console.print(f"free on the mirror's filesystem: {human_bytes(free)} — {verdict}")
     return fits
+
+
+class Kinds:
+    """The guide-star and association files among a plan's products (JWST), counted
+    apart so that people see what they cost: guide-star files are often ten times as
+    many as the science files."""
+
+    def __init__(self) -> None:
+        #: kind -> [files, bytes, files to fetch, bytes to fetch]
+        self.seen: dict[str, list[int]] = {"guide-star": [0, 0, 0, 0], "association": [0, 0, 0, 0]}
+
+    def count(self, plan: Plan) -> None:
+        from hstsync.archive import is_association, is_guide_star
+        from hstsync.service.sync import Action
+
+        for f in plan.files:
+            kind = (
+                "guide-star"
+                if is_guide_star(f.product)
+                else "association"
+                if is_association(f.product)
+                else None
+            )
+            if kind is None or f.refused:
+                continue
+            size = f.product.size or 0
+            tally = self.seen[kind]
+            tally[0] += 1
+            tally[1] += size
+            if f.action is Action.FETCH:
+                tally[2] += 1
+                tally[3] += f.missing
+
+    def lines(self) -> list[str]:
+        """``  of which 16 guide-star files, 92.16 kB (16 to fetch, 92.16 kB)``, a line
+        for each kind there is."""
+        return [
+            f"  of which {files} {kind} file{'s' if files != 1 else ''}, {human_bytes(size)} "
+            f"({fetch} to fetch, {human_bytes(missing)})"
+            for kind, (files, size, fetch, missing) in self.seen.items()
+            if files
+        ]
 
 
 PLAN_COLUMNS = ("obs_id", "productFilename", "productType", "calib_level", "size", "mirror")

@@ -47,6 +47,7 @@ def upsert(db: Any, request: Request, manifest: str) -> RequestRow:
                 "created": now,
                 "updated": now,
                 "resolved_at": None,
+                "collection": request.collection,
             }
         )
     elif old["digest"] != digest:
@@ -64,6 +65,8 @@ def upsert(db: Any, request: Request, manifest: str) -> RequestRow:
                 "lookup_failures": 0,
                 # what was mirrored answered another request
                 "mirrored_at": None,
+                "collection": request.collection,
+                "planned": 0,
             },
         )
     elif old["manifest"] != manifest:
@@ -130,6 +133,11 @@ def retry_lookups(db: Any, request: str | None) -> int:
 
 def note_new_files(db: Any, name: str) -> None:
     db.table(REQUESTS).update(name, {"last_new_files": utc_now()})
+
+
+def note_planned(db: Any, path: Path, name: str, planned: int) -> None:
+    require(db, name, path)
+    db.table(REQUESTS).update(name, {"planned": planned})
 
 
 def note_error(db: Any, path: Path, name: str, error: str) -> None:

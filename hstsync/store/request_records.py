@@ -63,6 +63,12 @@ class RequestRecords(Connection):
         with self._writing(f"record new files of request {name}") as db:
             request_queries.note_new_files(db, name)
 
+    def note_planned(self, name: str, planned: int) -> None:
+        """A complete lookup of ``name`` found ``planned`` observations planned, not yet
+        executed (``RequestRow.planned``)."""
+        with self._writing(f"record the planned observations of request {name}") as db:
+            request_queries.note_planned(db, self.path, name, planned)
+
     def note_error(self, name: str, error: str) -> None:
         """Say why a request is held up, its state unchanged (a lookup that retries)."""
         with self._writing(f"record the error of request {name}") as db:

@@ -60,6 +60,10 @@ class RequestRow:
     #: the end of the last pass that left every product it lists in the mirror, its
     #: lookup answered (schema 6): when the request was last fully mirrored
     mirrored_at: str | None = None
+    #: ``HST`` or ``JWST`` (schema 8)
+    collection: str = "HST"
+    #: observations its last complete lookup found planned, not yet executed (schema 8)
+    planned: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,8 @@ def request_row(row: Mapping[str, Any]) -> RequestRow:
         pass_started=row.get("pass_started"),
         pass_ended=row.get("pass_ended"),
         mirrored_at=row.get("mirrored_at"),
+        collection=str(row.get("collection") or "HST"),
+        planned=int(row.get("planned") or 0),
     )
 
 

@@ -18,7 +18,7 @@ from hstsync.errors import StoreError
 
 #: ``PRAGMA user_version`` of the schema this module creates and reads: one more than
 #: the number of steps in :data:`MIGRATIONS` (version 1 is the first schema).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 REQUESTS = "requests"
 PRODUCTS = "products"
@@ -277,6 +277,22 @@ def _add_content_and_versions(db: Any) -> None:
     products.create_index(["relpath", "state"], "products_relpath")
 
 
+# -- version 8: JWST beside HST (issue #25) ---------------------------------------------
+
+
+def _add_collection_and_planned(db: Any) -> None:
+    """Version 8: each request's collection and its planned observations.
+
+    ``requests.collection`` (``HST`` or ``JWST``: the manifest's ``[criteria]
+    obs_collection``; every request before was HST) and ``requests.planned`` (how many
+    of its observations the last complete lookup found planned, not yet executed:
+    calib_level -1, no files yet; they are mirrored at a re-sync once executed).
+    """
+    requests = db.table(REQUESTS)
+    requests.add_column("collection", str, not_null_default="HST")
+    requests.add_column("planned", int, not_null_default=0)
+
+
 #: Steps from version N to N + 1, in order; ``MIGRATIONS[0]`` takes version 1 to 2.
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _add_lookup_and_size_columns,
@@ -285,4 +301,5 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _add_resolution_stamps,
     _add_pass_times_and_facts,
     _add_content_and_versions,
+    _add_collection_and_planned,
 )

@@ -1,20 +1,21 @@
 """The HTTP edge of a transfer: the session, one GET, and what its answer means.
 
-Owns the process's :class:`aiohttp.ClientSession` (:func:`open_session`), the GET that
-follows redirects itself so credentials go only to trusted hosts (:func:`get`,
-``[mast] trusted_hosts`` through :func:`hstsync.config.token_allowed`), the minimum
-speed of a body (:func:`speed_floor`), the HTML error page told from data
-(:func:`html_instead`), the proxy downloads go through, and the reading of a response: :func:`body_start` (where a body goes in the part, or
-which failure it means), ``Content-Range`` and ``Retry-After`` parsing, the strong
-validator sent back as ``If-Range``. Besides the shared failures it raises
+Owns the process's :class:`aiohttp.ClientSession` (:func:`open_session`, through the
+proxy downloads take), the GET that follows redirects itself so credentials go only
+to trusted hosts (:func:`get`, ``[mast] trusted_hosts`` through
+:func:`hstsync.config.token_allowed`), the minimum speed of a body
+(:func:`speed_floor`), the HTML error page told from data (:func:`html_instead`), and
+the reading of a response: :func:`body_start` (where a body goes in the part, or which
+failure it means), ``Content-Range`` and ``Retry-After`` parsing, the strong validator
+sent back as ``If-Range``. Besides the shared failures it raises
 :class:`~hstsync.errors.RetryLater` (429/503, with the server's wait) and
 :class:`~hstsync.errors.Refused` (another attempt would not change it).
 
 Failure texts are written here from status codes, errno names and byte counts, never
 copied from an aiohttp exception, whose text can carry the request's headers
-(``Authorization``). No retries, no files: :mod:`~hstsync.transfer.answer` judges an answer against what
-was asked, and :mod:`~hstsync.transfer.fetch` writes its bytes (through
-:mod:`~hstsync.transfer.partfile`).
+(``Authorization``). No retries, no files: :mod:`~hstsync.transfer.answer` judges an
+answer against what was asked, and :mod:`~hstsync.transfer.fetch` writes its bytes
+(through :mod:`~hstsync.transfer.partfile`).
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ that tests and benchmarks grow (:meth:`Catalogue.add_observation`,
 :meth:`Catalogue.add_product`, :meth:`Catalogue.add_program`), give the real
 archive's habits (:meth:`Catalogue.set_product_quirks`, :meth:`Catalogue.list_under`,
 :meth:`Catalogue.set_portal_quirks`) and change live
-(:meth:`Catalogue.update_product`, :meth:`Catalogue.set_data_rights`, and as the
-archive changes its mind: :meth:`Catalogue.reprocess`, :meth:`Catalogue.withdraw`).
+(:meth:`Catalogue.update_product`, :meth:`Catalogue.update_observation`,
+:meth:`Catalogue.set_data_rights`, and as the archive changes its mind:
+:meth:`Catalogue.reprocess`, :meth:`Catalogue.withdraw`).
 Every method takes the lock.
 """
 
@@ -185,6 +186,21 @@ class Catalogue(CatalogueIndex):
                 if validators is not None:
                     product.validators = validators
             return chosen
+
+    def update_observation(self, obs_id: str, **fields: Any) -> Observation:
+        """Change CAOM cells of a live observation (its obsid and obs_id stay): a
+        planned JWST observation executed is ``calib_level=3`` with times
+        (``t_min``, ``t_max``, ``t_exptime``, ``t_obs_release``); its files are then
+        added with :meth:`add_product`."""
+        with self._lock:
+            obs = self._by_obs_id.get(obs_id)
+            if obs is None:
+                raise KeyError(f"no observation {obs_id!r}")
+            unknown = set(fields) - set(obs.fields) | set(fields) & {"obsid", "obs_id"}
+            if unknown:
+                raise ValueError(f"cannot set CAOM columns: {', '.join(sorted(unknown))}")
+            obs.fields.update(fields)
+            return obs
 
     def update_product(
         self,

@@ -48,6 +48,9 @@ def request_document(
         "name": row.name,
         "state": str(row.state),
         "proposal_ids": list(row.proposal_ids),
+        "collection": row.collection,
+        # observations its last complete lookup found planned, not yet executed
+        "planned_observations": row.planned,
         "products": {
             "total": counts.total,
             "done": counts.done,

@@ -165,7 +165,7 @@ def _retire(mirror: Path, relpath: str, now: datetime, dry_run: bool) -> str | N
     return str(kept.relative_to(mirror))
 
 
-# -- the upkeep after a pass (daemon and run --once) ---------------------------------------------------------------
+# -- the upkeep after a pass (daemon and run --once) -------------------------------------
 
 
 async def rolling_verify(mirror: Mirror, request: Request) -> Report | None:

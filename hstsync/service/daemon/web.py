@@ -39,7 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from hstsync.config import Config, ScheduleConfig, host_header_allowed, is_loopback
 from hstsync.errors import ConfigError, StoreError
-from hstsync.model import human_bytes
+from hstsync.model import collection_label, human_bytes
 from hstsync.service.daemon.listener import (
     HEADER_SECONDS,
     MAX_CONNECTIONS,
@@ -190,7 +190,7 @@ def render_page(summaries: Sequence[RequestSummary], now: datetime | None = None
     """The HTML page: one row per request. Names and errors are user data: all escaped."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     empty = "no requests yet: drop a manifest into the request directory"
-    rows = [_row(s) for s in summaries] or [f'<tr><td colspan="6">{empty}</td></tr>']
+    rows = [_row(s) for s in summaries] or [f'<tr><td colspan="7">{empty}</td></tr>']
     body = "\n".join(rows)
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -206,8 +206,8 @@ def render_page(summaries: Sequence[RequestSummary], now: datetime | None = None
 <a href="status.json">JSON</a> · <a href="metrics">metrics</a></p>
 <table id="requests">
 <thead>
-<tr><th>request</th><th>state</th><th>files</th><th>bytes</th><th>new files</th>
-<th>last error</th></tr>
+<tr><th>request</th><th>state</th><th>files</th><th>collection</th><th>bytes</th>
+<th>new files</th><th>last error</th></tr>
 </thead>
 <tbody>
 {body}
@@ -237,6 +237,7 @@ def _row(s: RequestSummary) -> str:
         f'<td><a href="{_escape(link)}">{_escape(name)}</a></td>'
         f"<td>{_escape(state)}</td>"
         f'<td class="num">{_escape(files)}</td>'
+        f"<td>{_escape(collection_label(s.request.collection, s.request.planned))}</td>"
         f'<td class="num"><progress value="{value}" max="{top}">{percent:.0f}%</progress> '
         f"{_escape(human_bytes(s.bytes_done))} / {_escape(human_bytes(s.bytes_total))}</td>"
         f'<td class="when">{_escape(s.request.last_new_files or "-")}</td>'

@@ -24,11 +24,12 @@ if TYPE_CHECKING:
     from hstsync.service.sync.hooks import Notices, PassLog
     from hstsync.service.sync.jobs import PassProgress, download_url
     from hstsync.service.sync.mirror import Mirror, sync_requests
-    from hstsync.service.sync.planner import Plan, PlannedFile, room_for
+    from hstsync.service.sync.planner import Action, Plan, PlannedFile, room_for
     from hstsync.service.sync.settlement import exit_code
     from hstsync.service.sync.verify import Budget, Finding, Found, Report, Verifier
 
 __all__ = [
+    "Action",
     "AtticUse",
     "Budget",
     "Fetcher",
@@ -61,7 +62,7 @@ __getattr__, __dir__ = lazy(
         "holdings": ["plan_files"],
         "hooks": ["Notices", "PassLog"],
         "mirror": ["Mirror", "sync_requests"],
-        "planner": ["Plan", "PlannedFile", "room_for"],
+        "planner": ["Action", "Plan", "PlannedFile", "room_for"],
         "settlement": ["exit_code"],
         "verify": ["Budget", "Finding", "Found", "Report", "Verifier"],
     },

@@ -141,6 +141,7 @@ class PassLog:
             "request": request,
             "state": state,
             "proposal_ids": list(row.proposal_ids),
+            "collection": row.collection,
             "mirror": str(config.paths.mirror),
             "new_files": report.new_files,
             "new_file_count": report.new_file_count,

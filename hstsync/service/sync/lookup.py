@@ -15,6 +15,9 @@ astroquery is synchronous and its portal calls carry no socket timeout of their 
   in time, 5xx, 429, ``status: ERROR``) is retried with the transfers' backoff
   (:func:`hstsync.config.backoff_wait`) up to ``[download] retries`` times; each batch
   of obsids on its own, so a big program's failed batch does not repeat the others.
+  A JWST batch of several obsids that fails is not retried whole: it is asked for in
+  halves at once, and the request's later batches are no bigger (whole-proposal JWST
+  lists time out); the size reached is where its next resolution starts, doubled.
 """
 
 from __future__ import annotations
@@ -30,7 +33,16 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from hstsync.archive import Batcher, Claims, Listing, ObservationPage, Resolver, Sieve
+from hstsync.archive import (
+    Batcher,
+    Claims,
+    Listing,
+    ObservationPage,
+    Resolver,
+    Sieve,
+    batch_sizes,
+    halving,
+)
 from hstsync.config import Config, backoff_wait
 from hstsync.errors import ArchiveUnavailable
 from hstsync.model import Product, Request
@@ -96,6 +108,9 @@ class Lookups:
         self._token = token
         self._sleep = sleep
         self._idle: list[Resolver] = []
+        #: the batch size each request's last resolution ended with, where its product
+        #: lists were halved (its next starts at twice that)
+        self._limits: dict[str, int] = {}
 
     @property
     def timeout(self) -> float:
@@ -120,17 +135,32 @@ class Lookups:
         ``sieve`` follows what the filters let through; ``on_retry`` is told, before each
         wait, what failed and when it is tried again."""
         claims = Claims()
-        batcher = Batcher()
+        learned = self._limits.get(request.name)
+        batcher = Batcher(
+            batch_sizes(request.collection), limit=None if learned is None else 2 * learned
+        )
         listing = Listing()  # when the pages end: never queries without end
         asked = 0
 
         async def listed(batch: list[str]) -> list[Product]:
             nonlocal asked
+            if len(batch) > batcher.limit:  # a half made before the limit came down
+                return [product for run in batcher.fit(batch) for product in await listed(run)]
             asked += 1
             what = f"request {request.name}: product list {asked}"
-            table = await self._retried(
-                functools.partial(_product_table, obsids=batch), what, on_retry
-            )
+            step = functools.partial(_product_table, obsids=batch)
+            try:
+                if batcher.sizes.halve and len(batch) > 1:
+                    table = await self._call(step)  # on failure: halves, not the same again
+                else:
+                    table = await self._retried(step, what, on_retry)
+            except ArchiveUnavailable as exc:
+                halves = batcher.split(batch)
+                if halves is None:
+                    raise
+                log.warning("%s", halving(request.name, batch, exc))
+                self._limits[request.name] = batcher.limit
+                return [product for half in halves for product in await listed(half)]
             return await self._call(
                 functools.partial(_select, request=request, table=table, claims=claims, sieve=sieve)
             )
@@ -141,12 +171,24 @@ class Lookups:
                 f"request {request.name}: observations, page {listing.page}",
                 on_retry,
             )
-            batches = batcher.add(found.obsids)
+            if sieve is not None:
+                sieve.observed(found.rows, len(found.planned))
+            batches = batcher.add(found.obsids, found.planned)
             listing.took(found, batcher.fresh)
             for batch in batches:
                 yield await listed(batch)
         for batch in batcher.rest():
             yield await listed(batch)
+        if batcher.limit >= batcher.sizes.size:
+            self._limits.pop(request.name, None)
+        else:
+            self._limits[request.name] = batcher.limit
+
+    async def cloud_keys(self, data_uris: list[str]) -> dict[str, str]:
+        """The public bucket's keys of these products, from MAST's path lookup
+        (``Resolver.cloud_keys``); one bounded call, not retried: a product without a
+        key is fetched from MAST."""
+        return await self._call(lambda r: r.cloud_keys(data_uris))
 
     async def session_info(self) -> dict[str, Any]:
         """The archive's view of the token; one bounded call, not retried."""

@@ -193,6 +193,9 @@ class Mirror:
             planned.missing_bytes,
         )
         mirror, limit = self.config.paths.mirror, self.config.download.max_bytes_per_pass
+        keys = await self.resolution.cloud_keys(
+            name, [f.product for f in transfers if f.action is Action.FETCH]
+        )
         for f in transfers:
             if f.dest is None:
                 continue
@@ -202,7 +205,9 @@ class Mirror:
                     pass_.waiting_bytes += f.missing
                     continue
                 pass_.queued += f.missing
-            job = Job(name, f.product, f.dest, f.on_disk)
+            key = keys.get(f.product.data_uri)
+            product = f.product if key is None else replace(f.product, cloud_key=key)
+            job = Job(name, product, f.dest, f.on_disk)
             if f.replace:
                 old_to = attic_path(mirror, f.product.relpath())
                 job = replace(job, old_to=old_to, why="a new version in the catalogue")
@@ -309,12 +314,15 @@ class Mirror:
     def _write_results(self, name: str) -> None:
         """astroquery's manifest table for the request, as ECSV beside the mirror."""
         server = self.config.mast.server
+        row = self.store.get_request(name)
+        meta = {"request": name, "obs_collection": row.collection if row else "HST"}
         try:
             write_results(
                 results_path(self.config.paths.mirror, name),
                 self.store.product_pages(name),
                 self.config.paths.mirror,
                 functools.partial(download_url, server),
+                meta,
             )
         except OSError as exc:
             log.warning("request %s: cannot write the results table (%s)", name, exc.strerror)

@@ -16,10 +16,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from hstsync.archive import Sieve, Token, check_transport, preload, standing_of
+from hstsync.archive import (
+    Sieve,
+    Token,
+    check_transport,
+    preload,
+    standing_of,
+    wants_path_lookup,
+)
 from hstsync.config import Config
 from hstsync.errors import HstsyncError, ManifestError, ResolveError, StoreError
-from hstsync.model import Request, RequestState
+from hstsync.model import Product, Request, RequestState
 from hstsync.service.sync.hooks import Notices, PassLog
 from hstsync.service.sync.lookup import Lookups
 from hstsync.store import ProductRow, Store, utc_now
@@ -194,7 +201,7 @@ class Resolution:
         )
         stamp = self.store.begin_resolution(name)
         listed = new = changed = 0
-        sieve = Sieve(request.filters)
+        sieve = Sieve(request.filters, request.collection)
 
         def retrying(why: str) -> None:
             # `status` shows the error and the next try while a lookup retries
@@ -222,6 +229,14 @@ class Resolution:
         finally:
             await batches.aclose()
         delisted = self.store.end_resolution(name, stamp)
+        self.store.note_planned(name, sieve.planned)
+        if sieve.planned:
+            log.info(
+                "request %s: %d observation(s) planned, not yet executed: "
+                "mirrored at a re-sync once executed",
+                name,
+                sieve.planned,
+            )
         removed = delisted.removed + len(delisted.withdrawn)
         mirror = self.config.paths.mirror
         for uri, relpath in delisted.withdrawn:
@@ -241,6 +256,29 @@ class Resolution:
             if previous is None or previous.last_error != empty:
                 self._passes.failure(name, empty)  # told once, not at every re-sync
         return LookupEnd(stamp, empty=empty)
+
+    async def cloud_keys(self, name: str, products: list[Product]) -> dict[str, str]:
+        """The public bucket's keys of the products of ``name`` about to be fetched that
+        MAST's path lookup is asked for (``archive.wants_path_lookup``: public JWST
+        files with ``source = "auto"``), by dataURI. Never fails: without an answer,
+        those files come from MAST."""
+        asked = [p.data_uri for p in products if wants_path_lookup(self.config.download, p)]
+        if not asked:
+            return {}
+        try:
+            keys = await self._lookups.cloud_keys(asked)
+        except Exception as exc:  # the cloud copy only saves MAST some work
+            reason = exc if isinstance(exc, HstsyncError) else type(exc).__name__
+            log.warning(
+                "request %s: no bucket keys from the archive's path lookup (%s): "
+                "%d file(s) from MAST",
+                name,
+                reason,
+                len(asked),
+            )
+            return {}
+        log.debug("request %s: %d of %d bucket keys found", name, len(keys), len(asked))
+        return keys
 
     def _failed(self, name: str, stamp: int, exc: Exception) -> LookupEnd:
         if isinstance(exc, ManifestError):
@@ -267,6 +305,7 @@ class Resolution:
                 name,
                 str(exc),
                 proposal_ids=list(row.proposal_ids),
+                collection=row.collection,
                 failures=row.lookup_failures,
                 next_lookup=row.next_lookup,
             )

@@ -3,7 +3,8 @@
 A table with ``Local Path``, ``Status``, ``Message`` and ``URL`` columns, written as
 ECSV (``astropy.table.Table.read`` loads it), so scripts written around astroquery's
 manifest work on hstsync's too. Status uses astroquery's words: COMPLETE, ERROR,
-SKIPPED.
+SKIPPED. The table's ``meta`` names the request and its collection
+(``{"request": "jw1345", "obs_collection": "JWST"}``).
 
 ``<mirror>/results`` is opened without following a link (one planted there would carry
 the tables elsewhere) and made with an explicit mode; the temporary file a ``kill -9``
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from hstsync.files import atomic_write, open_directory, sweep_temporaries
@@ -45,10 +46,12 @@ def write_results(
     pages: Iterable[Sequence[ProductRow]],
     mirror: Path,
     url_of: Callable[[str], str],
+    meta: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the table atomically (tmp + rename), a page of rows at a time, and return
-    its path. ``url_of``: a product's download URL from its dataURI. Raises
-    :class:`OSError` ("refused: … is not a directory") when ``results`` is a link."""
+    its path. ``url_of``: a product's download URL from its dataURI; ``meta``: the
+    table's. Raises :class:`OSError` ("refused: … is not a directory") when ``results``
+    is a link."""
     mirror_fd = os.open(path.parent.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fd = open_directory(path.parent.name, dir_fd=mirror_fd, create=True, label=path.parent)
@@ -56,26 +59,29 @@ def write_results(
         os.close(mirror_fd)
     try:
         sweep_temporaries(fd, path.name, STALE_SECONDS)
-        atomic_write(Path(path.name), _ecsv(pages, mirror, url_of), dir_fd=fd)
+        atomic_write(Path(path.name), _ecsv(pages, mirror, url_of, meta or {}), dir_fd=fd)
     finally:
         os.close(fd)
     return path
 
 
 def _ecsv(
-    pages: Iterable[Sequence[ProductRow]], mirror: Path, url_of: Callable[[str], str]
+    pages: Iterable[Sequence[ProductRow]],
+    mirror: Path,
+    url_of: Callable[[str], str],
+    meta: Mapping[str, str],
 ) -> Iterator[bytes]:
     # A page at a time (a whole table would hold every row in fixed-width numpy
     # columns: tens of MB for a big program). astropy writes the header; the data lines
     # are written here as astropy's writer writes them (ecsv_line), a tenth of its cost
     # on a big program; a page with a NUL in it (numpy's strings drop them) is left
     # to astropy.
-    header = ecsv_text([])
+    header = ecsv_text([], meta)
     yield header.encode("utf-8")
     for rows in pages:
         cells = [_cells(row, mirror, url_of) for row in rows]
         if any("\x00" in cell for line in cells for cell in line):
-            text = ecsv_text(cells)
+            text = ecsv_text(cells, meta)
             if not text.startswith(header):  # an astropy that writes otherwise
                 raise RuntimeError("astropy's ECSV header changed between pages")
             yield text[len(header) :].encode("utf-8")
@@ -113,13 +119,17 @@ def ecsv_line(cells: Sequence[str]) -> str:
     return " ".join(out) + "\n"
 
 
-def ecsv_text(lines: Sequence[Sequence[str]]) -> str:
-    """The whole ECSV text astropy writes for these data lines (and the header)."""
+def ecsv_text(lines: Sequence[Sequence[str]], meta: Mapping[str, str] | None = None) -> str:
+    """The whole ECSV text astropy writes for these data lines (and the header, with
+    the table's ``meta``)."""
     from astropy.table import Table
 
     columns: list[list[str]] = [list(column) for column in zip(*lines, strict=True)]
     table = Table(
-        columns or [[] for _ in COLUMNS], names=COLUMNS, dtype=tuple(str for _ in COLUMNS)
+        columns or [[] for _ in COLUMNS],
+        names=COLUMNS,
+        dtype=tuple(str for _ in COLUMNS),
+        meta=dict(meta or {}),
     )
     ecsv = io.StringIO()
     table.write(ecsv, format="ascii.ecsv")
