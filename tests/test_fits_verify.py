@@ -242,3 +242,34 @@ def test_bytes_in_memory_are_verified_like_the_file(tmp_path: Path) -> None:
     for data in SOUND.values():
         path.write_bytes(data)
         verify_file(path, "x.fits", data)
+
+
+def test_checking_a_large_file_holds_a_bounded_share_of_it_in_memory(tmp_path: Path) -> None:
+    """A 5 GB mosaic is checked in place (mapped), and the pages summed are let go as
+    the check goes: the process's peak resident memory stays far below the file's
+    size (a mapping kept whole would hold it all: 4.9 GB for a 5 GB file)."""
+    import subprocess
+    import sys
+
+    size = 2880 * (384 * 1024 * 1024 // 2880)  # 384 MiB, whole FITS blocks
+    body = Bodies().get("mast:JWST/product/jw01345-o001_t001_nircam_clear-f200w_i2d.fits", size)
+    path = tmp_path / "mosaic_i2d.fits"
+    with path.open("wb") as out:
+        for at in range(0, size, 8 << 20):
+            out.write(body.read(at, min(8 << 20, size - at)))
+    probe = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from hstsync.transfer.verify import verify_file\n"
+        "import numpy, astropy.io.fits\n"  # imported before the baseline is taken
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "verify_file(Path(sys.argv[1]), 'mosaic_i2d.fits')\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) // 1024)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    grew_mib = int(proc.stdout)
+    assert grew_mib < 160, f"checking a 384 MiB file took {grew_mib} MiB more resident memory"

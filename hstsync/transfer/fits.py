@@ -40,8 +40,11 @@ _STRUCTURAL = frozenset(
     | {b"CHECKSUM", b"DATASUM", b"ZIMAGE"}
 )
 _STRUCTURAL_FIELDS = frozenset(key.ljust(8) for key in _STRUCTURAL)
-#: bytes summed in one numpy call: its uint64 total cannot overflow
-_SUM_SPAN = 1 << 30
+#: bytes summed in one numpy call (its uint64 total cannot overflow); a mapped file's
+#: pages are let go after each, so checking a file of any size holds about this much
+_SUM_SPAN = 64 << 20
+#: Linux's "these pages may go": a mapped file's are read again from the page cache
+_LET_GO = getattr(mmap, "MADV_DONTNEED", None)
 
 
 def mapped_sound(path: Path) -> bool:
@@ -204,10 +207,16 @@ def _ones_sum(data: bytes | memoryview, start: int, end: int) -> int:
 
     total = 0
     words_end = end - (end - start) % 4
+    mapped = data.obj if isinstance(data, memoryview) else None
     for at in range(start, words_end, _SUM_SPAN):
         piece = data[at : min(at + _SUM_SPAN, words_end)]
         total += int(np.frombuffer(piece, dtype=">u4").sum(dtype=np.uint64))
+        length = len(piece)
         del piece
+        if isinstance(mapped, mmap.mmap) and _LET_GO is not None:
+            # summed: out of this process's memory (a 5 GB file would fill it)
+            base = at - at % mmap.PAGESIZE
+            mapped.madvise(_LET_GO, base, at + length - base)
     if words_end < end:
         total += int.from_bytes(bytes(data[words_end:end]).ljust(4, b"\0"), "big")
     return _fold(total)

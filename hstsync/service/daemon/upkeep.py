@@ -222,4 +222,8 @@ async def rolling_verify(mirror: Mirror, request: Request) -> Report | None:
 def clear_attic(config: Config) -> None:
     """Remove attic entries older than ``[schedule] attic_keep`` (0: keep them all)."""
     if config.schedule.attic_keep:
-        clear_old(config.paths.mirror, config.schedule.attic_keep)
+        cleared = clear_old(config.paths.mirror, config.schedule.attic_keep)
+        for path, why in cleared.failed:
+            log.warning("cannot remove %s from the attic: %s", path, why)
+        if cleared.files:
+            log.info("attic: removed %d old version(s), %d bytes", cleared.files, cleared.bytes)

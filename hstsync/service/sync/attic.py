@@ -3,22 +3,20 @@
 A file the archive changed (reprocessed), a file found damaged, a file the archive no
 longer lists (once ``prune``\\ d) moves to ``<mirror>/attic/<relative path>.<UTC
 timestamp>`` instead of being deleted: nothing a mirror once held is lost by hstsync
-itself. The daemon removes entries older than ``[schedule] attic_keep`` (by the
-timestamp in their names, the moment they were replaced), and ``status`` shows how
-much the attic holds.
+itself. After each pass (the daemon's or ``run --once``) entries older than
+``[schedule] attic_keep`` are removed (by the timestamp in their names, the moment
+they were replaced), and ``status`` shows how much the attic holds. Nothing here logs:
+``status`` reads :func:`usage` without setting logging up; whoever clears tells.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-
-log = logging.getLogger(__name__)
 
 ATTIC = "attic"
 STAMP = "%Y%m%dT%H%M%SZ"
@@ -47,6 +45,15 @@ class AtticUse:
     bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """What :func:`clear_old` removed, and the entries it could not (path, why)."""
+
+    files: int
+    bytes: int
+    failed: tuple[tuple[str, str], ...] = ()
+
+
 def usage(mirror: Path) -> AtticUse:
     """How many files the attic holds and their bytes (nothing followed through links)."""
     files = size = 0
@@ -58,11 +65,12 @@ def usage(mirror: Path) -> AtticUse:
     return AtticUse(files, size)
 
 
-def clear_old(mirror: Path, keep_seconds: float, now: datetime | None = None) -> AtticUse:
+def clear_old(mirror: Path, keep_seconds: float, now: datetime | None = None) -> Cleared:
     """Remove attic entries replaced more than ``keep_seconds`` ago, and directories left
     empty; what was removed. Entries without a stamp in their name are left alone."""
     now = now or datetime.now(UTC)
     files = size = 0
+    failed: list[tuple[str, str]] = []
     top = mirror / ATTIC
     for directory, _, names in os.walk(top, topdown=False):
         for name in names:
@@ -74,13 +82,11 @@ def clear_old(mirror: Path, keep_seconds: float, now: datetime | None = None) ->
                 length = os.lstat(path).st_size
                 os.unlink(path)
             except OSError as exc:
-                log.warning("cannot remove %s from the attic: %s", path, exc.strerror)
+                failed.append((path, exc.strerror or type(exc).__name__))
                 continue
             files += 1
             size += length
         if directory != os.fspath(top):
             with contextlib.suppress(OSError):
                 os.rmdir(directory)  # only when empty
-    if files:
-        log.info("attic: removed %d old version(s), %d bytes", files, size)
-    return AtticUse(files, size)
+    return Cleared(files, size, tuple(failed))
