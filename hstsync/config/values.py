@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from tenacity.wait import wait_base
 
 DEFAULT_SERVER = "https://mast.stsci.edu"
-#: the public ``stpubdata`` bucket (public HST files), virtual-hosted S3 over HTTPS
+#: the public ``stpubdata`` bucket (public HST and JWST files), virtual-hosted S3 over HTTPS
 DEFAULT_CLOUD_BASE = "https://stpubdata.s3.amazonaws.com"
 
 
@@ -93,7 +93,7 @@ class DownloadConfig:
     #: files larger than this (bytes) are fetched as several Range segments at once;
     #: 0 = never split a file
     segment_min: int = 8 << 20
-    #: "auto": public HST files from the cloud copy first, MAST when that fails
+    #: "auto": public HST and JWST files from the cloud copy first, MAST when that fails
     source: DownloadSource = DownloadSource.MAST
     #: base URL of the cloud copy's bucket (no credentials are ever sent there)
     cloud_base: str = DEFAULT_CLOUD_BASE
