@@ -325,9 +325,10 @@ async def test_status_shows_a_retrying_lookups_error_and_its_next_try(
         seen: dict[str, Any] = {}
 
         async def retrying() -> bool:
-            if not (tmp_path / "hstsync.db").exists():
+            _, out, _ = await hstsync("status", "--json", "--config", str(config))
+            if not out:  # no database yet, or its schema not yet written: status says so
                 return False
-            requests = (await status_json(config))["requests"]
+            requests = json.loads(out)["requests"]
             seen.update(requests[0] if requests else {})
             return "trying again at" in (seen.get("last_error") or "")
 
