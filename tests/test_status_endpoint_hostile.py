@@ -178,7 +178,17 @@ async def test_hundreds_of_half_sent_requests_do_not_starve_the_daemon(
         limits = Path(f"/proc/{proc.pid}/limits").read_text()
         assert re.search(r"Max open files\s+1024\s+1024", limits), limits  # raised at start
         writers = await half_sent(port, 400)
-        descriptors = len(os.listdir(f"/proc/{proc.pid}/fd"))
+
+        def descriptors_now() -> int:
+            return len(os.listdir(f"/proc/{proc.pid}/fd"))
+
+        # connections past the cap are accepted and closed at once: on a busy machine a
+        # few may still be open the moment the last client connected
+        for _ in range(50):
+            descriptors = descriptors_now()
+            if descriptors < 150:
+                break
+            await asyncio.sleep(0.1)
         drop(tmp_path, "7291.toml", TUTORIAL_MANIFEST)
         await until_done(tmp_path, Daemon(proc, log))
         for writer in writers:
