@@ -28,7 +28,7 @@ from hstsync.emulator import EXCLUSIVE_ACCESS, Emulator, Fault, FaultKind, Recor
 from hstsync.emulator.server import CLOUD_BUCKET
 from hstsync.errors import ConfigError
 from hstsync.model import Product, ProductState, RequestState
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.store.db import Store
 from hstsync.transfer.outcome import Outcome, after_fallback
 

@@ -22,7 +22,7 @@ from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.errors import CorruptFileError
 from hstsync.model import ProductState, RequestState
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.service.sync.results import RESULTS_DIR
 from hstsync.store import ProductRow, Store
 from hstsync.transfer.verify import verify_file

@@ -22,7 +22,7 @@ from hstsync.cli.report import print_status
 from hstsync.config import for_directory
 from hstsync.emulator import Emulator, run_in_thread
 from hstsync.model import Product, Request, RequestState
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.store.db import Store
 
 NO_PRODUCTS = (

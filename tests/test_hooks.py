@@ -14,7 +14,7 @@ import pytest
 from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, HooksConfig, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.service.daemon.status import status_document
 from hstsync.store.db import Store
 

@@ -44,7 +44,7 @@ from hstsync.emulator import (
 from hstsync.emulator.server import CLOUD_BUCKET
 from hstsync.errors import ManifestError
 from hstsync.model import Product, ProductState, Request, RequestState, human_bytes
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.service.daemon.web import render_page
 from hstsync.service.sync.lookup import Lookups
 from hstsync.store.db import Store

@@ -21,7 +21,7 @@ from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.errors import CorruptFileError
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.store import Store
 from hstsync.transfer.verify import verify_file
 

@@ -13,7 +13,7 @@ from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState, RequestState
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.store.db import Store
 
 HST = Path("mastDownload/HST")

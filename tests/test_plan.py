@@ -20,7 +20,7 @@ from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, run_in_thread
 from hstsync.emulator.fits import Bodies
 from hstsync.model import Product, RequestState
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.service.sync.holdings import plan_files
 from hstsync.service.sync.jobs import download_url
 from hstsync.service.sync.planner import HEADROOM, room_for

@@ -12,7 +12,7 @@ from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.cli.progress import TerminalProgress
 from hstsync.config import for_directory
 from hstsync.emulator import Emulator
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 
 
 class Recorder:

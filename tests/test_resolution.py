@@ -24,8 +24,8 @@ from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind
 from hstsync.model import ProductState, RequestState, relookup_delay
+from hstsync.service.daemon import Daemon, run_once, wake
 from hstsync.service.daemon import lifecycle as daemon_module
-from hstsync.service.daemon.lifecycle import Daemon, run_once
 from hstsync.service.daemon.status import product_document
 from hstsync.store.db import Store
 
@@ -278,7 +278,7 @@ async def test_retry_puts_a_failed_lookup_back_at_once(config: Config, emulator:
         emulator.faults.clear()
         with Store(config.paths.database) as store:  # what `hstsync retry 7291` does
             assert store.retry_lookups("7291") == 1
-        daemon_module.wake(config.paths.requests)
+        wake(config.paths.requests)
         await until(lambda: request_row(config).state is RequestState.DONE, "done")
     finally:
         service.stop()

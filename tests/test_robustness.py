@@ -44,7 +44,7 @@ from hstsync.config import load_config
 from hstsync.emulator import Emulator, Fault, FaultKind, default_catalogue
 from hstsync.errors import StoreError
 from hstsync.model import ProductState, RequestState
-from hstsync.service.daemon.lifecycle import daemon_status
+from hstsync.service.daemon import daemon_status
 from hstsync.store.db import Store
 
 ENV = dict(os.environ, HSTSYNC_NO_KEYRING="1")

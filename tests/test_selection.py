@@ -21,7 +21,7 @@ from hstsync.cli.commands import main
 from hstsync.config import Config, HooksConfig, for_directory
 from hstsync.emulator import Emulator, run_in_thread
 from hstsync.model import RequestState
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.store.db import Store
 
 #: the product rows the emulator's proposal 7291 lists (``hstsync emulator`` says 53)

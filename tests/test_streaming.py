@@ -21,7 +21,7 @@ from hstsync.archive.rows import Claims, products_from_rows
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind, PortalQuirks
 from hstsync.model import ProductState, RequestState
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.service.sync.results import results_path
 from hstsync.store.db import Store
 

@@ -31,7 +31,7 @@ from hstsync.config import Config, StatusConfig, for_directory
 from hstsync.emulator import Emulator
 from hstsync.errors import ConfigError
 from hstsync.model import Product, ProductState, Request, RequestState
-from hstsync.service.daemon.lifecycle import run_once
+from hstsync.service.daemon import run_once
 from hstsync.service.daemon.status import status_document
 from hstsync.service.daemon.web import serving_status
 from hstsync.store.db import Store

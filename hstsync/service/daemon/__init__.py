@@ -1,7 +1,9 @@
 """The daemon's house: what hosts the passes and tells the world how they went.
 
-- ``lifecycle``: ``run --once`` (:func:`run_once`) and the daemon (:class:`Daemon`,
-  :func:`run_forever`): signals, the request directory, the starting of passes.
+- ``once``: ``run --once`` (:func:`run_once`), what the nightly timer runs.
+- ``lifecycle``: the daemon (:class:`Daemon`, :func:`run_forever`): signals, startup,
+  the main loop, shutdown; ``manifests``: the requests the request directory makes;
+  ``passes``: each request's pass as a task, started when due.
 - ``schedule``: what is due and when to wake (pure).
 - ``requestdir``: the request directory (scans, intake, the watcher, set-aside notes).
 - ``runtime``: directories, the store, the run lock and heartbeat; ``runlock`` the lock
@@ -16,7 +18,8 @@ from typing import TYPE_CHECKING
 from hstsync.faces import lazy
 
 if TYPE_CHECKING:
-    from hstsync.service.daemon.lifecycle import Daemon, run_forever, run_once
+    from hstsync.service.daemon.lifecycle import Daemon, run_forever
+    from hstsync.service.daemon.once import run_once
     from hstsync.service.daemon.requestdir import wake
     from hstsync.service.daemon.runlock import daemon_status
     from hstsync.service.daemon.runtime import limit_malloc_arenas
@@ -48,7 +51,8 @@ __all__ = [
 __getattr__, __dir__ = lazy(
     __name__,
     {
-        "lifecycle": ["Daemon", "run_forever", "run_once"],
+        "lifecycle": ["Daemon", "run_forever"],
+        "once": ["run_once"],
         "requestdir": ["wake"],
         "runlock": ["daemon_status"],
         "runtime": ["limit_malloc_arenas"],
