@@ -2,7 +2,8 @@
 
 - ``mirror``: :class:`Mirror`, a pass over requests, orchestrated (:func:`sync_requests`).
 - ``resolution``: lookups with the current MAST token; ``lookup``: their worker threads.
-- ``planner``: the one planning function (pure); ``holdings``: what the mirror holds.
+- ``planner``: the one planning function (pure); ``holdings``: what the mirror holds;
+  ``planning``: a batch planned against the disk (refusals failed, impostors set aside).
 - ``fetcher``: the fetch scheduler (session, workers, shared transfers, records).
 - ``settlement``: a request's state and last error after a pass (pure).
 - ``results``: astroquery's ``download_products`` table per request, as ECSV.

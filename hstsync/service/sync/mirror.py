@@ -1,9 +1,10 @@
 """One pass of mirroring, orchestrated: resolve, plan, fetch, settle.
 
 :class:`Mirror` holds the process's collaborators and says in which order they act
-for a request; it decides nothing itself. Resolution is ``service.sync.resolution``, the
-plan the pure ``service.sync.planner.plan`` over what ``service.sync.holdings`` sees on disk,
-the transfers ``service.sync.fetcher``, and the request's final state the pure
+for a request; it decides nothing itself. Resolution is ``service.sync.resolution``,
+each batch's plan ``service.sync.planning`` (the pure ``service.sync.planner.plan``
+over what ``service.sync.holdings`` sees on disk), the transfers
+``service.sync.fetcher``, and the request's final state the pure
 ``service.sync.settlement.settle``. The daemon and ``run --once`` both drive it. Every
 state change is written to the store before the step that depends on it.
 """
@@ -17,26 +18,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from hstsync.archive import Token
 from hstsync.config import Config
 from hstsync.errors import StoreError
-from hstsync.model import ProductState, Request, RequestState, counts_of, human_bytes
+from hstsync.model import Request, RequestState, counts_of, human_bytes
 from hstsync.service.sync.attic import attic_path
 from hstsync.service.sync.fetcher import Fetcher
 from hstsync.service.sync.holdings import (
-    content_problem,
     free_space,
-    needs_check,
-    odd_sizes,
-    reject,
-    sizes_on_disk,
-    with_problems,
 )
 from hstsync.service.sync.hooks import Notices, PassLog
 from hstsync.service.sync.jobs import Job, JobFeed, PassProgress, download_url
-from hstsync.service.sync.planner import Action, Plan, Room, plan
+from hstsync.service.sync.planner import Action, Room
+from hstsync.service.sync.planning import Planning
 from hstsync.service.sync.resolution import Resolution
 from hstsync.service.sync.results import results_path, write_results
 from hstsync.service.sync.settlement import first_failure, settle
@@ -73,6 +68,7 @@ class Mirror:
         self.resolution = Resolution(
             config, store, self.passes, self.notices, token=token, token_source=token_source
         )
+        self.planning = Planning(config, store, lambda: self.resolution.token is not None)
         self.fetcher = Fetcher(
             config,
             store,
@@ -168,7 +164,7 @@ class Mirror:
         """Plan one batch of a request's products and queue its transfers, while the
         mirror has room for all that the pass has planned so far."""
         name = pass_.name
-        planned = await self.plan(name, rows)
+        planned = await self.planning.plan(name, rows)
         if not pass_.room.take(planned):
             return
         transfers = planned.transfers
@@ -212,76 +208,6 @@ class Mirror:
                 old_to = attic_path(mirror, f.product.relpath())
                 job = replace(job, old_to=old_to, why="a new version in the catalogue")
             await feed.put(job)
-
-    async def plan(self, name: str, rows: Sequence[ProductRow]) -> Plan:
-        """What some of the request's recorded products need now (``service.sync.planner.plan``).
-
-        Rows that can never be fetched are failed with the reason. A file found where a
-        product goes (astroquery's own tree, an earlier copy) counts as present only once
-        it passes the same content check as a download: one that fails is moved aside to
-        ``FILE.rejected`` and fetched, never accepted.
-        """
-        rows = [row for row in rows if row.state is not ProductState.WITHDRAWN]
-        products = [row.product for row in rows]
-        mirror = self.config.paths.mirror
-        holdings = await asyncio.to_thread(sizes_on_disk, products, mirror)
-        recorded = {row.product.data_uri: row.state for row in rows}
-        decide = functools.partial(
-            plan,
-            products,
-            mirror,
-            free=0,  # room is the pass's, across its batches (planner.Room), not this plan's
-            recorded=recorded,
-            have_token=self.resolution.token is not None,
-            superseded={row.product.data_uri for row in rows if row.supersede},
-            sizes=odd_sizes(products, holdings, self.store.sizes_sent),
-        )
-        first = decide(holdings)
-        self._fail_refused(name, rows, first)
-        problems: dict[str, str] = {}
-        for f in first.files:
-            if needs_check(f) and f.dest is not None:
-                why = await asyncio.to_thread(content_problem, f.dest)
-                if why is not None and self._set_aside(name, f.dest, why):
-                    problems[f.product.data_uri] = why
-        if not problems:
-            return first
-        # the rejected files are gone from their place: what is left to hold is the .part
-        return decide(with_problems(holdings, problems))
-
-    def _fail_refused(self, name: str, rows: Sequence[ProductRow], planned: Plan) -> None:
-        before = {row.product.data_uri: row for row in rows}
-        for f in planned.refusals:
-            row = before[f.product.data_uri]
-            if row.state is not ProductState.FAILED or row.last_error != f.refused:
-                # %r: a hostile name must not forge log lines (newlines, NUL)
-                log.warning("request %s: %r: %s", name, f.product.filename, f.refused)
-                self.store.mark(name, f.product.data_uri, ProductState.FAILED, error=f.refused)
-
-    def _set_aside(self, name: str, dest: Path, why: str) -> bool:
-        """Move a file that is not the product aside; False when it could not be moved
-        (it then stays, and the downloader finds it present as before)."""
-        try:
-            aside = reject(dest)
-        except OSError as exc:
-            log.warning(
-                "request %s: %s already in the mirror is not the product (%s) and cannot "
-                "be moved aside (%s)",
-                name,
-                dest,
-                why,
-                exc.strerror or exc,
-            )
-            return False
-        log.warning(
-            "request %s: %s already in the mirror is not the product (%s); "
-            "moved aside to %s and fetched",
-            name,
-            dest,
-            why,
-            aside.name,
-        )
-        return True
 
     def settle(
         self,
