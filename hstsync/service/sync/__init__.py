@@ -1,7 +1,8 @@
 """One mirroring pass: resolve a request, plan its files, fetch them, settle its state.
 
 - ``mirror``: :class:`Mirror`, a pass over requests, orchestrated (:func:`sync_requests`).
-- ``resolution``: lookups with the current MAST token; ``lookup``: their worker threads.
+- ``resolution``: lookups with the current MAST token; ``lookup``: their worker threads;
+  ``standing``: how the token stands with the archive, asked now and then.
 - ``planner``: the one planning function (pure); ``holdings``: what the mirror holds;
   ``planning``: a batch planned against the disk (refusals failed, impostors set aside).
 - ``fetcher``: the fetch scheduler (session, workers, shared transfers, records).

@@ -1,18 +1,17 @@
 """Resolution: looking a request up in the archive, with the current MAST token.
 
 :class:`Resolution` holds the process's token (looked up again before each request's
-pass, so a daemon picks up a new one without a restart), says once per token whether
-MAST accepts it, runs the lookups (``service.sync.lookup``: worker threads, timeouts,
-retries) and records what they found, or why they failed, in the store.
+pass, so a daemon picks up a new one without a restart), has the archive asked how it
+stands (``service.sync.standing``), runs the lookups (``service.sync.lookup``: worker
+threads, timeouts, retries) and records what they found, or why they failed, in the
+store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,7 +20,6 @@ from hstsync.archive import (
     Token,
     check_transport,
     preload,
-    standing_of,
     wants_path_lookup,
 )
 from hstsync.config import Config
@@ -29,20 +27,12 @@ from hstsync.errors import HstsyncError, ManifestError, ResolveError, StoreError
 from hstsync.model import Product, Request, RequestState
 from hstsync.service.sync.hooks import Notices, PassLog
 from hstsync.service.sync.lookup import Lookups
-from hstsync.store import ProductRow, Store, utc_now
+from hstsync.service.sync.standing import TokenStanding
+from hstsync.store import ProductRow, Store
 
 log = logging.getLogger(__name__)
 
 
-class Keep(enum.Enum):
-    """A field left as it is."""
-
-    KEEP = enum.auto()
-
-
-#: how often the archive is asked again how the token stands (it may be revoked, and
-#: a daemon runs for months: a week's warning of its expiry needs a look each day)
-TOKEN_CHECK_SECONDS = 6 * 3600.0
 #: failed lookups of a request in a row before the hook is told (once): one is often
 #: the archive's weekly maintenance, three (two, four, eight minutes apart in a
 #: daemon; three nights for a nightly pass) are worth a person's look
@@ -80,10 +70,7 @@ class Resolution:
         self._passes = passes
         self._notices = notices
         self._lookups = Lookups(config, token)
-        #: the token whose standing was last asked, and when (monotonic seconds; None:
-        #: never)
-        self._checked: str | None = None
-        self._checked_at: float | None = None
+        self._standing = TokenStanding(store, notices, self._lookups)
 
     async def warm_up(self) -> None:
         """Load astroquery in a worker thread, so the first request resolves at once."""
@@ -120,69 +107,6 @@ class Resolution:
         self.token = value
         self._lookups.set_token(value)  # idle resolvers' sessions carry the old token
 
-    async def _check_session(self) -> None:
-        """Ask the archive how the token stands: for a new token, and again every
-        :data:`TOKEN_CHECK_SECONDS`. Recorded for ``status`` and ``/metrics``; a token
-        refused or expiring soon is logged, and told through the hook once."""
-        token, now = self.token, time.monotonic()
-        checked = self._checked_at
-        if checked is not None and token == self._checked and now - checked < TOKEN_CHECK_SECONDS:
-            return
-        self._checked, self._checked_at = token, now
-        if not token:
-            self._record_token("none", "no MAST token: public data only")
-            return
-        try:
-            info = await self._lookups.session_info()
-        except HstsyncError as exc:
-            log.warning("cannot check the MAST token: %s", exc)
-            self._record_token("unknown", f"cannot check the MAST token: {exc}")
-            return
-        standing = standing_of(info, source=self._source)
-        expires = standing.expires.strftime("%Y-%m-%dT%H:%M:%SZ") if standing.expires else None
-        if not standing.worrying:
-            log.info("MAST token %s", standing.message)
-            self._record_token(standing.state, standing.message, expires, told=None)
-            return
-        log.warning("%s", standing.message)
-        told = f"{standing.state} {expires or ''}".strip()
-        before = self._facts_told()
-        self._record_token(standing.state, standing.message, expires, told=told)
-        if before != told:
-            self._notices.post(
-                f"token_{standing.state}",
-                None,
-                standing.message,
-                expires=expires,
-                source=self._source,
-            )
-
-    def _facts_told(self) -> str | None:
-        with contextlib.suppress(StoreError):
-            return self.store.facts().token_told
-        return None
-
-    def _record_token(
-        self,
-        state: str,
-        message: str,
-        expires: str | None = None,
-        *,
-        told: str | Keep | None = Keep.KEEP,
-    ) -> None:
-        """How the token stands, for ``status`` and ``/metrics``; ``told``: the event
-        told last through the hook, when that changes."""
-        fields: dict[str, str | None] = {
-            "token_state": state,
-            "token_expires": expires,
-            "token_checked": utc_now(),
-            "token_message": message,
-        }
-        if not isinstance(told, Keep):
-            fields["token_told"] = told
-        with contextlib.suppress(StoreError):  # a fact for people, never the pass's end
-            self.store.set_facts(**fields)
-
     async def resolve(
         self, request: Request, on_batch: Callable[[list[ProductRow]], Awaitable[None]]
     ) -> LookupEnd:
@@ -210,7 +134,7 @@ class Resolution:
 
         batches = self._lookups.resolve_batches(request, sieve, on_retry=retrying)
         try:
-            await self._check_session()
+            await self._standing.check(self.token, self._source)
             while True:
                 try:
                     # Each archive call in a daemon thread, under [mast] timeout, retried
