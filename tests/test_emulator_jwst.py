@@ -38,8 +38,9 @@ from hstsync.emulator import (
     default_catalogue,
     jwst_expected_products,
 )
-from hstsync.emulator.cli import _obsid_limit, build_parser, parse_jwst_program
+from hstsync.emulator.cli import build_parser
 from hstsync.emulator.jwst import PIPELINE_VERSION, REPEATS
+from hstsync.emulator.switches import obsid_limit, parse_jwst_program
 from tests.emulator_helpers import fetch, observations
 
 REPO = str(Path(__file__).resolve().parents[1])
@@ -429,7 +430,7 @@ def test_cli_specs_for_jwst_parse() -> None:
     assert (spec.proposal_id, spec.observations, spec.size) == ("01345", 2000, 5760)
     spec = parse_jwst_program("2736:40:11520:exclusive")
     assert (spec.proposal_id, spec.size, spec.data_rights) == ("02736", 11520, EXCLUSIVE_ACCESS)
-    assert _obsid_limit("500") == (500, "error") and _obsid_limit("50:hang") == (50, "hang")
+    assert obsid_limit("500") == (500, "error") and obsid_limit("50:hang") == (50, "hang")
     args = build_parser().parse_args(["--proposal-id-match", "numeric", "--jwst-cloud"])
     assert (args.proposal_id_match, args.jwst_cloud) == ("numeric", True)
     for bad in ("x:1", "123456:1", "1345", "1345:-1"):

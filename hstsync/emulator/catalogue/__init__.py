@@ -20,7 +20,9 @@ realistic program of :mod:`hstsync.emulator.realistic` and the JWST program of
 JWST programs (:mod:`~hstsync.emulator.catalogue.jwst_programs`).
 """
 
-from hstsync.emulator.catalogue.changes import Catalogue
+from hstsync.emulator.catalogue.building import CatalogueBuilder
+from hstsync.emulator.catalogue.changes import CatalogueChanges
+from hstsync.emulator.catalogue.edits import CatalogueEdits
 from hstsync.emulator.catalogue.index import CatalogueIndex
 from hstsync.emulator.catalogue.programs import add_tutorial_program
 from hstsync.emulator.catalogue.records import (
@@ -37,12 +39,31 @@ __all__ = [
     "MRP",
     "PUBLIC",
     "Catalogue",
+    "CatalogueBuilder",
+    "CatalogueChanges",
+    "CatalogueEdits",
     "CatalogueIndex",
     "CatalogueProduct",
     "Observation",
     "Row",
     "default_catalogue",
 ]
+
+
+class Catalogue(CatalogueBuilder, CatalogueEdits, CatalogueChanges):
+    """The archive's contents, every side of them on one object, one lock.
+
+    Read by the server (:class:`CatalogueIndex`: queries, product lists, lookups by
+    obsid, obs_id and dataURI), grown by tests and benchmarks
+    (:class:`~hstsync.emulator.catalogue.building.CatalogueBuilder`:
+    :meth:`add_observation`, :meth:`add_product`, :meth:`list_under`,
+    :meth:`add_program`, :meth:`add_jwst_program`), set to the state a test needs
+    (:class:`~hstsync.emulator.catalogue.edits.CatalogueEdits`:
+    :meth:`set_portal_quirks`, :meth:`set_product_quirks`, :meth:`update_observation`,
+    :meth:`update_product`, :meth:`set_data_rights`) and changed as the archive changes
+    its mind (:class:`~hstsync.emulator.catalogue.changes.CatalogueChanges`:
+    :meth:`reprocess`, :meth:`withdraw`, :meth:`restore`, :meth:`remove_product`).
+    """
 
 
 def default_catalogue(*, jwst_cloud: bool = False) -> Catalogue:

@@ -46,7 +46,7 @@ from hstsync.emulator.fits import BLOCK
 from hstsync.emulator.quirks import BodyStyle
 
 if TYPE_CHECKING:
-    from hstsync.emulator.catalogue.changes import Catalogue
+    from hstsync.emulator.catalogue.building import CatalogueBuilder
 
 #: the JWST pipeline's version the emulator's JWST products carry (``prvversion``,
 #: ``CAL_VER``)
@@ -156,7 +156,7 @@ def _fields(
 
 
 def _add(
-    catalogue: Catalogue,
+    catalogue: CatalogueBuilder,
     obs: Observation,
     filename: str,
     size: int,
@@ -180,7 +180,7 @@ def _add(
 
 
 def add_jwst_observation(
-    catalogue: Catalogue,
+    catalogue: CatalogueBuilder,
     proposal_id: str,
     observation: int,
     *,
@@ -335,7 +335,7 @@ def add_jwst_observation(
 
 
 def add_planned_observation(
-    catalogue: Catalogue,
+    catalogue: CatalogueBuilder,
     proposal_id: str,
     observation: int,
     *,
@@ -353,7 +353,7 @@ def add_planned_observation(
 
 
 def add_synthetic_jwst_program(
-    catalogue: Catalogue,
+    catalogue: CatalogueBuilder,
     proposal_id: str | int,
     *,
     observations: int,

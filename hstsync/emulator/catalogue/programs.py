@@ -14,7 +14,7 @@ from hstsync.emulator.catalogue.records import MRP, PUBLIC, CatalogueProduct, Ro
 from hstsync.emulator.quirks import BodyStyle
 
 if TYPE_CHECKING:
-    from hstsync.emulator.catalogue.changes import Catalogue
+    from hstsync.emulator.catalogue.building import CatalogueBuilder
 
 _SYNTH_SUFFIXES = ("flt", "flc", "drz", "drc", "crj", "crc", "sfl", "x1d")
 _INSTRUMENT_LETTER = {"WFC3": "i", "ACS": "j", "STIS": "o", "COS": "l", "NICMOS": "n"}
@@ -66,7 +66,7 @@ def _synthetic_fields(pid: str, obs_id: str, instrument: str, index: int) -> Row
 
 
 def add_synthetic_program(
-    catalogue: Catalogue,
+    catalogue: CatalogueBuilder,
     proposal_id: str | int,
     *,
     files: int,
@@ -159,7 +159,7 @@ _CCD_PRODUCTS: tuple[tuple[str, str, int, int, bool], ...] = (
 )
 
 
-def add_tutorial_program(cat: Catalogue) -> None:
+def add_tutorial_program(cat: CatalogueBuilder) -> None:
     """Add proposal 7291 as the tutorial shows it: five observations, 15 products for
     each spectrum, four for each CCD image."""
     for (obs_id, kind, calib, t_min, t_max, exptime, region, filters, em_min, em_max,
