@@ -137,7 +137,7 @@ class CatalogueBuilder(CatalogueIndex):
     def list_under(self, obs_id: str, key: str, **cells: Any) -> None:
         """List product ``key`` (dataURI or filename) again under observation ``obs_id``,
         as MAST's association and HAP rows list their members' files; ``cells``
-        change that row only (e.g. ``obs_id=...``)."""
+        change that row only (e.g. ``description="..."``)."""
         with self._lock:
             obs = self._by_obs_id.get(obs_id)
             product = self.product(key)
