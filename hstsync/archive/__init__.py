@@ -3,7 +3,9 @@
 - ``manifest``: a request file -> :class:`~hstsync.model.Request`, and back.
 - ``resolve``: a Request -> products, through astroquery (blocking; run in a thread).
 - ``paging``: when a list of observations ends, and obsids in product-list batches (pure).
-- ``rows``: one catalogue row -> a Product: sizes, masked cells, repeats, twins (pure).
+- ``rows``: catalogue rows -> Products: one per dataURI, one owner per path (pure).
+- ``cells``: one catalogue cell read as a value: nulls, sizes, text (pure).
+- ``seen``: the texts a resolution has met, 16 bytes each (pure).
 - ``selection``: why a request selects nothing, in words a person can act on.
 - ``auth``: where the MAST token comes from and which hosts may receive it.
 - ``cloud``: a product's key and URL in the ``stpubdata`` bucket (pure).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hstsync.archive.collection import JWST
-from hstsync.archive.rows import Seen
+from hstsync.archive.seen import Seen
 
 #: obsids per Mast.Caom.Products call, so a program of thousands of observations
 #: does not become one enormous form body.

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from hstsync.archive import paging
 from hstsync.archive.auth import check_transport, token_domain
+from hstsync.archive.cells import missing, unusable_sizes
 from hstsync.archive.cloud import checked_key
 from hstsync.archive.collection import query_ids
 from hstsync.archive.paging import (
@@ -40,7 +41,7 @@ from hstsync.archive.paging import (
     page_count,
     paging_of,
 )
-from hstsync.archive.rows import Claims, missing, products_from_rows, unusable_sizes
+from hstsync.archive.rows import Claims, products_from_rows
 from hstsync.archive.selection import Sieve, why_no_observation
 from hstsync.errors import ArchiveUnavailable, ManifestError, ResolveError
 from hstsync.model import Product, Request
