@@ -8,6 +8,8 @@
 - ``seen``: the texts a resolution has met, 16 bytes each (pure).
 - ``selection``: why a request selects nothing, in words a person can act on.
 - ``auth``: where the MAST token comes from and which hosts may receive it.
+- ``keyring_entry``: the token's keyring entry: its name, writing and removing it.
+- ``standing``: what the archive says of a token, and the advice people are given.
 - ``cloud``: a product's key and URL in the ``stpubdata`` bucket (pure).
 - ``collection``: HST and JWST: proposal-id forms, kinds of file counted apart (pure).
 
@@ -19,16 +21,7 @@ from typing import TYPE_CHECKING
 from hstsync.faces import lazy
 
 if TYPE_CHECKING:
-    from hstsync.archive.auth import (
-        Token,
-        auth_required_message,
-        check_transport,
-        checked,
-        find_token,
-        session_warning,
-        standing_of,
-        user_of,
-    )
+    from hstsync.archive.auth import Token, check_transport, checked, find_token
     from hstsync.archive.cloud import cloud_source, wants_path_lookup
     from hstsync.archive.collection import COLLECTIONS, is_association, is_guide_star
     from hstsync.archive.manifest import (
@@ -41,6 +34,12 @@ if TYPE_CHECKING:
     from hstsync.archive.resolve import Resolver, halving, preload
     from hstsync.archive.rows import Claims
     from hstsync.archive.selection import Sieve
+    from hstsync.archive.standing import (
+        auth_required_message,
+        session_warning,
+        standing_of,
+        user_of,
+    )
 
 __all__ = [
     "COLLECTIONS",
@@ -74,16 +73,7 @@ __all__ = [
 __getattr__, __dir__ = lazy(
     __name__,
     {
-        "auth": [
-            "Token",
-            "auth_required_message",
-            "check_transport",
-            "checked",
-            "find_token",
-            "session_warning",
-            "standing_of",
-            "user_of",
-        ],
+        "auth": ["Token", "check_transport", "checked", "find_token"],
         "cloud": ["cloud_source", "wants_path_lookup"],
         "collection": ["COLLECTIONS", "is_association", "is_guide_star"],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
@@ -91,5 +81,6 @@ __getattr__, __dir__ = lazy(
         "resolve": ["Resolver", "halving", "preload"],
         "rows": ["Claims"],
         "selection": ["Sieve"],
+        "standing": ["auth_required_message", "session_warning", "standing_of", "user_of"],
     },
 )
