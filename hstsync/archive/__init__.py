@@ -2,6 +2,9 @@
 
 - ``manifest``: a request file -> :class:`~hstsync.model.Request`, and back.
 - ``resolve``: a Request -> products, through astroquery (blocking; run in a thread).
+- ``client``: astroquery's client pointed at the configured server, bounded, with the token.
+- ``observations``, ``products``, ``pathlookup``: the Resolver's steps (blocking).
+- ``failures``: astroquery's and requests' exceptions as our errors.
 - ``paging``: when a list of observations ends, and obsids in product-list batches (pure).
 - ``rows``: catalogue rows -> Products: one per dataURI, one owner per path (pure).
 - ``cells``: one catalogue cell read as a value: nulls, sizes, text (pure).
@@ -22,6 +25,7 @@ from hstsync.faces import lazy
 
 if TYPE_CHECKING:
     from hstsync.archive.auth import Token, check_transport, checked, find_token
+    from hstsync.archive.client import preload
     from hstsync.archive.cloud import cloud_source, wants_path_lookup
     from hstsync.archive.collection import COLLECTIONS, is_association, is_guide_star
     from hstsync.archive.manifest import (
@@ -31,7 +35,8 @@ if TYPE_CHECKING:
         write_manifest,
     )
     from hstsync.archive.paging import Batcher, Listing, ObservationPage, batch_sizes
-    from hstsync.archive.resolve import Resolver, halving, preload
+    from hstsync.archive.products import halving
+    from hstsync.archive.resolve import Resolver
     from hstsync.archive.rows import Claims
     from hstsync.archive.selection import Sieve
     from hstsync.archive.standing import (
@@ -74,11 +79,13 @@ __getattr__, __dir__ = lazy(
     __name__,
     {
         "auth": ["Token", "check_transport", "checked", "find_token"],
+        "client": ["preload"],
         "cloud": ["cloud_source", "wants_path_lookup"],
         "collection": ["COLLECTIONS", "is_association", "is_guide_star"],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
         "paging": ["Batcher", "Listing", "ObservationPage", "batch_sizes"],
-        "resolve": ["Resolver", "halving", "preload"],
+        "products": ["halving"],
+        "resolve": ["Resolver"],
         "rows": ["Claims"],
         "selection": ["Sieve"],
         "standing": ["auth_required_message", "session_warning", "standing_of", "user_of"],

@@ -7,7 +7,7 @@ the whole request. :func:`products_from_rows` also collapses repeated dataURIs a
 gives each destination path one owner (twins), within one table and, through
 :class:`Claims`, across the batches of one resolution. Reading each cell (sizes,
 nulls, text that is not valid Unicode) is :mod:`hstsync.archive.cells`'s. Pure, and no
-astroquery here: ``resolve`` asks the archive and hands its table over.
+astroquery here: ``products`` asks the archive and hands its table over.
 """
 
 from __future__ import annotations
