@@ -173,7 +173,7 @@ def test_astroquerys_stored_login_is_found(anonymous: FileKeyring):
     """A user who ran ``Observations.login(store_token=True)`` needs nothing more."""
     with run_in_thread(tokens={SECRET: "alice"}) as emu:
         resolver = Resolver(emu.url)
-        resolver._obs.login(token=SECRET, store_token=True)  # astroquery's own code path
+        resolver.client.obs.login(token=SECRET, store_token=True)  # astroquery's own code path
     found = find_token(None, {})
     assert found is not None and (found.value, found.source) == (SECRET, "keyring")
 
@@ -251,15 +251,15 @@ def test_query_cookie_is_scoped_to_the_configured_host():
             resolver = Resolver(server, SECRET)
             assert resolver.session_info()["ezid"] == "alice"  # sent where it belongs
             # another port of the same machine, and another host name for it
-            resolver._obs._session.get(other.url + "/whoami", timeout=10)
-            resolver._obs._session.get(
+            resolver.client.obs._session.get(other.url + "/whoami", timeout=10)
+            resolver.client.obs._session.get(
                 other.url.replace("127.0.0.1", "localhost") + "/whoami", timeout=10
             )
         assert len(other.requests) == 4
         assert all("mast_token" not in r.headers.get("Cookie", "") for r in other.requests)
         assert all(SECRET not in json.dumps(r.headers) for r in other.requests)
     # an https server's cookie never travels over http, even to the same host
-    [cookie] = list(Resolver("https://mast.example.org", SECRET)._obs._session.cookies)
+    [cookie] = list(Resolver("https://mast.example.org", SECRET).client.obs._session.cookies)
     assert (cookie.domain, cookie.secure) == ("mast.example.org", True)
 
 

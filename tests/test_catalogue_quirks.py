@@ -19,14 +19,9 @@ from astroquery.mast.discovery_portal import _json_to_table
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hstsync.archive.rows import (
-    SIZE_LIMIT,
-    CatalogueValueError,
-    parse_size,
-    product_from_row,
-    products_from_rows,
-    table_rows,
-)
+from hstsync.archive.cells import SIZE_LIMIT, parse_size, table_rows
+from hstsync.archive.rows import product_from_row, products_from_rows
+from hstsync.errors import CatalogueValueError
 
 ROW: dict[str, Any] = {
     "obsID": 2003738726,

@@ -237,7 +237,7 @@ async def test_the_results_table_of_a_program_written_in_pages_lists_every_file(
 
 
 def test_seen_holds_every_text_added_and_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hstsync.archive.rows import Seen
+    from hstsync.archive.seen import Seen
 
     monkeypatch.setattr(Seen, "RUN", 64)  # many runs merged into the sorted array
     seen = Seen()

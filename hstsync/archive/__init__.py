@@ -2,10 +2,17 @@
 
 - ``manifest``: a request file -> :class:`~hstsync.model.Request`, and back.
 - ``resolve``: a Request -> products, through astroquery (blocking; run in a thread).
+- ``client``: astroquery's client pointed at the configured server, bounded, with the token.
+- ``observations``, ``products``, ``pathlookup``: the Resolver's steps (blocking).
+- ``failures``: astroquery's and requests' exceptions as our errors.
 - ``paging``: when a list of observations ends, and obsids in product-list batches (pure).
-- ``rows``: one catalogue row -> a Product: sizes, masked cells, repeats, twins (pure).
+- ``rows``: catalogue rows -> Products: one per dataURI, one owner per path (pure).
+- ``cells``: one catalogue cell read as a value: nulls, sizes, text (pure).
+- ``seen``: the texts a resolution has met, 16 bytes each (pure).
 - ``selection``: why a request selects nothing, in words a person can act on.
 - ``auth``: where the MAST token comes from and which hosts may receive it.
+- ``keyring_entry``: the token's keyring entry: its name, writing and removing it.
+- ``standing``: what the archive says of a token, and the advice people are given.
 - ``cloud``: a product's key and URL in the ``stpubdata`` bucket (pure).
 - ``collection``: HST and JWST: proposal-id forms, kinds of file counted apart (pure).
 
@@ -17,16 +24,8 @@ from typing import TYPE_CHECKING
 from hstsync.faces import lazy
 
 if TYPE_CHECKING:
-    from hstsync.archive.auth import (
-        Token,
-        auth_required_message,
-        check_transport,
-        checked,
-        find_token,
-        session_warning,
-        standing_of,
-        user_of,
-    )
+    from hstsync.archive.auth import Token, check_transport, checked, find_token
+    from hstsync.archive.client import preload
     from hstsync.archive.cloud import cloud_source, wants_path_lookup
     from hstsync.archive.collection import COLLECTIONS, is_association, is_guide_star
     from hstsync.archive.manifest import (
@@ -36,9 +35,16 @@ if TYPE_CHECKING:
         write_manifest,
     )
     from hstsync.archive.paging import Batcher, Listing, ObservationPage, batch_sizes
-    from hstsync.archive.resolve import Resolver, halving, preload
+    from hstsync.archive.products import halving
+    from hstsync.archive.resolve import Resolver
     from hstsync.archive.rows import Claims
     from hstsync.archive.selection import Sieve
+    from hstsync.archive.standing import (
+        auth_required_message,
+        session_warning,
+        standing_of,
+        user_of,
+    )
 
 __all__ = [
     "COLLECTIONS",
@@ -72,22 +78,16 @@ __all__ = [
 __getattr__, __dir__ = lazy(
     __name__,
     {
-        "auth": [
-            "Token",
-            "auth_required_message",
-            "check_transport",
-            "checked",
-            "find_token",
-            "session_warning",
-            "standing_of",
-            "user_of",
-        ],
+        "auth": ["Token", "check_transport", "checked", "find_token"],
+        "client": ["preload"],
         "cloud": ["cloud_source", "wants_path_lookup"],
         "collection": ["COLLECTIONS", "is_association", "is_guide_star"],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
         "paging": ["Batcher", "Listing", "ObservationPage", "batch_sizes"],
-        "resolve": ["Resolver", "halving", "preload"],
+        "products": ["halving"],
+        "resolve": ["Resolver"],
         "rows": ["Claims"],
         "selection": ["Sieve"],
+        "standing": ["auth_required_message", "session_warning", "standing_of", "user_of"],
     },
 )

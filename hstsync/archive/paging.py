@@ -1,5 +1,5 @@
 """How a request's observations are listed page by page, and its obsids batched for
-product lists. Pure: the archive calls are ``resolve``'s.
+product lists. Pure: the archive calls are ``observations``' and ``products``'.
 
 Observations are asked for a page of :data:`OBS_PAGE` at a time (astroquery holds every
 page of an answer at once); :class:`Listing` says when the pages end, believing the
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hstsync.archive.collection import JWST
-from hstsync.archive.rows import Seen
+from hstsync.archive.seen import Seen
 
 #: obsids per Mast.Caom.Products call, so a program of thousands of observations
 #: does not become one enormous form body.

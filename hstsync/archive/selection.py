@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from hstsync.archive.rows import missing
+from hstsync.archive.cells import missing
 
 #: values of one column kept to say what there is; the message shows fewer
 KEPT_VALUES = 50

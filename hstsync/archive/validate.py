@@ -208,7 +208,7 @@ def _criteria(table: Mapping[str, object]) -> dict[str, Any]:
         if key in QUERY_OPTIONS:
             raise Invalid(f"{where}: not a query criterion (hstsync sets this option itself)")
         if key == "obs_collection":
-            continue  # the request's collection (_collection): resolve.py passes it itself
+            continue  # the request's collection (_collection): observations.py passes it itself
         criteria[key] = _values(value, where)
     return criteria
 
