@@ -24,14 +24,9 @@ import keyring
 import pytest
 from file_keyring import FileKeyring
 
-from hstsync.archive import auth
-from hstsync.archive.auth import (
-    KEYRING_SERVICE,
-    KEYRING_USER,
-    Token,
-    find_token,
-    keyring_service,
-)
+from hstsync.archive import standing
+from hstsync.archive.auth import Token, find_token
+from hstsync.archive.keyring_entry import KEYRING_SERVICE, KEYRING_USER, keyring_service
 from hstsync.archive.manifest import parse_manifest, parse_manifest_bytes
 from hstsync.archive.resolve import Resolver
 from hstsync.cli.commands import main
@@ -512,7 +507,7 @@ def test_session_lines_leave_out_the_token_wherever_it_appears():
         "attrib": {"display_name": "alice", "note": f"issued {SECRET}", "token": "x"},
         "scopes": ["mast:exclusive_access"],
     }
-    lines = auth.session_lines(info, SECRET)
+    lines = standing.session_lines(info, SECRET)
     assert lines == [
         "anon: False",
         "ezid: alice",
@@ -524,13 +519,13 @@ def test_session_lines_leave_out_the_token_wherever_it_appears():
 def test_session_warning_only_when_refused_or_expiring():
     now = datetime(2025, 1, 1, tzinfo=UTC)
     ok = {"anon": False, "ezid": "alice", "expires": "2025-03-01T00:00:00Z"}
-    assert auth.session_warning(ok, now) is None
-    assert auth.session_warning({"anon": False, "ezid": "alice"}, now) is None
+    assert standing.session_warning(ok, now) is None
+    assert standing.session_warning({"anon": False, "ezid": "alice"}, now) is None
     soon = {**ok, "expires": "2025-01-03T00:00:00+00:00"}
-    assert "expires at 2025-01-03" in (auth.session_warning(soon, now) or "")
+    assert "expires at 2025-01-03" in (standing.session_warning(soon, now) or "")
     past = {**ok, "expires": "2024-12-31T00:00:00"}
-    assert "expired at 2024-12-31" in (auth.session_warning(past, now) or "")
-    assert "does not accept" in (auth.session_warning({"anon": True}, now) or "")
+    assert "expired at 2024-12-31" in (standing.session_warning(past, now) or "")
+    assert "does not accept" in (standing.session_warning({"anon": True}, now) or "")
 
 
 def test_login_at_a_terminal_reads_the_token_without_echo(tmp_path: Path):
@@ -608,27 +603,27 @@ def test_a_token_file_every_user_can_read_is_used_and_said_so(
 
 
 def test_advice_for_a_token_from_the_environment_does_not_stop_at_login():
-    advice = auth.renewal_advice("environment", keyring_usable=True)
+    advice = standing.renewal_advice("environment", keyring_usable=True)
     assert "MAST_API_TOKEN" in advice and "would not help" in advice
 
 
 def test_advice_for_a_token_file_names_the_file():
-    advice = auth.renewal_advice("token_file", token_file=Path("/run/credentials/x/token"))
+    advice = standing.renewal_advice("token_file", token_file=Path("/run/credentials/x/token"))
     assert "/run/credentials/x/token" in advice and "login" not in advice
 
 
 def test_advice_without_a_keyring_never_says_login_alone():
-    assert auth.renewal_advice(None, keyring_usable=False).startswith("set MAST_API_TOKEN")
-    assert auth.renewal_advice(None, keyring_usable=True) == (
+    assert standing.renewal_advice(None, keyring_usable=False).startswith("set MAST_API_TOKEN")
+    assert standing.renewal_advice(None, keyring_usable=True) == (
         "run `hstsync login` or set MAST_API_TOKEN"
     )
-    assert auth.renewal_advice("keyring", keyring_usable=True) == "run `hstsync login`"
+    assert standing.renewal_advice("keyring", keyring_usable=True) == "run `hstsync login`"
 
 
 def test_refused_token_message_names_what_to_do_for_its_source():
-    message = auth.auth_required_message(
+    message = standing.auth_required_message(
         ["9999"], have_token=True, refusal="HTTP 401", source="environment"
     )
     assert "MAST_API_TOKEN" in message and "(HTTP 401)" in message
-    warning = auth.session_warning({"anon": True}, source="environment") or ""
+    warning = standing.session_warning({"anon": True}, source="environment") or ""
     assert "does not accept" in warning and "would not help" in warning

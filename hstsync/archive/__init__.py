@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from hstsync.archive.client import preload
     from hstsync.archive.cloud import cloud_source, wants_path_lookup
     from hstsync.archive.collection import COLLECTIONS, is_association, is_guide_star
+    from hstsync.archive.keyring_entry import (
+        keyring_service,
+        remove_from_keyring,
+        require_keyring,
+        store_in_keyring,
+    )
     from hstsync.archive.manifest import (
         is_manifest_name,
         parse_manifest,
@@ -41,6 +47,9 @@ if TYPE_CHECKING:
     from hstsync.archive.selection import Sieve
     from hstsync.archive.standing import (
         auth_required_message,
+        is_anonymous,
+        renewal_advice,
+        session_lines,
         session_warning,
         standing_of,
         user_of,
@@ -62,14 +71,21 @@ __all__ = [
     "cloud_source",
     "find_token",
     "halving",
+    "is_anonymous",
     "is_association",
     "is_guide_star",
     "is_manifest_name",
+    "keyring_service",
     "parse_manifest",
     "preload",
+    "remove_from_keyring",
+    "renewal_advice",
     "request_name",
+    "require_keyring",
+    "session_lines",
     "session_warning",
     "standing_of",
+    "store_in_keyring",
     "user_of",
     "wants_path_lookup",
     "write_manifest",
@@ -82,12 +98,26 @@ __getattr__, __dir__ = lazy(
         "client": ["preload"],
         "cloud": ["cloud_source", "wants_path_lookup"],
         "collection": ["COLLECTIONS", "is_association", "is_guide_star"],
+        "keyring_entry": [
+            "keyring_service",
+            "remove_from_keyring",
+            "require_keyring",
+            "store_in_keyring",
+        ],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
         "paging": ["Batcher", "Listing", "ObservationPage", "batch_sizes"],
         "products": ["halving"],
         "resolve": ["Resolver"],
         "rows": ["Claims"],
         "selection": ["Sieve"],
-        "standing": ["auth_required_message", "session_warning", "standing_of", "user_of"],
+        "standing": [
+            "auth_required_message",
+            "is_anonymous",
+            "renewal_advice",
+            "session_lines",
+            "session_warning",
+            "standing_of",
+            "user_of",
+        ],
     },
 )

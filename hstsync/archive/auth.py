@@ -9,9 +9,7 @@ The token is a secret: it is handed to the code that sends it and to nothing els
 No message built here or by callers contains it; :class:`Token`'s repr hides it;
 :func:`check_transport` refuses to let it travel in clear text to another machine.
 
-The token commands (``login``, ``logout``, ``whoami``) reach the keyring entry and the
-archive's judgement of a token (:mod:`hstsync.archive.standing`) through this module,
-so ``__all__`` names those too.
+What the archive says of a token is :mod:`hstsync.archive.standing`.
 """
 
 from __future__ import annotations
@@ -29,50 +27,18 @@ from hstsync.archive.keyring_entry import (
     KEYRING_USER,
     keyring_disabled,
     keyring_service,
-    remove_from_keyring,
-    require_keyring,
-    store_in_keyring,
-)
-from hstsync.archive.standing import (
-    SECRET_KEYS,
-    Standing,
-    auth_required_message,
-    expiry_of,
-    is_anonymous,
-    renewal_advice,
-    session_lines,
-    session_warning,
-    standing_of,
-    user_of,
 )
 from hstsync.config import DEFAULT_SERVER, default_trusted_hosts, token_allowed
 from hstsync.errors import ConfigError
 
 __all__ = [
-    "KEYRING_SERVICE",
-    "KEYRING_USER",
-    "SECRET_KEYS",
-    "Standing",
     "Token",
-    "auth_required_message",
     "check_transport",
     "checked",
-    "expiry_of",
     "find_token",
     "from_file",
     "from_keyring",
-    "is_anonymous",
-    "keyring_disabled",
-    "keyring_service",
-    "remove_from_keyring",
-    "renewal_advice",
-    "require_keyring",
-    "session_lines",
-    "session_warning",
-    "standing_of",
-    "store_in_keyring",
     "token_domain",
-    "user_of",
 ]
 
 log = logging.getLogger(__name__)

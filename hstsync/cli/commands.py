@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     emulator = _emulator_args(args_list)
     if emulator is not None:
         # The emulator has its own options; hand them over, but for -v and -q.
-        from hstsync.emulator.cli import main as emulator_main
+        from hstsync.emulator import main as emulator_main
 
         own, loudness = emulator
         if "verbose" in loudness:

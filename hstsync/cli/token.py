@@ -63,22 +63,28 @@ def _session(mast: MastConfig, token: str | None) -> dict[str, Any]:
 
 
 def cmd_login(mast: MastConfig) -> int:
-    from hstsync.archive import auth
+    from hstsync.archive import (
+        is_anonymous,
+        keyring_service,
+        require_keyring,
+        store_in_keyring,
+        user_of,
+    )
 
-    auth.require_keyring()  # before the token is typed, not after
+    require_keyring()  # before the token is typed, not after
     token = _read_token()
     info = _session(mast, token)
-    if auth.is_anonymous(info):
+    if is_anonymous(info):
         print(
             f"hstsync: {mast.server} does not accept this token (mistyped, expired or "
             f"revoked?); make a new one at {TOKEN_PAGE}",
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE
-    auth.store_in_keyring(token, mast.server)
+    store_in_keyring(token, mast.server)
     print(
-        f"MAST token accepted for {auth.user_of(info)}; stored in the keyring "
-        f"({auth.keyring_service(mast.server)})"
+        f"MAST token accepted for {user_of(info)}; stored in the keyring "
+        f"({keyring_service(mast.server)})"
     )
     shadow = _shadowing(mast)
     if shadow:
@@ -97,17 +103,17 @@ def _shadowing(mast: MastConfig) -> str | None:
 
 def renew_advice(source: str | None, mast: MastConfig) -> str:
     """What to do about the token from ``source`` (a :class:`Token`'s), or about having
-    none: :func:`hstsync.archive.auth.renewal_advice` with this configuration's file."""
-    from hstsync.archive import auth
+    none: :func:`hstsync.archive.renewal_advice` with this configuration's file."""
+    from hstsync.archive import renewal_advice
 
-    return auth.renewal_advice(source, token_file=mast.token_file)
+    return renewal_advice(source, token_file=mast.token_file)
 
 
 def cmd_logout(mast: MastConfig) -> int:
-    from hstsync.archive import auth
+    from hstsync.archive import keyring_service, remove_from_keyring
 
-    if auth.remove_from_keyring(mast.server):
-        print(f"MAST token removed from the keyring ({auth.keyring_service(mast.server)})")
+    if remove_from_keyring(mast.server):
+        print(f"MAST token removed from the keyring ({keyring_service(mast.server)})")
     else:
         print("no MAST token was stored in the keyring")
     shadow = _shadowing(mast)
@@ -117,7 +123,7 @@ def cmd_logout(mast: MastConfig) -> int:
 
 
 def cmd_whoami(mast: MastConfig) -> int:
-    from hstsync.archive import auth
+    from hstsync.archive import is_anonymous, session_lines, session_warning
 
     token = lenient_token(mast)
     if token is None:
@@ -130,9 +136,9 @@ def cmd_whoami(mast: MastConfig) -> int:
     info = _session(mast, token.value)
     print(f"token from: {token.describe()}")
     print(f"server: {mast.server}")
-    for line in auth.session_lines(info, token.value):
+    for line in session_lines(info, token.value):
         print(line)
-    if auth.is_anonymous(info):
+    if is_anonymous(info):
         print(
             f"hstsync: {mast.server} does not accept the token from {token.describe()} "
             f"(expired or revoked?); make a new one at {TOKEN_PAGE} and "
@@ -140,7 +146,7 @@ def cmd_whoami(mast: MastConfig) -> int:
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE
-    warning = auth.session_warning(info)
+    warning = session_warning(info)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK

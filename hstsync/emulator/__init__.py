@@ -10,7 +10,8 @@ failures injected as :class:`Fault` s, and the archive's habits switched on with
 is in ``docs/emulator.md``). The archive changes its mind too:
 :meth:`Catalogue.reprocess`, :meth:`Catalogue.withdraw`, validators switched off
 (``Emulator(validators=False)``), and the admin calls of
-:mod:`hstsync.emulator.server.admin` for an emulator in another process.
+:mod:`hstsync.emulator.server.admin` for an emulator in another process. :func:`main`
+is ``hstsync emulator``.
 """
 
 from hstsync.emulator.catalogue import (
@@ -21,6 +22,7 @@ from hstsync.emulator.catalogue import (
     Observation,
     default_catalogue,
 )
+from hstsync.emulator.cli import main
 from hstsync.emulator.faults import Fault, FaultKind, Faults
 from hstsync.emulator.jwst import PROPOSAL_ID as JWST_PROPOSAL
 from hstsync.emulator.jwst import add_jwst_program
@@ -50,5 +52,6 @@ __all__ = [
     "default_catalogue",
     "expected_products",
     "jwst_expected_products",
+    "main",
     "run_in_thread",
 ]
