@@ -374,6 +374,10 @@ class Watcher:
             except Exception as exc:
                 if not self._intake.missing:  # that one is said once by the intake
                     log.warning("directory watcher failed (%s); restarting", type(exc).__name__)
+                # the event it failed on (a name watchfiles cannot decode, say) is lost:
+                # look now, and poll until the new watch is up
+                self._restarted_until = time.monotonic() + 3.0
+                self._wake.set()
             if not self._stop.is_set():
                 await asyncio.sleep(1.0)
 
