@@ -1,6 +1,6 @@
 """Values shared by every layer: requests, products, their states, and where files go.
 
-Pure: no I/O. An astropy Row becomes a :class:`Product` in ``resolve.py`` and
+Pure: no I/O. An astropy Row becomes a :class:`Product` in ``archive/rows.py`` and
 goes no further; everything below works with these dataclasses.
 """
 

@@ -75,7 +75,7 @@ def _configure_logging(verbose: bool, quiet: bool = False) -> None:
     for handler in logging.getLogger().handlers:
         if handler not in before:  # basicConfig's own, not one a host program set up
             handler.setFormatter(PrintableFormatter(log_format(), "%Y-%m-%dT%H:%M:%S%z"))
-    # astropy's and astroquery's loggers are quietened in resolve.py once imported:
+    # astropy's and astroquery's loggers are quietened in archive/client.py once imported:
     # creating them here first would give astropy a plain Logger it cannot set up.
     # watchfiles logs "N changes detected" at INFO for every batch of file events.
     for noisy in ("urllib3", "aiohttp.access", "watchfiles"):

@@ -55,7 +55,7 @@ class Resolution:
         self.config = config
         self.store = store
         # The token goes to config.mast.server only: queries (a host-scoped cookie) and
-        # downloads (download_url is always on that server; download.py drops it on a
+        # downloads (download_url is always on that server; transfer/http.py drops it on a
         # redirect elsewhere), never to the cloud copy (``Fetcher._download``, no
         # headers). It is sent for every MAST product, public ones included: the same
         # host already gets it with every query, and a product's rights can change
@@ -138,7 +138,7 @@ class Resolution:
             while True:
                 try:
                     # Each archive call in a daemon thread, under [mast] timeout, retried
-                    # when transient (service.lookup): the loop, and other requests'
+                    # when transient (service.sync.lookup): the loop, and other requests'
                     # lookups and transfers, carry on meanwhile.
                     products = await anext(batches)
                 except StopAsyncIteration:
