@@ -5,9 +5,10 @@ whose a token is, whether it is accepted and when it expires: :func:`standing_of
 reads it into a :class:`Standing`, :func:`session_lines` shows it without the token,
 and :func:`session_warning` is what a long-running mirror tells its operator. The
 advice in each message (:func:`renewal_advice`) names the source the token came from,
-so that it can work where it is given. Asking the archive is :class:`~hstsync.archive.client.Client`'s (it
-holds the astroquery client); finding the token is :mod:`hstsync.archive.auth`'s. Pure, but
-for :func:`renewal_advice` asking whether a keyring is there.
+so that it can work where it is given. Asking the archive is the
+:class:`~hstsync.archive.client.Client`'s (it holds the astroquery client); finding the
+token is :mod:`hstsync.archive.auth`'s. Pure, but for :func:`renewal_advice` asking
+whether a keyring is there.
 """
 
 from __future__ import annotations
