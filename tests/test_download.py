@@ -406,8 +406,10 @@ async def test_unwritable_directory_fails_with_reason(h: Harness) -> None:
     finally:
         folder.chmod(0o755)
 
-    assert outcome.state is ProductState.FAILED and outcome.attempts == 1
+    # refused before any request: no attempt counted, nothing asked of the archive
+    assert outcome.state is ProductState.FAILED and outcome.attempts == 0
     assert outcome.error is not None and "permission denied (EACCES)" in outcome.error
+    assert h.gets(X1D) == []
 
 
 async def test_disk_full_fails_at_once_and_keeps_the_part(h: Harness) -> None:
