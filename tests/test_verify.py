@@ -42,6 +42,18 @@ async def mirrored(root: Path, emu: Emulator, **download: object) -> Path:
     return config
 
 
+def kept(root: Path, emu: Emulator, **schedule: str) -> tuple[Path, Path]:
+    """A config whose passes verify and clear the attic on ``schedule`` (attic entries
+    kept 1 s), the tutorial's manifest dropped, and an attic entry long past its age:
+    the config and that entry."""
+    config = write_config(root, emu.url, download={"concurrency": 1}, attic_keep="1s", **schedule)
+    (root / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+    stale = root / "mirror" / "attic" / HST / "o58701010" / "o58701010_x1d.fits.20200101T000000Z"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"a version replaced long ago")
+    return config, stale
+
+
 def served(emu: Emulator) -> dict[str, int]:
     return {uri.rsplit("/", 1)[1]: n for uri, n in emu.bytes_served.items()}
 
@@ -196,19 +208,8 @@ async def test_the_daemon_verifies_a_share_of_the_mirror_each_pass_and_clears_th
     tmp_path: Path,
 ) -> None:
     async with Emulator(default_catalogue(), validators=False) as emu:
-        config = write_config(
-            tmp_path,
-            emu.url,
-            download={"concurrency": 1},
-            resync_every="2s",
-            verify_every="6s",
-            attic_keep="1s",
-        )
-        (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+        config, stale = kept(tmp_path, emu, resync_every="2s", verify_every="6s")
         mirror = tmp_path / "mirror"
-        stale = mirror / "attic" / HST / "o58701010" / "o58701010_x1d.fits.20200101T000000Z"
-        stale.parent.mkdir(parents=True)
-        stale.write_bytes(b"a version replaced long ago")
         async with daemon(tmp_path, config) as d:
 
             def verified() -> int:
@@ -239,19 +240,8 @@ async def test_the_nightly_run_verifies_a_share_of_the_mirror_and_clears_the_att
     """Under the nightly timer (``run --once``) the mirror is kept as the daemon keeps it:
     the share of files due is verified after the pass and old attic entries removed."""
     async with Emulator(default_catalogue(), validators=False) as emu:
-        config = write_config(
-            tmp_path,
-            emu.url,
-            download={"concurrency": 1},
-            resync_every="1s",
-            verify_every="1s",
-            attic_keep="1s",
-        )
-        (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+        config, stale = kept(tmp_path, emu, resync_every="1s", verify_every="1s")
         mirror = tmp_path / "mirror"
-        stale = mirror / "attic" / HST / "o58701010" / "o58701010_x1d.fits.20200101T000000Z"
-        stale.parent.mkdir(parents=True)
-        stale.write_bytes(b"a version replaced long ago")
         code, _, err = await run_hstsync("run", "--once", "--config", str(config))
         assert code == 0, err
         assert not stale.exists()  # older than attic_keep: removed after the pass
