@@ -176,38 +176,29 @@ def test_example_hooks_read_the_document(tmp_path: Path):
         "source": "keyring",
         "at": "2024-01-01T00:00:00Z",
     }
-    for script in ("hook-mail.py", "hook-webhook.py"):
+
+    def dry_run(script: str, document: dict[str, object]) -> str:
         proc = subprocess.run(
             [sys.executable, str(root / script), "--dry-run"],
-            input=json.dumps(doc),
+            input=json.dumps(document),
             capture_output=True,
             text=True,
             timeout=30,
         )
         assert proc.returncode == 0, proc.stderr
-        assert "7291" in proc.stdout and "a.fits" in proc.stdout and "HTTP 404" in proc.stdout
-        told = subprocess.run(
-            [sys.executable, str(root / script), "--dry-run"],
-            input=json.dumps(event),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert told.returncode == 0, told.stderr
-        assert "the MAST token expires soon" in told.stdout
+        return proc.stdout
+
+    for script in ("hook-mail.py", "hook-webhook.py"):
+        out = dry_run(script, doc)
+        assert "7291" in out and "a.fits" in out and "HTTP 404" in out
+        told = dry_run(script, event)
+        assert "the MAST token expires soon" in told
+        assert "expires at 2024-01-05 00:00 UTC" in told
         # a pass that only replaced files still says which, and where the old one went
-        kept = subprocess.run(
-            [sys.executable, str(root / script), "--dry-run"],
-            input=json.dumps(replaced),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert kept.returncode == 0, kept.stderr
-        assert "1 changed" in kept.stdout and "1 withdrawn" in kept.stdout
-        assert "b.fits" in kept.stdout and "c.fits" in kept.stdout
-        assert "attic/b.fits.20240101T000000Z" in kept.stdout
-        assert "expires at 2024-01-05 00:00 UTC" in told.stdout
+        kept = dry_run(script, replaced)
+        assert "1 changed" in kept and "1 withdrawn" in kept
+        assert "b.fits" in kept and "c.fits" in kept
+        assert "attic/b.fits.20240101T000000Z" in kept
 
 
 async def test_hook_of_a_big_pass_names_the_first_files_and_counts_them_all(
