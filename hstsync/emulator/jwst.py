@@ -39,8 +39,7 @@ from hstsync.emulator.catalogue.jwst_programs import (
     add_jwst_observation,
     add_planned_observation,
 )
-from hstsync.emulator.fits import Bodies
-from hstsync.emulator.realistic import ExpectedProduct
+from hstsync.emulator.realistic import ExpectedProduct, mirrored_program
 
 __all__ = [
     "PIPELINE_VERSION",
@@ -104,12 +103,4 @@ def expected_products(catalogue: Catalogue | None = None) -> dict[str, ExpectedP
     if catalogue is None:
         catalogue = Catalogue()
         add_jwst_program(catalogue)
-    bodies = Bodies()
-    return {
-        p.data_uri: ExpectedProduct(
-            p.data_uri,
-            f"mastDownload/{p.obs_collection}/{p.obs_id}/{p.filename}",
-            bodies.get(p.data_uri, *p.body_spec()).all(),
-        )
-        for p in catalogue.program_products(PROPOSAL_ID)
-    }
+    return mirrored_program(catalogue, PROPOSAL_ID)

@@ -223,6 +223,12 @@ def expected_products(catalogue: Catalogue | None = None) -> dict[str, ExpectedP
     if catalogue is None:
         catalogue = Catalogue()
         add_realistic_program(catalogue)
+    return mirrored_program(catalogue, PROPOSAL_ID)
+
+
+def mirrored_program(catalogue: Catalogue, proposal_id: str) -> dict[str, ExpectedProduct]:
+    """dataURI -> what a complete mirror holds, for every unique file ``catalogue``
+    lists for ``proposal_id``: its path under the mirror and its bytes."""
     bodies = Bodies()
     return {
         p.data_uri: ExpectedProduct(
@@ -230,5 +236,5 @@ def expected_products(catalogue: Catalogue | None = None) -> dict[str, ExpectedP
             f"mastDownload/{p.obs_collection}/{p.obs_id}/{p.filename}",
             bodies.get(p.data_uri, *p.body_spec()).all(),
         )
-        for p in catalogue.program_products(PROPOSAL_ID)
+        for p in catalogue.program_products(proposal_id)
     }
