@@ -39,14 +39,10 @@ log = logging.getLogger(__name__)
 
 
 class Resolver:
-    """Resolves requests against one MAST server. Not thread-safe: one call at a time
-    per instance (astroquery's session and table caches are shared state).
-
-    Every HTTP request it makes carries ``timeout`` as its socket timeout: astroquery
-    passes none, and a server that accepts and never answers would otherwise hold the
-    calling thread for ever. Callers bound each call from outside as well
-    (``service.sync.lookup``), since a server that drips bytes defeats a socket timeout.
-    """
+    """Resolves requests against one MAST server, each step asked through its
+    :class:`~hstsync.archive.client.Client` (which bounds every HTTP request by
+    ``timeout``). Not thread-safe, as the client is not: one call at a time per
+    instance."""
 
     def __init__(
         self, server: str, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
