@@ -8,10 +8,14 @@ recording ``sleep``, so retry timing is asserted on the waits asked for, not the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
+import os
+import resource
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -24,10 +28,11 @@ from helpers import Naps, small_disk
 
 from hstsync.config import DownloadConfig
 from hstsync.emulator import Emulator, Fault, FaultKind
-from hstsync.errors import AuthRequiredError, HstsyncError, TransferError
+from hstsync.errors import AuthRequiredError, HstsyncError, Refused, TransferError
 from hstsync.model import ProductState
 from hstsync.transfer import Downloader, Outcome, Transfer, open_session, part_path
 from hstsync.transfer.control import Control, control_path, write_control
+from hstsync.transfer.disk import disk_failure
 from hstsync.transfer.http import (
     RETRY_AFTER_CAP,
     body_start,
@@ -420,6 +425,61 @@ async def test_disk_full_fails_at_once_and_keeps_the_part(h: Harness) -> None:
         assert outcome.state is ProductState.FAILED and outcome.attempts == 1
         assert outcome.error is not None and outcome.error.startswith("disk full (ENOSPC) writing")
         assert part.exists() and not h.transfer(X1D).dest.exists()
+
+
+class Descriptors:
+    """Every descriptor the process may open, taken until the first wait between two
+    attempts (a ``sleep``): out of descriptors, as a daemon under a low ``ulimit -n``
+    is while other transfers hold theirs."""
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+        self.waits: list[float] = []
+        self._limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def __enter__(self) -> Descriptors:
+        highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 32, self._limits[1]))
+        with contextlib.suppress(OSError):
+            while True:
+                self.held.append(os.open(os.devnull, os.O_RDONLY))
+        return self
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.release()
+        await asyncio.sleep(0)
+
+    def release(self) -> None:
+        for fd in self.held:
+            os.close(fd)
+        self.held.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+        resource.setrlimit(resource.RLIMIT_NOFILE, self._limits)
+
+
+async def test_out_of_descriptors_is_a_failed_attempt_retried_after_a_wait(h: Harness) -> None:
+    with Descriptors() as descriptors:
+        downloader = Downloader(h.session, CFG, sleep=descriptors)
+        with pytest.raises(OSError):
+            os.open(os.devnull, os.O_RDONLY)  # none left
+        outcome = await downloader.fetch(h.transfer(X1D))
+
+    assert outcome.state is ProductState.DONE and outcome.attempts == 2
+    assert len(descriptors.waits) == 1
+    assert h.transfer(X1D).dest.read_bytes() == h.body(X1D)
+
+
+def test_a_shortage_that_passes_is_retried_and_a_full_disk_is_not() -> None:
+    for code in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        failure = disk_failure(OSError(code, os.strerror(code)), "opening", Path("/m/f.part"))
+        assert type(failure) is TransferError, code
+    full = disk_failure(OSError(errno.ENOSPC, "No space"), "writing", Path("/m/f.part"))
+    assert isinstance(full, Refused) and str(full) == "disk full (ENOSPC) writing /m/f.part"
+    emfile = disk_failure(OSError(errno.EMFILE, "Too many"), "opening", Path("/m/f.part"))
+    assert str(emfile) == "too many open files (EMFILE) opening /m/f.part"
 
 
 # -- cancellation -----------------------------------------------------------------------

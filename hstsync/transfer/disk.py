@@ -10,7 +10,9 @@ and :func:`refuse_link` are the ``lstat`` checks made right before a name is use
 refusals are :class:`OSError` s (``ELOOP``, :class:`NotRegular`) that :func:`disk_error`
 words for people (``refused: … is a symbolic link``, ``refused: … is not a regular
 file``), as it words every failed file operation from its errno name (``disk full
-(ENOSPC) writing …``).
+(ENOSPC) writing …``). :func:`disk_failure` is what a transfer raises for one: a
+shortage that passes (out of descriptors, ``EMFILE``) is retried after a wait like a
+network error; anything else (a full disk, a link) ends the transfer.
 
 Modes are explicit: files are created ``0644`` and directories ``0755``, so a process
 started with umask 0 never leaves the mirror writable by every local user; the umask
@@ -23,6 +25,8 @@ import errno
 import os
 import stat
 from pathlib import Path
+
+from hstsync.errors import Refused, TransferError
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -54,7 +58,14 @@ _ERRNO_WORDS = {
     errno.ENOENT: "no such file or directory",
     errno.EEXIST: "a file is in the way",
     errno.EIO: "I/O error",
+    errno.EMFILE: "too many open files",
+    errno.ENFILE: "too many open files in the system",
+    errno.ENOMEM: "out of memory",
 }
+
+#: a shortage of the process or the machine that passes (other transfers close their
+#: files, memory is given back): the file is tried again after a wait, not given up
+SHORTAGES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN})
 
 
 def disk_error(exc: OSError, doing: str, path: Path) -> str:
@@ -67,6 +78,13 @@ def disk_error(exc: OSError, doing: str, path: Path) -> str:
     word = _ERRNO_WORDS.get(code) or exc.strerror or type(exc).__name__
     name = errno.errorcode.get(code)
     return f"{word} ({name}) {doing} {path}" if name else f"{word} {doing} {path}"
+
+
+def disk_failure(exc: OSError, doing: str, path: Path) -> TransferError | Refused:
+    """What a transfer raises for a failed file operation, worded by :func:`disk_error`:
+    a :data:`SHORTAGES` one is retried (:class:`TransferError`), any other is final."""
+    words = disk_error(exc, doing, path)
+    return TransferError(words) if exc.errno in SHORTAGES else Refused(words)
 
 
 def open_regular(path: Path | str, flags: int, *, dir_fd: int | None = None) -> int:

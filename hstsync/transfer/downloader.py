@@ -39,7 +39,7 @@ from hstsync.transfer.answer import LengthDiffers
 from hstsync.transfer.bandwidth import Bandwidth
 from hstsync.transfer.budget import ConnectionBudget
 from hstsync.transfer.control import has_control, remove_control
-from hstsync.transfer.disk import disk_error, make_dirs, part_path, refuse_link, regular_size
+from hstsync.transfer.disk import disk_failure, make_dirs, part_path, refuse_link, regular_size
 from hstsync.transfer.fetch import FileFetch, Link
 from hstsync.transfer.http import size_note
 from hstsync.transfer.land import remember_made
@@ -94,8 +94,8 @@ class Downloader:
             present = self._prepare(transfer)
             if present is not None:
                 return Outcome(ProductState.DONE, 0, 0, 0, None, present)
-            part = await open_part(
-                transfer.dest, transfer.root, self._reporter(transfer), label=transfer.label
+            part = await with_retries(
+                lambda: self._open(file), lambda: self._policy(transfer, attempts)
             )
             try:
                 if part.waited and (present := self._present(transfer)) is not None:
@@ -110,8 +110,6 @@ class Downloader:
             state, error = ProductState.AUTH_REQUIRED, str(exc)
         except (TransferError, Refused) as exc:
             error = str(exc)
-        except OSError as exc:  # the part could not be opened: a link, a FIFO, a full disk
-            error = disk_error(exc, "opening", part_path(transfer.dest))
         except Exception as exc:  # a bug must not take the daemon down with it
             log.error("%s: unexpected %s", transfer.label, type(exc).__name__, exc_info=True)
             error = f"unexpected error ({type(exc).__name__})"
@@ -141,7 +139,7 @@ class Downloader:
             remember_made(make_dirs(transfer.root, transfer.dest.parent))
             refuse_link(part_path(transfer.dest))
         except OSError as exc:
-            raise Refused(disk_error(exc, "creating", transfer.dest.parent)) from None
+            raise disk_failure(exc, "creating", transfer.dest.parent) from None
         return self._present(transfer)
 
     def _present(self, transfer: Transfer) -> int | None:
@@ -150,7 +148,7 @@ class Downloader:
         try:
             present = regular_size(transfer.dest)
         except OSError as exc:
-            raise Refused(disk_error(exc, "reading", transfer.dest)) from None
+            raise disk_failure(exc, "reading", transfer.dest) from None
         if present is not None and transfer.old_to is None and transfer.size in (None, present):
             log.debug("%s: already present (%d bytes)", transfer.label, present)
             part = part_path(transfer.dest)
@@ -159,6 +157,20 @@ class Downloader:
                 remove_control(part, legacy=True)
             return present
         return None
+
+    async def _open(self, file: _File) -> PartFile:
+        """The file's part, opened and locked. Out of descriptors or memory is a failed
+        attempt, retried after a wait like any; a link or a FIFO there is refused."""
+        transfer = file.transfer
+        try:
+            return await open_part(
+                transfer.dest, transfer.root, self._reporter(transfer), label=transfer.label
+            )
+        except OSError as exc:
+            failure = disk_failure(exc, "opening", part_path(transfer.dest))
+            if isinstance(failure, TransferError):
+                file.attempts.count += 1  # the attempt it would have been
+            raise failure from None
 
     def _policy(self, transfer: Transfer, attempts: Attempts) -> AsyncRetrying:
         return retrying(

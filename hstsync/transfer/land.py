@@ -31,13 +31,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hstsync.errors import Refused, TransferError
+from hstsync.errors import TransferError
 from hstsync.transfer.control import remove_control
 from hstsync.transfer.digest import Digest
 from hstsync.transfer.disk import (
     DIRECTORY,
     check_dirs,
-    disk_error,
+    disk_failure,
     fsync_dir,
     make_dirs,
     pwrite_all,
@@ -89,7 +89,7 @@ def finish_part(
         verify_file(part, dest.name, require=require)
         digest.catch_up(fd, size)
     except OSError as exc:
-        raise Refused(disk_error(exc, "reading", part)) from None
+        raise disk_failure(exc, "reading", part) from None
     replaced = commit_file(root, part, dest, fd, old_to, parents)
     with contextlib.suppress(OSError):
         remove_control(part, legacy=True)
@@ -109,7 +109,7 @@ def commit_file(
         kept = None if old_to is None else _keep_old(root, dest.name, old_to, None, dest.parent)
         os.replace(part, dest)
     except OSError as exc:
-        raise Refused(disk_error(exc, "finishing", dest)) from None
+        raise disk_failure(exc, "finishing", dest) from None
     with contextlib.suppress(OSError):  # the rename durable; not every file system allows it
         fsync_dir(dest.parent)
     _fsync_all(parents)
@@ -194,7 +194,7 @@ def land_all(files: list[Landing], parents: Iterable[str] = ()) -> list[Exceptio
                         check_dirs(landing.root, landing.dest.parent)
                         dir_fd = opened[key] = os.open(landing.dest.parent, DIRECTORY)
                     except OSError as exc:
-                        raise Refused(disk_error(exc, "writing", landing.part)) from None
+                        raise disk_failure(exc, "writing", landing.part) from None
                 results[i] = _land_at(landing, dir_fd)
                 renamed.add(dir_fd)
             except Exception as exc:  # that file's; the others go on
@@ -222,7 +222,7 @@ def _land_at(landing: Landing, dir_fd: int) -> Path | None:
         os.fsync(fd)
         held = os.fstat(fd).st_size
     except OSError as exc:
-        raise Refused(disk_error(exc, "writing", part)) from None
+        raise disk_failure(exc, "writing", part) from None
     if held != len(body):  # the promise itself, as in commit_file
         raise TransferError(f"the partial file holds {held} of {len(body)} bytes")
     try:
@@ -236,7 +236,7 @@ def _land_at(landing: Landing, dir_fd: int) -> Path | None:
             kept = _keep_old(landing.root, dest.name, old_to, dir_fd, dest.parent)
         os.replace(part.name, dest.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as exc:
-        raise Refused(disk_error(exc, "finishing", dest)) from None
+        raise disk_failure(exc, "finishing", dest) from None
     return kept
 
 

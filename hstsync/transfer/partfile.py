@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hstsync.errors import CorruptFileError, Refused, TransferError
+from hstsync.errors import CorruptFileError, TransferError
 from hstsync.transfer.control import (
     Control,
     has_control,
@@ -41,7 +41,7 @@ from hstsync.transfer.control import (
 )
 from hstsync.transfer.digest import Digest
 from hstsync.transfer.disk import (
-    disk_error,
+    disk_failure,
     part_path,
     preallocate,
     pwrite_all,
@@ -158,7 +158,7 @@ class PartFile:
         try:
             await _in_thread(self._begin_on_disk, self.fd, control)
         except OSError as exc:
-            raise Refused(disk_error(exc, "writing", self.path)) from None
+            raise disk_failure(exc, "writing", self.path) from None
         self._sidecars = True
         self._drop_legacy()
         self.held = control
@@ -174,7 +174,7 @@ class PartFile:
         try:
             await _in_thread(preallocate, self.fd, size)
         except OSError as exc:
-            raise Refused(disk_error(exc, "writing", self.path)) from None
+            raise disk_failure(exc, "writing", self.path) from None
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Bytes of the file at ``offset`` (in memory: only in order)."""
@@ -184,7 +184,7 @@ class PartFile:
             try:
                 pwrite_all(self.fd, data, offset)
             except OSError as exc:
-                raise Refused(disk_error(exc, "writing", self.path)) from None
+                raise disk_failure(exc, "writing", self.path) from None
         self._digest.feed(offset, data)
         self.received += len(data)
         self._report(len(data))
@@ -227,7 +227,7 @@ class PartFile:
                 pwrite_all(self.fd, body.joined(), 0)
             self._checkpoint(control, self._epoch)
         except OSError as exc:
-            raise Refused(disk_error(exc, "writing", self.path)) from None
+            raise disk_failure(exc, "writing", self.path) from None
 
     def reset(self) -> None:
         """Give up what the part holds (its control file first); the part stays locked."""
