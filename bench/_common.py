@@ -350,10 +350,14 @@ def hstsync_setup(server: str, work: Path, budget: int) -> dict[str, str]:
     return dict(os.environ, HSTSYNC_NO_KEYRING="1")
 
 
-def run_hstsync(server: str, workload: Workload, work: Path, budget: int) -> Run:
+def run_hstsync(
+    server: str, workload: Workload, work: Path, budget: int, python: str = PYTHON
+) -> Run:
+    """``hstsync run --once`` as a whole process (``python``'s hstsync: another
+    interpreter times another installed version)."""
     env = hstsync_setup(server, work, budget)
     (work / "requests" / f"w{workload.key}.toml").write_text(workload.manifest())
-    command = [PYTHON, "-m", "hstsync", "run", "--once", "--config", "config.toml"]
+    command = [python, "-m", "hstsync", "run", "--once", "--config", "config.toml"]
     run = timed(command, work, env)
     return dataclasses.replace(run, root=work / "mirror")
 
@@ -393,7 +397,9 @@ class LogLines:
         self._thread.join(timeout)
 
 
-def run_hstsync_daemon(server: str, workload: Workload, work: Path, budget: int) -> Run:
+def run_hstsync_daemon(
+    server: str, workload: Workload, work: Path, budget: int, python: str = PYTHON
+) -> Run:
     """``hstsync run``, the long-running daemon, timed from a manifest's drop to its
     request's ``done`` line: what a user of the daemon waits.
 
@@ -403,11 +409,11 @@ def run_hstsync_daemon(server: str, workload: Workload, work: Path, budget: int)
     rename). The request's ``incomplete`` or ``invalid`` line, or its manifest set aside,
     is a failure. Then SIGTERM; the daemon must exit, with status 0, in
     :data:`DAEMON_STOP_TIMEOUT` s. CPU is the whole process's, start-up and idling
-    included.
+    included. ``python``: as for :func:`run_hstsync`.
     """
     env = hstsync_setup(server, work, budget)
     name = f"w{workload.key}"
-    command = [PYTHON, "-m", "hstsync", "run", "--config", "config.toml"]
+    command = [python, "-m", "hstsync", "run", "--config", "config.toml"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(
         command,

@@ -23,6 +23,11 @@ One command (``python bench/run.py``) that:
      time over B connections (``-j 1 -x B -s B``; aria2c caps ``-x`` at 16); the
      summary keeps each tool's best shape, per workload;
 
+   - with ``--baseline PYTHON``, the hstsync installed for that interpreter (an
+     earlier commit in a venv of its own) the same two ways, in the same run: columns
+     ``b.once`` and ``b.daemon``, so a change is measured before/after on one machine
+     at one moment;
+
    aria2c and parfive are given the URL list; resolving it (astroquery, as its own
    process) is timed once per workload and printed, NOT included in their times.
    astroquery and hstsync resolve inside their timed run;
@@ -84,6 +89,8 @@ TOOLS = ("hstsync", "aria2c", "parfive", "astroquery")
 COLUMNS = (
     ("once", "once"),
     ("daemon", "daemon"),
+    ("b.once", "b.once"),
+    ("b.daemon", "b.daemon"),
     ("aria2c", "aria2c"),
     ("parfive", "parfive"),
     ("astroquery", "astroq"),
@@ -165,6 +172,17 @@ def contenders(
             lambda w: run_hstsync_daemon(server, workload, w, b), summary="daemon",
         ),
     ]  # fmt: skip
+    if base := args.baseline:
+        out += [
+            Contender(
+                "hstsync", "baseline run --once", hstsync_cfg, b, 1,
+                lambda w: run_hstsync(server, workload, w, b, base), summary="b.once",
+            ),
+            Contender(
+                "hstsync", "baseline daemon (drop → done)", hstsync_cfg, b, 1,
+                lambda w: run_hstsync_daemon(server, workload, w, b, base), summary="b.daemon",
+            ),
+        ]  # fmt: skip
     for name, files, splits in shapes(b, args.splits):
         if have_aria2c():
             out.append(
@@ -299,11 +317,16 @@ def print_summary(results: list[Measured]) -> None:
         for key, head in COLUMNS
         if any(c.column == key for m in results for c in m.entries)
     ]
-    mine = [key for key in ("once", "daemon") if key in dict(columns)]
+    mine = [key for key in ("once", "daemon", "b.once", "b.daemon") if key in dict(columns)]
     ratios = ((9, "/B"), (11, "/B+r"))
     print("\n== summary: seconds, best configuration of each tool within the budget")
-    head = f"{'workload':9}" + "".join(f"{h:>8}" for _, h in columns) + f"{'floor':>8}"
-    head += "".join(f"{key + suffix:>{width}}" for width, suffix in ratios for key in mine)
+    widths = {key: max(8, len(title) + 1) for key, title in columns}
+    head = f"{'workload':9}" + "".join(f"{h:>{widths[k]}}" for k, h in columns) + f"{'floor':>8}"
+    head += "".join(
+        f"{key + suffix:>{max(width, len(key + suffix) + 1)}}"
+        for width, suffix in ratios
+        for key in mine
+    )
     print(head)
     for m in results:
         row = f"{m.workload.key:9}"
@@ -312,7 +335,8 @@ def print_summary(results: list[Measured]) -> None:
             times = [c.best for c in m.entries if c.column == key and c.best is not None]
             if times:
                 best[key] = min(times)
-            row += f"{best[key]:8.2f}" if key in best else f"{'-':>8}"
+            w = widths[key]
+            row += f"{best[key]:{w}.2f}" if key in best else f"{'-':>{w}}"
         row += f"{m.floor:8.2f}" if m.floor is not None else f"{'-':>8}"
         base = best_other(m.entries)
         # the same comparison with resolution added to the tools that were handed URLs
@@ -321,14 +345,16 @@ def print_summary(results: list[Measured]) -> None:
             for c in m.entries
             if c.tool != "hstsync" and c.best is not None
         ]
-        for (width, _), other in zip(ratios, (base, min(fair, default=None)), strict=True):
+        for (width, suffix), other in zip(ratios, (base, min(fair, default=None)), strict=True):
             for key in mine:
                 value = best.get(key)
-                row += f"{value / other:{width}.2f}" if value and other else f"{'-':>{width}}"
+                w = max(width, len(key + suffix) + 1)
+                row += f"{value / other:{w}.2f}" if value and other else f"{'-':>{w}}"
         print(row)
     print(
         "(once: hstsync run --once, the whole process; daemon: hstsync's daemon, already "
-        "running, from the manifest's drop to its request's 'done')\n"
+        "running, from the manifest's drop to its request's 'done'; b.: the same for "
+        "--baseline's hstsync)\n"
         "(floor: the computed lower bound for the transfer alone at this budget, rate and "
         "latency; not a run)\n"
         "(X/B: X's time over the best time of aria2c, parfive and astroquery; X/B+r: the same "
@@ -413,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--tools", default=",".join(TOOLS), help=f"comma-separated: {','.join(TOOLS)}"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="PYTHON",
+        help="also time the hstsync installed for this interpreter (an earlier commit's venv)",
     )
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU-per-GB measurement")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch directory (a temp dir)")
