@@ -1,7 +1,5 @@
 """``python -m hstsync``."""
 
-import sys
+from hstsync.cli import run
 
-from hstsync.cli import main
-
-sys.exit(main())
+run()

@@ -135,3 +135,45 @@ def test_a_writing_store_still_uses_sqlite_utils(tmp_path: Path, config: Path):
 
     assert code == 0
     assert "sqlite_utils" in modules
+
+
+def test_run_once_leaves_the_daemons_status_page_and_main_loop_unloaded(tmp_path: Path):
+    """The nightly ``run --once`` serves no page: aiohttp's server, the Prometheus client
+    and the daemon's main loop stay unloaded (20 ms of its start)."""
+    (tmp_path / "requests").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text('[paths]\nrequests = "requests"\nmirror = "mirror"\ndatabase = "h.db"\n')
+    code, modules = imported(tmp_path, ["run", "--once", "--config", str(config)])
+
+    assert code == 0  # an empty request directory: nothing to do
+    assert "hstsync.service.daemon.once" in modules and "aiohttp" in modules
+    unloaded = ("hstsync.service.daemon.lifecycle", "hstsync.service.daemon.web")
+    assert not [m for m in (*unloaded, "aiohttp.web", "prometheus_client") if m in modules]
+
+
+def test_the_console_scripts_quick_exit_loses_no_output_and_keeps_the_exit_code(
+    tmp_path: Path, config: Path
+):
+    """``hstsync`` leaves with ``os._exit`` once a command has returned: everything it
+    printed into a pipe still arrives (a line still in the buffer, and far more than
+    one buffer), and so does its exit code."""
+    with Store(tmp_path / "hstsync.db") as store:
+        products = [
+            Product(f"mast:HST/product/big_{i}.fits", "HST", "obig", f"obig_{i}.fits",
+                    2880, str(i), "SCIENCE", 2, "PUBLIC")
+            for i in range(3000)
+        ]  # fmt: skip
+        store.upsert_request(Request("big", ("big",)), "requests/big.toml")
+        store.replace_products("big", products)
+
+    def hstsync(*args: str) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "hstsync", *args, "--config", str(config)]
+        buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        return subprocess.run(command, capture_output=True, timeout=60, env=buffered)
+
+    retried = hstsync("retry", "11360")
+    assert (retried.returncode, retried.stdout) == (0, b"1 product(s) put back in the queue\n")
+    status = hstsync("status", "big", "--json")
+    assert len(status.stdout) > 256 * 1024 and status.stdout.endswith(b"}\n")
+    assert len(json.loads(status.stdout)["products"]) == 3000
+    assert status.returncode == 1  # nothing of "big" is mirrored yet

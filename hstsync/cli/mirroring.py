@@ -27,11 +27,15 @@ def cmd_run(config: Config, *, once: bool, verbose: bool = False, quiet: bool = 
     shows warnings (every log line with ``verbose``), then where each request stands."""
     import asyncio
 
-    from hstsync.service.daemon import limit_malloc_arenas, run_forever, run_once
+    from hstsync.service.daemon import limit_malloc_arenas
 
     limit_malloc_arenas()
-    if not once:
+    if not once:  # the daemon's house (its watcher, status page, metrics) only for it
+        from hstsync.service.daemon import run_forever
+
         return run_forever(config)
+    from hstsync.service.daemon import run_once
+
     if quiet or not sys.stderr.isatty():
         return asyncio.run(run_once(config))
     from hstsync.cli.progress import TerminalProgress
