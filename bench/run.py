@@ -60,11 +60,13 @@ from functools import partial
 from pathlib import Path
 
 from _common import (
+    PYTHON,
     TUTORIAL,
     Resolved,
     Run,
     ToolFailed,
     Workload,
+    byte_compile_hstsync,
     emulator,
     emulator_errors,
     fits_size,
@@ -466,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         f"best of {args.repeat}"
     )
 
+    for python in (PYTHON, *([args.baseline] if args.baseline else [])):
+        byte_compile_hstsync(python)
     ok = True
     results: list[Measured] = []
     scratch = Path(tempfile.mkdtemp(prefix="hstsync-bench-", dir=args.workdir))

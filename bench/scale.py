@@ -67,6 +67,7 @@ from _common import (
     LogLines,
     Run,
     ToolFailed,
+    byte_compile_hstsync,
     emulator_errors,
     fits_size,
     floor_seconds,
@@ -621,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(chosen) - set(SECTIONS):
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     print(f"machine: {machine()}")
+    byte_compile_hstsync()
     report = Report()
     scratch = Path(tempfile.mkdtemp(prefix="hstsync-scale-", dir=args.workdir))
     log = scratch / "emulator.log"
