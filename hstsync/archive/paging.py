@@ -97,12 +97,6 @@ def page_count(value: Any) -> int | None:
     return int(value) if value >= 1 and value == int(value) else None
 
 
-def batches(items: list[str]) -> Iterable[list[str]]:
-    """``items`` in runs of :data:`OBSID_BATCH` (MAST advises small chunks of obsids)."""
-    for start in range(0, len(items), OBSID_BATCH):
-        yield items[start : start + OBSID_BATCH]
-
-
 @dataclass(frozen=True, slots=True)
 class BatchSizes:
     """How many obsids a product list asks for at once."""
