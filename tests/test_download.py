@@ -460,7 +460,11 @@ class Descriptors:
         resource.setrlimit(resource.RLIMIT_NOFILE, self._limits)
 
 
-async def test_out_of_descriptors_is_a_failed_attempt_retried_after_a_wait(h: Harness) -> None:
+async def test_out_of_descriptors_is_a_failed_attempt_retried_after_a_wait(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hstsync.transfer")
+    write_part(h, X1D, h.body(X1D)[:20_000])  # an earlier run's bytes, resumed all the same
     with Descriptors() as descriptors:
         downloader = Downloader(h.session, CFG, sleep=descriptors)
         with pytest.raises(OSError):
@@ -468,7 +472,10 @@ async def test_out_of_descriptors_is_a_failed_attempt_retried_after_a_wait(h: Ha
         outcome = await downloader.fetch(h.transfer(X1D))
 
     assert outcome.state is ProductState.DONE and outcome.attempts == 2
+    assert outcome.resumed_from == 20_000
     assert len(descriptors.waits) == 1
+    assert "too many open files (EMFILE) opening" in caplog.text
+    assert "resuming, 20000 bytes held" in caplog.text  # said once the part is open
     assert h.transfer(X1D).dest.read_bytes() == h.body(X1D)
 
 

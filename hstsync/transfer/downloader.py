@@ -243,12 +243,15 @@ class _File:
         self.guess = True
         #: an answer of another length than the catalogue's could not be checked once
         self.unverifiable = False
+        #: a plan was made (what the part held is logged once, at the first)
+        self.planned = False
 
     def plan(self, segment_min: int) -> Work:
         """The ranges this attempt asks for: what the part lacks, or the whole file."""
         transfer, part = self.transfer, self.part
         assert part is not None
-        held, first = part.held, self.attempts.count == 1
+        held, first = part.held, not self.planned
+        self.planned = True
         if held is not None and (held.done or held.size is not None):
             if first and held.done:
                 of = f" of {held.size}" if held.size is not None else ""
