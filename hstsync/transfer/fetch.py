@@ -156,11 +156,7 @@ class FileFetch:
     def _expect(self) -> Expected | None:
         """A file that may be cut holds spare connections back until its answer says."""
         size = self._work.size
-        if (
-            not self._split
-            or size is None
-            or not worth_segmenting(size, self._link.cfg.segment_min)
-        ):
+        if not self._split or size is None or not _cuttable(size, self._link):
             return None
         return self._link.budget.expect(self._host, size)
 
@@ -171,8 +167,7 @@ class FileFetch:
         return (
             self._split
             and work.ranges_taken
-            and work.size is not None
-            and worth_segmenting(work.size, self._link.cfg.segment_min)
+            and _cuttable(work.size, self._link)
             and not self._part.in_memory
         )
 
@@ -282,11 +277,7 @@ class FileFetch:
                 and work.lanes() <= 1
             )
             await self._part.begin(Control(work.size, work.validator), in_memory=small)
-            if (
-                not small
-                and work.size is not None
-                and worth_segmenting(work.size, self._link.cfg.segment_min)
-            ):
+            if not small and work.size is not None and _cuttable(work.size, self._link):
                 await self._part.preallocate(work.size)
         except BaseException as exc:
             self._begun.set_exception(exc)
@@ -333,6 +324,11 @@ class FileFetch:
             self._checkpoint_wanted.clear()
             self._last_checkpoint = time.monotonic()
             await self._part.checkpoint(self._work.record())
+
+
+def _cuttable(size: int | None, link: Link) -> bool:
+    """Whether a file of ``size`` bytes (None: not known yet) is worth more connections."""
+    return size is not None and worth_segmenting(size, link.cfg.segment_min)
 
 
 def _done() -> asyncio.Future[None]:
