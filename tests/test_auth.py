@@ -27,7 +27,7 @@ from file_keyring import FileKeyring
 from hstsync.archive import standing
 from hstsync.archive.auth import Token, find_token
 from hstsync.archive.keyring_entry import KEYRING_SERVICE, KEYRING_USER, keyring_service
-from hstsync.archive.manifest import parse_manifest, parse_manifest_bytes
+from hstsync.archive.manifest import parse_manifest_bytes
 from hstsync.archive.resolve import Resolver
 from hstsync.cli.commands import main
 from hstsync.config import for_directory
@@ -256,42 +256,6 @@ def test_query_cookie_is_scoped_to_the_configured_host():
     # an https server's cookie never travels over http, even to the same host
     [cookie] = list(Resolver("https://mast.example.org", SECRET).client.obs._session.cookies)
     assert (cookie.domain, cookie.secure) == ("mast.example.org", True)
-
-
-async def test_token_never_follows_a_redirect_to_another_host(tmp_path: Path):
-    catalogue, public, exclusive = mixed_catalogue()
-    pub, excl = sorted(public)[0], sorted(exclusive)
-    async with (
-        Emulator(catalogue, tokens={SECRET: "alice"}) as mast,
-        # another host (another port of the same host: tests/test_token_leaks.py)
-        Emulator(catalogue, host="127.0.0.2", tokens={SECRET: "alice"}) as elsewhere,
-    ):
-        # The second server would serve exclusive data for the token: if it ever saw
-        # the token, excl[0] would end done rather than auth_required.
-        mast.redirects = {
-            pub.rsplit("/", 1)[1]: elsewhere.url,
-            excl[0].rsplit("/", 1)[1]: elsewhere.url,
-            excl[1].rsplit("/", 1)[1]: mast.url,  # same origin: the token goes along
-        }
-        config = for_directory(tmp_path, server=mast.url, backoff=0.01, backoff_max=0.02)
-        config.paths.requests.mkdir()
-        (config.paths.requests / "9999.toml").write_text(MANIFEST)
-        request = parse_manifest(config.paths.requests / "9999.toml")
-        with Store(config.paths.database) as store:
-            store.upsert_request(request, "9999.toml")
-            async with Mirror(config, store, token=SECRET) as mirror:
-                assert await mirror.sync(request) is RequestState.INCOMPLETE
-        got = states(tmp_path)
-        assert got[pub] is ProductState.DONE
-        assert got[excl[0]] is ProductState.AUTH_REQUIRED
-        assert got[excl[1]] is ProductState.DONE
-        assert elsewhere.requests, "the redirects were not followed"
-        for r in elsewhere.requests:
-            assert "Authorization" not in r.headers
-            assert "mast_token" not in r.headers.get("Cookie", "")
-            assert SECRET not in json.dumps(r.headers)
-        first_hops = [r for r in mast.requests if r.path.endswith("/Download/file")]
-        assert all(r.headers.get("Authorization") == f"token {SECRET}" for r in first_hops)
 
 
 # -- refused products wait, and come in once a token is there ------------------------------------

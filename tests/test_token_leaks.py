@@ -51,19 +51,23 @@ def write_config(root: Path, server: str, extra: str = "") -> Path:
     return config
 
 
-async def test_a_redirect_to_another_port_of_the_same_host_never_gets_the_token(tmp_path: Path):
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.2", "127.0.0.1"],
+    ids=["another-host", "another-port-of-the-same-host"],  # the latter: another user's service
+)
+async def test_a_redirect_to_another_host_or_port_never_gets_the_token(tmp_path: Path, host: str):
     catalogue, public, exclusive = mixed_catalogue()
     async with (
         Emulator(catalogue, tokens={SECRET: "alice"}) as mast,
-        # the same host, another port: another service (another user's, on a shared machine)
-        Emulator(catalogue, host="127.0.0.1", tokens={SECRET: "alice"}) as other_port,
+        Emulator(catalogue, host=host, tokens={SECRET: "alice"}) as other,
     ):
-        assert other_port.port != mast.port
+        assert (other.host, other.port) != (mast.host, mast.port)
         # The other server would serve exclusive data for the token: had it seen the
         # token, exclusive[0] would end done rather than auth_required.
         mast.redirects = {
-            public[0].rsplit("/", 1)[1]: other_port.url,
-            exclusive[0].rsplit("/", 1)[1]: other_port.url,
+            public[0].rsplit("/", 1)[1]: other.url,
+            exclusive[0].rsplit("/", 1)[1]: other.url,
             exclusive[1].rsplit("/", 1)[1]: mast.url,  # the same origin: the token goes along
         }
         config = for_directory(tmp_path, server=mast.url, backoff=0.01, backoff_max=0.02)
@@ -78,10 +82,13 @@ async def test_a_redirect_to_another_port_of_the_same_host_never_gets_the_token(
         assert got[public[0]] is ProductState.DONE
         assert got[exclusive[0]] is ProductState.AUTH_REQUIRED
         assert got[exclusive[1]] is ProductState.DONE
-        assert other_port.requests, "the redirects were not followed"
-        for r in other_port.requests:
+        assert other.requests, "the redirects were not followed"
+        for r in other.requests:
             assert "Authorization" not in r.headers
+            assert "mast_token" not in r.headers.get("Cookie", "")
             assert SECRET not in json.dumps(dict(r.headers))
+        first_hops = [r for r in mast.requests if r.path.endswith("/Download/file")]
+        assert all(r.headers.get("Authorization") == f"token {SECRET}" for r in first_hops)
 
 
 async def test_the_on_change_hook_never_sees_the_token_in_its_environment(tmp_path: Path):
