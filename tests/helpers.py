@@ -5,7 +5,8 @@ until it watches; :func:`run_hstsync` runs one command to its end; :func:`until`
 a condition with a generous deadline (a failure message, not a speed check);
 :func:`request_state` reads the store as ``status`` would; :func:`drop` writes a
 manifest as people are told to; :func:`assert_tree_identical` checks the tutorial's files.
-:class:`Naps` is the recording ``sleep`` the in-process transfer tests hand a downloader.
+:class:`Naps` is the recording ``sleep`` the in-process transfer tests hand a downloader;
+:func:`notify_socket` is systemd's end of a daemon's ``NOTIFY_SOCKET``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -61,6 +63,31 @@ class Naps:
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
         await asyncio.sleep(0)
+
+
+@contextlib.contextmanager
+def notify_socket(directory: Path) -> Iterator[NotifySocket]:
+    """systemd's notify socket, bound in ``directory`` (its :attr:`~NotifySocket.address`
+    goes in a daemon's ``NOTIFY_SOCKET``) and closed after."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        address = str(directory / "notify.sock")
+        sock.bind(address)
+        sock.setblocking(False)
+        yield NotifySocket(sock, address)
+    finally:
+        sock.close()
+
+
+class NotifySocket:
+    def __init__(self, sock: socket.socket, address: str) -> None:
+        self._sock = sock
+        self.address = address
+
+    async def message(self, timeout: float = 10) -> list[bytes]:
+        """The next message a daemon sent, line by line (``READY=1``, ``WATCHDOG=1``)."""
+        loop = asyncio.get_running_loop()
+        return (await asyncio.wait_for(loop.sock_recv(self._sock, 4096), timeout)).split(b"\n")
 
 
 def write_config(

@@ -18,6 +18,7 @@ from helpers import (
     assert_tree_identical,
     daemon,
     drop,
+    notify_socket,
     request_state,
     until,
     until_done,
@@ -287,24 +288,13 @@ async def test_removing_a_manifest_stops_its_request(tmp_path: Path):
 
 
 async def test_daemon_tells_systemd_it_is_ready_and_stopping(tmp_path: Path, emulator: Emulator):
-    import socket
-
-    address = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(address)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
     config = write_config(tmp_path, emulator.url)
-    try:
-        async with daemon(tmp_path, config, env={"NOTIFY_SOCKET": address}) as d:
-            ready = await asyncio.wait_for(loop.sock_recv(sock, 4096), 10)
-            assert b"READY=1" in ready.split(b"\n")
+    with notify_socket(tmp_path) as notify:
+        async with daemon(tmp_path, config, env={"NOTIFY_SOCKET": notify.address}) as d:
+            assert b"READY=1" in await notify.message()
             d.proc.send_signal(signal.SIGTERM)
-            stopping = await asyncio.wait_for(loop.sock_recv(sock, 4096), 10)
-            assert b"STOPPING=1" in stopping.split(b"\n")
+            assert b"STOPPING=1" in await notify.message()
             assert await asyncio.wait_for(d.proc.wait(), 10) == 0
-    finally:
-        sock.close()
 
 
 async def test_a_second_run_on_the_same_database_is_refused(tmp_path: Path, emulator: Emulator):

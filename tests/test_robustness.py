@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from helpers import (
     daemon,
     drop,
     held_under,
+    notify_socket,
     request_state,
     run_hstsync,
     tmpfs,
@@ -464,21 +464,13 @@ async def test_sighup_stops_the_daemon_like_sigterm(tmp_path: Path):
 
 
 async def test_the_daemon_feeds_systemds_watchdog(tmp_path: Path, emulator: Emulator):
-    address = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(address)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
     config = write_config(tmp_path, emulator.url)
-    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}
-    try:
+    with notify_socket(tmp_path) as notify:
+        env = {"NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "400000"}
         async with daemon(tmp_path, config, env=env):
             pings = 0
             while pings < 3:
-                message = await asyncio.wait_for(loop.sock_recv(sock, 4096), 10)
-                pings += b"WATCHDOG=1" in message.split(b"\n")
-    finally:
-        sock.close()
+                pings += b"WATCHDOG=1" in await notify.message()
 
 
 async def test_daemon_status_tells_a_running_daemon_and_its_last_heartbeat(
