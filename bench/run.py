@@ -164,25 +164,22 @@ def contenders(
 ) -> list[Contender]:
     b = args.budget
     hstsync_cfg = " ".join(f"{k}={v}" for k, v in hstsync_budget(b).items())
-    out = [
-        Contender(
-            "hstsync", "hstsync run --once", hstsync_cfg, b, 1,
-            lambda w: run_hstsync(server, workload, w, b), summary="once",
-        ),
-        Contender(
-            "hstsync", "hstsync daemon (drop → done)", hstsync_cfg, b, 1,
-            lambda w: run_hstsync_daemon(server, workload, w, b), summary="daemon",
-        ),
-    ]  # fmt: skip
-    if base := args.baseline:
+    # (interpreter, label, summary column prefix): this hstsync, and --baseline's
+    installed = [(PYTHON, "hstsync", "")]
+    if args.baseline:
+        installed.append((args.baseline, "baseline", "b."))
+    out = []
+    for python, name, prefix in installed:
         out += [
             Contender(
-                "hstsync", "baseline run --once", hstsync_cfg, b, 1,
-                lambda w: run_hstsync(server, workload, w, b, base), summary="b.once",
+                "hstsync", f"{name} run --once", hstsync_cfg, b, 1,
+                partial(run_hstsync, server, workload, budget=b, python=python),
+                summary=f"{prefix}once",
             ),
             Contender(
-                "hstsync", "baseline daemon (drop → done)", hstsync_cfg, b, 1,
-                lambda w: run_hstsync_daemon(server, workload, w, b, base), summary="b.daemon",
+                "hstsync", f"{name} daemon (drop → done)", hstsync_cfg, b, 1,
+                partial(run_hstsync_daemon, server, workload, budget=b, python=python),
+                summary=f"{prefix}daemon",
             ),
         ]  # fmt: skip
     for name, files, splits in shapes(b, args.splits):
