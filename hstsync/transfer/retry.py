@@ -1,14 +1,14 @@
 """The retry policy, all of it: which failures, how many attempts, how long to wait.
 
-Only :class:`~hstsync.errors.TransferError` is retried (a 403 for public data is
-one); a refusal (401/403/404) or a disk that cannot be written ends the transfer at
-once. A file has one budget of ``retries + 1`` attempts, whole-file attempts and
-segment retries alike. The wait is exponential backoff with jitter, raised to the
-server's ``Retry-After`` when it sent one (capped at
-:data:`~hstsync.transfer.http.RETRY_AFTER_CAP`, not at ``backoff_max``). Each wait
+Only :class:`~hstsync.errors.TransferError` is retried (a 403 for public data is one,
+and so is running out of descriptors); a refusal (401/403/404) or a disk that cannot
+be written ends the transfer at once. A file has one budget of ``retries + 1``
+attempts, whole-file attempts and segment retries alike. The wait is exponential
+backoff with jitter, raised to the server's ``Retry-After`` when it sent one (capped
+at :data:`~hstsync.transfer.http.RETRY_AFTER_CAP`, not at ``backoff_max``). Each wait
 is logged (one WARNING per failed attempt, naming the attempt that failed; nothing
-else in the package logs a retried failure) and announced to the caller's
-``on_retry`` hook first.
+else in the package logs a retried failure) and announced to the caller's ``on_retry``
+hook first.
 :func:`retrying` builds the tenacity object; nothing else in the package retries.
 """
 
