@@ -149,21 +149,7 @@ class ProductRecords(Connection):
         with self._writing(f"record {len(marks)} products") as db:
             for request, data_uri, state, fields in marks:
                 try:
-                    product_queries.mark(
-                        db,
-                        self.path,
-                        request,
-                        data_uri,
-                        state,
-                        bytes_done=fields.get("bytes_done"),
-                        error=fields.get("error"),
-                        attempts=fields.get("attempts", 0),
-                        size=fields.get("size"),
-                        size_note=fields.get("size_note"),
-                        sha256=fields.get("sha256"),
-                        etag=fields.get("etag"),
-                        last_modified=fields.get("last_modified"),
-                    )
+                    product_queries.mark(db, self.path, request, data_uri, state, **fields)
                 except StoreError:  # no such row: it changed nothing
                     continue
                 recorded += 1
