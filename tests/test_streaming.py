@@ -16,10 +16,12 @@ from astropy.table import Table
 from emulator_helpers import PageIgnoringArchive
 
 from hstsync.archive import paging
-from hstsync.archive.paging import Listing, ObservationPage
+from hstsync.archive.paging import Batcher, BatchSizes, Listing, ObservationPage
 from hstsync.archive.rows import Claims, products_from_rows
+from hstsync.archive.walk import AskPage, Walk
 from hstsync.config import Config, for_directory
 from hstsync.emulator import Emulator, Fault, FaultKind, PortalQuirks
+from hstsync.errors import ArchiveUnavailable
 from hstsync.model import ProductState, RequestState
 from hstsync.service.daemon import run_once
 from hstsync.service.sync.results import results_path
@@ -175,6 +177,51 @@ def test_a_listing_asks_for_no_page_beyond_what_the_archive_implies(
         listing.took(found, fresh=rows)  # every observation new
         taken += 1
     assert taken == asked and listing.done
+
+
+def walked(walk: Walk, pages: list[list[str]], failing: set[int]) -> list[object]:
+    """Drive ``walk`` as a driver would: ``pages`` of obsids, full pages of 3 but the last;
+    the product lists whose size is in ``failing`` fail. What it asked for, in order."""
+    asked: list[object] = []
+    while (step := walk.next()) is not None:
+        if isinstance(step, AskPage):
+            obsids = pages[step.page - 1]
+            asked.append(f"page {step.page}")
+            walk.answer(ObservationPage(obsids, len(obsids), 3, len(pages)))
+        elif len(step.obsids) in failing:
+            asked.append(("failed", step.obsids))
+            walk.fail(ArchiveUnavailable("the archive did not answer within 1 s"))
+        else:
+            asked.append(step.obsids)
+            walk.answer()
+    return asked
+
+
+def test_a_walk_asks_pages_then_batches_and_a_failed_jwst_batch_in_halves() -> None:
+    halved: list[list[str]] = []
+    batcher = Batcher(BatchSizes(first=2, size=4, halve=True))
+    walk = Walk(batcher, None, lambda batch, exc: halved.append(batch))
+    pages = [["a", "b", "c"], ["d", "e", "f"], ["g"]]
+
+    asked = walked(walk, pages, failing={4})
+
+    assert asked == [
+        "page 1",
+        ["a", "b"],  # the small first batch as soon as a page holds it
+        "page 2",
+        ("failed", ["c", "d", "e", "f"]),
+        ["c", "d"],
+        ["e", "f"],
+        "page 3",  # a short page: the last
+        ["g"],
+    ]
+    assert halved == [["c", "d", "e", "f"]] and batcher.limit == 2
+
+
+def test_a_walk_raises_a_failed_batch_it_does_not_halve() -> None:
+    walk = Walk(Batcher(BatchSizes(first=2, size=4)), None, lambda batch, exc: None)
+    with pytest.raises(ArchiveUnavailable):
+        walked(walk, [["a", "b"]], failing={2})
 
 
 def test_claims_keep_a_path_with_its_first_owner_across_batches() -> None:

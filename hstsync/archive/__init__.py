@@ -6,6 +6,7 @@
 - ``observations``, ``products``, ``pathlookup``: the Resolver's steps (blocking).
 - ``failures``: astroquery's and requests' exceptions as our errors.
 - ``paging``: when a list of observations ends, and obsids in product-list batches (pure).
+- ``walk``: one resolution as steps (pages, batches, halves) that a driver carries out (pure).
 - ``rows``: catalogue rows -> Products: one per dataURI, one owner per path (pure).
 - ``cells``: one catalogue cell read as a value: nulls, sizes, text (pure).
 - ``seen``: the texts a resolution has met, 16 bytes each (pure).
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
         request_name,
         write_manifest,
     )
-    from hstsync.archive.paging import Batcher, Listing, ObservationPage, batch_sizes
+    from hstsync.archive.paging import Batcher, ObservationPage, batch_sizes
     from hstsync.archive.products import halving
     from hstsync.archive.resolve import Resolver
     from hstsync.archive.rows import Claims
@@ -54,16 +55,18 @@ if TYPE_CHECKING:
         standing_of,
         user_of,
     )
+    from hstsync.archive.walk import AskPage, Walk
 
 __all__ = [
     "COLLECTIONS",
+    "AskPage",
     "Batcher",
     "Claims",
-    "Listing",
     "ObservationPage",
     "Resolver",
     "Sieve",
     "Token",
+    "Walk",
     "auth_required_message",
     "batch_sizes",
     "check_transport",
@@ -105,7 +108,7 @@ __getattr__, __dir__ = lazy(
             "store_in_keyring",
         ],
         "manifest": ["is_manifest_name", "parse_manifest", "request_name", "write_manifest"],
-        "paging": ["Batcher", "Listing", "ObservationPage", "batch_sizes"],
+        "paging": ["Batcher", "ObservationPage", "batch_sizes"],
         "products": ["halving"],
         "resolve": ["Resolver"],
         "rows": ["Claims"],
@@ -119,5 +122,6 @@ __getattr__, __dir__ = lazy(
             "standing_of",
             "user_of",
         ],
+        "walk": ["AskPage", "Walk"],
     },
 )

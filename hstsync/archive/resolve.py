@@ -27,11 +27,12 @@ from typing import Any
 
 from hstsync.archive.client import DEFAULT_TIMEOUT, Client
 from hstsync.archive.observations import observation_page
-from hstsync.archive.paging import Batcher, Listing, ObservationPage, batch_sizes
+from hstsync.archive.paging import Batcher, ObservationPage, batch_sizes
 from hstsync.archive.pathlookup import path_lookup
 from hstsync.archive.products import halving, product_list, select_products
 from hstsync.archive.rows import Claims
 from hstsync.archive.selection import Sieve
+from hstsync.archive.walk import AskPage, Walk
 from hstsync.errors import ArchiveUnavailable
 from hstsync.model import Product, Request
 
@@ -57,7 +58,8 @@ class Resolver:
     # In steps, so a caller can bound, retry and batch each archive call on its own:
     # ``observations`` (one page), ``product_table`` (one batch of obsids), then
     # ``select`` (filters and the row → Product boundary; no network).
-    # ``resolve_batches`` runs them in order, blocking (``hstsync plan``).
+    # ``resolve_batches`` runs them as the walk says (``archive.walk``), blocking
+    # (``hstsync plan``).
 
     def resolve_batches(
         self, request: Request, sieve: Sieve | None = None
@@ -74,36 +76,22 @@ class Resolver:
         ``sieve`` follows what the filters let through (and why nothing, if so).
         """
         claims = Claims()
-        batcher = Batcher(batch_sizes(request.collection))
-        listing = Listing()
-
-        def listed(batch: list[str]) -> Iterator[list[Product]]:
-            if len(batch) > batcher.limit:  # a half made before the limit came down
-                for run in batcher.fit(batch):
-                    yield from listed(run)
-                return
+        steps = Walk(
+            Batcher(batch_sizes(request.collection)),
+            sieve,
+            lambda batch, exc: log.warning("%s", halving(request.name, batch, exc)),
+        )
+        while (step := steps.next()) is not None:
+            if isinstance(step, AskPage):
+                steps.answer(self.observations(request, step.page))
+                continue
             try:
-                table = self.product_table(batch)
+                table = self.product_table(step.obsids)
             except ArchiveUnavailable as exc:
-                halves = batcher.split(batch)
-                if halves is None:
-                    raise
-                log.warning(halving(request.name, batch, exc))
-                for half in halves:
-                    yield from listed(half)
-                return
+                steps.fail(exc)
+                continue
             yield self.select(request, [table], claims, sieve)
-
-        while not listing.done:
-            found = self.observations(request, listing.page)
-            if sieve is not None:
-                sieve.observed(found.rows, len(found.planned))
-            batches = batcher.add(found.obsids, found.planned)
-            listing.took(found, batcher.fresh)
-            for batch in batches:
-                yield from listed(batch)
-        for batch in batcher.rest():
-            yield from listed(batch)
+            steps.answer()
 
     def observations(self, request: Request, page: int = 1) -> ObservationPage:
         """One page of the request's observations, with the paging the archive says it

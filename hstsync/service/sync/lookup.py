@@ -34,12 +34,13 @@ from typing import Any, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from hstsync.archive import (
+    AskPage,
     Batcher,
     Claims,
-    Listing,
     ObservationPage,
     Resolver,
     Sieve,
+    Walk,
     batch_sizes,
     halving,
 )
@@ -139,46 +140,33 @@ class Lookups:
         batcher = Batcher(
             batch_sizes(request.collection), limit=None if learned is None else 2 * learned
         )
-        listing = Listing()  # when the pages end: never queries without end
-        asked = 0
 
-        async def listed(batch: list[str]) -> list[Product]:
-            nonlocal asked
-            if len(batch) > batcher.limit:  # a half made before the limit came down
-                return [product for run in batcher.fit(batch) for product in await listed(run)]
+        def halved(batch: list[str], exc: ArchiveUnavailable) -> None:
+            log.warning("%s", halving(request.name, batch, exc))
+            self._limits[request.name] = batcher.limit
+
+        steps, asked = Walk(batcher, sieve, halved), 0
+        while (step := steps.next()) is not None:
+            if isinstance(step, AskPage):
+                what = f"request {request.name}: observations, page {step.page}"
+                page = functools.partial(_observations, request=request, page=step.page)
+                steps.answer(await self._retried(page, what, on_retry))
+                continue
             asked += 1
             what = f"request {request.name}: product list {asked}"
-            step = functools.partial(_product_table, obsids=batch)
+            listed = functools.partial(_product_table, obsids=step.obsids)
             try:
-                if batcher.sizes.halve and len(batch) > 1:
-                    table = await self._call(step)  # on failure: halves, not the same again
+                if step.halved_on_failure:
+                    table = await self._call(listed)  # on failure: halves, not the same again
                 else:
-                    table = await self._retried(step, what, on_retry)
+                    table = await self._retried(listed, what, on_retry)
             except ArchiveUnavailable as exc:
-                halves = batcher.split(batch)
-                if halves is None:
-                    raise
-                log.warning("%s", halving(request.name, batch, exc))
-                self._limits[request.name] = batcher.limit
-                return [product for half in halves for product in await listed(half)]
-            return await self._call(
+                steps.fail(exc)
+                continue
+            yield await self._call(
                 functools.partial(_select, request=request, table=table, claims=claims, sieve=sieve)
             )
-
-        while not listing.done:
-            found = await self._retried(
-                functools.partial(_observations, request=request, page=listing.page),
-                f"request {request.name}: observations, page {listing.page}",
-                on_retry,
-            )
-            if sieve is not None:
-                sieve.observed(found.rows, len(found.planned))
-            batches = batcher.add(found.obsids, found.planned)
-            listing.took(found, batcher.fresh)
-            for batch in batches:
-                yield await listed(batch)
-        for batch in batcher.rest():
-            yield await listed(batch)
+            steps.answer()
         if batcher.limit >= batcher.sizes.size:
             self._limits.pop(request.name, None)
         else:
