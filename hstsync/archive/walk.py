@@ -30,15 +30,15 @@ from hstsync.errors import ArchiveUnavailable
 
 @dataclass(frozen=True, slots=True)
 class AskPage:
-    """Ask for this page of the request's observations; send back its ObservationPage."""
+    """Ask for this page of the request's observations; :meth:`Walk.answer` with it."""
 
     page: int
 
 
 @dataclass(frozen=True, slots=True)
 class AskProducts:
-    """Ask for these obsids' product list; send back None once it is taken, or throw
-    the ArchiveUnavailable it failed with."""
+    """Ask for these obsids' product list; :meth:`Walk.answer` once it is taken, or
+    :meth:`Walk.fail` with the ArchiveUnavailable it failed with."""
 
     obsids: list[str]
     #: a failure is answered with halves, so the list is not worth asking again whole
