@@ -6,13 +6,15 @@ a condition with a generous deadline (a failure message, not a speed check);
 :func:`request_state` reads the store as ``status`` would; :func:`drop` writes a
 manifest as people are told to; :func:`assert_tree_identical` checks the tutorial's files.
 :class:`Naps` is the recording ``sleep`` the in-process transfer tests hand a downloader;
-:func:`notify_socket` is systemd's end of a daemon's ``NOTIFY_SOCKET``.
+:func:`notify_socket` is systemd's end of a daemon's ``NOTIFY_SOCKET``;
+:func:`recording_hook` an ``on_change`` hook that keeps what it is told (:func:`told`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -21,6 +23,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +66,26 @@ class Naps:
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
         await asyncio.sleep(0)
+
+
+def recording_hook(root: Path, into: Path) -> str:
+    """The command of an ``on_change`` hook that appends every document it is given to
+    ``into``, a JSON line each (:func:`told` reads them back); its script in ``root``."""
+    script = root / "hook.py"
+    script.write_text(
+        "import json, sys\n"
+        f"with open({str(into)!r}, 'a') as f:\n"
+        "    f.write(json.dumps(json.load(sys.stdin)) + '\\n')\n"
+    )
+    return f"{sys.executable} {script}"
+
+
+def told(hook: Path, event: str | None = None) -> list[dict[str, Any]]:
+    """The documents a :func:`recording_hook` was given (of ``event`` only, when named)."""
+    if not hook.exists():
+        return []
+    docs = [json.loads(line) for line in hook.read_text().splitlines()]
+    return [doc for doc in docs if event is None or doc.get("event") == event]
 
 
 @contextlib.contextmanager

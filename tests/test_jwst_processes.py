@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import held_under, run_hstsync, write_config
+from helpers import held_under, recording_hook, run_hstsync, write_config
 
 from hstsync.emulator import (
     JWST_PROPOSAL,
@@ -47,14 +47,8 @@ DONE_WHEN = (
 def configured(root: Path, emulator: Emulator, hook: Path | None = None) -> Path:
     config = write_config(root, emulator.url)
     if hook is not None:
-        script = root / "hook.py"
-        script.write_text(
-            "import json, sys\n"
-            f"with open({str(hook)!r}, 'a') as f:\n"
-            "    f.write(json.dumps(json.load(sys.stdin)) + '\\n')\n"
-        )
         config.write_text(
-            config.read_text() + f'[hooks]\non_change = "{sys.executable} {script}"\n'
+            config.read_text() + f'[hooks]\non_change = "{recording_hook(root, hook)}"\n'
         )
     (root / "requests" / "jw1345.toml").write_text(DONE_WHEN)
     return config

@@ -9,12 +9,11 @@ observation say the same of the observations.
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import recording_hook, told
 
 from hstsync.archive.selection import Sieve
 from hstsync.cli.commands import main
@@ -131,19 +130,14 @@ def test_plan_of_filters_that_keep_nothing_says_why_and_exits_1(
 
 async def test_a_request_that_selects_nothing_is_told_to_the_hook_once(config: Config):
     out = config.paths.requests.parent / "calls.jsonl"
-    script = config.paths.requests.parent / "hook.py"
-    script.write_text(
-        "import json, sys\n"
-        f"with open({str(out)!r}, 'a') as f:\n"
-        "    f.write(json.dumps(json.load(sys.stdin)) + '\\n')\n"
-    )
-    config = replace(config, hooks=HooksConfig(on_change=f"{sys.executable} {script}"))
+    hook = recording_hook(config.paths.requests.parent, out)
+    config = replace(config, hooks=HooksConfig(on_change=hook))
     request(config, "cal7", "[filters]\ncalib_level = [7]\n")
 
     assert await run_once(config) == 1
     assert await run_once(config) == 1  # the same reason: not worth telling again
 
-    [doc] = [json.loads(line) for line in out.read_text().splitlines()]
+    [doc] = told(out)
     assert doc["state"] == "incomplete"
     [failure] = doc["failures"]
     assert failure["reason"].endswith("calib_level = [7] matches none (calib_level here: 1, 2)")

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import socket
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +23,10 @@ from helpers import (
     Daemon,
     daemon,
     drop,
+    recording_hook,
     request_state,
     run_hstsync,
+    told,
     until,
     until_done,
     write_config,
@@ -119,24 +120,10 @@ def configured(
     if listen:
         text += '[status]\nlisten = "127.0.0.1:0"\n'
     if hook is not None:
-        script = root / "hook.py"
-        script.write_text(
-            "import json, sys\n"
-            f"with open({str(hook)!r}, 'a') as f:\n"
-            "    f.write(json.dumps(json.load(sys.stdin)) + '\\n')\n"
-        )
-        text += f'[hooks]\non_change = "{sys.executable} {script}"\n'
+        text += f'[hooks]\non_change = "{recording_hook(root, hook)}"\n'
     config = root / "config.toml"
     config.write_text(text + extra)
     return config
-
-
-def told(hook: Path, event: str | None = None) -> list[dict[str, Any]]:
-    """The documents the hook was given (of ``event`` only, when named)."""
-    if not hook.exists():
-        return []
-    docs = [json.loads(line) for line in hook.read_text().splitlines()]
-    return [doc for doc in docs if event is None or doc.get("event") == event]
 
 
 async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
