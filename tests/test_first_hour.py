@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import tmpfs
@@ -127,17 +128,23 @@ def test_status_into_head_starts_with_its_header(tmp_path: Path):
     assert proc.stdout.startswith("REQUEST "), proc.stdout  # no blank line first
 
 
+def status_after_a_pass(
+    root: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
+) -> dict[str, Any]:
+    """``status --json`` once ``run --once`` has mirrored the tutorial's request."""
+    config = make_config(root, served.url)
+    (root / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
+    assert main(["run", "--once", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["status", "--json", "--config", str(config)]) == 0
+    document: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return document
+
+
 def test_status_json_gives_the_heartbeat_as_an_iso_time_like_every_other(
     tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
 ):
-    config = make_config(tmp_path, served.url)
-    (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
-    assert main(["run", "--once", "--config", str(config)]) == 0
-    capsys.readouterr()
-
-    assert main(["status", "--json", "--config", str(config)]) == 0
-
-    daemon = json.loads(capsys.readouterr().out)["daemon"]
+    daemon = status_after_a_pass(tmp_path, served, capsys)["daemon"]
     assert daemon["running"] is False
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", daemon["heartbeat"])
 
@@ -325,14 +332,7 @@ def test_demo_keep_keeps_the_directory_it_names(capsys: pytest.CaptureFixture[st
 def test_status_json_has_last_new_files(
     tmp_path: Path, served: Emulator, capsys: pytest.CaptureFixture[str]
 ):
-    config = make_config(tmp_path, served.url)
-    (tmp_path / "requests" / "7291.toml").write_text(TUTORIAL_MANIFEST)
-    assert main(["run", "--once", "--config", str(config)]) == 0
-    capsys.readouterr()
-
-    assert main(["status", "--json", "--config", str(config)]) == 0
-
-    [request] = json.loads(capsys.readouterr().out)["requests"]
+    [request] = status_after_a_pass(tmp_path, served, capsys)["requests"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", request["last_new_files"])
 
 
