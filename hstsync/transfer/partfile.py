@@ -319,15 +319,16 @@ async def open_part(
     path = part_path(dest)
     fd, waited = await lock_part(path, label)
     try:
-        sidecars = bool(os.fstat(fd).st_size) or has_control(path)
-        held = read_control(path, os.fstat(fd).st_size) if sidecars else None
+        size = os.fstat(fd).st_size  # locked: nobody else writes it now
+        sidecars = bool(size) or has_control(path)
+        held = read_control(path, size) if sidecars else None
     except BaseException:
         os.close(fd)
         raise
     part = PartFile(dest, root, fd, held, report, sidecars=sidecars)
     part.waited = waited
     if held is None:
-        part.untrusted = os.fstat(fd).st_size
+        part.untrusted = size
     return part
 
 
