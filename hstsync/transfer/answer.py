@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 
 from hstsync.errors import RangesRefused, TransferError
-from hstsync.transfer.http import body_start, html_instead, server_total
+from hstsync.transfer.http import body_start, html_instead, server_total, validator_of
 from hstsync.transfer.work import OPEN, Segment, Work
 
 
@@ -83,7 +83,7 @@ def judge(
         raise LengthDiffers(work.size, total)
     if work.validator and not _same_origin(work.validator, headers):
         raise RangesRefused("the file changed on the server during the transfer")
-    work.validator = _validator(headers) or work.validator
+    work.validator = validator_of(headers) or work.validator
     work.etag = headers.get("ETag") or work.etag
     work.last_modified = headers.get("Last-Modified") or work.last_modified
     if status == HTTPStatus.PARTIAL_CONTENT or headers.get("Accept-Ranges", "").lower() == "bytes":
@@ -100,10 +100,3 @@ def _same_origin(validator: str, headers: Mapping[str, str]) -> bool:
     kind = "ETag" if validator.startswith(('"', 'W/"')) else "Last-Modified"
     theirs = headers.get(kind)
     return theirs is None or theirs == validator
-
-
-def _validator(headers: Mapping[str, str]) -> str | None:
-    etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):  # If-Range takes strong validators only
-        return etag
-    return headers.get("Last-Modified")

@@ -343,9 +343,9 @@ def is_chunked(headers: Mapping[str, str]) -> bool:
     return "chunked" in headers.get("Transfer-Encoding", "").lower()
 
 
-def validator_of(resp: aiohttp.ClientResponse) -> str | None:
-    """A strong ETag or the Last-Modified date, to send back as If-Range."""
-    etag = resp.headers.get("ETag")
+def validator_of(headers: Mapping[str, str]) -> str | None:
+    """An answer's strong ETag or its Last-Modified date, to send back as If-Range."""
+    etag = headers.get("ETag")
     if etag and not etag.startswith("W/"):  # If-Range takes strong validators only
         return etag
-    return resp.headers.get("Last-Modified")
+    return headers.get("Last-Modified")
