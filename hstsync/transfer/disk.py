@@ -115,15 +115,6 @@ def read_small(path: Path, limit: int = 1 << 16) -> bytes | None:
         os.close(fd)
 
 
-def fsync_path(path: Path) -> None:
-    """The bytes of the regular file at ``path`` on the disk."""
-    fd = open_regular(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_dir(directory: Path | str) -> None:
     """A rename or a new name in ``directory`` made durable (where the file system
     allows it: an error is the caller's to ignore or not)."""

@@ -147,10 +147,6 @@ class CatalogueProduct:
         row.update(self.cells)
         return row
 
-    def listed_size(self) -> Any:
-        """The ``size`` the catalogue lists (maybe None, a float, a string, wrong)."""
-        return self.cells.get("size", self.size)
-
 
 @dataclass(slots=True)
 class Observation:
