@@ -20,6 +20,10 @@ from hstsync.errors import UnsafePathError
 #: The top directory of astroquery's own layout, kept so either tool re-uses the other's tree.
 MIRROR_TOP = "mastDownload"
 
+#: How every time is written: in the database's rows (compared as text), the status
+#: documents and messages. ISO-8601 UTC to the second, ``2026-12-06T14:35:41Z``.
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
 
 class ProductState(StrEnum):
     PENDING = "pending"

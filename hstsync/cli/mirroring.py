@@ -138,6 +138,7 @@ def cmd_retry(config: Config, request: str | None) -> int:
 
 def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
     from hstsync.cli import report
+    from hstsync.model import TIME_FORMAT
     from hstsync.service.daemon import daemon_status, status_document
     from hstsync.service.sync import usage
     from hstsync.store import Store
@@ -157,7 +158,7 @@ def cmd_status(config: Config, request: str | None, *, as_json: bool) -> int:
         resync = config.schedule.resync_every
         doc: dict[str, Any] = status_document(summaries, products, resync_every=resync)
         # an ISO time in UTC, as every other time the document holds
-        stamp = None if beat is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(beat))
+        stamp = None if beat is None else time.strftime(TIME_FORMAT, time.gmtime(beat))
         doc["daemon"] = {"running": running, "pid": pid, "heartbeat": stamp}
         doc["token"] = {
             "state": facts.token_state,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hstsync.errors import StoreError
-from hstsync.model import ProductState, Request, RequestState, relookup_delay
+from hstsync.model import TIME_FORMAT, ProductState, Request, RequestState, relookup_delay
 from hstsync.store.rows import RequestRow, first_row, request_row, utc_now
 from hstsync.store.schema import FACTS, ORPHANS, PRODUCTS, REQUESTS
 
@@ -115,7 +115,7 @@ def lookup_failed(db: Any, path: Path, name: str, error: str) -> RequestRow:
         {
             "last_error": error,
             "lookup_failures": failures,
-            "next_lookup": due.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "next_lookup": due.strftime(TIME_FORMAT),
             "updated": utc_now(),
         },
     )

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from hstsync.errors import UnsafePathError
-from hstsync.model import Counts, Product, ProductState, RequestState, counts_of
+from hstsync.model import (
+    TIME_FORMAT,
+    Counts,
+    Product,
+    ProductState,
+    RequestState,
+    counts_of,
+)
 
 
 def utc_now() -> str:
@@ -30,7 +37,7 @@ def utc_now() -> str:
 # formatted once a second, not once a row: every file of a pass stamps a row or two
 @functools.lru_cache(maxsize=1)
 def _stamp(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    return time.strftime(TIME_FORMAT, time.gmtime(second))
 
 
 @dataclass(frozen=True, slots=True)

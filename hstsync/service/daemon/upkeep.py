@@ -27,7 +27,7 @@ from typing import TypeVar
 from hstsync.archive import find_token
 from hstsync.config import Config
 from hstsync.errors import ConfigError, UsageError
-from hstsync.model import Request
+from hstsync.model import TIME_FORMAT, Request
 from hstsync.service.daemon.requestdir import scan
 from hstsync.service.daemon.runtime import (
     STOP_SIGNALS,
@@ -184,10 +184,10 @@ async def rolling_verify(mirror: Mirror, request: Request) -> Report | None:
     share = math.ceil(done / passes)
     now = datetime.now(UTC)
     slack = max(schedule.verify_every - schedule.resync_every, 0.0)
-    before = (now - timedelta(seconds=slack)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    before = (now - timedelta(seconds=slack)).strftime(TIME_FORMAT)
     # a file checked (or landed) within the last re-sync period is not checked again yet
     period = min(schedule.resync_every, schedule.verify_every)
-    recent = (now - timedelta(seconds=period)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    recent = (now - timedelta(seconds=period)).strftime(TIME_FORMAT)
     rows = mirror.store.due_for_verify(request.name, before, share, recent)
     if not rows:
         return None

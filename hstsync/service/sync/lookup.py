@@ -46,7 +46,7 @@ from hstsync.archive import (
 )
 from hstsync.config import Config, backoff_wait
 from hstsync.errors import ArchiveUnavailable
-from hstsync.model import Product, Request
+from hstsync.model import TIME_FORMAT, Product, Request
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Lookups:
             if on_retry is not None:
                 at = datetime.now(UTC) + timedelta(seconds=state.upcoming_sleep)
                 step_name = what.partition(": ")[2] or what
-                on_retry(f"{step_name}: {exc}; trying again at {at:%Y-%m-%dT%H:%M:%SZ} ({attempt})")
+                on_retry(f"{step_name}: {exc}; trying again at {at:{TIME_FORMAT}} ({attempt})")
 
         retrying = AsyncRetrying(
             sleep=self._sleep,

@@ -14,6 +14,7 @@ import time
 
 from hstsync.archive import standing_of
 from hstsync.errors import HstsyncError, StoreError
+from hstsync.model import TIME_FORMAT
 from hstsync.service.sync.hooks import Notices
 from hstsync.service.sync.lookup import Lookups
 from hstsync.store import Store, utc_now
@@ -61,7 +62,7 @@ class TokenStanding:
             self._record("unknown", f"cannot check the MAST token: {exc}")
             return
         standing = standing_of(info, source=source)
-        expires = standing.expires.strftime("%Y-%m-%dT%H:%M:%SZ") if standing.expires else None
+        expires = standing.expires.strftime(TIME_FORMAT) if standing.expires else None
         if not standing.worrying:
             log.info("MAST token %s", standing.message)
             self._record(standing.state, standing.message, expires, told=None)
