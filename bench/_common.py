@@ -335,7 +335,10 @@ def byte_compile_hstsync(python: str = PYTHON) -> None:
     """``python``'s hstsync modules compiled to bytecode, as ``pip install`` leaves an
     installed package: an editable install run under ``PYTHONDONTWRITEBYTECODE`` would
     compile every module again at each start (60 ms of each run here)."""
-    compile_it = "import compileall, hstsync, os; compileall.compile_dir(os.path.dirname(hstsync.__file__), quiet=1)"  # noqa: E501
+    compile_it = (
+        "import compileall, hstsync, os; "
+        "compileall.compile_dir(os.path.dirname(hstsync.__file__), quiet=1)"
+    )
     subprocess.run([python, "-c", compile_it], check=True)
 
 
