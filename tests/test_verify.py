@@ -22,7 +22,7 @@ from hstsync.cli.demo import TUTORIAL_MANIFEST
 from hstsync.emulator import Emulator, default_catalogue
 from hstsync.model import ProductState
 from hstsync.store import Store
-from hstsync.transfer import HEAD_BYTES
+from hstsync.transfer import HEAD_BYTES, keywords, primary_header
 
 HST = "mastDownload/HST"
 SIX = {
@@ -286,3 +286,19 @@ async def test_a_replaced_file_is_told_to_the_hook_with_its_versions(
         # the reprocessing dated its header (the first version had no DATE card)
         assert changed["new"]["DATE"] and changed["old"].get("DATE") != changed["new"]["DATE"]
         assert changed["new_size"] == len(emu.body(URI.format("o58701010_x1d.fits")))
+
+
+def test_the_primary_header_is_read_to_the_end_of_the_block_holding_its_end_card() -> None:
+    def cards(*texts: bytes) -> bytes:
+        return b"".join(text.ljust(80) for text in texts)
+
+    first = cards(b"SIMPLE  =                    T", b"DATE    = '2026-12-06'", b"END")
+    one_block = first.ljust(2880)
+    assert primary_header(one_block + b"\0" * 100) == one_block
+    assert primary_header(one_block[:2000]) is None  # cut inside its last block
+    two_blocks = cards(b"SIMPLE  =                    T", *[b"COMMENT x"] * 40, b"END")
+    assert primary_header(two_blocks.ljust(5760) + b"data") == two_blocks.ljust(5760)
+    no_end = cards(b"SIMPLE  =                    T").ljust(2880)
+    assert primary_header(no_end * 3) is None
+    assert primary_header(b"\x89PNG" + one_block) is None  # not FITS
+    assert keywords(one_block) == {"DATE": "2026-12-06"}

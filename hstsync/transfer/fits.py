@@ -104,7 +104,7 @@ def _header_at(data: bytes | memoryview, position: int) -> tuple[dict[bytes, byt
         offset += BLOCK
         if block.translate(None, _PRINTABLE):
             return None
-        end = _end_card(block)
+        end = end_card(block)
         head = block if end < 0 else block[:end]
         if not _KEYWORDS.fullmatch(head):
             return None
@@ -122,7 +122,7 @@ def _header_at(data: bytes | memoryview, position: int) -> tuple[dict[bytes, byt
     return None
 
 
-def _end_card(block: bytes) -> int:
+def end_card(block: bytes) -> int:
     """Where the END card of a header block starts (a card boundary), or -1."""
     at = block.find(_END_CARD)
     while at > 0 and at % 80:

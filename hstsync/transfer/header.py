@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-BLOCK = 2880
+from hstsync.transfer.fits import BLOCK, end_card
+
 CARD = 80
 #: what a reprocessing shows in the primary header, for the hook and status
 TELLING = ("DATE", "CAL_VER", "CAL_SVER", "OPUS_VER", "PRVVERSION")
 
-_END = re.compile(rb"END {77}")
 _VALUE = re.compile(rb"= *(?:'((?:[^']|'')*)'|([^/]*?)) *(?:/.*)?$")
 
 
@@ -26,10 +26,9 @@ def primary_header(data: bytes) -> bytes | None:
     ``END``), or None when ``data`` does not start with a FITS header that ends in it."""
     if not data.startswith(b"SIMPLE  ="):
         return None
-    for start in range(0, len(data) - CARD + 1, CARD):
-        if _END.fullmatch(data, start, start + CARD):
-            end = -(-(start + CARD) // BLOCK) * BLOCK
-            return data[:end] if end <= len(data) else None
+    for start in range(0, len(data) - BLOCK + 1, BLOCK):
+        if end_card(data[start : start + BLOCK]) >= 0:
+            return data[: start + BLOCK]
     return None
 
 
